@@ -1,8 +1,152 @@
 """MadNIS: neural multi-channel importance sampling (arXiv:2212.06172, arXiv:2311.01548).
 
-Pure torch; knows nothing of MG5aMC. See README.md for the map of modules.
+Pure torch; knows nothing of MG5aMC. One module per idea: flow (+ splines, permutations), cwnet (channel
+weights), losses, buffer, stratification, dropping, vegas/vegas_init (pre-training), integration,
+unweighting, sampler (composition), training (the loop), checkpoint. :class:`MadNIS` is the facade::
+
+    m = MadNIS(integrand, TrainingConfig(steps=500))
+    history = m.train()
+    result = m.integrate(100_000); print(result.format_table())
+    events = m.sample_weighted(10_000)
 """
 
-from .integrand import Integrand, IntegrandResult
+from __future__ import annotations
 
-__all__ = ["Integrand", "IntegrandResult"]
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainingConfig
+from .integrand import Integrand, IntegrandResult
+from .integration import ChannelContribution, IntegrationResult, integrate
+from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample, channel_probabilities
+from .stratification import ChannelStatistics, allocate_points
+from .training import History, Trainer, TrainingProgress
+
+
+class MadNIS:
+    """Train, integrate and sample one multi-channel integrand."""
+
+    def __init__(self, integrand: Integrand, config: Optional[TrainingConfig] = None):
+        self.config = config or TrainingConfig()
+        self.integrand = CountingIntegrand(integrand, self.config.max_failed_fraction)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            sampler = MultiChannelSampler(integrand, self.config)
+        self.sampler = sampler.to(device=self.config.device, dtype=self.config.torch_dtype)
+        self.statistics = ChannelStatistics(integrand.n_channels, self.config.stats_decay)
+        self.generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed)
+        self.trainer = Trainer(self.sampler, self.integrand, self.config, self.statistics, self.generator)
+        self.vegas_grids: Optional[torch.Tensor] = None
+        self.last_result: Optional[IntegrationResult] = None
+
+    @property
+    def n_calls(self) -> int:
+        """Integrand points evaluated so far (training, integration, sampling)."""
+        return self.integrand.n_calls
+
+    def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
+        """Run ``config.steps`` training steps (after VEGAS pre-training if configured)."""
+        if self.config.vegas_pretraining and self.vegas_grids is None:
+            from .vegas_init import pretrain_vegas
+
+            self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
+        return self.trainer.train(callback)
+
+    def _generator(self, seed: Optional[int]) -> torch.Generator:
+        if seed is None:
+            return self.generator
+        return torch.Generator(device=self.config.device).manual_seed(seed)
+
+    def integrate(
+        self, n_points: int, callback: Optional[Callable[[IntegrationResult], None]] = None, seed: Optional[int] = None
+    ) -> IntegrationResult:
+        """I ± dI from ``n_points`` points allocated over the active channels ∝ running sigma_i."""
+        counts = allocate_points(
+            n_points, self.statistics.sigma, self.sampler.active.cpu(), self.config.uniform_fraction, min_points=2
+        )
+        generator = self._generator(seed)
+
+        def weight_fn(channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            draw = self.sampler.draw(self.integrand, channel, generator)
+            return draw.weight, draw.ok
+
+        group = self.sampler.group_of_channel.cpu()
+        self.last_result = integrate(weight_fn, counts, group, self.config.integration_batch_size, callback)
+        return self.last_result
+
+    def sample_weighted(self, n: int, seed: Optional[int] = None) -> WeightedSample:
+        """``n`` weighted points, channel i drawn with p_i ∝ I_i (last integration, else training estimates)."""
+        generator = self._generator(seed)
+        integral = self.statistics.integral
+        if self.last_result is not None:
+            integral = torch.tensor([c.integral for c in self.last_result.channels], dtype=torch.float64)
+        p = channel_probabilities(integral.cpu(), self.sampler.active.cpu()).to(self.config.device)
+        parts = []
+        for start in range(0, n, self.config.integration_batch_size):
+            size = min(self.config.integration_batch_size, n - start)
+            channel = torch.multinomial(p, size, replacement=True, generator=generator)
+            draw = self.sampler.draw(self.integrand, channel, generator)
+            parts.append((draw.r, draw.channel, draw.weight / p[draw.channel], draw.momenta, draw.ok))
+        if not parts:
+            raise ValueError("sample_weighted needs n >= 1")
+        momenta = None if parts[0][3] is None else torch.cat([p_[3] for p_ in parts])
+        return WeightedSample(
+            r=torch.cat([p_[0] for p_ in parts]),
+            channel=torch.cat([p_[1] for p_ in parts]),
+            weight=torch.cat([p_[2] for p_ in parts]),
+            momenta=momenta,
+            ok=torch.cat([p_[4] for p_ in parts]),
+        )
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write the trained state (see :mod:`madnis.checkpoint`)."""
+        save_checkpoint(
+            path,
+            {
+                "config": self.config.to_dict(),
+                "ndim": self.integrand.integrand.ndim,
+                "n_channels": self.integrand.integrand.n_channels,
+                "sampler": {k: v.cpu() for k, v in self.sampler.state_dict().items()},
+                "statistics": {k: v.cpu() for k, v in self.statistics.state_dict().items()},
+                "vegas_grids": None if self.vegas_grids is None else self.vegas_grids.cpu(),
+                "scale": self.trainer.scale,
+                "dropped": self.trainer.dropped,
+                "n_calls": self.n_calls,
+            },
+        )
+
+    @classmethod
+    def load(cls, path: Union[str, Path], integrand: Integrand, device: Optional[str] = None) -> "MadNIS":
+        """Rebuild from :meth:`save`'s file for the same integrand (``device`` overrides the saved one)."""
+        state = load_checkpoint(path)
+        if (state["ndim"], state["n_channels"]) != (integrand.ndim, integrand.n_channels):
+            raise ValueError(
+                f"{path}: checkpoint is for ndim={state['ndim']}, n_channels={state['n_channels']}, "
+                f"the integrand has ndim={integrand.ndim}, n_channels={integrand.n_channels}"
+            )
+        config = TrainingConfig.from_dict({**state["config"], **({"device": device} if device else {})})
+        m = cls(integrand, config)
+        m.sampler.load_state_dict(state["sampler"])
+        m.statistics.load_state_dict(state["statistics"])
+        m.vegas_grids = state["vegas_grids"]
+        m.trainer.scale = state["scale"]
+        m.trainer.dropped = list(state["dropped"])
+        m.trainer.dropping_done = True
+        m.integrand.n_calls = state["n_calls"]
+        return m
+
+
+__all__ = [
+    "ChannelContribution",
+    "History",
+    "Integrand",
+    "IntegrandResult",
+    "IntegrationResult",
+    "MadNIS",
+    "TrainingConfig",
+    "TrainingProgress",
+    "WeightedSample",
+]

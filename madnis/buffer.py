@@ -1,0 +1,101 @@
+"""Sample buffer for buffered training (MadNIS Reloaded, arXiv:2311.01548 sec. 3.2).
+
+Integrand calls are the expensive part, so every online batch is kept and reused for several
+optimiser steps; the losses reweight the stored points by q_model / q_sample (:mod:`madnis.losses`).
+The buffer is a ring of ``capacity`` batches holding r, value, q_sample (the flow density when the point was
+drawn), the generating channel, the features and, to save memory with many channels, only the ``top_m``
+largest prior channel weights per point with their indices (the generating channel's entry is always kept).
+On read the prior is rebuilt as a dense (n, n_channels) tensor with zeros elsewhere; the channel-weight
+net's softmax renormalises it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class BufferedBatch:
+    """One stored batch; ``alpha_prior`` is dense (rebuilt from the top-m entries) or None."""
+
+    r: torch.Tensor
+    value: torch.Tensor
+    q_sample: torch.Tensor
+    channel: torch.Tensor
+    alpha_prior: Optional[torch.Tensor]
+    features: Optional[torch.Tensor]
+
+
+@dataclass
+class _Stored:
+    r: torch.Tensor
+    value: torch.Tensor
+    q_sample: torch.Tensor
+    channel: torch.Tensor
+    prior_values: Optional[torch.Tensor]
+    prior_indices: Optional[torch.Tensor]
+    features: Optional[torch.Tensor]
+
+
+def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The m largest prior weights per point and their channel indices, the generating channel always among them."""
+    m = min(m, alpha_prior.shape[1])
+    forced = alpha_prior.clone()
+    forced[torch.arange(len(channel), device=channel.device), channel] = float("inf")
+    indices = forced.topk(m, dim=1).indices
+    return alpha_prior.gather(1, indices), indices
+
+
+class SampleBuffer:
+    """Fixed-capacity ring buffer of training batches."""
+
+    def __init__(self, capacity: int, n_channels: int, top_m: Optional[int] = None):
+        self.capacity, self.n_channels, self.top_m = capacity, n_channels, top_m
+        self._batches: list[_Stored] = []
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def store(
+        self,
+        r: torch.Tensor,
+        value: torch.Tensor,
+        q_sample: torch.Tensor,
+        channel: torch.Tensor,
+        alpha_prior: Optional[torch.Tensor] = None,
+        features: Optional[torch.Tensor] = None,
+    ) -> None:
+        """Keep one batch (detached), overwriting the oldest when full."""
+        values = indices = None
+        if alpha_prior is not None:
+            if self.top_m is None or self.top_m >= self.n_channels:
+                values = alpha_prior.detach()
+            else:
+                values, indices = top_m_prior(alpha_prior.detach(), channel, self.top_m)
+        entry = _Stored(
+            r.detach(), value.detach(), q_sample.detach(), channel, values, indices,
+            None if features is None else features.detach(),
+        )
+        if len(self._batches) < self.capacity:
+            self._batches.append(entry)
+        else:
+            self._batches[self._next] = entry
+        self._next = (self._next + 1) % self.capacity
+
+    def sample(self, generator: Optional[torch.Generator] = None) -> BufferedBatch:
+        """A stored batch chosen uniformly at random."""
+        if not self._batches:
+            raise RuntimeError("the sample buffer is empty: store an online batch first")
+        index = int(torch.randint(len(self._batches), (1,), generator=generator))
+        s = self._batches[index]
+        return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features)
+
+    def _dense_prior(self, s: _Stored) -> Optional[torch.Tensor]:
+        if s.prior_values is None or s.prior_indices is None:
+            return s.prior_values
+        dense = torch.zeros(len(s.channel), self.n_channels, dtype=s.prior_values.dtype, device=s.prior_values.device)
+        return dense.scatter(1, s.prior_indices, s.prior_values)

@@ -1,0 +1,130 @@
+"""All MadNIS training and integration settings in one typed, validated place.
+
+The plugin fills :class:`TrainingConfig` from the run_card; every check happens once, in
+``__post_init__``, and fails with a one-line ``ValueError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional
+
+import torch
+
+LR_SCHEDULES = ("cosine", "constant", "exponential")
+LOSSES = ("stratified_variance", "variance", "kl", "rkl")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of one MadNIS run (training, integration, sampling).
+
+    Attributes:
+        steps: optimiser steps in total (online + buffered).
+        batch_size: points per online step (integrand calls per online step).
+        learning_rate, lr_schedule, lr_final_fraction: Adam learning rate and its decay to
+            ``learning_rate * lr_final_fraction`` at the last step ("cosine", "exponential") or none ("constant").
+        loss: "stratified_variance" ((sum_i sigma_i)^2), "variance" (sum_i sigma_i^2), "kl", "rkl".
+        buffer_capacity: batches kept in the sample buffer.
+        buffered_steps: buffered steps per online step (3: three buffered steps after each online one; 0: online).
+        buffer_top_m: prior channel weights kept per buffered point (the m largest; None keeps all).
+        vegas_pretraining, vegas_iterations, vegas_bins: fit a VEGAS grid per channel group first and
+            initialise the flow from it.
+        train_channel_weights: train the channel-weight net (ignored when the integrand forbids it).
+        uniform_fraction: share of each batch spread uniformly over active channels (rest by sigma_i).
+        stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
+        stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
+        drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
+        drop_after_steps: step at which channels are dropped (None: half of ``steps``).
+        flow_*: spline bins, coupling blocks (None: flow default), permutations, hidden layers/units.
+        per_group_flows: one independent network per channel group instead of one conditional network.
+        cwnet_hidden_layers, cwnet_hidden_units: size of the channel-weight net.
+        grad_clip: maximal gradient norm (None: no clipping).
+        dtype, device: training precision and device (integrals are accumulated in float64 regardless).
+        seed: seed of all sampling (torch.Generator) and of the network initialisation.
+        max_failed_fraction: fail clearly when more than this fraction of integrand calls failed.
+        integration_batch_size: points per batch when integrating and sampling.
+    """
+
+    steps: int = 1000
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    lr_final_fraction: float = 0.01
+    loss: str = "stratified_variance"
+    buffer_capacity: int = 10
+    buffered_steps: int = 0
+    buffer_top_m: Optional[int] = 4
+    vegas_pretraining: bool = False
+    vegas_iterations: int = 10
+    vegas_bins: int = 64
+    train_channel_weights: bool = True
+    uniform_fraction: float = 0.1
+    stratified_warmup_steps: int = 20
+    stats_decay: float = 0.9
+    drop_threshold: float = 1e-3
+    drop_after_steps: Optional[int] = None
+    flow_bins: int = 10
+    flow_blocks: Optional[int] = None
+    flow_permutations: str = "log"
+    flow_hidden_layers: int = 3
+    flow_hidden_units: int = 32
+    per_group_flows: bool = False
+    cwnet_hidden_layers: int = 2
+    cwnet_hidden_units: int = 32
+    grad_clip: Optional[float] = 10.0
+    dtype: str = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    max_failed_fraction: float = 0.01
+    integration_batch_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        def require(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"TrainingConfig.{name} must be {what}, got {getattr(self, name)!r}")
+
+        for name in ("steps", "buffered_steps", "stratified_warmup_steps", "vegas_iterations"):
+            require(getattr(self, name) >= 0, name, ">= 0")
+        for name in ("batch_size", "integration_batch_size"):
+            require(getattr(self, name) >= 2, name, ">= 2")
+        for name in ("buffer_capacity", "vegas_bins", "flow_bins", "flow_hidden_units", "cwnet_hidden_units"):
+            require(getattr(self, name) >= 1, name, ">= 1")
+        for name in ("flow_hidden_layers", "cwnet_hidden_layers"):
+            require(getattr(self, name) >= 0, name, ">= 0")
+        require(self.learning_rate > 0, "learning_rate", "> 0")
+        require(0 < self.lr_final_fraction <= 1, "lr_final_fraction", "in (0, 1]")
+        require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
+        require(self.loss in LOSSES, "loss", f"one of {LOSSES}")
+        require(self.buffer_top_m is None or self.buffer_top_m >= 1, "buffer_top_m", "None or >= 1")
+        require(0 <= self.uniform_fraction <= 1, "uniform_fraction", "in [0, 1]")
+        require(0 <= self.stats_decay < 1, "stats_decay", "in [0, 1)")
+        require(0 <= self.drop_threshold < 1, "drop_threshold", "in [0, 1)")
+        require(self.drop_after_steps is None or self.drop_after_steps >= 0, "drop_after_steps", "None or >= 0")
+        require(self.flow_blocks is None or self.flow_blocks >= 1, "flow_blocks", "None or >= 1")
+        require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None or > 0")
+        require(self.dtype in DTYPES, "dtype", f"one of {tuple(DTYPES)}")
+        require(self.device == "cpu" or self.device.startswith("cuda"), "device", "'cpu' or 'cuda[:n]'")
+        require(0 <= self.max_failed_fraction <= 1, "max_failed_fraction", "in [0, 1]")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def drop_step(self) -> int:
+        """The step at which channels are dropped."""
+        return self.steps // 2 if self.drop_after_steps is None else self.drop_after_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+        """Build from a dict, refusing unknown keys with a one-line error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainingConfig field(s): {', '.join(unknown)}")
+        return cls(**values)

@@ -1,0 +1,160 @@
+"""The multi-channel sampler: one flow per channel group, channel weights, active channels (MadNIS sec. 2).
+
+Channel i draws r ~ q_{g(i)}(r) from the flow conditioned on its group g(i) (symmetric channels share a
+flow), the integrand returns ``value = f(x(r)) J_i(r)`` and ``alpha_prior``, and the point's weight is
+``w = alpha_i(x) value / q_{g(i)}(r)`` with alpha from the channel-weight net (or the prior when channel
+weights are not trained), restricted to the active channels. Points are never redrawn: a point failing cuts
+is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand` counts integrand calls
+(benchmarks compare at equal call budgets) and failed points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .config import TrainingConfig
+from .cwnet import ChannelWeightNet
+from .dropping import restrict_channel_weights
+from .flow import Flow
+from .integrand import Integrand, IntegrandResult
+
+
+class CountingIntegrand:
+    """Wraps an integrand: counts points evaluated and failed, fails clearly past ``max_failed_fraction``."""
+
+    def __init__(self, integrand: Integrand, max_failed_fraction: float = 1.0):
+        self.integrand, self.max_failed_fraction = integrand, max_failed_fraction
+        self.n_calls = 0
+        self.n_failed = 0
+
+    def __call__(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
+        result = self.integrand(r, channel)
+        self.n_calls += len(channel)
+        failed = int((~result.ok).sum())
+        self.n_failed += failed
+        if self.n_failed > self.max_failed_fraction * self.n_calls:
+            raise RuntimeError(
+                f"{self.n_failed} of {self.n_calls} integrand calls failed (NaN/inf or crash), "
+                f"more than max_failed_fraction={self.max_failed_fraction}"
+            )
+        return result
+
+
+@dataclass
+class Draw:
+    """A batch of points with everything training, integration and event generation need.
+
+    ``q_sample`` is the flow density at drawing time (training dtype); ``weight`` = alpha_i value / q (float64,
+    0 for failed points).
+    """
+
+    r: torch.Tensor
+    channel: torch.Tensor
+    q_sample: torch.Tensor
+    value: torch.Tensor
+    alpha_prior: Optional[torch.Tensor]
+    features: Optional[torch.Tensor]
+    momenta: Optional[torch.Tensor]
+    ok: torch.Tensor
+    weight: torch.Tensor
+
+
+def _to_device(result: IntegrandResult, device: torch.device) -> IntegrandResult:
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return IntegrandResult(move(result.value), move(result.alpha_prior), move(result.ok), move(result.features), move(result.momenta))
+
+
+class MultiChannelSampler(nn.Module):
+    """Flow conditioned on the channel group + channel-weight net + active-channel mask."""
+
+    def __init__(self, integrand: Integrand, config: TrainingConfig):
+        super().__init__()
+        self.n_channels = integrand.n_channels
+        self.register_buffer("group_of_channel", integrand.group_of_channel())
+        self.register_buffer("active", torch.ones(integrand.n_channels, dtype=torch.bool))
+        self.flow = Flow(
+            integrand.ndim,
+            n_conditions=int(self.group_of_channel.max()) + 1,
+            bins=config.flow_bins,
+            blocks=config.flow_blocks,
+            permutations=config.flow_permutations,
+            hidden_layers=config.flow_hidden_layers,
+            hidden_units=config.flow_hidden_units,
+            per_condition=config.per_group_flows,
+        )
+        self.cwnet = ChannelWeightNet(
+            integrand.n_channels, integrand.n_features, config.cwnet_hidden_layers, config.cwnet_hidden_units
+        )
+        self.train_channel_weights = config.train_channel_weights and integrand.channel_weights_trainable
+
+    @property
+    def n_groups(self) -> int:
+        return self.flow.n_conditions
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The flow's parameters, plus the channel-weight net's when channel weights are trained."""
+        modules = [self.flow, self.cwnet] if self.train_channel_weights else [self.flow]
+        return [p for m in modules for p in m.parameters()]
+
+    def sample(self, channel: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """r ~ q_{g(channel)} and log q (no gradient)."""
+        with torch.no_grad():
+            return self.flow.sample(self.group_of_channel[channel], generator)
+
+    def log_q(self, r: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
+        """Differentiable log q_{g(channel)}(r)."""
+        return self.flow.log_prob(r, self.group_of_channel[channel])
+
+    def channel_weights(self, alpha_prior: Optional[torch.Tensor], features: Optional[torch.Tensor], n: int) -> torch.Tensor:
+        """(n, n_channels) channel weights over the active channels (differentiable when trained)."""
+        parameter = next(self.flow.parameters())
+        prior = None if alpha_prior is None else alpha_prior.to(parameter.dtype)
+        if self.train_channel_weights:
+            alpha = self.cwnet(prior, None if features is None else features.to(parameter.dtype), n)
+        elif prior is not None:
+            alpha = prior
+        else:
+            alpha = torch.full((n, self.n_channels), 1.0 / self.n_channels, dtype=parameter.dtype, device=parameter.device)
+        return restrict_channel_weights(alpha, self.active)
+
+    def channel_weight(self, channel: torch.Tensor, alpha_prior: Optional[torch.Tensor], features: Optional[torch.Tensor]) -> torch.Tensor:
+        """(n,) weight alpha_{channel}(x) of each point's own channel."""
+        return self.channel_weights(alpha_prior, features, len(channel)).gather(1, channel[:, None])[:, 0]
+
+    def draw(self, integrand: CountingIntegrand, channel: torch.Tensor, generator: Optional[torch.Generator] = None) -> Draw:
+        """Sample one point per entry of ``channel``, evaluate the integrand and weight each point (no gradient)."""
+        channel = channel.to(self.active.device)
+        r, log_q = self.sample(channel, generator)
+        result = _to_device(integrand(r.double(), channel), r.device)
+        with torch.no_grad():
+            alpha = self.channel_weight(channel, result.alpha_prior, result.features)
+        weight = alpha.double() * result.value.double() * torch.exp(-log_q.double())
+        weight = torch.where(result.ok & torch.isfinite(weight), weight, torch.zeros_like(weight))
+        return Draw(r, channel, log_q.exp(), result.value, result.alpha_prior, result.features, result.momenta, result.ok, weight)
+
+
+@dataclass
+class WeightedSample:
+    """Weighted events: channel drawn with probability p_i ∝ I_i and ``weight`` = w / p_i (float64, pb).
+
+    E[weight] = I for every channel, so weights are comparable across channels (unweighting-ready).
+    """
+
+    r: torch.Tensor
+    channel: torch.Tensor
+    weight: torch.Tensor
+    momenta: Optional[torch.Tensor]
+    ok: torch.Tensor
+
+
+def channel_probabilities(integral: torch.Tensor, active: torch.Tensor, uniform_fraction: float = 0.01) -> torch.Tensor:
+    """p_i ∝ max(I_i, 0) over active channels, mixed with a small uniform share so no active channel has p_i = 0."""
+    uniform = active.double() / active.sum()
+    positive = torch.where(active, integral.double().clamp_min(0.0), torch.zeros_like(integral, dtype=torch.float64))
+    if positive.sum() <= 0:
+        return uniform
+    return (1 - uniform_fraction) * positive / positive.sum() + uniform_fraction * uniform

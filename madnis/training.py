@@ -1,0 +1,185 @@
+"""MadNIS training loop: online and buffered steps, stratified batches, channel dropping, safe optimisation.
+
+Every ``buffered_steps + 1``-th step is *online*: a fresh batch is drawn with points per channel from
+:mod:`madnis.stratification`, evaluated (integrand calls), stored in the :mod:`madnis.buffer` and trained on;
+the other steps reuse a stored batch, reweighted by q_model / q_sample in :mod:`madnis.losses`. Online
+batches update the running I_i and sigma_i; at ``config.drop_step`` the negligible channels are dropped
+(:mod:`madnis.dropping`). A step whose loss or gradient is not finite is skipped and counted, so a NaN never
+reaches the weights. Integrand values are divided by a fixed scale (the first batch's |I|) so the loss
+and gradient clipping do not depend on the units of the cross section. Losses run in float64.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .buffer import BufferedBatch, SampleBuffer
+from .config import TrainingConfig
+from .dropping import channels_to_drop
+from .integration import ChannelAccumulator
+from .losses import LOSSES
+from .sampler import CountingIntegrand, MultiChannelSampler
+from .stratification import ChannelStatistics, Stratifier
+
+log = logging.getLogger("madnis")
+
+
+@dataclass
+class TrainingProgress:
+    """State after one training step; ``integral``/``rel_error`` are the last online batch's estimate."""
+
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    integral: float
+    rel_error: float
+    active_channels: int
+    dropped_channels: list[int]
+    n_failed: int
+    online: bool = True
+    n_skipped: int = 0
+    message: str = ""
+
+
+@dataclass
+class History:
+    """All progress records of a training run, plus the steps skipped for a non-finite loss or gradient."""
+
+    progress: list[TrainingProgress] = field(default_factory=list)
+    n_skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.progress)
+
+    def __getitem__(self, index: int) -> TrainingProgress:
+        return self.progress[index]
+
+    @property
+    def losses(self) -> list[float]:
+        return [p.loss for p in self.progress]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    steps = max(config.steps, 1)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=config.learning_rate * config.lr_final_fraction)
+    if config.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_final_fraction ** (1.0 / steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+class Trainer:
+    """Trains a :class:`MultiChannelSampler` on an integrand; see the module docstring."""
+
+    def __init__(
+        self,
+        sampler: MultiChannelSampler,
+        integrand: CountingIntegrand,
+        config: TrainingConfig,
+        statistics: ChannelStatistics,
+        generator: torch.Generator,
+    ):
+        self.sampler, self.integrand, self.config, self.statistics = sampler, integrand, config, statistics
+        self.generator = generator
+        self.optimizer = torch.optim.Adam(sampler.trainable_parameters(), lr=config.learning_rate)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
+        self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
+        self.loss_fn = LOSSES[config.loss]
+        self.scale: Optional[float] = None
+        self.n_skipped = 0
+        self.dropped: list[int] = []
+        self.dropping_done = False
+
+    def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
+        history = History()
+        message = ""
+        if self.config.train_channel_weights and not self.sampler.train_channel_weights:
+            message = "channel weights are not trained: the integrand forbids it (channel_weights_trainable=False); using alpha_prior"
+            log.info(message)
+        integral = rel_error = math.nan
+        online_steps = 0
+        for step in range(self.config.steps):
+            online = step % (self.config.buffered_steps + 1) == 0
+            if online:
+                if step >= self.config.drop_step and not self.dropping_done and self.config.drop_threshold > 0:
+                    message = self._drop_channels() or message
+                batch, integral, rel_error = self._online_batch(online_steps)
+                online_steps += 1
+            else:
+                batch = self.buffer.sample(self.generator)
+            loss = self._optimise(batch)
+            progress = TrainingProgress(
+                step=step, steps=self.config.steps, loss=loss, lr=self.optimizer.param_groups[0]["lr"],
+                integral=integral, rel_error=rel_error, active_channels=int(self.sampler.active.sum()),
+                dropped_channels=list(self.dropped), n_failed=self.integrand.n_failed, online=online,
+                n_skipped=self.n_skipped, message=message,
+            )
+            message = ""
+            history.progress.append(progress)
+            if callback is not None:
+                callback(progress)
+        history.n_skipped = self.n_skipped
+        return history
+
+    def _online_batch(self, online_step: int) -> tuple[BufferedBatch, float, float]:
+        """Draw a stratified batch, update the running channel statistics, store it; return it with I and dI/I."""
+        counts = self.stratifier.counts(self.config.batch_size, self.sampler.active.cpu(), online_step)
+        channel = torch.repeat_interleave(torch.arange(self.sampler.n_channels), counts)
+        draw = self.sampler.draw(self.integrand, channel, self.generator)
+        accumulator = ChannelAccumulator(self.sampler.n_channels)
+        accumulator.add(draw.channel, draw.weight, draw.ok)
+        mean, variance = accumulator.channel_estimates()
+        measured = accumulator.n >= 2
+        self.statistics.update(mean, torch.sqrt(variance * accumulator.n), measured)
+        integral = float(mean.sum())
+        if self.scale is None:
+            self.scale = abs(integral) if integral != 0 and math.isfinite(integral) else 1.0
+        rel_error = math.sqrt(float(variance.sum())) / abs(integral) if integral != 0 else math.inf
+        value = torch.where(draw.ok, draw.value.double(), torch.zeros_like(draw.value, dtype=torch.float64))
+        self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
+        batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
+        return batch, integral, rel_error
+
+    def _optimise(self, batch: BufferedBatch) -> float:
+        """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
+        alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
+        loss = self.loss_fn(
+            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
+        )
+        if not torch.isfinite(loss):
+            return self._skip(float(loss.detach()))
+        loss.backward()
+        parameters = self.sampler.trainable_parameters()
+        norm = torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip or math.inf)
+        if not torch.isfinite(norm):
+            return self._skip(float(loss.detach()))
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _skip(self, loss: float) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.n_skipped += 1
+        log.warning("skipped a training step with a non-finite loss or gradient (%d so far)", self.n_skipped)
+        self.scheduler.step()
+        return loss
+
+    def _drop_channels(self) -> str:
+        self.dropping_done = True
+        drop = channels_to_drop(self.statistics.integral, self.sampler.active.cpu(), self.config.drop_threshold)
+        self.dropped = torch.nonzero(drop)[:, 0].tolist()
+        if not self.dropped:
+            return ""
+        self.sampler.active[drop.to(self.sampler.active.device)] = False
+        message = f"dropped {len(self.dropped)} channel(s) below {self.config.drop_threshold:g} of the integral: {self.dropped}"
+        log.info(message)
+        return message
