@@ -71,7 +71,7 @@ class MadnisSettings:
 
     def training_config(self, seed: int = 0) -> Any:
         """The ``madnis.TrainingConfig`` these entries describe (``seed``: the run's random seed)."""
-        from madnis import TrainingConfig
+        from madnis.config import TrainingConfig
 
         return TrainingConfig(
             steps=self.steps,
@@ -174,3 +174,7 @@ def _validate(s: MadnisSettings) -> None:
         fail("device", "must be cpu, cuda, cuda:N or auto")
     if s.workers < 1:
         fail("workers", "must be >= 1")
+
+
+if __name__ == "__main__":
+    print(card_block(), end="")

@@ -50,7 +50,8 @@ def _refuse_madnis_runs(cmd_class):
     original = cmd_class.run_generate_events
 
     def run_generate_events(self, switch_mode, args):
-        if str(self.run_card.get("madnis", False)).strip().lower() in ("true", "t", ".true.", "1"):
+        if "madnis" in self.run_card and \
+                str(self.run_card["madnis"]).strip().lower() in ("true", "t", ".true.", "1"):
             raise self.InvalidCmd("madnis = True but the madnis-mg5 plugin is not importable: "
                                   "pip install madnis-mg5, or set madnis = False")
         return original(self, switch_mode, args)
@@ -89,7 +90,7 @@ def install(cmd_class: type, banner_module: Any) -> None:
 
 def madnis_requested(run_card: Any) -> bool:
     """Whether the run_card asks for MadNIS (``madnis`` entry true)."""
-    value = run_card.get("madnis", False) if hasattr(run_card, "get") else False
+    value = run_card["madnis"] if "madnis" in run_card else False  # RunCard.get takes no default
     if isinstance(value, str):
         return value.strip().lower().strip(".") in ("true", "t", "1", "on", "yes")
     return bool(value)
