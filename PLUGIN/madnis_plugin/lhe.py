@@ -1,0 +1,187 @@
+"""Les Houches event files as MadEvent writes them, written atomically.
+
+Why: events from the built-in demo and from MadEvent P-dirs (through the Fortran bridge) must be read
+by MG5aMC's own tools, pylhe and Pythia 8 exactly like stock ``unweighted_events.lhe.gz``. The number
+formats, the ``<init>`` block (PDFGUP 0, PDFSUP = LHAPDF id, IDWTUP -4, every weight = sigma with
+``event_norm = average``) and the banner sections (<MGVersion>, <MG5ProcCard>, <MGRunCard>, <slha>,
+<MGGenerationInfo>) follow MG5aMC 3.5.7's lhe_parser.py / banner.py and a stock DY run.
+
+A file is written to a hidden temporary name in the same directory and renamed into place only when
+complete, so an interrupted run (Ctrl-C, crash) never leaves a half-written LHE.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class EventRecords:
+    """Padded per-event particle records (n events, up to m particles), the bridge's and the demo's format.
+
+    momenta are (px, py, pz, E, m) as in the LHE particle line; mothers and color are 1-based / 0 = none.
+    """
+
+    nup: np.ndarray  # (n,) int: particles in each event
+    pdg: np.ndarray  # (n, m) int
+    status: np.ndarray  # (n, m) int
+    mothers: np.ndarray  # (n, m, 2) int
+    color: np.ndarray  # (n, m, 2) int
+    momenta: np.ndarray  # (n, m, 5) float
+    helicity: np.ndarray  # (n, m) float (9 = not set)
+    scale: np.ndarray  # (n,) float, GeV
+    aqcd: np.ndarray  # (n,) float
+    aqed: np.ndarray  # (n,) float
+    subprocess: np.ndarray  # (n,) int: LPRUP of the event
+
+    @classmethod
+    def empty(cls, n: int, m: int) -> "EventRecords":
+        return cls(
+            nup=np.zeros(n, dtype=np.int64), pdg=np.zeros((n, m), dtype=np.int64),
+            status=np.zeros((n, m), dtype=np.int64), mothers=np.zeros((n, m, 2), dtype=np.int64),
+            color=np.zeros((n, m, 2), dtype=np.int64), momenta=np.zeros((n, m, 5)),
+            helicity=np.full((n, m), 9.0), scale=np.zeros(n), aqcd=np.zeros(n), aqed=np.zeros(n),
+            subprocess=np.ones(n, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.nup.shape[0])
+
+    def take(self, indices: np.ndarray) -> "EventRecords":
+        return EventRecords(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["EventRecords"]) -> "EventRecords":
+        """Join record batches, padding the particle axis to the widest."""
+        m = max(p.pdg.shape[1] for p in parts)
+        padded = []
+        for p in parts:
+            extra = m - p.pdg.shape[1]
+            if extra:
+                q = cls.empty(len(p), m)
+                for f in fields(p):
+                    a = getattr(p, f.name)
+                    target = getattr(q, f.name)
+                    if a.ndim >= 2:
+                        target[:, : a.shape[1]] = a
+                    else:
+                        target[:] = a
+                p = q
+            padded.append(p)
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in padded]) for f in fields(cls)})
+
+
+@dataclass
+class LHEProcessInfo:
+    """One ``<init>`` process line: XSECUP XERRUP XMAXUP LPRUP."""
+
+    xsec: float
+    error: float
+    xmax: float
+    lprup: int = 1
+
+
+@dataclass
+class LHEInit:
+    """The ``<init>`` block; defaults are MadEvent's for p p at 13 TeV with nn23lo1."""
+
+    processes: list[LHEProcessInfo]
+    beam_ids: tuple[int, int] = (2212, 2212)
+    beam_energies: tuple[float, float] = (6500.0, 6500.0)
+    pdf_group: tuple[int, int] = (0, 0)
+    pdf_set: tuple[int, int] = (247000, 247000)
+    idwtup: int = -4
+    generator: str = "<generator name='MadGraph5_aMC@NLO' version='3.5.7'>madnis-mg5</generator>"
+
+    def text(self) -> str:
+        lines = ["<init>", "%d %d %e %e %d %d %d %d %d %d" % (
+            *self.beam_ids, *self.beam_energies, *self.pdf_group, *self.pdf_set, self.idwtup, len(self.processes))]
+        lines += ["%e %e %e %d" % (p.xsec, p.error, p.xmax, p.lprup) for p in self.processes]
+        lines += [self.generator, "</init>"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Banner:
+    """MadEvent banner sections; empty ones are left out. ``generation_info`` is filled by :func:`write_lhe`."""
+
+    mg_version: str = "3.5.7"
+    proc_card: str = ""
+    run_card: str = ""
+    param_card: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # further <tag>text</tag> sections (e.g. madnis settings)
+
+    def text(self, n_events: int, integrated_weight: float) -> str:
+        parts = ["<header>", "<!--", "# Events written by madnis-mg5 (MadNIS neural importance sampling)", "-->",
+                 "<MGVersion>", self.mg_version, "</MGVersion>"]
+        if self.proc_card:
+            parts += ["<MG5ProcCard>", "<![CDATA[", self.proc_card.rstrip("\n"), "]]>", "</MG5ProcCard>"]
+        if self.run_card:
+            parts += ["<MGRunCard>", "<![CDATA[", self.run_card.rstrip("\n"), "]]>", "</MGRunCard>"]
+        if self.param_card:
+            parts += ["<slha>", self.param_card.rstrip("\n"), "</slha>"]
+        for tag, body in self.extra.items():
+            parts += [f"<{tag}>", body.rstrip("\n"), f"</{tag}>"]
+        parts += ["<MGGenerationInfo>", "#  Number of Events        :       %d" % n_events,
+                  "#  Integrated weight (pb)  :       %.10g" % integrated_weight, "</MGGenerationInfo>", "</header>"]
+        return "\n".join(parts) + "\n"
+
+
+def format_event(records: EventRecords, i: int, weight: float) -> str:
+    """One ``<event>`` block in MadEvent's number format (lhe_parser.Event/Particle.__str__)."""
+    n = int(records.nup[i])
+    lines = ["<event>", "%2d %6d %+13.7e %14.8e %14.8e %14.8e" % (
+        n, records.subprocess[i], weight, records.scale[i], records.aqed[i], records.aqcd[i])]
+    for j in range(n):
+        px, py, pz, e, m = records.momenta[i, j]
+        lines.append(" %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e" % (
+            records.pdg[i, j], records.status[i, j], records.mothers[i, j, 0], records.mothers[i, j, 1],
+            records.color[i, j, 0], records.color[i, j, 1], px, py, pz, e, m, 0.0, records.helicity[i, j]))
+    lines.append("</event>")
+    return "\n".join(lines) + "\n"
+
+
+def write_lhe(path: str | os.PathLike, records: EventRecords, weights: np.ndarray, init: LHEInit,
+              banner: Optional[Banner] = None) -> Path:
+    """Write ``records`` with per-event ``weights`` (pb) to ``path`` (.lhe or .lhe.gz), atomically.
+
+    The banner's <MGGenerationInfo> gets the number of events and the summed cross section of ``init``.
+    """
+    path = Path(path)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(records),):
+        raise ValueError(f"{len(records)} events but {weights.shape} weights")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("refusing to write non-finite event weights")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    banner = banner or Banner()
+    total = sum(p.xsec for p in init.processes)
+    try:
+        raw = open(tmp, "wb")
+        with raw:
+            stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz" else raw
+            with io.TextIOWrapper(stream, encoding="ascii", newline="\n") as out:
+                out.write('<LesHouchesEvents version="3.0">\n')
+                out.write(banner.text(len(records), total))
+                out.write(init.text())
+                for i in range(len(records)):
+                    out.write(format_event(records, i, float(weights[i])))
+                out.write("</LesHouchesEvents>\n")
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def run_card_text(entries: Iterable[tuple[object, str, str]]) -> str:
+    """A run_card body in MG5aMC's ``value = name ! comment`` format."""
+    return "\n".join(f"  {value} = {name} ! {comment}" for value, name, comment in entries) + "\n"
