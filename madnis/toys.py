@@ -21,20 +21,27 @@ import torch
 from .integrand import Integrand, IntegrandResult
 
 
-def cauchy_map(r: torch.Tensor, mass: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _cauchy_range(mass, width):
+    mass, width = torch.as_tensor(mass, dtype=torch.float64), torch.as_tensor(width, dtype=torch.float64)
+    return torch.atan(-mass / width), torch.atan((1.0 - mass) / width)
+
+
+def cauchy_map(r: torch.Tensor, mass, width) -> tuple[torch.Tensor, torch.Tensor]:
     """Map r in [0,1] with the inverse CDF of a Cauchy (Breit-Wigner) at ``mass`` truncated to [0,1].
 
-    Returns ``(x, jacobian)`` with ``jacobian = dx/dr``.
+    ``mass`` and ``width`` are floats or tensors broadcasting with r. Returns ``(x, jacobian)``, jacobian = dx/dr.
     """
-    lo, hi = math.atan(-mass / width), math.atan((1.0 - mass) / width)
+    lo, hi = (t.to(r) for t in _cauchy_range(mass, width))
+    width = torch.as_tensor(width).to(r)
     t = lo + r * (hi - lo)
-    x = (mass + width * torch.tan(t)).clamp(0.0, 1.0)
+    x = (torch.as_tensor(mass).to(r) + width * torch.tan(t)).clamp(0.0, 1.0)
     return x, (hi - lo) * width / torch.cos(t) ** 2
 
 
-def cauchy_inverse(x: torch.Tensor, mass: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+def cauchy_inverse(x: torch.Tensor, mass, width) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse of :func:`cauchy_map`: ``(r, dx/dr)`` for a point x."""
-    lo, hi = math.atan(-mass / width), math.atan((1.0 - mass) / width)
+    lo, hi = (t.to(x) for t in _cauchy_range(mass, width))
+    mass, width = torch.as_tensor(mass).to(x), torch.as_tensor(width).to(x)
     t = torch.atan((x - mass) / width)
     return (t - lo) / (hi - lo), (hi - lo) * width / torch.cos(t) ** 2
 
@@ -79,23 +86,22 @@ class ResonantChannels(Integrand):
     def channel_map(self, r: torch.Tensor, channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x(r) and the Jacobian dx/dr of each point's channel."""
         x, jacobian = r.clone(), torch.ones_like(r[:, 0])
-        for c in range(self.n_channels):
-            rows = channel == c
-            if self.widths[c] == 0 or not rows.any():
-                continue
-            v = self.resonant_variable[c]
-            x[rows, v], jacobian[rows] = cauchy_map(r[rows, v], self.masses[c], self.widths[c])
+        mapped = torch.tensor(self.widths, device=r.device)[channel] > 0
+        if mapped.any():
+            c = channel[mapped]
+            v = torch.tensor(self.resonant_variable, device=r.device)[c]
+            masses, widths = torch.tensor(self.masses).to(r)[c], torch.tensor(self.widths).to(r)[c]
+            rows = torch.nonzero(mapped)[:, 0]
+            x[rows, v], jacobian[rows] = cauchy_map(r[rows, v], masses, widths)
         return x, jacobian
 
     def channel_density(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, n_channels): each channel's density in x for a flat r, i.e. 1 / J_c(r_c(x))."""
-        columns = []
-        for c in range(self.n_channels):
-            if self.widths[c] == 0:
-                columns.append(torch.ones_like(x[:, 0]))
-            else:
-                columns.append(1.0 / cauchy_inverse(x[:, self.resonant_variable[c]], self.masses[c], self.widths[c])[1])
-        return torch.stack(columns, dim=1)
+        """(n, n_channels): each channel's density in x for a flat r, i.e. 1 / J_c(r_c(x)) (1 for flat channels)."""
+        widths = torch.tensor(self.widths).to(x)
+        resonant = x[:, self.resonant_variable]
+        safe_widths = torch.where(widths > 0, widths, torch.ones_like(widths))
+        jacobian = cauchy_inverse(resonant, torch.tensor(self.masses).to(x), safe_widths)[1]
+        return torch.where(widths > 0, 1.0 / jacobian, torch.ones_like(jacobian))
 
     def prior(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """MadGraph-like prior: each channel's Breit-Wigner, normalised over channels."""
@@ -182,12 +188,9 @@ class ManyChannels10D(ResonantChannels):
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
         gauss = gaussian(x, self.gauss_mean, self.gauss_sigma)
-        total = torch.zeros_like(x[:, 0])
-        for c in range(48):
-            v = self.resonant_variable[c]
-            others = gauss.prod(dim=1) / gauss[:, v]
-            total = total + breit_wigner(x[:, v], self.masses[c], self.bw_width) * others
-        return total / 48
+        resonant = x[:, self.resonant_variable]
+        others = gauss.prod(dim=1, keepdim=True) / gauss[:, self.resonant_variable]
+        return (breit_wigner(resonant, torch.tensor(self.masses).to(x), self.bw_width) * others).mean(dim=1)
 
 
 class ZeroChannelToy(ResonantChannels):

@@ -1,0 +1,44 @@
+"""Sample buffer: ring capacity, top-m prior storage with the generating channel kept, dense rebuild."""
+
+import torch
+
+from madnis.buffer import SampleBuffer, top_m_prior
+
+
+def store(buffer, tag, prior=None, n=8):
+    buffer.store(torch.full((n, 2), float(tag)), torch.full((n,), float(tag)), torch.ones(n), torch.arange(n) % 4, prior)
+
+
+def test_ring_buffer_keeps_the_last_capacity_batches():
+    buffer = SampleBuffer(capacity=3, n_channels=4)
+    for tag in range(5):
+        store(buffer, tag)
+    assert len(buffer) == 3
+    gen = torch.Generator().manual_seed(0)
+    seen = {int(buffer.sample(gen).value[0]) for _ in range(60)}
+    assert seen == {2, 3, 4}
+
+
+def test_top_m_keeps_largest_weights_and_generating_channel():
+    prior = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]])
+    channel = torch.tensor([3, 3])
+    values, indices = top_m_prior(prior, channel, 2)
+    assert sorted(indices[0].tolist()) == [0, 3]  # channel 3 forced in, then the largest (0)
+    assert sorted(indices[1].tolist()) == [2, 3]
+    torch.testing.assert_close(values, prior.gather(1, indices))
+
+
+def test_dense_prior_rebuilt_from_top_m():
+    torch.manual_seed(0)
+    prior = torch.softmax(torch.randn(8, 4), dim=1)
+    buffer = SampleBuffer(capacity=2, n_channels=4, top_m=2)
+    store(buffer, 1, prior)
+    dense = buffer.sample().alpha_prior
+    assert dense.shape == (8, 4) and ((dense > 0).sum(1) == 2).all()
+    kept = dense > 0
+    torch.testing.assert_close(dense[kept], prior[kept])
+    channel = torch.arange(8) % 4
+    assert (dense[torch.arange(8), channel] > 0).all()
+    full = SampleBuffer(capacity=2, n_channels=4, top_m=None)
+    store(full, 1, prior)
+    torch.testing.assert_close(full.sample().alpha_prior, prior)
