@@ -1,0 +1,65 @@
+"""A MadEvent P-dir (``fortran_bridge.ProcessLibrary``) as a ``madnis.Integrand`` with LHE event records.
+
+The bridge evaluates f(x(r)) * J_channel(r) and MadEvent's prior channel weights alpha^MG for batches of
+(channel, r); this adapter converts to torch, groups symmetric channels (symfact) so they share one flow,
+conditions the channel-weight net on the momenta, and keeps alpha^MG fixed when the factorisation/
+renormalisation scale depends on the channel (default ``dynamical_scale_choice = -1``): learned channel
+weights would then change the integrand itself, not only its variance (91.4 pb instead of 110 pb
+measured on W+2j).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from madnis import Integrand, IntegrandResult
+
+from .lhe import EventRecords
+
+
+class BridgeIntegrand(Integrand):
+    """``library``: a ``fortran_bridge.ProcessLibrary`` of one SubProcesses/P* directory."""
+
+    has_prior = True
+
+    def __init__(self, library: Any):
+        info = library.info
+        self.library = library
+        self.name = info.name
+        self.ndim = int(info.ndim)
+        self.n_channels = int(info.n_channels)
+        self.nexternal = int(info.nexternal)
+        self.channel_groups = symmetry_groups([c.symmetry_group for c in info.channels])
+        self.channel_weights_trainable = not bool(info.scale_depends_on_channel)
+        self.n_features = 4 * self.nexternal
+        self.momentum_scale = float(sum(info.beam_energies)) / 2.0
+
+    def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
+        result = self.library.evaluate(channel.detach().cpu().numpy().astype(np.int64),
+                                       r.detach().cpu().numpy().astype(np.float64))
+        device, dtype = r.device, r.dtype
+        value = torch.as_tensor(result.value, dtype=torch.float64).to(device=device, dtype=dtype)
+        alpha = torch.as_tensor(result.alpha, dtype=torch.float64).to(device=device, dtype=dtype)
+        momenta = torch.as_tensor(result.momenta, dtype=torch.float64).to(device=device, dtype=dtype)
+        ok = torch.as_tensor(np.asarray(result.ok, dtype=bool)).to(device)
+        features = (momenta / self.momentum_scale).reshape(len(value), -1)
+        return IntegrandResult(value=value, alpha_prior=alpha, ok=ok, features=features, momenta=momenta)
+
+    def event_records(self, r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
+        """Flavours, helicities, colour flow, mothers, scale and alpha_s of accepted points, as MadEvent draws them."""
+        seed = int(generator.integers(1, 2**31 - 1))
+        records = self.library.event_record(channel.detach().cpu().numpy().astype(np.int64),
+                                            r.detach().cpu().numpy().astype(np.float64), seed)
+        return EventRecords(**{f.name: np.asarray(getattr(records, f.name)) for f in fields(EventRecords)})
+
+
+def symmetry_groups(symmetry_group: list[int]) -> list[list[int]]:
+    """Partition channel indices by their symmetry-group label, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for channel, label in enumerate(symmetry_group):
+        groups.setdefault(int(label), []).append(channel)
+    return list(groups.values())

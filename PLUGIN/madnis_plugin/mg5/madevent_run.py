@@ -1,0 +1,158 @@
+"""``generate_events`` with ``madnis = True``: MadNIS replaces survey/refine/combine inside MadEvent's run.
+
+Everything MadEvent does around the integration stays MadEvent's: card questions and ``set`` commands,
+run names, ``treatcards`` and the Source compilation (``configure_directory``), the random seed
+(``iseed`` or ``randinit``, advanced after each run), the banner, ``results.dat``, the HTML results page
+and crossx.html, the shell summary ``Cross-section : X +- Y pb``, and the later steps (decay, shower).
+In between, the shared run orchestration trains, integrates and unweights each P-dir through the
+Fortran bridge. Nothing here imports ``madgraph``: MadEvent's modules come from the command's own module
+(MG5aMC's or an output's ``bin/internal`` copy).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .. import mg5_version_supported
+from ..settings import MadnisSettings
+
+logger = logging.getLogger("madevent.madnis")
+
+
+def run_madnis(cmd: Any, args: list[str]) -> None:
+    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up)."""
+    module = sys.modules[_madevent_class(cmd).__module__]
+    settings = checked_settings(cmd)
+    cmd.configure_directory()
+    seed = int(cmd.random)
+    cmd.update_random()
+    cmd.save_random()
+    nevents = int(cmd.run_card["nevents"])
+    logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
+    cmd.update_status("MadNIS: build, train, integrate", level=None)
+
+    from .run_pdirs import run_pdirs
+
+    me_dir = Path(cmd.me_dir)
+    run = run_pdirs(
+        pdirs=[Path(p) for p in cmd.get_Pdir()],
+        settings=settings,
+        nevents=nevents,
+        seed=seed,
+        sampler_dir=me_dir / "madnis",
+        html_dir=me_dir / "HTML" / cmd.run_name,
+        lhe_path=me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz",
+        banner_text=lambda sigma, n_events: madevent_banner(cmd, module, sigma, n_events, seed),
+    )
+    publish(cmd, module, run)
+
+
+def checked_settings(cmd: Any) -> MadnisSettings:
+    """The madnis entries, gfortran and MG5aMC version checked before anything compiles (one-line errors)."""
+    try:
+        settings = MadnisSettings.from_card(cmd.run_card)
+    except ValueError as error:
+        raise cmd.InvalidCmd(str(error)) from None
+    compiler = cmd.options.get("fortran_compiler") or "gfortran"
+    if shutil.which(compiler) is None:
+        raise cmd.InvalidCmd(f"madnis = True needs a Fortran compiler: {compiler} not found on PATH")
+    version = mg5_version_of(Path(cmd.me_dir))
+    if version is not None and not mg5_version_supported(version):
+        raise cmd.InvalidCmd(f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
+                             f"madnis-mg5 supports 3.5.x")
+    if cmd.run_card["gridpack"]:
+        raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
+    return settings
+
+
+def mg5_version_of(me_dir: Path) -> tuple[int, ...] | None:
+    """MG5aMC version that wrote ``me_dir`` (MGMEVersion.txt), None if unknown."""
+    path = me_dir / "MGMEVersion.txt"
+    if not path.exists():
+        return None
+    text = path.read_text().strip()
+    parts = [p for p in text.split(".") if p.isdigit()]
+    return tuple(int(p) for p in parts) if parts else None
+
+
+def madevent_banner(cmd: Any, module: ModuleType, sigma: float, n_events: int, seed: int) -> str:
+    """MadEvent's banner text (<MGVersion>, proc/run/param cards, <MGGenerationInfo>) for this run."""
+    banner = module.banner_mod.recover_banner(cmd.results, "parton")
+    banner.load_basic(cmd.me_dir)
+    banner.add_generation_info(sigma, n_events)
+    banner.change_seed(seed)
+    cmd.banner = banner
+    tag = cmd.run_card["run_tag"]
+    run_dir = Path(cmd.me_dir) / "Events" / cmd.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    banner.write(str(run_dir / f"{cmd.run_name}_{tag}_banner.txt"))
+    return banner_header(banner)
+
+
+def banner_header(banner: Any) -> str:
+    """The ``<header>...</header>`` text of a MadEvent banner object."""
+    import io
+
+    out = io.StringIO()
+    banner.write(out, close_tag=False)
+    text = out.getvalue()
+    start = text.index("<header>")
+    return text[start:text.index("</header>") + len("</header>")] + "\n"
+
+
+def publish(cmd: Any, module: ModuleType, run: Any) -> None:
+    """Cross section into MadEvent's results (results.dat, HTML page, crossx.html) and the shell summary."""
+    sum_html = module.sum_html
+    total = sum_html.Combine_results(cmd.run_name)
+    for p in run.processes:
+        p_comb = sum_html.Combine_results(p.name)
+        for c in p.channels:
+            leaf = sum_html.Combine_results(f"G{c.config}")
+            leaf.xsec, leaf.axsec, leaf.xerru = c.integral, abs(c.integral), c.error
+            leaf.nevents, leaf.nunwgt = c.n_points, c.n_events
+            leaf.luminosity = c.n_events / c.integral if c.integral > 0 else 0.0
+            p_comb.append(leaf)
+        _sum_children(p_comb)
+        total.append(p_comb)
+    _sum_children(total)
+    me_dir = Path(cmd.me_dir)
+    total.write_results_dat(str(me_dir / "SubProcesses" / "results.dat"))
+    html_dir = me_dir / "HTML" / cmd.run_name
+    html_dir.mkdir(parents=True, exist_ok=True)
+    p_text = "".join(p.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir) for p in total)
+    plots = "".join(f'<p><img src="{name}" alt="{name}"></p>\n' for name in run.plots)
+    (html_dir / "results.html").write_text(
+        sum_html.results_header + "%s <dl>%s </dl>\n<h3>MadNIS</h3>\n%s</body>" %
+        (total.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir), p_text, plots))
+    cmd.results.add_detail("cross", total.xsec)
+    cmd.results.add_detail("error", total.xerru)
+    cmd.results.add_detail("nb_event", run.n_events)
+    cmd.to_store.append("event")
+    cmd.update_status("MadNIS: events written", level="parton")
+    cmd.print_results_in_shell(cmd.results.current)
+    cmd.gen_card_html()
+    cmd.update_status("End Parton", level="parton", makehtml=True)
+
+
+def _sum_children(comb: Any) -> None:
+    comb.xsec = sum(c.xsec for c in comb)
+    comb.axsec = sum(c.axsec for c in comb)
+    comb.xerru = sum(c.xerru ** 2 for c in comb) ** 0.5
+    comb.nevents = sum(c.nevents for c in comb)
+    comb.nunwgt = sum(c.nunwgt for c in comb)
+    comb.luminosity = min([c.luminosity for c in comb] or [0.0])
+
+
+def _madevent_class(cmd: Any) -> type:
+    """The MadEventCmd class in ``cmd``'s hierarchy (where ``run_generate_events`` is defined)."""
+    for klass in type(cmd).__mro__:
+        if "run_generate_events" in klass.__dict__ and klass.__name__ == "MadEventCmd":
+            return klass
+    raise TypeError(f"{type(cmd).__name__} is not a MadEvent command")
+
+
