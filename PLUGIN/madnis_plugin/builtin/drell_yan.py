@@ -199,8 +199,8 @@ class DrellYan(Integrand):
         return shat, jac
 
     def _kinematics(self, r: torch.Tensor, channel: torch.Tensor) -> dict[str, torch.Tensor]:
-        r = r.to(torch.float64)
-        shat, jac_shat = self._map_shat(r[:, 0], channel.long())
+        r = r.detach().to("cpu", torch.float64)  # the PDF grid lives on the CPU
+        shat, jac_shat = self._map_shat(r[:, 0], channel.detach().cpu().long())
         shat = shat.clamp(self.shat_min, self.shat_max)
         tau = shat / self.s
         ymax = -0.5 * torch.log(tau)

@@ -1,0 +1,246 @@
+"""One MadNIS run over several processes: train, integrate, share events, unweight, write LHE.
+
+Why: the built-in demo and the MG5aMC plugin (one source per MadEvent P-dir, through the Fortran
+bridge) run exactly the same sequence, so it lives here, free of MG5aMC imports. A process source is
+an :class:`~madnis.integrand.Integrand` plus a function turning accepted points into
+:class:`~..lhe.EventRecords`.
+
+Sequence (:func:`run_processes`): for each source train MadNIS (live progress lines) and integrate;
+print MadEvent's results summary; split ``nevents`` over the sources by cross section (largest
+remainder, so the counts add up exactly); per source draw weighted batches and unweight against one
+robust w_max until exactly its share of events is accepted (overweight events keep weight
+w / w_max, then all weights are normalised to mean sigma as MadEvent's ``event_norm = average``);
+build the event records, shuffle the sources together and write the LHE atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from madnis import IntegrationResult, MadNIS, TrainingConfig, TrainingProgress
+from madnis.integrand import Integrand
+from madnis.unweighting import robust_max_weight, unweight
+
+from ..lhe import Banner, EventRecords, LHEInit, LHEProcessInfo, write_lhe
+
+EventRecordFn = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], EventRecords]
+Observable = Callable[[torch.Tensor], np.ndarray]  # momenta (n, nexternal, 4) -> one value per point
+
+
+@dataclass
+class ProcessSource:
+    """One process (a MadEvent P-dir or a built-in process) as the orchestration sees it.
+
+    ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted events vs the
+    weighted truth in the report, e.g. m_ll for Drell-Yan.
+    """
+
+    name: str
+    integrand: Integrand
+    event_records: EventRecordFn
+    lprup: int = 1
+    channel_names: Optional[list[str]] = None
+    observable: Optional[Observable] = None
+    observable_label: str = ""
+
+
+@dataclass
+class RunSettings:
+    """What one run does; ``training`` is shared by all sources (seed offset by the source index)."""
+
+    nevents: int
+    output_dir: Path
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    integration_points: int = 100_000
+    events_file: str = "events.lhe.gz"
+    run_name: str = "run_01"
+    tag: str = "tag_1"
+    weighted_batch: int = 20_000
+    w_max_quantile: float = 0.999  # passed to robust_max_weight (reduction of the maximum over outliers)
+    max_weighted_points: int = 20_000_000
+    progress_every: int = 10
+    save_models: bool = True
+
+
+@dataclass
+class SourceResult:
+    """Everything a report needs about one source."""
+
+    source: ProcessSource
+    losses: list[float]
+    running_integrals: list[float]
+    result: IntegrationResult
+    prior_fractions: np.ndarray  # channel contributions with the prior channel weights (from the weighted sample)
+    n_events: int = 0
+    w_max: float = 0.0
+    efficiency: float = 0.0
+    n_overweight: int = 0
+    weighted_points: int = 0
+    sample_weights: Optional[np.ndarray] = None  # first weighted batch (for plots)
+    sample_observable: Optional[np.ndarray] = None
+    event_observable: Optional[np.ndarray] = None
+    train_seconds: float = 0.0
+    n_calls: int = 0
+
+
+@dataclass
+class RunResult:
+    cross_section: float
+    error: float
+    nevents: int
+    lhe_path: Optional[Path]
+    sources: list[SourceResult]
+    seconds: float
+
+    @property
+    def efficiency(self) -> float:
+        """Unweighting efficiency over all sources: accepted / weighted points drawn."""
+        drawn = sum(s.weighted_points for s in self.sources)
+        return sum(s.efficiency * s.weighted_points for s in self.sources) / drawn if drawn else 0.0
+
+
+def progress_printer(name: str, every: int, log: Callable[[str], None]) -> Callable[[TrainingProgress], None]:
+    """A training callback printing one line every ``every`` steps (and the last)."""
+
+    def callback(p: TrainingProgress) -> None:
+        if p.step % every == 0 or p.step == p.steps - 1:
+            dropped = f"  dropped {p.dropped_channels}" if p.dropped_channels else ""
+            log(f"  [{name}] step {p.step + 1:5d}/{p.steps}  loss {p.loss:10.4e}  "
+                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{dropped}")
+
+    return callback
+
+
+def share_events(nevents: int, cross_sections: Sequence[float]) -> list[int]:
+    """Split ``nevents`` proportionally to the cross sections (largest remainder: sums to nevents exactly)."""
+    sigma = np.clip(np.asarray(cross_sections, dtype=np.float64), 0, None)
+    if sigma.sum() <= 0:
+        raise ValueError("all processes have zero cross section: no events can be generated")
+    exact = nevents * sigma / sigma.sum()
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts))[: nevents - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def madevent_summary(run_name: str, tag: str, cross_section: float, error: float, nevents: int) -> str:
+    """MadEvent's end-of-run block."""
+    return (f"  === Results Summary for run: {run_name} tag: {tag} ===\n\n"
+            f"     Cross-section :   {cross_section:.4g} +- {error:.3g} pb\n"
+            f"     Nb of events :  {nevents}\n")
+
+
+def _train_and_integrate(index: int, source: ProcessSource, settings: RunSettings,
+                         log: Callable[[str], None]) -> tuple[MadNIS, SourceResult]:
+    config = replace(settings.training, seed=settings.training.seed + index)
+    start = time.time()
+    log(f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
+        f"{config.steps} steps x {config.batch_size} points")
+    madnis = MadNIS(source.integrand, config)
+    history = madnis.train(progress_printer(source.name, settings.progress_every, log))
+    result = madnis.integrate(settings.integration_points)
+    log(f"  [{source.name}] sigma = {result.integral:.6g} +- {result.error:.3g} pb ({time.time() - start:.1f} s)")
+    if settings.save_models:
+        madnis.save(settings.output_dir / f"{source.name}.madnis.pt")
+    out = SourceResult(source=source, losses=[p.loss for p in history.progress],
+                       running_integrals=[p.integral for p in history.progress], result=result,
+                       prior_fractions=np.zeros(source.integrand.n_channels), train_seconds=time.time() - start)
+    return madnis, out
+
+
+def _prior_fractions(integrand: Integrand, r: torch.Tensor, channel: torch.Tensor, weight: torch.Tensor) -> np.ndarray:
+    """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
+    evaluated = integrand(r.double(), channel)
+    w = weight.double().cpu()
+    if evaluated.alpha_prior is None or w.sum() <= 0:
+        return np.full(integrand.n_channels, 1.0 / integrand.n_channels)
+    share = (w[:, None] * evaluated.alpha_prior.double().cpu()).sum(0) / w.sum()
+    return share.numpy()
+
+
+def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSettings, seed: int,
+              log: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Draw weighted batches until exactly ``n_events`` are accepted; returns (r, channel, relative weights)."""
+    source = out.source
+    first = madnis.sample_weighted(settings.weighted_batch, seed=seed)
+    weights = first.weight.double().cpu()
+    out.sample_weights = weights.numpy()
+    out.prior_fractions = _prior_fractions(source.integrand, first.r, first.channel, first.weight)
+    if source.observable is not None and first.momenta is not None:
+        out.sample_observable = source.observable(first.momenta.double().cpu())
+    w_max = float(robust_max_weight(weights, settings.w_max_quantile))
+    if not (w_max > 0 and math.isfinite(w_max)):
+        raise RuntimeError(f"{source.name}: no positive finite weight in {settings.weighted_batch} points")
+    out.w_max = w_max
+    accepted_r, accepted_c, accepted_w = [], [], []
+    n_accepted, drawn, batch, overweight = 0, 0, first, 0
+    while True:
+        drawn += len(batch.weight)
+        selection = unweight(batch.weight.double().cpu(), w_max=w_max)
+        index = torch.as_tensor(selection.indices, dtype=torch.long)
+        overweight += int(selection.n_overweight)
+        accepted_r.append(batch.r[index.to(batch.r.device)].cpu())
+        accepted_c.append(batch.channel[index.to(batch.channel.device)].cpu())
+        accepted_w.append(np.asarray(selection.weights, dtype=np.float64))
+        n_accepted += len(index)
+        if n_accepted >= n_events:
+            break
+        if drawn >= settings.max_weighted_points:
+            raise RuntimeError(f"{source.name}: only {n_accepted} of {n_events} events after {drawn} weighted points "
+                               f"(unweighting efficiency {n_accepted / drawn:.2e}); train longer or ask fewer events")
+        batch = madnis.sample_weighted(settings.weighted_batch, seed=seed + drawn)
+    r = torch.cat(accepted_r)[:n_events]
+    channel = torch.cat(accepted_c)[:n_events]
+    relative = np.concatenate(accepted_w)[:n_events]
+    out.weighted_points, out.efficiency, out.n_overweight = drawn, n_accepted / drawn, overweight
+    log(f"  [{source.name}] {n_events} events from {drawn} weighted points: efficiency {100 * out.efficiency:.2f}%, "
+        f"w_max {w_max:.4g} pb, {overweight} overweight")
+    return r, channel, relative
+
+
+def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banner: Banner, init: LHEInit,
+                  log: Callable[[str], None] = print) -> RunResult:
+    """Train, integrate, generate ``settings.nevents`` unweighted events and write the LHE.
+
+    ``init`` gives the beams and PDF ids; its process list is replaced by one line per source.
+    Returns the cross section, the LHE path and per-source results for plots and reports.
+    """
+    start = time.time()
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    trained = [_train_and_integrate(i, s, settings, log) for i, s in enumerate(sources)]
+    sigma = sum(out.result.integral for _, out in trained)
+    error = math.sqrt(sum(out.result.error**2 for _, out in trained))
+    shares = share_events(settings.nevents, [out.result.integral for _, out in trained])
+    parts: list[EventRecords] = []
+    event_weights: list[np.ndarray] = []
+    rng = np.random.default_rng(settings.training.seed)
+    for index, ((madnis, out), n_events) in enumerate(zip(trained, shares)):
+        out.n_events = n_events
+        if n_events == 0:
+            continue
+        r, channel, relative = _generate(madnis, out, n_events, settings, settings.training.seed + 7919 * (index + 1), log)
+        records = out.source.event_records(r, channel, rng)
+        records.subprocess[:] = out.source.lprup
+        if out.source.observable is not None:
+            momenta = out.source.integrand(r.double(), channel).momenta
+            out.event_observable = None if momenta is None else out.source.observable(momenta.double().cpu())
+        out.n_calls = madnis.n_calls
+        parts.append(records)
+        event_weights.append(relative / relative.mean())  # each source's events average 1
+    records = EventRecords.concatenate(parts)
+    weights = sigma * np.concatenate(event_weights)
+    order = rng.permutation(len(records))
+    processes = [LHEProcessInfo(out.result.integral, out.result.error, float(weights.max()), out.source.lprup)
+                 for _, out in trained]
+    lhe_path = write_lhe(settings.output_dir / settings.events_file, records.take(order), weights[order],
+                         replace(init, processes=processes), banner)
+    log("")
+    log(madevent_summary(settings.run_name, settings.tag, sigma, error, len(records)))
+    return RunResult(sigma, error, len(records), lhe_path, [out for _, out in trained], time.time() - start)
