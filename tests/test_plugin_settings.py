@@ -23,6 +23,7 @@ INVALID = {
     "madnis_uniform_fraction": "1.5",
     "madnis_drop_threshold": "1",
     "madnis_device": "tpu",
+    "madnis_integration_points": "1",
     "madnis_workers": "0",
     "madnis_reuse": "perhaps",
     "madnis": "yes please",

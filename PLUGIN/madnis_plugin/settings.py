@@ -37,6 +37,7 @@ class MadnisSettings:
     uniform_fraction: float = _entry(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
     drop_threshold: float = _entry(1e-3, "drop the smallest channels summing to below this fraction of sigma, in [0, 1)")
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
+    integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
     workers: int = _entry(1, "parallel Fortran evaluation workers per P-dir")
     reuse: bool = _entry(False, "re-use the trained sampler in DIR/madnis/P*/ (skips training)")
 
@@ -172,6 +173,8 @@ def _validate(s: MadnisSettings) -> None:
     device = s.device.lower()
     if not (device in ("cpu", "cuda", "auto") or (device.startswith("cuda:") and device[5:].isdigit())):
         fail("device", "must be cpu, cuda, cuda:N or auto")
+    if s.integration_points < 2:
+        fail("integration_points", "must be >= 2")
     if s.workers < 1:
         fail("workers", "must be >= 1")
 

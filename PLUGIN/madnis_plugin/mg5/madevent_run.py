@@ -19,6 +19,10 @@ from types import ModuleType
 from typing import Any
 
 from .. import mg5_version_supported
+from ..bridge_integrand import BridgeIntegrand
+from ..lhe import LHEInit
+from ..run import ProcessSource, RunSettings, run_processes
+from ..run.plots import plot_channels, plot_training, plot_weights
 from ..settings import MadnisSettings
 
 logger = logging.getLogger("madevent.madnis")
@@ -36,20 +40,62 @@ def run_madnis(cmd: Any, args: list[str]) -> None:
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
     cmd.update_status("MadNIS: build, train, integrate", level=None)
 
-    from .run_pdirs import run_pdirs
-
     me_dir = Path(cmd.me_dir)
-    run = run_pdirs(
-        pdirs=[Path(p) for p in cmd.get_Pdir()],
-        settings=settings,
+    sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
+    fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
+    if fixed and settings.train_channel_weights:
+        logger.info("MadNIS: the scale depends on the channel (dynamical_scale_choice = %s) in %s: channel weights "
+                    "kept at MadEvent's alpha (learning them would change the cross section)",
+                    cmd.run_card["dynamical_scale_choice"], ", ".join(fixed))
+    tag = cmd.run_card["run_tag"]
+    run_settings = RunSettings(
         nevents=nevents,
-        seed=seed,
-        sampler_dir=me_dir / "madnis",
-        html_dir=me_dir / "HTML" / cmd.run_name,
-        lhe_path=me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz",
-        banner_text=lambda sigma, n_events: madevent_banner(cmd, module, sigma, n_events, seed),
+        output_dir=me_dir / "madnis",
+        training=settings.training_config(seed=seed),
+        integration_points=settings.integration_points,
+        events_file=str(me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz"),
+        run_name=cmd.run_name,
+        tag=tag,
     )
-    publish(cmd, module, run)
+    run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
+                        log=logger.info)
+    html_dir = me_dir / "HTML" / cmd.run_name
+    html_dir.mkdir(parents=True, exist_ok=True)
+    plots = [plot_training(run, html_dir)]
+    for source in run.sources:
+        plots += [plot_channels(source, html_dir), plot_weights(source, html_dir)]
+    publish(cmd, module, run, [p.name for p in plots])
+
+
+def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSource:
+    """Build the P-dir's bridge library and wrap it as an orchestration source."""
+    import fortran_bridge
+
+    fortran_bridge.build(pdir)
+    library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.workers)
+    integrand = BridgeIntegrand(library)
+    return ProcessSource(name=pdir.name, integrand=integrand, event_records=integrand.event_records,
+                         lprup=int(pdir.name[1:].split("_")[0]),
+                         channel_names=[f"G{c.config}" for c in library.info.channels])
+
+
+def lhe_init(run_card: Any) -> LHEInit:
+    """Beams and PDF ids of the <init> block as MadEvent writes them (processes filled by the orchestration)."""
+    beams = {1: 2212, -1: -2212, 2: 2212, -2: -2212}
+    pdf = int(run_card.get_lhapdf_id())
+    return LHEInit(processes=[], beam_ids=(beams.get(int(run_card["lpp1"]), 0), beams.get(int(run_card["lpp2"]), 0)),
+                   beam_energies=(float(run_card["ebeam1"]), float(run_card["ebeam2"])),
+                   pdf_set=(pdf, pdf) if int(run_card["lpp1"]) else (0, 0))
+
+
+class MadEventHeader:
+    """The LHE header as MadEvent writes it, made when the cross section is known (``Banner`` protocol)."""
+
+    def __init__(self, cmd: Any, module: ModuleType, seed: int):
+        self.cmd, self.module, self.seed = cmd, module, seed
+
+    def text(self, n_events: int, integrated_weight: float) -> str:
+        return madevent_banner(self.cmd, self.module, integrated_weight, n_events, self.seed)
 
 
 def checked_settings(cmd: Any) -> MadnisSettings:
@@ -99,23 +145,25 @@ def banner_header(banner: Any) -> str:
     import io
 
     out = io.StringIO()
-    banner.write(out, close_tag=False)
+    banner.write(out, close_tag=False, exclude=["init"])
     text = out.getvalue()
     start = text.index("<header>")
     return text[start:text.index("</header>") + len("</header>")] + "\n"
 
 
-def publish(cmd: Any, module: ModuleType, run: Any) -> None:
+def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     """Cross section into MadEvent's results (results.dat, HTML page, crossx.html) and the shell summary."""
     sum_html = module.sum_html
     total = sum_html.Combine_results(cmd.run_name)
-    for p in run.processes:
-        p_comb = sum_html.Combine_results(p.name)
-        for c in p.channels:
-            leaf = sum_html.Combine_results(f"G{c.config}")
+    for source in run.sources:
+        p_comb = sum_html.Combine_results(source.source.name)
+        names = source.source.channel_names or [str(c.channel) for c in source.result.channels]
+        for c, name in zip(source.result.channels, names):
+            leaf = sum_html.Combine_results(name)
             leaf.xsec, leaf.axsec, leaf.xerru = c.integral, abs(c.integral), c.error
-            leaf.nevents, leaf.nunwgt = c.n_points, c.n_events
-            leaf.luminosity = c.n_events / c.integral if c.integral > 0 else 0.0
+            leaf.nevents = c.n_points
+            leaf.nunwgt = round(source.n_events * c.fraction)
+            leaf.luminosity = leaf.nunwgt / c.integral if c.integral > 0 else 0.0
             p_comb.append(leaf)
         _sum_children(p_comb)
         total.append(p_comb)
@@ -125,13 +173,13 @@ def publish(cmd: Any, module: ModuleType, run: Any) -> None:
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
     p_text = "".join(p.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir) for p in total)
-    plots = "".join(f'<p><img src="{name}" alt="{name}"></p>\n' for name in run.plots)
+    images = "".join(f'<p><img src="{name}" alt="{name}"></p>\n' for name in plots)
     (html_dir / "results.html").write_text(
         sum_html.results_header + "%s <dl>%s </dl>\n<h3>MadNIS</h3>\n%s</body>" %
-        (total.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir), p_text, plots))
+        (total.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir), p_text, images))
     cmd.results.add_detail("cross", total.xsec)
     cmd.results.add_detail("error", total.xerru)
-    cmd.results.add_detail("nb_event", run.n_events)
+    cmd.results.add_detail("nb_event", run.nevents)
     cmd.to_store.append("event")
     cmd.update_status("MadNIS: events written", level="parton")
     cmd.print_results_in_shell(cmd.results.current)
