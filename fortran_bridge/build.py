@@ -1,0 +1,152 @@
+"""Build a MadEvent ``SubProcesses/P*`` directory into a shared library with the MadNIS C ABI.
+
+The library holds the directory's own Fortran (matrix elements, PDFs, cuts, scales, genps.f
+phase-space mapping) plus the glue ``madnis_bridge.f``; it is compiled with the directory's
+makefiles and flags (position independent) and cached in ``<P-dir>/madnis_build/``: it is
+rebuilt only when a source, card or flag changes. MG5aMC's Python is not imported; only when
+``Source/run_card.inc`` or ``Source/param_card.inc`` is missing or older than its card is the
+process directory's own ``bin/madevent treatcards`` run to write it (as MadEvent's launch does).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+GLUE_DIR = Path(__file__).resolve().parent
+GLUE_FILES = ("madnis_bridge.f", "madnis_glue.inc", "madnis_bridge.mk")
+BUILD_DIRNAME = "madnis_build"
+SOURCE_SUFFIXES = (".f", ".f90", ".inc", ".c", ".cc", ".h")
+
+
+class BuildError(RuntimeError):
+    """A process directory could not be built into a bridge library (one-line message)."""
+
+
+def build(pdir: Path | str, force: bool = False) -> Path:
+    """Build (or reuse) the bridge library of MadEvent P-dir ``pdir``; return the ``.so`` path."""
+    pdir = Path(pdir).resolve()
+    proc = pdir.parent.parent
+    if not (pdir / "auto_dsig.f").is_file() or not (pdir / "genps.f").is_file():
+        raise BuildError(f"{pdir} is not a MadEvent SubProcesses/P* directory (no auto_dsig.f/genps.f)")
+    fc = os.environ.get("FC", "gfortran")
+    if shutil.which(fc) is None:
+        raise BuildError(f"Fortran compiler '{fc}' not found: install gfortran (apt-get install gfortran)")
+    if shutil.which("make") is None or shutil.which("objcopy") is None:
+        raise BuildError("'make' and 'objcopy' (binutils) are needed to build the bridge library")
+    out = pdir / BUILD_DIRNAME
+    lib = out / f"libmadnis_{pdir.name}.so"
+    card = read_run_card(proc / "Cards" / "run_card.dat")
+    make_vars = _make_variables(card, fc)
+    with _lock(proc):
+        _treat_cards(proc)
+        key = _fingerprint(pdir, proc, make_vars)
+        stamp = out / "fingerprint"
+        if not force and lib.is_file() and stamp.is_file() and stamp.read_text() == key:
+            return lib
+        out.mkdir(exist_ok=True)
+        stamp.unlink(missing_ok=True)
+        _make(proc / "Source", [], make_vars, "compiling Source libraries")
+        _make(pdir, ["-f", "makefile", "-f", str(GLUE_DIR / "madnis_bridge.mk"), "madnis-lib"],
+              make_vars + [f"MADNIS_SRC={GLUE_DIR}", f"MADNIS_DIR={out}", f"MADNIS_LIB={lib}"],
+              f"building {lib.name}")
+        stamp.write_text(key)
+    return lib
+
+
+def read_run_card(path: Path) -> dict[str, str]:
+    """``name -> value`` (lower-case names, raw string values) from a MadEvent run_card."""
+    entries: dict[str, str] = {}
+    if not path.is_file():
+        return entries
+    for line in path.read_text().splitlines():
+        line = line.split("!", 1)[0].split("#", 1)[0]
+        match = re.match(r"\s*(.*?)\s*=\s*(\w+)\s*$", line)
+        if match:
+            entries[match.group(2).lower()] = match.group(1).strip().strip("'\"")
+    return entries
+
+
+def _make_variables(card: dict[str, str], fc: str) -> list[str]:
+    """Compiler flags as MadEvent's launch sets them from the run_card, always with -fPIC."""
+    global_flag = card.get("global_flag", "-O")
+    variables = [
+        f"FC={fc}",
+        f"FFLAGS=-w -fPIC -ffixed-line-length-132 {global_flag}",
+        f"GLOBAL_FLAG={global_flag}",
+        f"MATRIX_FLAG={card.get('matrix_flag', '')}",
+        f"ALOHA_FLAG={card.get('aloha_flag', '')}",
+    ]
+    if card.get("pdlabel", "").lower() == "lhapdf":
+        lhapdf = shutil.which("lhapdf-config")
+        if lhapdf is None:
+            raise BuildError("run_card asks for pdlabel = lhapdf but lhapdf-config is not on PATH")
+        variables.append(f"lhapdf={lhapdf}")
+    return variables
+
+
+def _treat_cards(proc: Path) -> None:
+    """Write Source/run_card.inc and Source/param_card.inc if missing or older than the cards."""
+    for mode, inc, card in (("run", "run_card.inc", "run_card.dat"), ("param", "param_card.inc", "param_card.dat")):
+        inc_path, card_path = proc / "Source" / inc, proc / "Cards" / card
+        if inc_path.is_file() and (not card_path.is_file() or inc_path.stat().st_mtime >= card_path.stat().st_mtime):
+            continue
+        result = subprocess.run([sys.executable, str(proc / "bin" / "madevent"), "treatcards", mode],
+                                cwd=proc, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if not inc_path.is_file():
+            raise BuildError(f"could not write {inc_path} from {card_path} with bin/madevent treatcards {mode}: "
+                             f"{_last_line(result.stdout + result.stderr)}")
+
+
+def _make(cwd: Path, args: list[str], variables: list[str], what: str) -> None:
+    result = subprocess.run(["make", "-s", *args, *variables], cwd=cwd, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        log = cwd / BUILD_DIRNAME / "build.log" if (cwd / BUILD_DIRNAME).is_dir() else None
+        if log is not None:
+            log.write_text(result.stdout + result.stderr)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
+        detail = errors[0] if errors else _last_line(result.stdout + result.stderr)
+        raise BuildError(f"{what} in {cwd} failed: {detail.strip()}" + (f" (full log: {log})" if log else ""))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def _fingerprint(pdir: Path, proc: Path, make_vars: list[str]) -> str:
+    """Hash of everything the library depends on: sources, includes, cards, glue, flags."""
+    digest = hashlib.sha256("\n".join(make_vars).encode())
+    files = sorted(p for p in pdir.iterdir() if p.suffix in SOURCE_SUFFIXES)
+    files += sorted(p for p in (proc / "Source").rglob("*") if p.suffix in SOURCE_SUFFIXES)
+    files += [proc / "Cards" / "run_card.dat", proc / "Cards" / "param_card.dat"]
+    files += [GLUE_DIR / name for name in GLUE_FILES]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(proc) if path.is_relative_to(proc) else path.name).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class _lock:
+    """Exclusive lock on a process directory while its libraries are (re)built."""
+
+    def __init__(self, proc: Path):
+        self.path = proc / "lib" / ".madnis_build.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(exist_ok=True)
+        self.handle = open(self.path, "w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()

@@ -1,0 +1,156 @@
+"""``ProcessLibrary``: one MadEvent P-dir's bridge library, evaluated in worker processes.
+
+Batches go to worker processes (see workers.py) as numpy arrays; there is no per-point Python
+work. Non-finite results are counted in ``n_nonfinite``, flagged ``ok = False`` and returned
+as value 0 with a uniform alpha, never as numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .build import BUILD_DIRNAME, build
+from .workers import BridgeError, WorkerPool
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """Channel ``index`` (0-based) is MadEvent config ``config``; channels with the same
+    ``symmetry_group`` (the channel index of their representative) share a phase-space tree."""
+
+    index: int
+    config: int
+    symmetry_group: int
+
+
+@dataclass(frozen=True)
+class SubprocessInfo:
+    """One flavour assignment of the grouped subprocesses (PDG codes in the event's order)."""
+
+    pdg: tuple[int, ...]
+    mirror: bool
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str
+    ndim: int
+    n_channels: int
+    nexternal: int
+    ninitial: int
+    channels: list[ChannelInfo]
+    subprocesses: list[SubprocessInfo]
+    beam_energies: tuple[float, float]
+    scale_depends_on_channel: bool
+
+
+@dataclass
+class Evaluation:
+    """Arrays for n points: value = f*J in pb, alpha (n, n_channels), momenta (n, nexternal, 4)
+    as (E, px, py, pz), x1, x2, status (0 passed cuts, 1 no phase-space point, 2 failed cuts),
+    ok (False where the library returned NaN/inf)."""
+
+    value: np.ndarray
+    alpha: np.ndarray
+    momenta: np.ndarray
+    x1: np.ndarray
+    x2: np.ndarray
+    status: np.ndarray
+    ok: np.ndarray
+
+
+@dataclass
+class EventRecords:
+    """Les Houches records padded to ``maxnup`` entries: nup (n,), pdg, status (-1 incoming,
+    1 final, 2 resonance), mothers (n, maxnup, 2) 1-based, color (n, maxnup, 2), momenta
+    (n, maxnup, 5) = (px, py, pz, E, m), helicity, scale, aqcd, aqed, subprocess (index into
+    ``info.subprocesses``, -1 where the point has no weight)."""
+
+    nup: np.ndarray
+    pdg: np.ndarray
+    status: np.ndarray
+    mothers: np.ndarray
+    color: np.ndarray
+    momenta: np.ndarray
+    helicity: np.ndarray
+    scale: np.ndarray
+    aqcd: np.ndarray
+    aqed: np.ndarray
+    subprocess: np.ndarray
+
+
+class ProcessLibrary:
+    """The bridge library of one P-dir, served by ``workers`` processes.
+
+    ``library`` overrides the library to load (default: ``build(pdir)``); the workers run in
+    ``pdir/madnis_build``.
+    """
+
+    def __init__(self, pdir: Path | str, seed: int = 0, workers: int = 1, library: Optional[Path | str] = None):
+        self.pdir = Path(pdir).resolve()
+        self.library = Path(library).resolve() if library is not None else build(self.pdir)
+        rundir = self.pdir / BUILD_DIRNAME
+        rundir.mkdir(parents=True, exist_ok=True)
+        self._pool = WorkerPool(self.library, rundir, seed, workers, self.pdir.name)
+        raw = self._pool.info
+        self.info = ProcessInfo(
+            name=self.pdir.name, ndim=raw["ndim"], n_channels=raw["n_channels"], nexternal=raw["nexternal"],
+            ninitial=raw["ninitial"],
+            channels=[ChannelInfo(i, int(c), int(g)) for i, (c, g) in enumerate(zip(raw["config"], raw["symmetry_group"]))],
+            subprocesses=[SubprocessInfo(tuple(int(x) for x in p), bool(m)) for p, m in zip(raw["pdg"], raw["mirror"])],
+            beam_energies=raw["beam_energies"], scale_depends_on_channel=raw["scale_depends_on_channel"])
+        self.n_nonfinite = 0
+        self.fortran_seconds = 0.0
+
+    def _inputs(self, channel: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        channel = np.ascontiguousarray(channel, dtype=np.int32).reshape(-1)
+        r = np.ascontiguousarray(r, dtype=np.float64)
+        if r.shape != (len(channel), self.info.ndim):
+            raise ValueError(f"{self.info.name}: r has shape {r.shape}, expected ({len(channel)}, {self.info.ndim})")
+        if len(channel) and (channel.min() < 0 or channel.max() >= self.info.n_channels):
+            raise ValueError(f"{self.info.name}: channel out of range 0..{self.info.n_channels - 1}")
+        return channel, r
+
+    def evaluate(self, channel: np.ndarray, r: np.ndarray) -> Evaluation:
+        """Evaluate f*J, alpha and momenta for points r (n, ndim) of channels ``channel`` (n,)."""
+        channel, r = self._inputs(channel, r)
+        if len(channel) == 0:
+            c, e = self.info.n_channels, self.info.nexternal
+            return Evaluation(np.zeros(0), np.zeros((0, c)), np.zeros((0, e, 4)), np.zeros(0), np.zeros(0),
+                              np.zeros(0, np.int32), np.zeros(0, bool))
+        parts = self._pool.map("evaluate", channel, r)
+        self.fortran_seconds += max(p["fortran_seconds"] for p in parts)
+        out = {k: np.concatenate([p[k] for p in parts]) for k in ("value", "alpha", "momenta", "x1", "x2", "status")}
+        ok = np.isfinite(out["value"]) & np.isfinite(out["alpha"]).all(axis=1) & np.isfinite(out["momenta"]).all(axis=(1, 2))
+        bad = ~ok
+        if bad.any():
+            self.n_nonfinite += int(bad.sum())
+            out["value"][bad] = 0.0
+            out["alpha"][bad] = 1.0 / self.info.n_channels
+            out["momenta"][bad] = 0.0
+        return Evaluation(ok=ok, **out)
+
+    def event_record(self, channel: np.ndarray, r: np.ndarray, seed: int) -> EventRecords:
+        """Les Houches records for the points; the subprocess/mirror is drawn with probability
+        proportional to its contribution, helicity and colour as MadEvent draws them."""
+        channel, r = self._inputs(channel, r)
+        u = np.random.default_rng(seed).random(len(channel))
+        parts = self._pool.map("event_record", channel, r, u, extra=(int(seed) % 2**31,))
+        return EventRecords(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> "ProcessLibrary":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["ProcessLibrary", "ProcessInfo", "ChannelInfo", "SubprocessInfo", "Evaluation", "EventRecords",
+           "BridgeError"]

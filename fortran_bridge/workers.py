@@ -1,0 +1,235 @@
+"""Worker processes that each load one bridge library with cffi: crash isolation and sharding.
+
+A Fortran STOP, abort or segfault ends only the worker: the parent sees the connection close,
+raises :class:`BridgeError` with the worker's last output, and starts a fresh worker so the
+next call works. Run as ``python -m fortran_bridge.workers FD LIBRARY RUNDIR SEED`` by
+:class:`Worker`; the Fortran's own printing goes to ``RUNDIR/worker<k>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HEADER = Path(__file__).resolve().parent / "madnis_bridge.h"
+
+
+class BridgeError(RuntimeError):
+    """A bridge library failed (worker crashed, Fortran STOP, bad return code)."""
+
+
+# ----------------------------------------------------------------------------- child side
+def load_library(path: str):
+    """``(ffi, lib)`` for a library implementing madnis_bridge.h."""
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef("\n".join(line for line in HEADER.read_text().splitlines() if not line.startswith("#")))
+    return ffi, ffi.dlopen(path)
+
+
+class _Server:
+    """Calls the C ABI for the parent's requests."""
+
+    def __init__(self, library: str, rundir: str, seed: int):
+        self.ffi, self.lib = load_library(library)
+        if self.lib.madnis_init(rundir.encode(), seed) != 0:
+            raise BridgeError(f"madnis_init({rundir!r}) failed")
+        ints = [self.ffi.new("int *") for _ in range(6)]
+        ebeams = np.zeros(2)
+        self.lib.madnis_info(*ints[:5], self._ptr(ebeams), ints[5])
+        self.ndim, self.n_channels, self.nexternal, self.ninitial, n_sub, scale_dep = (i[0] for i in ints)
+        config = np.zeros(self.n_channels, np.int32)
+        group = np.zeros(self.n_channels, np.int32)
+        self.lib.madnis_channels(self._ptr(config), self._ptr(group))
+        pdg = np.zeros((n_sub, self.nexternal), np.int32)
+        mirror = np.zeros(n_sub, np.int32)
+        self.lib.madnis_subprocesses(self._ptr(pdg), self._ptr(mirror))
+        self.maxnup = self.lib.madnis_max_nup()
+        self.info = dict(ndim=self.ndim, n_channels=self.n_channels, nexternal=self.nexternal,
+                         ninitial=self.ninitial, config=config, symmetry_group=group, pdg=pdg,
+                         mirror=mirror.astype(bool), beam_energies=(float(ebeams[0]), float(ebeams[1])),
+                         scale_depends_on_channel=bool(scale_dep), maxnup=self.maxnup)
+
+    def _ptr(self, array: np.ndarray):
+        kind = "int[]" if array.dtype == np.int32 else "double[]"
+        return self.ffi.from_buffer(kind, array)
+
+    def evaluate(self, channel: np.ndarray, r: np.ndarray) -> dict[str, Any]:
+        n = len(channel)
+        order = np.argsort(channel, kind="stable")  # few channel switches inside the Fortran
+        channel_s, r_s = np.ascontiguousarray(channel[order]), np.ascontiguousarray(r[order])
+        out = dict(momenta=np.empty((n, self.nexternal, 4)), x1=np.empty(n), x2=np.empty(n),
+                   value=np.empty(n), alpha=np.empty((n, self.n_channels)), status=np.empty(n, np.int32))
+        start = time.perf_counter()
+        rc = self.lib.madnis_evaluate(n, self._ptr(channel_s), self._ptr(r_s), self._ptr(out["momenta"]),
+                                      self._ptr(out["x1"]), self._ptr(out["x2"]), self._ptr(out["value"]),
+                                      self._ptr(out["alpha"]), self._ptr(out["status"]))
+        seconds = time.perf_counter() - start
+        if rc != 0:
+            raise BridgeError(f"madnis_evaluate returned {rc}")
+        result = {}
+        for key, sorted_values in out.items():
+            result[key] = np.empty_like(sorted_values)
+            result[key][order] = sorted_values
+        result["fortran_seconds"] = seconds
+        return result
+
+    def event_record(self, channel: np.ndarray, r: np.ndarray, u: np.ndarray, seed: int) -> dict[str, Any]:
+        n, m = len(channel), self.maxnup
+        out = dict(nup=np.zeros(n, np.int32), pdg=np.zeros((n, m), np.int32), status=np.zeros((n, m), np.int32),
+                   mothers=np.zeros((n, m, 2), np.int32), color=np.zeros((n, m, 2), np.int32),
+                   momenta=np.zeros((n, m, 5)), helicity=np.zeros((n, m), np.int32), scale=np.zeros(n),
+                   aqcd=np.zeros(n), aqed=np.zeros(n), subprocess=np.zeros(n, np.int32))
+        rc = self.lib.madnis_event_record(
+            n, self._ptr(np.ascontiguousarray(channel, np.int32)), self._ptr(np.ascontiguousarray(r)),
+            self._ptr(np.ascontiguousarray(u)), seed, m, *(self._ptr(out[k]) for k in (
+                "nup", "pdg", "status", "mothers", "color", "momenta", "helicity", "scale", "aqcd", "aqed",
+                "subprocess")))
+        if rc != 0:
+            raise BridgeError(f"madnis_event_record returned {rc}")
+        return out
+
+
+def _serve(fd: int, library: str, rundir: str, seed: int) -> None:
+    conn = Connection(fd)
+    try:
+        server = _Server(library, rundir, seed)
+    except Exception as exc:  # report, then exit: the parent raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ok", server.info))
+    while True:
+        try:
+            command, args = conn.recv()
+        except EOFError:
+            return
+        if command == "close":
+            return
+        try:
+            conn.send(("ok", getattr(server, command)(*args)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+# ---------------------------------------------------------------------------- parent side
+class Worker:
+    """One child process serving one library; restarted after a crash."""
+
+    def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str):
+        self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
+        self.log = rundir / f"worker{index}.log"
+        self.info = self._start()
+
+    def _start(self) -> dict[str, Any]:
+        parent, child = socket.socketpair()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fortran_bridge.workers", str(child.fileno()), str(self.library),
+                 str(self.rundir), str(self.seed)],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "OMP_NUM_THREADS": "1", "GFORTRAN_UNBUFFERED_PRECONNECTED": "y"})
+        child.close()
+        self.conn = Connection(os.dup(parent.fileno()))
+        parent.close()
+        return self.receive("initialising")
+
+    def send(self, command: str, *args: Any) -> None:
+        try:
+            self.conn.send((command, args))
+        except OSError:
+            pass  # the worker died: receive() reports it
+
+    def receive(self, context: str) -> Any:
+        try:
+            status, payload = self.conn.recv()
+        except (EOFError, OSError):
+            raise BridgeError(self._crash_message(context)) from None
+        if status == "error":
+            raise BridgeError(f"{self.name}: {payload} ({context})")
+        return payload
+
+    def _crash_message(self, context: str) -> str:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        if code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code} (Fortran STOP or exit)"
+        tail = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()][-3:]
+        return f"{self.name}: bridge worker {how} while {context}; last output: {' | '.join(tail) or '(none)'}"
+
+    def restart(self) -> None:
+        self.conn.close()
+        self.proc.wait()
+        self.info = self._start()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.send("close")
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.conn.close()
+
+
+class WorkerPool:
+    """``workers`` processes; a batch is split into contiguous shards, one per worker."""
+
+    def __init__(self, library: Path, rundir: Path, seed: int, workers: int, name: str):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.name = name
+        self.workers: list[Worker] = []
+        try:
+            for index in range(workers):
+                self.workers.append(Worker(library, rundir, seed + index, index, name))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.workers[0].info
+
+    def map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = ()) -> list[Any]:
+        """Run ``command(channel_shard, *array_shards, *extra)`` on all workers; results in order."""
+        bounds = np.linspace(0, len(channel), len(self.workers) + 1).astype(int)
+        shards = [(w, slice(lo, hi)) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
+        for worker, part in shards:
+            worker.send(command, channel[part], *(a[part] for a in arrays), *extra)
+        results, errors = [], []
+        for worker, part in shards:
+            context = f"running {command} for channel(s) {np.unique(channel[part]).tolist()[:20]}"
+            try:
+                results.append(worker.receive(context))
+            except BridgeError as exc:
+                errors.append(str(exc))
+                if worker.proc.poll() is not None:
+                    worker.restart()
+        if errors:
+            raise BridgeError(errors[0])
+        return results
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
