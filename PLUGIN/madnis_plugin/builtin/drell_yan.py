@@ -309,3 +309,12 @@ class DrellYan(Integrand):
         records.aqed[:] = self.setup.ew.alpha
         records.subprocess[:] = 1
         return records
+
+
+def prior_multichannel(integrand: Integrand, r: torch.Tensor) -> torch.Tensor:
+    """sum_i alpha_i^prior(x_i(r)) f(x_i(r)) J_i(r): one function of r whose integral is sigma (for VEGAS references)."""
+    total = torch.zeros(r.shape[0], dtype=torch.float64)
+    for c in range(integrand.n_channels):
+        result = integrand(r, torch.full((r.shape[0],), c))
+        total += result.alpha_prior[:, c].double() * result.value.double()
+    return total
