@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,11 +72,52 @@ def unconstrain(
     )
 
 
-def _knots(sizes: torch.Tensor) -> torch.Tensor:
-    """Bin sizes (..., K) summing to 1 -> knot positions (..., K+1) from exactly 0 to exactly 1."""
+def _evaluate(
+    x: torch.Tensor,
+    sizes: torch.Tensor,
+    derivatives_at: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    inverse: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Core of the spline: ``sizes`` (..., 2, K) stacks widths and heights (each summing to 1).
+
+    ``derivatives_at(index)`` returns the derivatives at the left and right knot of bin ``index``,
+    so that only two derivatives per point are computed, not K + 1.
+    """
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots[..., -1] = 1.0
-    return knots
+    x = x.clamp(0.0, 1.0)
+    search = knots[..., 1 if inverse else 0, 1:-1].contiguous()
+    index = torch.searchsorted(search, x[..., None].contiguous())
+    index2 = index[..., None, :].expand(*sizes.shape[:-1], 1)
+    x_k, y_k = knots.gather(-1, index2).unbind(-2)
+    w_k, h_k = sizes.gather(-1, index2).unbind(-2)
+    x_k, y_k, w_k, h_k = x_k[..., 0], y_k[..., 0], w_k[..., 0], h_k[..., 0]
+    d_k, d_k1 = derivatives_at(index)
+    slope = h_k / w_k
+    curvature = d_k + d_k1 - 2 * slope
+
+    if inverse:
+        dy = x - y_k
+        a = h_k * (slope - d_k) + dy * curvature
+        b = h_k * d_k - dy * curvature
+        c = -slope * dy
+        discriminant = (b * b - 4 * a * c).clamp(min=0.0)
+        xi = (2 * c / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
+        out = x_k + xi * w_k
+    else:
+        xi = ((x - x_k) / w_k).clamp(0.0, 1.0)
+    xi_1m = xi * (1 - xi)
+    denominator = slope + curvature * xi_1m
+    if not inverse:
+        out = y_k + h_k * (slope * xi * xi + d_k * xi_1m) / denominator
+    derivative_numerator = slope * slope * (d_k1 * xi * xi + 2 * slope * xi_1m + d_k * (1 - xi) ** 2)
+    log_det = torch.log(derivative_numerator / (denominator * denominator))
+    return out, (-log_det if inverse else log_det)
+
+
+def _pick_pair(values: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pair = values.gather(-1, torch.cat((index, index + 1), dim=-1))
+    return pair[..., 0], pair[..., 1]
 
 
 def rq_spline(
@@ -95,38 +137,8 @@ def rq_spline(
     Returns:
         y (...) and log|dy/dx| (...) of the map applied (for the inverse: log|dx/dy|).
     """
-    x_knots = _knots(widths)
-    y_knots = _knots(heights)
-    x = x.clamp(0.0, 1.0)
-    search = y_knots if inverse else x_knots
-    index = torch.searchsorted(search[..., 1:-1].contiguous(), x[..., None].contiguous())
-
-    def pick(t: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        return t.gather(-1, index + offset)[..., 0]
-
-    x_k, w_k = pick(x_knots), pick(widths)
-    y_k, h_k = pick(y_knots), pick(heights)
-    d_k, d_k1 = pick(derivatives), pick(derivatives, 1)
-    slope = h_k / w_k
-    curvature = d_k + d_k1 - 2 * slope
-
-    if inverse:
-        dy = x - y_k
-        a = h_k * (slope - d_k) + dy * curvature
-        b = h_k * d_k - dy * curvature
-        c = -slope * dy
-        discriminant = (b * b - 4 * a * c).clamp(min=0.0)
-        xi = (2 * c / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
-        out = x_k + xi * w_k
-    else:
-        xi = ((x - x_k) / w_k).clamp(0.0, 1.0)
-    xi_1m = xi * (1 - xi)
-    denominator = slope + curvature * xi_1m
-    if not inverse:
-        out = y_k + h_k * (slope * xi * xi + d_k * xi_1m) / denominator
-    derivative_numerator = slope * slope * (d_k1 * xi * xi + 2 * slope * xi_1m + d_k * (1 - xi) ** 2)
-    log_det = torch.log(derivative_numerator) - 2 * torch.log(denominator)
-    return out, (-log_det if inverse else log_det)
+    sizes = torch.stack((widths, heights), dim=-2)
+    return _evaluate(x, sizes, lambda index: _pick_pair(derivatives, index), inverse)
 
 
 def rq_spline_unconstrained(
@@ -135,6 +147,18 @@ def rq_spline_unconstrained(
     inverse: bool = False,
     constants: SplineConstants = SplineConstants(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rq_spline` with parameters (..., 3K+1) as output by a network (see :func:`constrain`)."""
+    """:func:`rq_spline` with parameters (..., 3K+1) as output by a network (see :func:`constrain`).
+
+    Same result as ``rq_spline(x, *constrain(params))``, but computes the softplus only for the two
+    derivatives each point needs (transcendental functions dominate the cost on CPUs).
+    """
     bins = (params.shape[-1] - 1) // 3
-    return rq_spline(x, *constrain(params, bins, constants), inverse=inverse)
+    minimum = params.new_tensor([[constants.min_bin_width], [constants.min_bin_height]])
+    sizes = minimum + (1 - bins * minimum) * torch.softmax(params[..., : 2 * bins].unflatten(-1, (2, bins)), dim=-1)
+
+    def derivatives_at(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d_k, d_k1 = _pick_pair(params[..., 2 * bins :], index)
+        pair = constants.min_derivative + F.softplus(torch.stack((d_k, d_k1)) + constants.derivative_shift())
+        return pair[0], pair[1]
+
+    return _evaluate(x, sizes, derivatives_at, inverse)
