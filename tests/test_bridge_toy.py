@@ -1,0 +1,117 @@
+"""The bridge's loader, batching, worker sharding and fault handling on a tiny Fortran library.
+
+tests/bridge_fixtures/toy_bridge.f90 implements fortran_bridge/madnis_bridge.h with an analytic
+two-channel integrand (exact integral 0.9); needs gfortran, not MG5aMC.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fortran_bridge import BridgeError, BuildError, ProcessLibrary, build
+
+FIXTURES = Path(__file__).parent / "bridge_fixtures"
+sys.path.insert(0, str(FIXTURES))
+from checks import momentum_problems, record_problems  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("gfortran") is None, reason="gfortran not found")
+
+
+@pytest.fixture(scope="module")
+def toy_library(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy")
+    lib = out / "libtoy.so"
+    subprocess.run(["gfortran", "-shared", "-fPIC", "-O2", "-J", str(out), str(FIXTURES / "toy_bridge.f90"),
+                    "-o", str(lib)], check=True)
+    return lib
+
+
+@pytest.fixture(scope="module")
+def toy(toy_library, tmp_path_factory):
+    with ProcessLibrary(tmp_path_factory.mktemp("P0_toy"), library=toy_library) as library:
+        yield library
+
+
+def test_info(toy):
+    info = toy.info
+    assert (info.ndim, info.n_channels, info.nexternal, info.ninitial) == (2, 2, 4, 2)
+    assert [(c.index, c.config, c.symmetry_group) for c in info.channels] == [(0, 1, 0), (1, 2, 1)]
+    assert info.subprocesses[0].pdg == (2, -2, -11, 11) and not info.subprocesses[0].mirror
+    assert info.beam_energies == (50.0, 50.0) and not info.scale_depends_on_channel
+
+
+def test_values_and_cross_section(toy):
+    ev = toy.evaluate(np.array([0, 1, 0]), np.array([[0.25, 0.5], [0.25, 0.5], [0.25, 0.95]]))
+    # channel 0: x = 0.5, J = 1; channel 1: x = 0.5, J = 1; third point fails the cut
+    np.testing.assert_allclose(ev.value, [0.75, 0.75, 0.0])
+    np.testing.assert_allclose(ev.alpha, [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    assert ev.status.tolist() == [0, 0, 2] and ev.ok.all()
+    rng = np.random.default_rng(7)
+    n = 100_000
+    total, variance = 0.0, 0.0
+    for c in range(2):
+        ev = toy.evaluate(np.full(n, c), rng.random((n, 2)))
+        contribution = ev.alpha[:, c] * ev.value
+        total += contribution.mean()
+        variance += contribution.var() / n
+    assert abs(total - 0.9) < 4 * variance ** 0.5
+    assert momentum_problems(ev.momenta, 2, np.zeros(4)) == []
+
+
+def test_sharding_and_batches_are_bit_identical(toy_library, tmp_path):
+    rng = np.random.default_rng(3)
+    channel, r = rng.integers(0, 2, 5000), rng.random((5000, 2))
+    with ProcessLibrary(tmp_path, library=toy_library, workers=2) as two:
+        sharded = two.evaluate(channel, r)
+    with ProcessLibrary(tmp_path, library=toy_library) as one:
+        whole = one.evaluate(channel, r)
+        halves = [one.evaluate(channel[s], r[s]) for s in (slice(0, 1234), slice(1234, None))]
+    for key in ("value", "alpha", "momenta", "status"):
+        np.testing.assert_array_equal(getattr(sharded, key), getattr(whole, key))
+        np.testing.assert_array_equal(np.concatenate([getattr(h, key) for h in halves]), getattr(whole, key))
+
+
+def test_nonfinite_values_are_flagged_and_counted(toy):
+    before = toy.n_nonfinite
+    ev = toy.evaluate(np.array([0, 0]), np.array([[0.0, 0.5], [0.5, 0.5]]))  # J = 1/(2x) = inf at x = 0
+    assert ev.ok.tolist() == [False, True]
+    assert ev.value[0] == 0.0 and np.allclose(ev.alpha[0], 0.5)
+    assert toy.n_nonfinite == before + 1
+
+
+@pytest.mark.parametrize("r1, cause", [(-1.0, "exited with code"), (2.0, "SIGSEGV")])
+def test_fortran_crash_raises_and_next_call_works(toy, r1, cause):
+    good = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
+    with pytest.raises(BridgeError, match=cause) as error:
+        toy.evaluate(np.array([0, 1]), np.array([[0.5, 0.5], [r1, 0.5]]))
+    assert toy.info.name in str(error.value) and "channel(s) [0, 1]" in str(error.value)
+    if r1 < 0:
+        assert "STOP" in str(error.value)
+    again = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
+    np.testing.assert_array_equal(again.value, good.value)
+
+
+def test_bad_input_is_rejected(toy):
+    with pytest.raises(ValueError, match="channel out of range"):
+        toy.evaluate(np.array([2]), np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match="shape"):
+        toy.evaluate(np.array([0]), np.array([[0.5, 0.5, 0.5]]))
+
+
+def test_event_record(toy):
+    records = toy.event_record(np.array([0, 1, 1]), np.array([[0.3, 0.2], [0.7, 0.5], [0.5, 0.95]]), seed=1)
+    assert records.nup.tolist() == [4, 4, 0] and records.subprocess.tolist() == [0, 0, -1]
+    assert records.pdg[0, :4].tolist() == [2, -2, -11, 11]
+    for i in range(2):
+        assert record_problems(records, i) == []
+
+
+def test_build_rejects_a_non_process_directory(tmp_path):
+    with pytest.raises(BuildError, match="not a MadEvent SubProcesses/P"):
+        build(tmp_path)
