@@ -23,7 +23,7 @@ from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample, channel_probabilities
 from .stratification import ChannelStatistics, allocate_points
-from .training import History, Trainer, TrainingProgress
+from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
 
 class MadNIS:
@@ -50,8 +50,6 @@ class MadNIS:
     def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
         """Run ``config.steps`` training steps (after VEGAS pre-training if configured)."""
         if self.config.vegas_pretraining and self.vegas_grids is None:
-            from .vegas_init import pretrain_vegas
-
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
         return self.trainer.train(callback)
 

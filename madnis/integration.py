@@ -72,29 +72,36 @@ class IntegrationResult:
 
 
 class ChannelAccumulator:
-    """float64 per-channel sums of w, w^2, point and failure counts."""
+    """float64 per-channel point counts, means and summed squared deviations (M2), failure count.
+
+    Batches are merged with Chan et al.'s parallel update, so the variance does not suffer from the
+    cancellation of sum(w^2)/n - mean^2 when the weights are nearly constant (a well-trained flow).
+    """
 
     def __init__(self, n_channels: int):
         self.n = torch.zeros(n_channels, dtype=torch.float64)
-        self.sum_w = torch.zeros(n_channels, dtype=torch.float64)
-        self.sum_w2 = torch.zeros(n_channels, dtype=torch.float64)
+        self.mean = torch.zeros(n_channels, dtype=torch.float64)
+        self.m2 = torch.zeros(n_channels, dtype=torch.float64)
         self.n_failed = 0
 
     def add(self, channel: torch.Tensor, weight: torch.Tensor, ok: torch.Tensor) -> None:
         channel, ok = channel.cpu(), ok.cpu()
         weight = torch.where(ok, weight.detach().cpu().double(), torch.zeros((), dtype=torch.float64))
-        self.n.index_add_(0, channel, torch.ones_like(weight))
-        self.sum_w.index_add_(0, channel, weight)
-        self.sum_w2.index_add_(0, channel, weight**2)
+        n_batch = torch.zeros_like(self.n).index_add_(0, channel, torch.ones_like(weight))
+        mean_batch = torch.zeros_like(self.n).index_add_(0, channel, weight) / n_batch.clamp_min(1)
+        m2_batch = torch.zeros_like(self.n).index_add_(0, channel, (weight - mean_batch[channel]) ** 2)
+        total = self.n + n_batch
+        delta = mean_batch - self.mean
+        share = n_batch / total.clamp_min(1)
+        self.mean = self.mean + delta * share
+        self.m2 = self.m2 + m2_batch + delta**2 * self.n * share
+        self.n = total
         self.n_failed += int((~ok).sum())
 
     def channel_estimates(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel I_i and the variance of its estimate (a channel with one point gets its |I_i|^2)."""
-        n = self.n.clamp_min(1)
-        mean = self.sum_w / n
-        variance = ((self.sum_w2 / n - mean**2).clamp_min(0) / (n - 1).clamp_min(1))
-        variance = torch.where(self.n == 1, mean**2, variance)
-        return mean, variance
+        variance = self.m2 / (self.n * (self.n - 1)).clamp_min(1)
+        return self.mean.clone(), torch.where(self.n == 1, self.mean**2, variance)
 
     def result(self, group_of_channel: torch.Tensor) -> IntegrationResult:
         mean, variance = self.channel_estimates()

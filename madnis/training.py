@@ -25,6 +25,7 @@ from .integration import ChannelAccumulator
 from .losses import LOSSES
 from .sampler import CountingIntegrand, MultiChannelSampler
 from .stratification import ChannelStatistics, Stratifier
+from .vegas import VegasGrid
 
 log = logging.getLogger("madnis")
 
@@ -63,6 +64,35 @@ class History:
     @property
     def losses(self) -> list[float]:
         return [p.loss for p in self.progress]
+
+
+def pretrain_vegas(
+    sampler: MultiChannelSampler, integrand: CountingIntegrand, config: TrainingConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Fit one VEGAS grid per channel group to |alpha_i value| and start the flow from it (MadNIS Reloaded sec. 2.3).
+
+    Each point of group g is evaluated in a random channel of the group. Returns the grid edges
+    (n_groups, ndim, vegas_bins + 1).
+    """
+    groups = [torch.nonzero(sampler.group_of_channel.cpu() == g)[:, 0] for g in range(sampler.n_groups)]
+
+    def function(r: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        condition = condition.cpu()
+        channel = torch.empty_like(condition)
+        for g, members in enumerate(groups):
+            rows = condition == g
+            pick = torch.randint(len(members), (int(rows.sum()),), generator=generator, device=generator.device).cpu()
+            channel[rows] = members[pick]
+        channel = channel.to(sampler.active.device)
+        result = integrand(r, channel)
+        with torch.no_grad():
+            alpha = sampler.channel_weight(channel, result.alpha_prior, result.features)
+        return (alpha.double() * result.value.double()).abs()
+
+    grid = VegasGrid(sampler.flow.dims, sampler.n_groups, config.vegas_bins, device=sampler.active.device)
+    grid.train(function, config.vegas_iterations, config.batch_size, generator)
+    sampler.flow.init_from_grids(grid.edges)
+    return grid.edges
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
