@@ -2,8 +2,8 @@
 
 A Fortran STOP, abort or segfault ends only the worker: the parent sees the connection close,
 raises :class:`BridgeError` with the worker's last output, and starts a fresh worker so the
-next call works. Run as ``python -m fortran_bridge.workers FD LIBRARY RUNDIR SEED`` by
-:class:`Worker`; the Fortran's own printing goes to ``RUNDIR/worker<k>.log``.
+next call works. :class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED)`` in a fresh interpreter;
+the Fortran's own printing goes to ``RUNDIR/worker<k>.log``.
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ class _Server:
         return out
 
 
-def _serve(fd: int, library: str, rundir: str, seed: int) -> None:
-    conn = Connection(fd)
+def serve(fd: str, library: str, rundir: str, seed: str) -> None:
+    """Worker process main loop: load ``library``, answer the parent on socket ``fd``."""
+    conn = Connection(int(fd))
     try:
-        server = _Server(library, rundir, seed)
+        server = _Server(library, rundir, int(seed))
     except Exception as exc:  # report, then exit: the parent raises
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -134,8 +135,8 @@ class Worker:
         parent, child = socket.socketpair()
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fortran_bridge.workers", str(child.fileno()), str(self.library),
-                 str(self.rundir), str(self.seed)],
+                [sys.executable, "-c", "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
+                 str(child.fileno()), str(self.library), str(self.rundir), str(self.seed)],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "OMP_NUM_THREADS": "1", "GFORTRAN_UNBUFFERED_PRECONNECTED": "y"})
         child.close()
@@ -230,6 +231,3 @@ class WorkerPool:
             worker.close()
         self.workers = []
 
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
