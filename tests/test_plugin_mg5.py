@@ -90,3 +90,112 @@ def test_madnis_false_runs_stock_madevent(dy_output, tmp_path):
     with gzip.open(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", "rt") as lhe:
         assert lhe.read().count("<event>") == 1000
     assert "unexpected entry" not in out  # the madnis entries are known to MadEvent
+
+
+# ---------------------------------------------------------------------------------------------------------
+# madnis = True end to end (tiny training budget: the statistical checks use the reported errors)
+
+TINY = dict(nevents=1000, madnis_steps=60, madnis_batch_size=512, madnis_integration_points=20000)
+DY_REFERENCE = (844.3, 1.85)  # stock MadEvent, default cards (shared/reference/mg5_3.5.7_baselines.md)
+
+
+def cross_section(out: str) -> tuple[float, float]:
+    match = re.findall(r"Cross-section :\s+([\d.eE+-]+) \+- ([\d.eE+-]+) pb", out)
+    assert match, out[-4000:]
+    return float(match[-1][0]), float(match[-1][1])
+
+
+def read_events(path: Path) -> list[list[list[str]]]:
+    """Particle lines (split) of every event of an LHE(.gz) file."""
+    with gzip.open(path, "rt") as lhe:
+        text = lhe.read()
+    events = []
+    for block in re.findall(r"<event>\n(.*?)</event>", text, re.S):
+        lines = [l.split() for l in block.splitlines() if l.strip() and not l.lstrip().startswith("<")]
+        events.append(lines[1:1 + int(lines[0][0])])
+    return events
+
+
+def check_events(path: Path, nevents: int) -> None:
+    """Exactly ``nevents``; momentum conserved; every colour line opened and closed once."""
+    events = read_events(path)
+    assert len(events) == nevents
+    for particles in events:
+        total = [0.0] * 4
+        tags: dict[int, int] = {}
+        for p in particles:
+            status = int(p[1])
+            momentum = [float(x) for x in p[6:10]]
+            sign = -1 if status == -1 else 1 if status == 1 else 0
+            total = [t + sign * m for t, m in zip(total, momentum)]
+            for tag in (int(p[4]), int(p[5])):
+                if tag:
+                    tags[tag] = tags.get(tag, 0) + 1
+        assert max(abs(t) for t in total) < 1e-6 * max(1.0, abs(float(particles[0][9]))), particles
+        assert all(count == 2 for count in tags.values()), particles
+
+
+@pytest.fixture(scope="module")
+def dy_launch(mg5_dir, tmp_path_factory):
+    """``generate; output madnis; launch; set ...`` in one mg5_aMC session (the plugin is loaded by output)."""
+    work = tmp_path_factory.mktemp("dy_launch")
+    sets = "".join(f"set {name} {value}\n" for name, value in TINY.items())
+    out = run_mg5(mg5_dir, f"generate p p > e+ e-\noutput madnis {work / 'DY'}\nlaunch\n{sets}", work)
+    return work / "DY", out
+
+
+def test_launch_madnis_dy_cross_section_and_events(dy_launch, mg5_dir):
+    run_dir, out = dy_launch
+    sigma, error = cross_section(out)
+    assert "Training MadNIS for P1_qq_ll" in out and "Running Survey" not in out
+    assert abs(sigma - DY_REFERENCE[0]) < 3 * (error**2 + DY_REFERENCE[1] ** 2) ** 0.5, (sigma, error)
+    lhe = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
+    check_events(lhe, TINY["nevents"])
+    assert (run_dir / "SubProcesses" / "results.dat").read_text().split()[0]
+    html = (run_dir / "HTML" / "run_01" / "results.html").read_text()
+    assert "P1_qq_ll" in html and "training.png" in html
+    assert (run_dir / "HTML" / "run_01" / "training.png").stat().st_size > 1000
+    assert list((run_dir / "madnis").glob("P1_qq_ll*.pt"))
+
+
+def test_lhe_is_read_by_pylhe_and_mg5_lhe_parser(dy_launch, mg5_dir):
+    pylhe = pytest.importorskip("pylhe")
+    lhe = dy_launch[0] / "Events" / "run_01" / "unweighted_events.lhe.gz"
+    init = pylhe.read_lhe_init(str(lhe))
+    assert init["initInfo"]["beamA"] == 2212 and len(init["procInfo"]) >= 1
+    assert sum(1 for _ in pylhe.read_lhe(str(lhe))) == TINY["nevents"]
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from madgraph.various import lhe_parser;"
+            "f = lhe_parser.EventFile(sys.argv[2]); n = sum(1 for e in f if abs(e.wgt) > 0);"
+            "print('events', n, 'banner', 'mgruncard' in f.get_banner())")
+    done = subprocess.run([sys.executable, "-c", code, str(mg5_dir), str(lhe)], capture_output=True, text=True)
+    assert f"events {TINY['nevents']} banner True" in done.stdout, done.stderr[-2000:]
+
+
+def test_pythia8_showers_the_events(dy_launch, tmp_path):
+    pythia8 = pytest.importorskip("pythia8mc")
+    lhe = tmp_path / "events.lhe"
+    with gzip.open(dy_launch[0] / "Events" / "run_01" / "unweighted_events.lhe.gz", "rb") as src:
+        lhe.write_bytes(src.read())
+    pythia = pythia8.Pythia("", False)
+    for setting in ("Beams:frameType = 4", f"Beams:LHEF = {lhe}", "HadronLevel:all = off", "Next:numberCount = 0"):
+        assert pythia.readString(setting)
+    assert pythia.init()
+    showered = sum(1 for _ in range(100) if pythia.next())
+    assert showered == 100
+
+
+def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
+    run_dir, _ = dy_launch
+    first = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
+    before = first.read_bytes()
+    set_card(run_dir / "Cards" / "run_card.dat", nevents=200, madnis_steps=20)
+    done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = done.stdout + done.stderr
+    cross_section(out)
+    second = run_dir / "Events" / "run_02" / "unweighted_events.lhe.gz"
+    check_events(second, 200)
+    assert first.read_bytes() == before
+    momenta_1 = {tuple(p[6:10]) for e in read_events(first) for p in e}
+    momenta_2 = {tuple(p[6:10]) for e in read_events(second) for p in e}
+    assert not momenta_1 & momenta_2

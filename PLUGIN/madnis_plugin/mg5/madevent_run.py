@@ -57,8 +57,12 @@ def run_madnis(cmd: Any, args: list[str]) -> None:
         run_name=cmd.run_name,
         tag=tag,
     )
-    run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
-                        log=logger.info)
+    try:
+        run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
+                            log=logger.info)
+    finally:
+        for source in sources:
+            source.integrand.library.close()
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
     plots = [plot_training(run, html_dir)]
@@ -68,10 +72,9 @@ def run_madnis(cmd: Any, args: list[str]) -> None:
 
 
 def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSource:
-    """Build the P-dir's bridge library and wrap it as an orchestration source."""
+    """Build (or reuse) the P-dir's bridge library and wrap it as an orchestration source."""
     import fortran_bridge
 
-    fortran_bridge.build(pdir)
     library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.workers)
     integrand = BridgeIntegrand(library)
     return ProcessSource(name=pdir.name, integrand=integrand, event_records=integrand.event_records,
