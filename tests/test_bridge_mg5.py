@@ -1,0 +1,165 @@
+"""The bridge on real MadEvent directories (MG5aMC 3.5.7, default sm and run_card).
+
+Cross sections: sum over channels of <alpha_c f J_c> with flat r against stock MadEvent
+(benchmarks in /work/shared/reference/mg5_3.5.7_baselines.md). p p > e+ e- and g g > t t~ g run
+by default (about 3-4 minutes with generation and compilation); g g > w+ d u~ g needs a
+VEGAS grid per channel and only runs with MADNIS_SLOW_TESTS=1 (about 10 minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fortran_bridge import ProcessLibrary, build
+
+sys.path.insert(0, str(Path(__file__).parent / "bridge_fixtures"))
+from checks import momentum_problems, record_problems  # noqa: E402
+
+pytestmark = pytest.mark.mg5
+
+PROCESSES = {"dy": "p p > e+ e-", "ttg": "g g > t t~ g", "wjj": "g g > w+ d u~ g"}
+REFERENCE_PB = {"dy": (844.3, 1.85), "ttg": (412.9, 1.24), "wjj": (109.9, 0.284)}
+MASSES = {"dy": [0, 0, 0, 0], "ttg": [0, 0, 173.0, 173.0, 0]}
+slow = pytest.mark.skipif(os.environ.get("MADNIS_SLOW_TESTS") != "1", reason="slow: set MADNIS_SLOW_TESTS=1")
+
+
+def generate(mg5_dir: Path, out: Path, names: list[str]) -> dict[str, Path]:
+    """``output madevent`` the named processes into ``out``; their SubProcesses/P* dirs."""
+    script = out / "generate.mg5"
+    script.write_text("".join(f"generate {PROCESSES[n]}\noutput madevent {out / n} -nojpeg\n" for n in names))
+    result = subprocess.run([str(mg5_dir / "bin" / "mg5_aMC"), str(script)], cwd=out, capture_output=True,
+                            text=True, timeout=1800)
+    pdirs = {n: sorted((out / n / "SubProcesses").glob("P*")) for n in names}
+    if result.returncode != 0 or not all(pdirs.values()):
+        raise RuntimeError(f"MG5aMC generation failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return {n: p[0] for n, p in pdirs.items()}
+
+
+@pytest.fixture(scope="session")
+def pdirs(mg5_dir, tmp_path_factory) -> dict[str, Path]:
+    return generate(mg5_dir, tmp_path_factory.mktemp("bridge_mg5"), ["dy", "ttg"])
+
+
+@pytest.fixture(scope="session")
+def libraries(pdirs):
+    opened = {name: ProcessLibrary(pdir, workers=2) for name, pdir in pdirs.items()}
+    yield opened
+    for library in opened.values():
+        library.close()
+
+
+def check_cross_section(library: ProcessLibrary, estimate: float, error: float, name: str) -> None:
+    reference, reference_error = REFERENCE_PB[name]
+    combined = (error ** 2 + reference_error ** 2) ** 0.5
+    assert abs(estimate - reference) < 3 * combined, f"{name}: {estimate:.2f} +- {error:.2f} pb vs {reference}"
+
+
+@pytest.mark.parametrize("name", ["dy", "ttg"])
+def test_cross_section_flat(libraries, name):
+    library = libraries[name]
+    per_channel = 1_000_000 // library.info.n_channels + 1
+    rng = np.random.default_rng(11)
+    estimate, variance = 0.0, 0.0
+    for channel in range(library.info.n_channels):
+        sum_w, sum_w2 = 0.0, 0.0
+        for start in range(0, per_channel, 50_000):
+            n = min(50_000, per_channel - start)
+            ev = library.evaluate(np.full(n, channel), rng.random((n, library.info.ndim)))
+            assert ev.ok.all()
+            weight = ev.alpha[:, channel] * ev.value
+            sum_w, sum_w2 = sum_w + weight.sum(), sum_w2 + (weight ** 2).sum()
+        mean = sum_w / per_channel
+        estimate += mean
+        variance += (sum_w2 / per_channel - mean ** 2) / per_channel
+    check_cross_section(library, estimate, variance ** 0.5, name)
+
+
+@pytest.mark.parametrize("name", ["dy", "ttg"])
+def test_point_properties(libraries, name):
+    library = libraries[name]
+    info = library.info
+    rng = np.random.default_rng(5)
+    n = 4000
+    channel, r = rng.integers(0, info.n_channels, n), rng.random((n, info.ndim))
+    first, second = library.evaluate(channel, r), library.evaluate(channel, r)
+    for key in ("value", "alpha", "momenta", "x1", "x2", "status"):
+        np.testing.assert_array_equal(getattr(first, key), getattr(second, key))
+    passed = first.status == 0
+    assert passed.mean() > 0.5
+    np.testing.assert_allclose(first.alpha[passed].sum(1), 1.0, rtol=0, atol=1e-12)
+    assert (first.alpha >= 0).all()
+    assert momentum_problems(first.momenta[first.status != 1], info.ninitial, np.array(MASSES[name])) == []
+    assert ((first.x1 > 0) & (first.x1 <= 1) & (first.x2 > 0) & (first.x2 <= 1))[passed].all()
+    other = library.evaluate((channel + 1) % info.n_channels, r)
+    assert (np.abs(other.momenta - first.momenta).max(axis=(1, 2)) > 1e-6).mean() > 0.9
+
+
+def test_channel_info(libraries):
+    ttg = libraries["ttg"].info
+    assert (ttg.ndim, ttg.n_channels, ttg.nexternal, ttg.ninitial) == (7, 15, 5, 2)
+    assert [c.config for c in ttg.channels] == list(range(1, 16))
+    # symfact: configs 3, 7, 8, 9, 11, 14 are permutations of 2, 4, 5, 6, 10, 13
+    assert [c.symmetry_group for c in ttg.channels] == [0, 1, 1, 3, 4, 5, 3, 4, 5, 9, 9, 11, 12, 12, 14]
+    assert ttg.subprocesses[0].pdg == (21, 21, 6, -6, 21)
+    assert ttg.beam_energies == (6500.0, 6500.0) and ttg.scale_depends_on_channel
+    dy = libraries["dy"].info
+    assert (dy.ndim, dy.n_channels) == (4, 2)
+    assert {s.pdg[:2] for s in dy.subprocesses} == {(q, -q) for q in (1, 2, 3, 4)} | {(-q, q) for q in (1, 2, 3, 4)}
+    assert sum(s.mirror for s in dy.subprocesses) == 4
+
+
+@pytest.mark.parametrize("name", ["dy", "ttg"])
+def test_event_records(libraries, name):
+    library = libraries[name]
+    rng = np.random.default_rng(9)
+    n = 300
+    channel, r = rng.integers(0, library.info.n_channels, n), rng.random((n, library.info.ndim))
+    ev = library.evaluate(channel, r)
+    records = library.event_record(channel, r, seed=3)
+    has_weight = ev.value > 0
+    assert (records.nup[has_weight] >= library.info.nexternal).all() and (records.nup[~has_weight] == 0).all()
+    for i in np.flatnonzero(has_weight):
+        assert record_problems(records, i) == [], i
+    chosen = records.subprocess[has_weight]
+    pdg_of_entry = np.array([s.pdg for s in library.info.subprocesses])
+    for i, entry in zip(np.flatnonzero(has_weight), chosen):  # externals in order, resonances in between
+        external = records.status[i, :records.nup[i]] != 2
+        assert records.pdg[i, :records.nup[i]][external].tolist() == pdg_of_entry[entry].tolist()
+    assert ((records.scale[has_weight] > 0) & (records.aqcd[has_weight] > 0.05) & (records.aqcd[has_weight] < 0.3)).all()
+    if name == "dy":  # quark flavours and mirrors get chosen; a Z near its pole is written as resonance
+        assert len(np.unique(chosen)) >= 6
+        with_z = (records.status == 2).any(axis=1)
+        mass = np.sqrt(np.maximum(records.momenta[:, 2, 3] ** 2 - (records.momenta[:, 2, :3] ** 2).sum(1), 0))
+        assert with_z.any() and (np.abs(mass[with_z] - 91.188) < 15 * 2.441404).all()
+
+
+def test_build_is_cached(pdirs):
+    library = build(pdirs["dy"])
+    stamp = library.stat().st_mtime_ns
+    assert build(pdirs["dy"]) == library and library.stat().st_mtime_ns == stamp
+
+
+@slow
+def test_cross_section_wjj_vegas(mg5_dir, tmp_path):
+    import vegas
+
+    pdir = generate(mg5_dir, tmp_path, ["wjj"])["wjj"]
+    with ProcessLibrary(pdir, workers=2) as library:
+        estimate, variance = 0.0, 0.0
+        for channel in range(library.info.n_channels):
+            def integrand(r, c=channel):
+                ev = library.evaluate(np.full(len(r), c), r)
+                return ev.alpha[:, c] * ev.value
+
+            integrator = vegas.Integrator([[0, 1]] * library.info.ndim)
+            integrator(vegas.batchintegrand(integrand), nitn=5, neval=4000)
+            result = integrator(vegas.batchintegrand(integrand), nitn=3, neval=10000, adapt=False)
+            estimate += result.mean
+            variance += result.sdev ** 2
+        check_cross_section(library, estimate, variance ** 0.5, "wjj")
