@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "PLUGIN" / "madnis_plugin"
@@ -75,13 +76,19 @@ def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
     assert not list((run_dir / "Events").glob("run_*/*.lhe*"))
 
 
-def test_madnis_false_runs_stock_madevent(dy_output, tmp_path):
-    run_dir = tmp_path / "DY"
+@pytest.fixture(scope="module")
+def dy_stock_run(dy_output, tmp_path_factory):
+    """The madnis output run with madnis = False (stock survey/refine), 1000 events."""
+    run_dir = tmp_path_factory.mktemp("dy_stock") / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
     set_card(run_dir / "Cards" / "run_card.dat", madnis="False", nevents=1000)
     done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
                           text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    out = done.stdout + done.stderr
+    return run_dir, done.stdout + done.stderr
+
+
+def test_madnis_false_runs_stock_madevent(dy_stock_run):
+    run_dir, out = dy_stock_run
     match = re.search(r"Cross-section :\s+([\d.]+) \+- ([\d.]+) pb", out)
     assert match, out[-3000:]
     sigma, error = float(match.group(1)), float(match.group(2))
@@ -199,3 +206,50 @@ def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
     momenta_1 = {tuple(p[6:10]) for e in read_events(first) for p in e}
     momenta_2 = {tuple(p[6:10]) for e in read_events(second) for p in e}
     assert not momenta_1 & momenta_2
+
+
+def test_fresh_session_launch_with_mode_madnis_plugin(dy_output, mg5_dir, tmp_path):
+    """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output (needs install-plugin)."""
+    installed = mg5_dir / "PLUGIN" / "madnis_plugin"
+    if not installed.exists() or installed.resolve() != PACKAGE:
+        pytest.skip("madnis_plugin not installed in MG5aMC (madnis-mg5 install-plugin)")
+    run_dir = tmp_path / "DY"
+    subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
+    out = run_mg5(mg5_dir, f"launch {run_dir}\nset nevents 100\nset madnis_steps 10\nset madnis_integration_points 5000\n",
+                  tmp_path, "--mode=madnis_plugin")
+    cross_section(out)
+    assert "Training MadNIS for P1_qq_ll" in out
+    check_events(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", 100)
+
+
+def observables(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(m_ll, pT(e-), eta(e-)) per event and the event weights of a Drell-Yan LHE file."""
+    with gzip.open(path, "rt") as lhe:
+        text = lhe.read()
+    values, weights = [], []
+    for block in re.findall(r"<event>\n(.*?)</event>", text, re.S):
+        lines = [l.split() for l in block.splitlines() if l.strip() and not l.lstrip().startswith("<")]
+        weights.append(float(lines[0][2]))
+        leptons = {int(p[0]): np.array([float(x) for x in p[6:10]]) for p in lines[1:] if p[1] == "1"}
+        em, ep = leptons[11], leptons[-11]
+        total = em + ep
+        mll = np.sqrt(max(total[3] ** 2 - total[0] ** 2 - total[1] ** 2 - total[2] ** 2, 0.0))
+        pt = np.hypot(em[0], em[1])
+        values.append((mll, pt, np.arcsinh(em[2] / pt)))
+    return np.array(values), np.array(weights)
+
+
+def test_distributions_match_stock_madevent(dy_launch, dy_stock_run):
+    """m_ll, pT(e-), eta(e-): MadNIS events vs stock MadEvent events, chi2/ndf < 2 over 3 x 20 bins."""
+    ours, w_ours = observables(dy_launch[0] / "Events" / "run_01" / "unweighted_events.lhe.gz")
+    stock, w_stock = observables(dy_stock_run[0] / "Events" / "run_01" / "unweighted_events.lhe.gz")
+    chi2, ndf = 0.0, 0
+    for k in range(3):
+        edges = np.quantile(stock[:, k], np.linspace(0, 1, 21))
+        edges[0], edges[-1] = -np.inf, np.inf
+        a = np.histogram(ours[:, k], edges, weights=w_ours)[0] / w_ours.sum()
+        b = np.histogram(stock[:, k], edges, weights=w_stock)[0] / w_stock.sum()
+        var = a / len(w_ours) + b / len(w_stock)
+        chi2 += float(np.sum((a - b) ** 2 / np.where(var > 0, var, 1.0)))
+        ndf += len(a) - 1
+    assert chi2 / ndf < 2.0, (chi2, ndf)

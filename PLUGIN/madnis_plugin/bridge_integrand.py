@@ -51,7 +51,7 @@ class BridgeIntegrand(Integrand):
 
     def event_records(self, r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
         """Flavours, helicities, colour flow, mothers, scale and alpha_s of accepted points, as MadEvent draws them."""
-        seed = int(generator.integers(1, 2**31 - 1))
+        seed = int(generator.integers(1, 29000))  # within RANMAR's seed range (rmarin: ij <= 31328)
         records = self.library.event_record(channel.detach().cpu().numpy().astype(np.int64),
                                             r.detach().cpu().numpy().astype(np.float64), seed)
         return EventRecords(**{f.name: np.asarray(getattr(records, f.name)) for f in fields(EventRecords)})

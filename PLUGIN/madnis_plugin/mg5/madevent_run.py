@@ -114,6 +114,9 @@ def checked_settings(cmd: Any) -> MadnisSettings:
     if version is not None and not mg5_version_supported(version):
         raise cmd.InvalidCmd(f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
                              f"madnis-mg5 supports 3.5.x")
+    if settings.reuse:
+        raise cmd.InvalidCmd("madnis_reuse = True: loading a trained sampler is not wired into the run orchestration "
+                             "yet; set madnis_reuse = False")
     if cmd.run_card["gridpack"]:
         raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
     return settings
@@ -168,9 +171,9 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
             leaf.nunwgt = round(source.n_events * c.fraction)
             leaf.luminosity = leaf.nunwgt / c.integral if c.integral > 0 else 0.0
             p_comb.append(leaf)
-        _sum_children(p_comb)
+        p_comb.compute_values()
         total.append(p_comb)
-    _sum_children(total)
+    total.compute_values()
     me_dir = Path(cmd.me_dir)
     total.write_results_dat(str(me_dir / "SubProcesses" / "results.dat"))
     html_dir = me_dir / "HTML" / cmd.run_name
@@ -188,15 +191,6 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     cmd.print_results_in_shell(cmd.results.current)
     cmd.gen_card_html()
     cmd.update_status("End Parton", level="parton", makehtml=True)
-
-
-def _sum_children(comb: Any) -> None:
-    comb.xsec = sum(c.xsec for c in comb)
-    comb.axsec = sum(c.axsec for c in comb)
-    comb.xerru = sum(c.xerru ** 2 for c in comb) ** 0.5
-    comb.nevents = sum(c.nevents for c in comb)
-    comb.nunwgt = sum(c.nunwgt for c in comb)
-    comb.luminosity = min([c.luminosity for c in comb] or [0.0])
 
 
 def _madevent_class(cmd: Any) -> type:
