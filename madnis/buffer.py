@@ -90,7 +90,8 @@ class SampleBuffer:
         """A stored batch chosen uniformly at random."""
         if not self._batches:
             raise RuntimeError("the sample buffer is empty: store an online batch first")
-        index = int(torch.randint(len(self._batches), (1,), generator=generator))
+        device = generator.device if generator is not None else None
+        index = int(torch.randint(len(self._batches), (1,), generator=generator, device=device))
         s = self._batches[index]
         return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features)
 

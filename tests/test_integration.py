@@ -93,3 +93,32 @@ def test_honest_errors_pull_distribution():
         pulls.append((result.integral - toy.exact) / result.error)
     pulls = np.array(pulls)
     assert abs(pulls.mean()) < 0.5 and 0.7 < pulls.std(ddof=1) < 1.3, pulls
+
+
+def test_mostly_cut_channel_terminates_and_stays_unbiased():
+    """99% of channel 1's points fail cuts (value 0): they are valid samples, nothing is redrawn."""
+
+    class MostlyCut(TwoResonances4D):
+        def evaluate(self, r, channel):
+            result = super().evaluate(r, channel)
+            cut = (channel == 1) & (r[:, 2] > 0.01)
+            return IntegrandResult(torch.where(cut, torch.zeros_like(result.value), result.value), result.alpha_prior)
+
+    toy = MostlyCut()
+    m = MadNIS(toy, TrainingConfig(steps=3, batch_size=256))
+    m.train()
+    result = m.integrate(4000)
+    assert m.n_calls == 3 * 256 + 4000 and result.n_failed == 0
+    assert result.channels[1].integral < 0.1 * result.channels[0].integral
+
+
+def test_many_channel_groups_share_flows():
+    from madnis.toys import ManyChannels10D
+
+    toy = ManyChannels10D()
+    m = MadNIS(toy, TrainingConfig(steps=3, batch_size=480, per_group_flows=True, stratified_warmup_steps=1))
+    m.train()
+    assert m.sampler.n_groups == 24
+    result = m.integrate(4800)
+    assert len(result.groups()) == 24 and all(c.n_points >= 2 for c in result.channels)
+    assert abs(result.integral - toy.exact) < 4 * result.error

@@ -149,3 +149,12 @@ def test_weighted_sample_unbiased_and_comparable_across_channels(online_4d):
     assert abs(float(w.mean()) - TOY_4D.exact) < 4 * float(w.std()) / len(w) ** 0.5
     means = [float(w[sample.channel == c].mean()) for c in range(2)]
     assert abs(means[0] / means[1] - 1) < 0.1  # p_i ∝ I_i: every channel's weights average to I
+
+
+@pytest.mark.parametrize("loss", ["variance", "kl", "rkl"])
+def test_every_loss_trains(loss):
+    m = MadNIS(TwoResonances4D(mapped=False), TrainingConfig(steps=40, batch_size=256, loss=loss, learning_rate=3e-3, seed=1))
+    history = m.train()
+    assert history.n_skipped == 0 and all(math.isfinite(p.loss) for p in history.progress)
+    first, last = history.progress[:5], history.progress[-5:]
+    assert sum(p.rel_error for p in last) < 0.7 * sum(p.rel_error for p in first)
