@@ -131,7 +131,7 @@ c ---------------------------------------------------------------------------
       ninvar = ndim
       minvar(1, 1) = 0
       call sample_init(ndim, 1000, 1, ninvar, 1)
-      call rmarin(1802 + mod(abs(seed), 30000), 9373)
+      call rmarin(1802 + mod(abs(seed), 29000), 9373)
       madnis_init = 0
       end
 
@@ -616,7 +616,7 @@ c                 SMATRIX's single-diagram-enhancement weights of this subproces
          madnis_event_record = 2
          return
       endif
-      call rmarin(1802 + mod(abs(seed), 30000), 9373 + mod(abs(seed)/30000, 20000))
+      call rmarin(1802 + mod(abs(seed), 29000), 9373 + mod(abs(seed)/29000, 20000))
       do ipt = 1, n
          if (channel(ipt) .lt. 0 .or. channel(ipt) .ge. nconf) then
             madnis_event_record = 1

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 HEADER = Path(__file__).resolve().parent / "madnis_bridge.h"
+LOG_LIMIT = 10 * 2**20  # bytes of worker output kept
 
 
 class BridgeError(RuntimeError):
@@ -133,7 +134,8 @@ class Worker:
 
     def _start(self) -> dict[str, Any]:
         parent, child = socket.socketpair()
-        with open(self.log, "wb") as log:
+        self.log.write_bytes(b"")
+        with open(self.log, "ab") as log:  # appending, so that the parent may truncate it
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
                  str(child.fileno()), str(self.library), str(self.rundir), str(self.seed)],
@@ -145,6 +147,8 @@ class Worker:
         return self.receive("initialising")
 
     def send(self, command: str, *args: Any) -> None:
+        if self.log.stat().st_size > LOG_LIMIT:  # MadEvent prints at every channel set-up
+            os.truncate(self.log, 0)
         try:
             self.conn.send((command, args))
         except OSError:
