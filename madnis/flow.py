@@ -104,7 +104,7 @@ class Conditioner(nn.Module):
         h = x
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if bias.shape[0] > 1:
-                bias = bias[condition]
+                bias = bias.index_select(0, condition)
             h = h @ weight[0] + bias if weight.shape[1] else bias.expand(x.shape[0], -1)
             if layer < last:
                 h = torch.relu(h)

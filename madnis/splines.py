@@ -72,52 +72,120 @@ def unconstrain(
     )
 
 
+class _RationalQuadratic(torch.autograd.Function):
+    """The RQ formula inside one bin, with an analytic backward (several times fewer kernels than autograd).
+
+    Inputs: ``point`` (...) (x, or y for the inverse), ``knot`` (..., 2) = (x_k, y_k) left knot,
+    ``size`` (..., 2) = (w_k, h_k), ``derivative`` (..., 2) = (d_k, d_k+1). Outputs the image and
+    log|det| of the map applied. Notation: xi = position in the bin, s = h/w,
+    y = y_k + h N/D with N = s xi^2 + d_k q, D = s + (d_k + d_k+1 - 2s) q, q = xi (1 - xi), and
+    log dy/dx = 2 log s + log g - 2 log D with g = d_k+1 xi^2 + 2 s q + d_k (1 - xi)^2.
+    The inverse's gradients follow from the implicit function theorem.
+    """
+
+    @staticmethod
+    def forward(ctx, point, knot, size, derivative, inverse: bool):
+        x_k, y_k = knot.unbind(-1)
+        w, h = size.unbind(-1)
+        d0, d1 = derivative.unbind(-1)
+        s = h / w
+        c = d0 + d1 - 2 * s
+        if inverse:
+            dy = point - y_k
+            a = torch.addcmul(h * (s - d0), dy, c)
+            b = torch.addcmul(h * d0, dy, c, value=-1)
+            cc = -s * dy
+            discriminant = (b * b - 4 * a * cc).clamp(min=0.0)
+            xi = (2 * cc / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
+            out = torch.addcmul(x_k, xi, w)
+        else:
+            xi = ((point - x_k) / w).clamp(0.0, 1.0)
+        one_m = 1 - xi
+        q = xi * one_m
+        denominator = torch.addcmul(s, c, q)
+        numerator = torch.addcmul(s * xi * xi, d0, q)
+        if not inverse:
+            out = torch.addcmul(y_k, h, numerator / denominator)
+        g = d1 * xi * xi + 2 * s * q + d0 * one_m * one_m
+        log_det = torch.log(s * s * g / (denominator * denominator))
+        ctx.inverse = inverse
+        ctx.save_for_backward(xi, s, c, w, h, d0, d1, q, numerator, denominator, g)
+        return out, (-log_det if inverse else log_det)
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_log_det):
+        xi, s, c, w, h, d0, d1, q, numerator, denominator, g = ctx.saved_tensors
+        one_m = 1 - xi
+        inv_d = 1 / denominator
+        inv_d2 = inv_d * inv_d
+        inv_g = 1 / g
+        # partial derivatives of y(xi, s, h, d0, d1, y_k) and log_det(xi, s, d0, d1)
+        y_xi = h * s * g * inv_d2
+        y_s = h * (xi * xi * denominator - numerator * (1 - 2 * q)) * inv_d2
+        y_h = numerator * inv_d
+        y_d0 = h * q * (denominator - numerator) * inv_d2
+        y_d1 = -h * q * numerator * inv_d2
+        l_xi = 2 * (d1 * xi + s * (1 - 2 * xi) - d0 * one_m) * inv_g - 2 * c * (1 - 2 * xi) * inv_d
+        l_s = 2 / s + 2 * q * inv_g - 2 * (1 - 2 * q) * inv_d
+        l_d0 = one_m * one_m * inv_g - 2 * q * inv_d
+        l_d1 = xi * xi * inv_g - 2 * q * inv_d
+        if ctx.inverse:
+            grad_log_det = -grad_log_det
+            grad_xi = grad_out * w + grad_log_det * l_xi  # xi's total gradient, then xi = xi(y, ...)
+            chain = -grad_xi / y_xi
+            grad_point = -chain
+            grad_yk = chain
+            grad_h = chain * y_h
+            grad_s = chain * y_s + grad_log_det * l_s
+            grad_d0 = chain * y_d0 + grad_log_det * l_d0
+            grad_d1 = chain * y_d1 + grad_log_det * l_d1
+            grad_xk = grad_out
+            grad_w = grad_out * xi
+        else:
+            grad_xi = grad_out * y_xi + grad_log_det * l_xi
+            grad_point = grad_xi / w
+            grad_xk = -grad_point
+            grad_w = -grad_point * xi
+            grad_yk = grad_out
+            grad_h = grad_out * y_h
+            grad_s = grad_out * y_s + grad_log_det * l_s
+            grad_d0 = grad_out * y_d0 + grad_log_det * l_d0
+            grad_d1 = grad_out * y_d1 + grad_log_det * l_d1
+        grad_h = grad_h + grad_s / w  # s = h / w
+        grad_w = grad_w - grad_s * s / w
+        return (
+            grad_point,
+            torch.stack((grad_xk, grad_yk), dim=-1),
+            torch.stack((grad_w, grad_h), dim=-1),
+            torch.stack((grad_d0, grad_d1), dim=-1),
+            None,
+        )
+
+
 def _evaluate(
     x: torch.Tensor,
     sizes: torch.Tensor,
-    derivatives_at: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    derivatives_at: Callable[[torch.Tensor], torch.Tensor],
     inverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Core of the spline: ``sizes`` (..., 2, K) stacks widths and heights (each summing to 1).
 
-    ``derivatives_at(index)`` returns the derivatives at the left and right knot of bin ``index``,
-    so that only two derivatives per point are computed, not K + 1.
+    ``derivatives_at(index)`` returns (..., 2) the derivatives at the left and right knot of bin
+    ``index``, so that only two derivatives per point are computed, not K + 1.
     """
-    knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
-    knots[..., -1] = 1.0
+    left_knots = torch.cumsum(sizes, dim=-1) - sizes
     x = x.clamp(0.0, 1.0)
-    search = knots[..., 1 if inverse else 0, 1:-1].contiguous()
+    search = left_knots[..., 1 if inverse else 0, 1:].contiguous()
     index = torch.searchsorted(search, x[..., None].contiguous())
     index2 = index[..., None, :].expand(*sizes.shape[:-1], 1)
-    x_k, y_k = knots.gather(-1, index2).unbind(-2)
-    w_k, h_k = sizes.gather(-1, index2).unbind(-2)
-    x_k, y_k, w_k, h_k = x_k[..., 0], y_k[..., 0], w_k[..., 0], h_k[..., 0]
-    d_k, d_k1 = derivatives_at(index)
-    slope = h_k / w_k
-    curvature = d_k + d_k1 - 2 * slope
-
-    if inverse:
-        dy = x - y_k
-        a = h_k * (slope - d_k) + dy * curvature
-        b = h_k * d_k - dy * curvature
-        c = -slope * dy
-        discriminant = (b * b - 4 * a * c).clamp(min=0.0)
-        xi = (2 * c / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
-        out = x_k + xi * w_k
-    else:
-        xi = ((x - x_k) / w_k).clamp(0.0, 1.0)
-    xi_1m = xi * (1 - xi)
-    denominator = slope + curvature * xi_1m
-    if not inverse:
-        out = y_k + h_k * (slope * xi * xi + d_k * xi_1m) / denominator
-    derivative_numerator = slope * slope * (d_k1 * xi * xi + 2 * slope * xi_1m + d_k * (1 - xi) ** 2)
-    log_det = torch.log(derivative_numerator / (denominator * denominator))
-    return out, (-log_det if inverse else log_det)
+    knot = left_knots.gather(-1, index2)[..., 0]
+    size = sizes.gather(-1, index2)[..., 0]
+    return _RationalQuadratic.apply(x, knot, size, derivatives_at(index), inverse)
 
 
-def _pick_pair(values: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pair = values.gather(-1, torch.cat((index, index + 1), dim=-1))
-    return pair[..., 0], pair[..., 1]
+def _pick_pair(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values at index and index + 1, stacked (..., 2)."""
+    return values.gather(-1, torch.cat((index, index + 1), dim=-1))
 
 
 def rq_spline(
@@ -154,11 +222,11 @@ def rq_spline_unconstrained(
     """
     bins = (params.shape[-1] - 1) // 3
     minimum = params.new_tensor([[constants.min_bin_width], [constants.min_bin_height]])
-    sizes = minimum + (1 - bins * minimum) * torch.softmax(params[..., : 2 * bins].unflatten(-1, (2, bins)), dim=-1)
+    # softmax by hand (faster on CPU for K ~ 10); logits above 50 only occur in a diverged training
+    exp = torch.exp(params[..., : 2 * bins].unflatten(-1, (2, bins)).clamp(max=50.0))
+    sizes = torch.addcdiv(minimum, exp, exp.sum(dim=-1, keepdim=True) / (1 - bins * minimum))
 
-    def derivatives_at(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d_k, d_k1 = _pick_pair(params[..., 2 * bins :], index)
-        pair = constants.min_derivative + F.softplus(torch.stack((d_k, d_k1)) + constants.derivative_shift())
-        return pair[0], pair[1]
+    def derivatives_at(index: torch.Tensor) -> torch.Tensor:
+        return constants.min_derivative + F.softplus(_pick_pair(params[..., 2 * bins :], index) + constants.derivative_shift())
 
     return _evaluate(x, sizes, derivatives_at, inverse)

@@ -68,3 +68,11 @@ def test_constrained_and_unconstrained_paths_agree():
         y1, l1 = rq_spline(x, *constrain(params, BINS), inverse=inverse)
         y2, l2 = rq_spline_unconstrained(x, params, inverse=inverse)
         assert torch.allclose(y1, y2, atol=1e-14) and torch.allclose(l1, l2, atol=1e-12)
+
+
+def test_analytic_backward_matches_numerical_gradients():
+    generator = torch.Generator().manual_seed(6)
+    for inverse in (False, True):
+        x = torch.rand(6, dtype=torch.float64, generator=generator).requires_grad_(True)
+        params = random_params(6, scale=0.7).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda a, p: rq_spline_unconstrained(a, p, inverse), (x, params))
