@@ -1,0 +1,78 @@
+"""Checks made before anything compiles when madnis = True, and the run_card registration of the entries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from madnis_plugin.mg5.madevent_hook import madnis_requested, register_run_card_entries
+from madnis_plugin.mg5.madevent_run import checked_settings, mg5_version_of
+
+
+class FakeMadEvent:
+    """The attributes of a MadEventCmd that the checks read."""
+
+    class InvalidCmd(Exception):
+        pass
+
+    def __init__(self, me_dir: Path, compiler: str = "gfortran", version: str = "3.5.7", **card):
+        self.me_dir = str(me_dir)
+        (me_dir / "MGMEVersion.txt").write_text(version + "\n")
+        self.options = {"fortran_compiler": compiler}
+        self.run_card = {"madnis": True, "gridpack": False, **card}
+
+
+def one_line_error(cmd: FakeMadEvent) -> str:
+    with pytest.raises(FakeMadEvent.InvalidCmd) as error:
+        checked_settings(cmd)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_valid_card_passes(tmp_path):
+    if not __import__("shutil").which("gfortran"):
+        pytest.skip("gfortran not installed")
+    settings = checked_settings(FakeMadEvent(tmp_path, madnis_steps=5))
+    assert settings.steps == 5
+
+
+def test_invalid_entry_missing_compiler_version_gridpack_reuse(tmp_path):
+    assert "madnis_batch_size" in one_line_error(FakeMadEvent(tmp_path, madnis_batch_size="0"))
+    assert "no-such-fortran not found" in one_line_error(FakeMadEvent(tmp_path, compiler="no-such-fortran"))
+    assert "MG5aMC 3.6.0" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", version="3.6.0"))
+    assert "gridpack" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", gridpack=True))
+    assert "madnis_reuse" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", madnis_reuse=True))
+
+
+def test_version_file(tmp_path):
+    assert mg5_version_of(tmp_path) is None
+    (tmp_path / "MGMEVersion.txt").write_text("3.5.7\n")
+    assert mg5_version_of(tmp_path) == (3, 5, 7)
+
+
+@pytest.mark.parametrize("value,expected", [(True, True), (False, False), ("True", True), (".false.", False), ("T", True)])
+def test_madnis_requested(value, expected):
+    assert madnis_requested({"madnis": value}) is expected
+    assert madnis_requested({}) is False
+
+
+@pytest.mark.mg5
+def test_run_card_registration_keeps_entries_out_of_fortran_and_stock_cards(mg5_dir, tmp_path):
+    sys.path.insert(0, str(mg5_dir))
+    try:
+        import madgraph.various.banner as banner
+    finally:
+        sys.path.remove(str(mg5_dir))
+    register_run_card_entries(banner.RunCardLO)
+    register_run_card_entries(banner.RunCardLO)  # idempotent
+    card = banner.RunCardLO()
+    assert card["madnis"] is False and card["madnis_steps"] == 1000
+    assert "madnis" not in card.includepath[True] and "madnis_lr" in card.includepath[False]
+    stock = tmp_path / "run_card.dat"
+    card.write(str(stock), template=str(mg5_dir / "Template" / "LO" / "Cards" / "run_card.dat"))
+    assert "madnis" not in stock.read_text()  # a stock output's card never shows the entries
+    card.read(str(stock))
+    card["madnis_steps"] = "250"
+    assert card["madnis_steps"] == 250
