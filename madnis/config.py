@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import torch
 
+from .permutations import PERMUTATIONS
+
 LR_SCHEDULES = ("cosine", "constant", "exponential")
 LOSSES = ("stratified_variance", "variance", "kl", "rkl")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -103,6 +105,7 @@ class TrainingConfig:
         require(0 <= self.drop_threshold < 1, "drop_threshold", "in [0, 1)")
         require(self.drop_after_steps is None or self.drop_after_steps >= 0, "drop_after_steps", "None or >= 0")
         require(self.flow_blocks is None or self.flow_blocks >= 1, "flow_blocks", "None or >= 1")
+        require(self.flow_permutations in PERMUTATIONS, "flow_permutations", f"one of {PERMUTATIONS}")
         require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None or > 0")
         require(self.dtype in DTYPES, "dtype", f"one of {tuple(DTYPES)}")
         require(self.device == "cpu" or self.device.startswith("cuda"), "device", "'cpu' or 'cuda[:n]'")

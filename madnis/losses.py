@@ -24,6 +24,9 @@ from typing import Callable
 import torch
 
 
+SIGMA_FLOOR = 1e-10  # keeps d sqrt(var) / d var finite at var = 0; values are scaled to I ~ 1 by the trainer
+
+
 def channel_means(x: torch.Tensor, channel: torch.Tensor, n_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel means of ``x`` (0 for empty channels) and the point counts."""
     counts = torch.bincount(channel, minlength=n_channels)
@@ -48,8 +51,7 @@ def channel_variances(channel, value, q_model, q_sample, alpha, n_channels) -> t
 
 def stratified_variance_loss(channel, value, q_model, q_sample, alpha, n_channels) -> torch.Tensor:
     variance, usable = channel_variances(channel, value, q_model, q_sample, alpha, n_channels)
-    tiny = torch.finfo(variance.dtype).tiny
-    sigma = torch.where(usable, torch.sqrt(variance + tiny), torch.zeros_like(variance))
+    sigma = torch.where(usable, torch.sqrt(variance + SIGMA_FLOOR**2), torch.zeros_like(variance))
     return sigma.sum() ** 2
 
 

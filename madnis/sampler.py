@@ -24,7 +24,14 @@ from .integrand import Integrand, IntegrandResult
 
 
 class CountingIntegrand:
-    """Wraps an integrand: counts points evaluated and failed, fails clearly past ``max_failed_fraction``."""
+    """Wraps an integrand: counts points evaluated and failed.
+
+    Fails with a one-line RuntimeError once more than ``max_failed_fraction`` of all calls so far failed
+    (at least ``MIN_FAILURES_TOLERATED`` failures are always tolerated, so one bad point in a small first
+    batch does not stop a run).
+    """
+
+    MIN_FAILURES_TOLERATED = 10
 
     def __init__(self, integrand: Integrand, max_failed_fraction: float = 1.0):
         self.integrand, self.max_failed_fraction = integrand, max_failed_fraction
@@ -36,7 +43,7 @@ class CountingIntegrand:
         self.n_calls += len(channel)
         failed = int((~result.ok).sum())
         self.n_failed += failed
-        if self.n_failed > self.max_failed_fraction * self.n_calls:
+        if self.n_failed > max(self.max_failed_fraction * self.n_calls, self.MIN_FAILURES_TOLERATED):
             raise RuntimeError(
                 f"{self.n_failed} of {self.n_calls} integrand calls failed (NaN/inf or crash), "
                 f"more than max_failed_fraction={self.max_failed_fraction}"
