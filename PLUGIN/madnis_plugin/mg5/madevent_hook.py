@@ -81,7 +81,7 @@ def install(cmd_class: type, banner_module: Any) -> None:
             return original(self, switch_mode, args)
         from .madevent_run import run_madnis
 
-        return run_madnis(self, args)
+        return run_madnis(self)  # MadEvent's survey options (args) have no MadNIS meaning
 
     run_generate_events.madnis_wrapped = True
     run_generate_events.__doc__ = original.__doc__

@@ -12,6 +12,7 @@ Fortran bridge. Nothing here imports ``madgraph``: MadEvent's modules come from 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -28,10 +29,11 @@ from ..settings import MadnisSettings
 logger = logging.getLogger("madevent.madnis")
 
 
-def run_madnis(cmd: Any, args: list[str]) -> None:
+def run_madnis(cmd: Any) -> None:
     """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up)."""
     module = sys.modules[_madevent_class(cmd).__module__]
     settings = checked_settings(cmd)
+    os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
     cmd.configure_directory()
     seed = int(cmd.random)
     cmd.update_random()
