@@ -115,3 +115,13 @@ def test_event_record(toy):
 def test_build_rejects_a_non_process_directory(tmp_path):
     with pytest.raises(BuildError, match="not a MadEvent SubProcesses/P"):
         build(tmp_path)
+
+
+def test_build_names_a_missing_compiler(tmp_path, monkeypatch):
+    pdir = tmp_path / "SubProcesses" / "P1_fake"
+    pdir.mkdir(parents=True)
+    for name in ("auto_dsig.f", "genps.f"):
+        (pdir / name).write_text("")
+    monkeypatch.setenv("FC", "no-such-gfortran")
+    with pytest.raises(BuildError, match="'no-such-gfortran' not found: install gfortran"):
+        build(pdir)
