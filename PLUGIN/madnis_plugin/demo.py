@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
-    if args.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)  # batches of ~1000 points: extra threads only spin, worst on a shared machine
     start = time.time()
     output = Path(args.output)
     setup = DrellYanSetup(zprime=ZPrime() if args.zprime else None)

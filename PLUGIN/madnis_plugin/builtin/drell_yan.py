@@ -24,7 +24,8 @@ Channels (MadEvent-like, ndim = 4: r = (r_shat, r_y, r_cos, r_phi)): one per s-c
 Massive V: s-hat = M^2 + M Gamma tan(theta) with theta uniform (Breit-Wigner map); photon:
 power law s-hat^-nu (nu = 2 by default); then rapidity y uniform in [log(tau)/2, -log(tau)/2],
 cos(theta*) uniform in [-1, 1] (angle of the e- to beam 1 in the partonic frame), phi uniform.
-Prior alpha_i = |M_i|^2 / sum_j |M_j|^2 (single-diagram enhancement, summed over flavours with PDFs).
+Prior alpha_i = |M_i|^2 / sum_j |M_j|^2 over the channels' diagrams (single-diagram enhancement, summed
+over flavours with PDFs). ``zprime_channel=False`` keeps the Z' in |M|^2 without a channel (benchmarks).
 
 Event records (for LHE): the subprocess (flavours) is drawn proportionally to its contribution,
 colour line 501 from the quark to the antiquark, no resonance line (MadEvent writes one only when the
@@ -104,6 +105,7 @@ class DrellYanSetup:
     mmllmax: float = -1.0
     photon_nu: float = 2.0
     zprime: Optional[ZPrime] = None
+    zprime_channel: bool = True  # False: the Z' is in the matrix element but gets no channel (benchmarks)
     ew: ElectroweakParameters = field(default_factory=ElectroweakParameters)
 
 
@@ -144,8 +146,9 @@ class DrellYan(Integrand):
             self.propagators.append(("zp", zp.mass, zp.width,
                                      {p: tuple(zp.coupling_scale * g for g in ew.z_couplings(*_fermion(p)))
                                       for p in QUARKS + (ELECTRON,)}))
-        self.n_channels = len(self.propagators)
-        self.channel_names = [p[0] for p in self.propagators]
+        self.channel_propagators = [i for i, p in enumerate(self.propagators) if p[0] != "zp" or setup.zprime_channel]
+        self.n_channels = len(self.channel_propagators)
+        self.channel_names = [self.propagators[i][0] for i in self.channel_propagators]
         # subprocesses: (beam-1 parton, beam-2 parton), quark first then mirrored, as MG5aMC's P1_qq~_epem
         self.subprocesses = [(q, -q) for q in QUARKS] + [(-q, q) for q in QUARKS]
 
@@ -179,7 +182,8 @@ class DrellYan(Integrand):
         lo, hi = self.shat_min, self.shat_max
         shat = torch.empty_like(r)
         jac = torch.empty_like(r)
-        for c, (_, mass, width, _) in enumerate(self.propagators):
+        for c, propagator in enumerate(self.channel_propagators):
+            _, mass, width, _ = self.propagators[propagator]
             mask = channel == c
             if not bool(mask.any()):
                 continue
@@ -267,7 +271,7 @@ class DrellYan(Integrand):
         per_sub, per_diagram = self._subprocess_weights(k)
         flux = GEV2_TO_PB / (2 * k["shat"]) / (32 * math.pi**2)
         value = torch.where(ok, per_sub.sum(1) * flux * k["jacobian"], torch.zeros_like(k["shat"]))
-        diagram_sum = per_diagram.sum(1)
+        diagram_sum = per_diagram.sum(1)[:, self.channel_propagators]
         alpha = diagram_sum / diagram_sum.sum(1, keepdim=True)
         features = torch.stack([
             torch.log(k["shat"] / self.shat_min) / math.log(self.shat_max / self.shat_min),

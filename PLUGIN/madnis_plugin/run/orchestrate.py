@@ -63,7 +63,7 @@ class RunSettings:
     run_name: str = "run_01"
     tag: str = "tag_1"
     weighted_batch: int = 20_000
-    w_max_quantile: float = 0.999  # passed to robust_max_weight (reduction of the maximum over outliers)
+    overweight_fraction: float = 0.0  # robust_max_weight: 0 = median of bootstrap maxima, f > 0 = weight quantile
     max_weighted_points: int = 20_000_000
     progress_every: int = 10
     save_models: bool = True
@@ -175,7 +175,8 @@ def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSet
     out.prior_fractions = _prior_fractions(source.integrand, first.r, first.channel, first.weight)
     if source.observable is not None and first.momenta is not None:
         out.sample_observable = source.observable(first.momenta.double().cpu())
-    w_max = float(robust_max_weight(weights, settings.w_max_quantile))
+    generator = torch.Generator().manual_seed(seed)
+    w_max = robust_max_weight(weights, overweight_fraction=settings.overweight_fraction, generator=generator)
     if not (w_max > 0 and math.isfinite(w_max)):
         raise RuntimeError(f"{source.name}: no positive finite weight in {settings.weighted_batch} points")
     out.w_max = w_max
@@ -183,12 +184,12 @@ def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSet
     n_accepted, drawn, batch, overweight = 0, 0, first, 0
     while True:
         drawn += len(batch.weight)
-        selection = unweight(batch.weight.double().cpu(), w_max=w_max)
-        index = torch.as_tensor(selection.indices, dtype=torch.long)
+        selection = unweight(batch.weight.double().cpu(), w_max=w_max, generator=generator)
+        index = selection.indices.long()
         overweight += int(selection.n_overweight)
         accepted_r.append(batch.r[index.to(batch.r.device)].cpu())
         accepted_c.append(batch.channel[index.to(batch.channel.device)].cpu())
-        accepted_w.append(np.asarray(selection.weights, dtype=np.float64))
+        accepted_w.append(selection.weights.double().numpy())
         n_accepted += len(index)
         if n_accepted >= n_events:
             break

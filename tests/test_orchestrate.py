@@ -1,0 +1,76 @@
+"""Shared run orchestration on toy sources: exact event counts, per-process <init> lines, no partial LHE."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from madnis import TrainingConfig
+from madnis.toys import CamelBack1D
+from madnis_plugin.lhe import Banner, EventRecords, LHEInit
+from madnis_plugin.run import ProcessSource, RunSettings, madevent_summary, run_processes, share_events
+
+
+def toy_records(r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
+    """One 'particle' per event carrying the point x (the toy's feature) in pz: enough to check what was written."""
+    x = CamelBack1D(prior="bw")(r.double(), channel).features[:, 0]
+    records = EventRecords.empty(len(r), 1)
+    records.nup[:] = 1
+    records.pdg[:] = 22
+    records.status[:] = 1
+    records.momenta[:, 0, 2] = x.double().numpy()
+    return records
+
+
+def toy_source(name: str, lprup: int, records=toy_records) -> ProcessSource:
+    return ProcessSource(name=name, integrand=CamelBack1D(prior="bw"), event_records=records, lprup=lprup)
+
+
+def settings(tmp_path, nevents: int) -> RunSettings:
+    return RunSettings(nevents=nevents, output_dir=tmp_path, integration_points=4000, weighted_batch=2000,
+                       training=TrainingConfig(steps=15, batch_size=256, seed=2), save_models=False)
+
+
+def test_share_events_is_exact_and_proportional():
+    assert share_events(10, [1.0, 1.0, 1.0]) in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
+    assert sum(share_events(997, [844.3, 46.5, 0.01])) == 997
+    assert share_events(1000, [3.0, 1.0, 0.0]) == [750, 250, 0]
+    with pytest.raises(ValueError):
+        share_events(5, [0.0, 0.0])
+
+
+def test_two_sources_give_exactly_n_events(tmp_path):
+    lines = []
+    result = run_processes([toy_source("P1_a", 1), toy_source("P2_b", 2)], settings(tmp_path, 1001), Banner(),
+                           LHEInit(processes=[]), log=lines.append)
+    text = gzip.open(result.lhe_path, "rt").read()
+    assert text.count("<event>") == 1001 == result.nevents
+    assert sum(s.n_events for s in result.sources) == 1001
+    init = text.split("<init>\n")[1].splitlines()
+    assert init[0].endswith("-4 2") and init[1].split()[3] == "1" and init[2].split()[3] == "2"
+    assert any("Cross-section :" in line for line in lines) and any("step" in line for line in lines)
+    exact = CamelBack1D().exact
+    assert abs(result.cross_section - 2 * exact) < 5 * result.error
+    weights = np.array([float(block.splitlines()[0].split()[2]) for block in text.split("<event>\n")[1:]])
+    assert weights.mean() == pytest.approx(result.cross_section, rel=1e-6)
+    x = np.array([float(block.splitlines()[1].split()[8]) for block in text.split("<event>\n")[1:]])
+    assert np.mean(np.abs(x - 0.25) < 0.1) == pytest.approx(0.5, abs=0.06)  # events follow the two equal peaks
+
+
+def test_interrupt_while_building_events_leaves_no_lhe(tmp_path):
+    def interrupted(r, channel, generator):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_processes([toy_source("P1_a", 1, interrupted)], settings(tmp_path, 50), Banner(), LHEInit(processes=[]),
+                      log=lambda line: None)
+    assert not [p for p in tmp_path.iterdir() if ".lhe" in p.name]
+
+
+def test_summary_format():
+    text = madevent_summary("run_01", "tag_1", 844.3, 1.85, 10000)
+    assert "  === Results Summary for run: run_01 tag: tag_1 ===" in text
+    assert "     Cross-section :   844.3 +- 1.85 pb" in text and "     Nb of events :  10000" in text
