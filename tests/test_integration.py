@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from madnis import MadNIS, TrainingConfig
-from madnis.integrand import Integrand, IntegrandResult
+from madnis.integrand import IntegrandResult
 from madnis.integration import ChannelAccumulator, integrate
 from madnis.toys import TwoResonances4D
 
