@@ -110,8 +110,8 @@ class MadNIS:
                 "sampler": {k: v.cpu() for k, v in self.sampler.state_dict().items()},
                 "statistics": {k: v.cpu() for k, v in self.statistics.state_dict().items()},
                 "vegas_grids": None if self.vegas_grids is None else self.vegas_grids.cpu(),
-                "scale": self.trainer.scale,
-                "dropped": self.trainer.dropped,
+                "trainer": self.trainer.state_dict(),
+                "generator": self.generator.get_state(),
                 "n_calls": self.n_calls,
             },
         )
@@ -130,9 +130,8 @@ class MadNIS:
         m.sampler.load_state_dict(state["sampler"])
         m.statistics.load_state_dict(state["statistics"])
         m.vegas_grids = state["vegas_grids"]
-        m.trainer.scale = state["scale"]
-        m.trainer.dropped = list(state["dropped"])
-        m.trainer.dropping_done = True
+        m.trainer.load_state_dict(state["trainer"])
+        m.generator.set_state(state["generator"])
         m.integrand.n_calls = state["n_calls"]
         return m
 

@@ -1,7 +1,8 @@
 """Save and load a trained MadNIS state in one file (torch.save of a plain dict).
 
 The file holds the flows, the channel-weight net, the active channels (sampler state), the running channel
-statistics (stratification), the VEGAS grids, the loss scale, the configuration and a format version;
+statistics (stratification), the VEGAS grids, the trainer (optimiser, schedule, loss scale, counters),
+the random generator's state, the configuration and a format version;
 a file of another format version is refused with a one-line error. Only tensors and plain Python values
 are stored, so it loads with ``torch.load(weights_only=True)``.
 """

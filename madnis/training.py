@@ -126,6 +126,7 @@ class Trainer:
         self.n_skipped = 0
         self.dropped: list[int] = []
         self.dropping_done = False
+        self.online_steps = 0
 
     def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
         history = History()
@@ -134,14 +135,13 @@ class Trainer:
             message = "channel weights are not trained: the integrand forbids it (channel_weights_trainable=False); using alpha_prior"
             log.info(message)
         integral = rel_error = math.nan
-        online_steps = 0
         for step in range(self.config.steps):
             online = step % (self.config.buffered_steps + 1) == 0
             if online:
                 if step >= self.config.drop_step and not self.dropping_done and self.config.drop_threshold > 0:
                     message = self._drop_channels() or message
-                batch, integral, rel_error = self._online_batch(online_steps)
-                online_steps += 1
+                batch, integral, rel_error = self._online_batch(self.online_steps)
+                self.online_steps += 1
             else:
                 batch = self.buffer.sample(self.generator)
             loss = self._optimise(batch)
@@ -157,6 +157,24 @@ class Trainer:
                 callback(progress)
         history.n_skipped = self.n_skipped
         return history
+
+    def state_dict(self) -> dict:
+        """Optimiser, schedule and counters: what continuing the training needs besides the sampler."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scale": self.scale,
+            "dropped": list(self.dropped),
+            "dropping_done": self.dropping_done,
+            "online_steps": self.online_steps,
+            "n_skipped": self.n_skipped,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
+        self.online_steps, self.n_skipped = state["online_steps"], state["n_skipped"]
 
     def _online_batch(self, online_step: int) -> tuple[BufferedBatch, float, float]:
         """Draw a stratified batch, update the running channel statistics, store it; return it with I and dI/I."""

@@ -20,6 +20,9 @@ def test_round_trip_gives_identical_samples(tmp_path):
     a, b = m.sample_weighted(500, seed=7), loaded.sample_weighted(500, seed=7)
     assert torch.equal(a.r, b.r) and torch.equal(a.channel, b.channel) and torch.equal(a.weight, b.weight)
     assert m.integrate(1000, seed=3).integral == loaded.integrate(1000, seed=3).integral
+    assert loaded.trainer.online_steps == 8 and loaded.trainer.dropped == [2]
+    m.train(), loaded.train()  # training continues identically (optimiser state and schedule restored)
+    assert all(torch.equal(a, b) for a, b in zip(m.sampler.parameters(), loaded.sampler.parameters()))
     fresh = MadNIS(toy, TrainingConfig(steps=8, batch_size=128)).sample_weighted(500, seed=7)
     assert not torch.equal(fresh.weight, a.weight)  # the comparison can fail: an untrained state differs
 
