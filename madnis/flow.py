@@ -141,16 +141,17 @@ class Mixer(nn.Module):
         self.permutation = None if identity else IndexPermutation(perm)
         self.rotation = rotation
 
-    def forward(self, x, condition):
-        log_det = x.new_zeros(x.shape[0])
+    def forward(self, x, condition) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mixed x and the log-det (None when it is zero: permutations only)."""
+        log_det = None
         if self.permutation is not None:
             x, _ = self.permutation(x)
         if self.rotation is not None:
             x, log_det = self.rotation(x, condition)
         return x, log_det
 
-    def inverse(self, x, condition):
-        log_det = x.new_zeros(x.shape[0])
+    def inverse(self, x, condition) -> tuple[torch.Tensor, torch.Tensor | None]:
+        log_det = None
         if self.rotation is not None:
             x, log_det = self.rotation.inverse(x, condition)
         if self.permutation is not None:
@@ -216,22 +217,23 @@ class Flow(nn.Module):
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent z -> r and log|det dr/dz|."""
         condition, grouping = self._prepare(z, condition)
-        x, log_det = z, z.new_zeros(z.shape[0])
+        x, log_det = z, 0
         for mixer, block in zip(self.mixers, self.blocks):
             x, ld_mix = mixer(x, condition)
             x, ld_block = block(x, condition, grouping)
-            log_det = log_det + ld_mix + ld_block
+            log_det = log_det + ld_block if ld_mix is None else log_det + ld_mix + ld_block
         x, _ = self.mixers[-1](x, condition)
         return self._clamp(x), log_det
 
     def inverse(self, r: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """r -> latent z and log|det dz/dr|."""
         condition, grouping = self._prepare(r, condition)
-        x, log_det = self.mixers[-1].inverse(r, condition)
+        x, _ = self.mixers[-1].inverse(r, condition)
+        log_det = 0
         for mixer, block in zip(reversed(self.mixers[:-1]), reversed(self.blocks)):
             x, ld_block = block(x, condition, grouping, inverse=True)
             x, ld_mix = mixer.inverse(x, condition)
-            log_det = log_det + ld_mix + ld_block
+            log_det = log_det + ld_block if ld_mix is None else log_det + ld_mix + ld_block
         return self._clamp(x), log_det
 
     def sample(
