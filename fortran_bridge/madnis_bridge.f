@@ -546,21 +546,38 @@ c                 SMATRIX's single-diagram-enhancement weights of this subproces
       include 'madnis_glue.inc'
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
-      integer ipt, nconf, ist
+      integer ipt, nconf, ist, k, ic, start(lmaxconfigs + 1)
+      integer, allocatable :: order(:)
       double precision fk(2, maxsproc), p(0:3, max_particles+1)
       nconf = mapconfig(0)
+      do k = 1, nconf + 1
+         start(k) = 0
+      enddo
       do ipt = 1, n
          if (channel(ipt) .lt. 0 .or. channel(ipt) .ge. nconf) then
             madnis_evaluate = 1
             return
          endif
+         start(channel(ipt) + 2) = start(channel(ipt) + 2) + 1
       enddo
+c     points in order of channel (counting sort): one phase-space set-up per channel
+      do k = 2, nconf + 1
+         start(k) = start(k) + start(k - 1)
+      enddo
+      allocate(order(n))
       do ipt = 1, n
+         ic = channel(ipt) + 1
+         start(ic) = start(ic) + 1
+         order(start(ic)) = ipt
+      enddo
+      do k = 1, n
+         ipt = order(k)
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
      &        momenta((ipt-1)*4*nexternal + 1), x1(ipt), x2(ipt),
      &        value(ipt), alpha((ipt-1)*nconf + 1), ist, fk)
          status(ipt) = ist
       enddo
+      deallocate(order)
       madnis_evaluate = 0
       end
 

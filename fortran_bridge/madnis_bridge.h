@@ -37,7 +37,8 @@ void madnis_subprocesses(int *pdg, int *mirror);
  * f(x(r)) * J_channel(r) in pb (summed over grouped subprocesses and mirrors, before any
  * channel weight), alpha[n*n_channels] (single-diagram-enhancement channel weights summing to
  * 1; uniform where value is 0), status[n] (0 passed cuts, 1 no phase-space point, 2 failed
- * cuts). Deterministic: same inputs give identical outputs. Returns 0, or 1 for a channel
+ * cuts). Deterministic: same inputs give identical outputs, in any batch composition (points
+ * are processed grouped by channel inside). Returns 0, or 1 for a channel
  * out of range (nothing evaluated). */
 int madnis_evaluate(int n, const int *channel, const double *r, double *momenta,
                     double *x1, double *x2, double *value, double *alpha, int *status);

@@ -8,8 +8,10 @@ the Fortran's own printing goes to ``RUNDIR/worker<k>.log``.
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
+import tempfile
 import socket
 import subprocess
 import sys
@@ -38,6 +40,36 @@ def load_library(path: str):
     return ffi, ffi.dlopen(path)
 
 
+EVALUATE_INPUTS = ("channel", "r")
+EVALUATE_OUTPUTS = ("momenta", "x1", "x2", "value", "alpha", "status")
+
+
+class SharedBatch:
+    """Input and output arrays of ``evaluate`` for up to ``capacity`` points in one file mapped by
+    both the parent and its worker, so batches never pass through the socket."""
+
+    def __init__(self, path: Path, capacity: int, ndim: int, nexternal: int, n_channels: int, create: bool):
+        layout = {"channel": (np.int32, ()), "r": (np.float64, (ndim,)), "momenta": (np.float64, (nexternal, 4)),
+                  "x1": (np.float64, ()), "x2": (np.float64, ()), "value": (np.float64, ()),
+                  "alpha": (np.float64, (n_channels,)), "status": (np.int32, ())}
+        sizes = {k: 8 * -(-capacity * int(np.prod(shape, dtype=int)) * np.dtype(t).itemsize // 8)
+                 for k, (t, shape) in layout.items()}
+        self.path, self.capacity = path, capacity
+        if create:
+            with open(path, "wb") as handle:
+                handle.truncate(sum(sizes.values()))
+        with open(path, "r+b") as handle:
+            self._map = mmap.mmap(handle.fileno(), sum(sizes.values()))
+        self.arrays, offset = {}, 0
+        for key, (dtype, shape) in layout.items():
+            self.arrays[key] = np.ndarray((capacity, *shape), dtype, buffer=self._map, offset=offset)
+            offset += sizes[key]
+
+    def close(self) -> None:
+        self.arrays = {}
+        self._map.close()
+
+
 class _Server:
     """Calls the C ABI for the parent's requests."""
 
@@ -60,30 +92,25 @@ class _Server:
                          ninitial=self.ninitial, config=config, symmetry_group=group, pdg=pdg,
                          mirror=mirror.astype(bool), beam_energies=(float(ebeams[0]), float(ebeams[1])),
                          scale_depends_on_channel=bool(scale_dep), maxnup=self.maxnup)
+        self.batch: SharedBatch | None = None
 
     def _ptr(self, array: np.ndarray):
         kind = "int[]" if array.dtype == np.int32 else "double[]"
         return self.ffi.from_buffer(kind, array)
 
-    def evaluate(self, channel: np.ndarray, r: np.ndarray) -> dict[str, Any]:
-        n = len(channel)
-        order = np.argsort(channel, kind="stable")  # few channel switches inside the Fortran
-        channel_s, r_s = np.ascontiguousarray(channel[order]), np.ascontiguousarray(r[order])
-        out = dict(momenta=np.empty((n, self.nexternal, 4)), x1=np.empty(n), x2=np.empty(n),
-                   value=np.empty(n), alpha=np.empty((n, self.n_channels)), status=np.empty(n, np.int32))
+    def evaluate(self, path: str, capacity: int, n: int) -> float:
+        """Evaluate the first n points of the shared batch at ``path``; the Fortran's seconds."""
+        if self.batch is None or (str(self.batch.path), self.batch.capacity) != (path, capacity):
+            if self.batch is not None:
+                self.batch.close()
+            self.batch = SharedBatch(Path(path), capacity, self.ndim, self.nexternal, self.n_channels, create=False)
+        a = self.batch.arrays
         start = time.perf_counter()
-        rc = self.lib.madnis_evaluate(n, self._ptr(channel_s), self._ptr(r_s), self._ptr(out["momenta"]),
-                                      self._ptr(out["x1"]), self._ptr(out["x2"]), self._ptr(out["value"]),
-                                      self._ptr(out["alpha"]), self._ptr(out["status"]))
+        rc = self.lib.madnis_evaluate(n, *(self._ptr(a[k][:n]) for k in EVALUATE_INPUTS + EVALUATE_OUTPUTS))
         seconds = time.perf_counter() - start
         if rc != 0:
             raise BridgeError(f"madnis_evaluate returned {rc}")
-        result = {}
-        for key, sorted_values in out.items():
-            result[key] = np.empty_like(sorted_values)
-            result[key][order] = sorted_values
-        result["fortran_seconds"] = seconds
-        return result
+        return seconds
 
     def event_record(self, channel: np.ndarray, r: np.ndarray, u: np.ndarray, seed: int) -> dict[str, Any]:
         n, m = len(channel), self.maxnup
@@ -130,6 +157,8 @@ class Worker:
     def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
         self.log = rundir / f"worker{index}.log"
+        self.batch: SharedBatch | None = None
+        self.pending: int | None = None
         self.info = self._start()
 
     def _start(self) -> dict[str, Any]:
@@ -145,6 +174,40 @@ class Worker:
         self.conn = Connection(os.dup(parent.fileno()))
         parent.close()
         return self.receive("initialising")
+
+    def submit(self, command: str, *args: Any) -> None:
+        """Start ``command``; ``evaluate(channel, r)`` goes through the shared batch."""
+        self.pending = None
+        if command != "evaluate":
+            self.send(command, *args)
+            return
+        channel, r = args
+        n = len(channel)
+        if self.batch is None or self.batch.capacity < n:
+            self._new_batch(max(n, 2 * self.batch.capacity if self.batch else n))
+        self.batch.arrays["channel"][:n] = channel
+        self.batch.arrays["r"][:n] = r
+        self.pending = n
+        self.send("evaluate", str(self.batch.path), self.batch.capacity, n)
+
+    def collect(self, context: str) -> Any:
+        """The result of the submitted command (evaluate: copies of the shared outputs)."""
+        payload = self.receive(context)
+        if self.pending is None:
+            return payload
+        self.batch.path.unlink(missing_ok=True)  # both sides have it mapped now
+        out = {k: self.batch.arrays[k][:self.pending].copy() for k in EVALUATE_OUTPUTS}
+        out["fortran_seconds"] = payload
+        return out
+
+    def _new_batch(self, capacity: int) -> None:
+        if self.batch is not None:
+            self.batch.close()
+        shm = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else self.rundir
+        handle, path = tempfile.mkstemp(prefix=f"madnis_{self.name}_", dir=shm)
+        os.close(handle)
+        self.batch = SharedBatch(Path(path), capacity, self.info["ndim"], self.info["nexternal"],
+                                 self.info["n_channels"], create=True)
 
     def send(self, command: str, *args: Any) -> None:
         if self.log.stat().st_size > LOG_LIMIT:  # MadEvent prints at every channel set-up
@@ -179,7 +242,14 @@ class Worker:
     def restart(self) -> None:
         self.conn.close()
         self.proc.wait()
+        self._close_batch()
         self.info = self._start()
+
+    def _close_batch(self) -> None:
+        if self.batch is not None:
+            self.batch.path.unlink(missing_ok=True)
+            self.batch.close()
+            self.batch = None
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -190,6 +260,7 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self.conn.close()
+        self._close_batch()
 
 
 class WorkerPool:
@@ -216,12 +287,11 @@ class WorkerPool:
         bounds = np.linspace(0, len(channel), len(self.workers) + 1).astype(int)
         shards = [(w, slice(lo, hi)) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
         for worker, part in shards:
-            worker.send(command, channel[part], *(a[part] for a in arrays), *extra)
+            worker.submit(command, channel[part], *(a[part] for a in arrays), *extra)
         results, errors = [], []
         for worker, part in shards:
-            context = f"running {command} for channel(s) {np.unique(channel[part]).tolist()[:20]}"
             try:
-                results.append(worker.receive(context))
+                results.append(worker.collect(f"running {command} for {self._channels(channel[part])}"))
             except BridgeError as exc:
                 errors.append(str(exc))
                 if worker.proc.poll() is not None:
@@ -229,6 +299,11 @@ class WorkerPool:
         if errors:
             raise BridgeError(errors[0])
         return results
+
+    @staticmethod
+    def _channels(channel: np.ndarray) -> str:
+        present = np.flatnonzero(np.bincount(channel))
+        return f"channel(s) {present[:20].tolist()}" + (" ..." if len(present) > 20 else "")
 
     def close(self) -> None:
         for worker in self.workers:
