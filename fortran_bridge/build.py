@@ -36,10 +36,6 @@ def build(pdir: Path | str, force: bool = False) -> Path:
     if not (pdir / "auto_dsig.f").is_file() or not (pdir / "genps.f").is_file():
         raise BuildError(f"{pdir} is not a MadEvent SubProcesses/P* directory (no auto_dsig.f/genps.f)")
     fc = os.environ.get("FC", "gfortran")
-    if shutil.which(fc) is None:
-        raise BuildError(f"Fortran compiler '{fc}' not found: install gfortran (apt-get install gfortran)")
-    if shutil.which("make") is None or shutil.which("objcopy") is None:
-        raise BuildError("'make' and 'objcopy' (binutils) are needed to build the bridge library")
     out = pdir / BUILD_DIRNAME
     lib = out / f"libmadnis_{pdir.name}.so"
     card = read_run_card(proc / "Cards" / "run_card.dat")
@@ -50,6 +46,10 @@ def build(pdir: Path | str, force: bool = False) -> Path:
         stamp = out / "fingerprint"
         if not force and lib.is_file() and stamp.is_file() and stamp.read_text() == key:
             return lib
+        if shutil.which(fc) is None:
+            raise BuildError(f"Fortran compiler '{fc}' not found: install gfortran (apt-get install gfortran)")
+        if shutil.which("make") is None or shutil.which("objcopy") is None:
+            raise BuildError("'make' and 'objcopy' (binutils) are needed to build the bridge library")
         out.mkdir(exist_ok=True)
         stamp.unlink(missing_ok=True)
         _make(proc / "Source", [], make_vars, "compiling Source libraries")

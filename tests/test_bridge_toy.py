@@ -120,8 +120,10 @@ def test_build_rejects_a_non_process_directory(tmp_path):
 def test_build_names_a_missing_compiler(tmp_path, monkeypatch):
     pdir = tmp_path / "SubProcesses" / "P1_fake"
     pdir.mkdir(parents=True)
-    for name in ("auto_dsig.f", "genps.f"):
-        (pdir / name).write_text("")
+    (tmp_path / "Source").mkdir()
+    for path in (pdir / "auto_dsig.f", pdir / "genps.f", tmp_path / "Source" / "run_card.inc",
+                 tmp_path / "Source" / "param_card.inc"):
+        path.write_text("")
     monkeypatch.setenv("FC", "no-such-gfortran")
     with pytest.raises(BuildError, match="'no-such-gfortran' not found: install gfortran"):
         build(pdir)
