@@ -52,10 +52,17 @@ def build(pdir: Path | str, force: bool = False) -> Path:
             raise BuildError("'make' and 'objcopy' (binutils) are needed to build the bridge library")
         out.mkdir(exist_ok=True)
         stamp.unlink(missing_ok=True)
-        _make(proc / "Source", [], make_vars, "compiling Source libraries")
+        log = out / "build.log"
+        log.write_text("")
+        pdf_stamp = out / "pdlabel"
+        pdlabel = card.get("pdlabel", "")
+        if pdf_stamp.is_file() and pdf_stamp.read_text() != pdlabel:  # as MadEvent does on a PDF change
+            _make(proc / "Source", ["clean4pdf"], make_vars, "cleaning the PDF libraries", log)
+        _make(proc / "Source", [], make_vars, "compiling Source libraries", log)
         _make(pdir, ["-f", "makefile", "-f", str(GLUE_DIR / "madnis_bridge.mk"), "madnis-lib"],
               make_vars + [f"MADNIS_SRC={GLUE_DIR}", f"MADNIS_DIR={out}", f"MADNIS_LIB={lib}"],
-              f"building {lib.name}")
+              f"building {lib.name}", log)
+        pdf_stamp.write_text(pdlabel)
         stamp.write_text(key)
     return lib
 
@@ -104,16 +111,15 @@ def _treat_cards(proc: Path) -> None:
                              f"{_last_line(result.stdout + result.stderr)}")
 
 
-def _make(cwd: Path, args: list[str], variables: list[str], what: str) -> None:
+def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path) -> None:
     result = subprocess.run(["make", "-s", *args, *variables], cwd=cwd, stdin=subprocess.DEVNULL,
                             capture_output=True, text=True)
+    with open(log, "a") as handle:
+        handle.write(f"$ make {' '.join(args)} (in {cwd})\n{result.stdout}{result.stderr}")
     if result.returncode != 0:
-        log = cwd / BUILD_DIRNAME / "build.log" if (cwd / BUILD_DIRNAME).is_dir() else None
-        if log is not None:
-            log.write_text(result.stdout + result.stderr)
         errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
         detail = errors[0] if errors else _last_line(result.stdout + result.stderr)
-        raise BuildError(f"{what} in {cwd} failed: {detail.strip()}" + (f" (full log: {log})" if log else ""))
+        raise BuildError(f"{what} in {cwd} failed: {detail.strip()} (full log: {log})")
 
 
 def _last_line(text: str) -> str:
