@@ -168,9 +168,9 @@ def test_launch_madnis_dy_cross_section_and_events(dy_launch, mg5_dir):
 def test_lhe_is_read_by_pylhe_and_mg5_lhe_parser(dy_launch, mg5_dir):
     pylhe = pytest.importorskip("pylhe")
     lhe = dy_launch[0] / "Events" / "run_01" / "unweighted_events.lhe.gz"
-    init = pylhe.read_lhe_init(str(lhe))
-    assert init["initInfo"]["beamA"] == 2212 and len(init["procInfo"]) >= 1
-    assert sum(1 for _ in pylhe.read_lhe(str(lhe))) == TINY["nevents"]
+    parsed = pylhe.LHEFile.fromfile(str(lhe))
+    assert parsed.init.initInfo.beamA == 2212 and parsed.init.initInfo.numProcesses == 1
+    assert sum(1 for _ in parsed.events) == TINY["nevents"]
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from madgraph.various import lhe_parser;"
             "f = lhe_parser.EventFile(sys.argv[2]); n = sum(1 for e in f if abs(e.wgt) > 0);"
             "print('events', n, 'banner', 'mgruncard' in f.get_banner())")
