@@ -208,18 +208,19 @@ def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
     assert not momenta_1 & momenta_2
 
 
-def test_fresh_session_launch_with_mode_madnis_plugin(dy_output, mg5_dir, tmp_path):
+def test_fresh_session_launch_with_mode_madnis_plugin(dy_launch, mg5_dir, tmp_path):
     """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output (needs install-plugin)."""
     installed = mg5_dir / "PLUGIN" / "madnis_plugin"
     if not installed.exists() or installed.resolve() != PACKAGE:
         pytest.skip("madnis_plugin not installed in MG5aMC (madnis-mg5 install-plugin)")
-    run_dir = tmp_path / "DY"
-    subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
+    run_dir = dy_launch[0]
+    before = set((run_dir / "Events").glob("run_*"))
     out = run_mg5(mg5_dir, f"launch {run_dir}\nset nevents 100\nset madnis_steps 10\nset madnis_integration_points 5000\n",
                   tmp_path, "--mode=madnis_plugin")
     cross_section(out)
     assert "Training MadNIS for P1_qq_ll" in out
-    check_events(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", 100)
+    (new_run,) = set((run_dir / "Events").glob("run_*")) - before
+    check_events(new_run / "unweighted_events.lhe.gz", 100)
 
 
 def observables(path: Path) -> tuple[np.ndarray, np.ndarray]:
