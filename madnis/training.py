@@ -95,13 +95,19 @@ def pretrain_vegas(
     return grid.edges
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    steps = max(config.steps, 1)
+def lr_factor(step: int, config: TrainingConfig) -> float:
+    """Learning-rate multiplier at ``step``: cosine or exponential decay to ``lr_final_fraction``, held after the last step."""
+    t = min(step, config.steps) / max(config.steps, 1)
+    final = config.lr_final_fraction
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=config.learning_rate * config.lr_final_fraction)
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
     if config.lr_schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_final_fraction ** (1.0 / steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        return final**t
+    return 1.0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
 
 
 class Trainer:

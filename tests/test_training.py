@@ -130,6 +130,10 @@ def test_learning_rate_schedules(schedule, last):
         optimizer.step()
         scheduler.step()
     assert math.isclose(optimizer.param_groups[0]["lr"], 0.1 * last, rel_tol=1e-6)
+    for _ in range(5):  # held at the end when training continues
+        optimizer.step()
+        scheduler.step()
+    assert math.isclose(optimizer.param_groups[0]["lr"], 0.1 * last, rel_tol=1e-6)
 
 
 def test_config_errors_name_the_field():
