@@ -254,3 +254,14 @@ def test_distributions_match_stock_madevent(dy_launch, dy_stock_run):
         chi2 += float(np.sum((a - b) ** 2 / np.where(var > 0, var, 1.0)))
         ndf += len(a) - 1
     assert chi2 / ndf < 2.0, (chi2, ndf)
+
+
+@pytest.mark.slow
+def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
+    """g g > t t~ g (15 channels in 9 symmetry groups, colour-connected final state) against stock MadEvent."""
+    sets = "".join(f"set {name} {value}\n" for name, value in
+                   dict(nevents=200, madnis_steps=40, madnis_batch_size=1024, madnis_integration_points=30000).items())
+    out = run_mg5(mg5_dir, f"generate g g > t t~ g\noutput madnis {tmp_path / 'TTG'}\nlaunch\n{sets}", tmp_path)
+    sigma, error = cross_section(out)
+    assert abs(sigma - 412.9) < 3 * (error**2 + 1.24**2) ** 0.5, (sigma, error)
+    check_events(tmp_path / "TTG" / "Events" / "run_01" / "unweighted_events.lhe.gz", 200)

@@ -39,7 +39,7 @@ class MadnisSettings:
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
     integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
     workers: int = _entry(1, "parallel Fortran evaluation workers per P-dir")
-    reuse: bool = _entry(False, "re-use the trained sampler in DIR/madnis/P*/ (skips training)")
+    reuse: bool = _entry(False, "re-use the trained sampler DIR/madnis/P*.madnis.pt (skips training)")
 
     def __post_init__(self) -> None:
         _validate(self)
