@@ -100,7 +100,7 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], command: str
         f"python {platform.python_version()}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
         "| process | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
-        "| stock points | MadNIS points (<=) | stock events/points | MadNIS unweighting eff. |",
+        "| stock points | MadNIS points (<=) | stock events/points | MadNIS events/weighted points |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for process, s, m in rows:
@@ -110,7 +110,7 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], command: str
                      f"| {100 * m.efficiency:.2f} % |")
     lines += ["", "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
               "buffered steps re-use points; integration points not included); "
-              "stock points: survey + refine (results.dat).",
+              "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
               "Wall times include compilation and share 2 cores with other jobs (noisy).", ""]
     table = RESULTS / "mg5_vs_madnis.md"
     table.write_text("\n".join(lines))
