@@ -17,7 +17,7 @@ import io
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -134,6 +134,12 @@ class Banner:
         return "\n".join(parts) + "\n"
 
 
+class BannerLike(Protocol):
+    """What :func:`write_lhe` needs of a banner: the <header> text once the totals are known."""
+
+    def text(self, n_events: int, integrated_weight: float) -> str: ...
+
+
 def format_event(records: EventRecords, i: int, weight: float) -> str:
     """One ``<event>`` block in MadEvent's number format (lhe_parser.Event/Particle.__str__)."""
     n = int(records.nup[i])
@@ -149,7 +155,7 @@ def format_event(records: EventRecords, i: int, weight: float) -> str:
 
 
 def write_lhe(path: str | os.PathLike, records: EventRecords, weights: np.ndarray, init: LHEInit,
-              banner: Optional[Banner] = None) -> Path:
+              banner: Optional[BannerLike] = None) -> Path:
     """Write ``records`` with per-event ``weights`` (pb) to ``path`` (.lhe or .lhe.gz), atomically.
 
     The banner's <MGGenerationInfo> gets the number of events and the summed cross section of ``init``.

@@ -28,7 +28,7 @@ from madnis import IntegrationResult, MadNIS, TrainingConfig, TrainingProgress
 from madnis.integrand import Integrand
 from madnis.unweighting import robust_max_weight, unweight
 
-from ..lhe import Banner, EventRecords, LHEInit, LHEProcessInfo, write_lhe
+from ..lhe import BannerLike, EventRecords, LHEInit, LHEProcessInfo, write_lhe
 
 EventRecordFn = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], EventRecords]
 Observable = Callable[[torch.Tensor], np.ndarray]  # momenta (n, nexternal, 4) -> one value per point
@@ -206,11 +206,12 @@ def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSet
     return r, channel, relative
 
 
-def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banner: Banner, init: LHEInit,
+def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banner: BannerLike, init: LHEInit,
                   log: Callable[[str], None] = print) -> RunResult:
     """Train, integrate, generate ``settings.nevents`` unweighted events and write the LHE.
 
-    ``init`` gives the beams and PDF ids; its process list is replaced by one line per source.
+    ``init`` gives the beams and PDF ids; its process list is replaced by one line per source. ``banner`` is a
+    :class:`~..lhe.Banner` or anything with ``text(n_events, integrated_weight)`` (MadEvent's own banner).
     Returns the cross section, the LHE path and per-source results for plots and reports.
     """
     start = time.time()
@@ -223,7 +224,7 @@ def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banne
     event_weights: list[np.ndarray] = []
     rng = np.random.default_rng(settings.training.seed)
     for index, ((madnis, out), n_events) in enumerate(zip(trained, shares)):
-        out.n_events = n_events
+        out.n_events, out.n_calls = n_events, madnis.n_calls
         if n_events == 0:
             continue
         r, channel, relative = _generate(madnis, out, n_events, settings, settings.training.seed + 7919 * (index + 1), log)
