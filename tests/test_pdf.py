@@ -61,3 +61,22 @@ def test_alphas_matches_madevent_running():
     one_loop = 0.130 / (1 + 0.130 * 0.61009394851893 * 2 * torch.log(torch.tensor(1000.0 / 91.188)))
     assert a[2].item() == pytest.approx(one_loop.item(), rel=0.05)
     assert PDF().alphas(torch.tensor([91.188], dtype=torch.float64)).item() == pytest.approx(0.130)
+
+
+def test_subgrids_are_interpolated_separately(tmp_path):
+    """Two Q subgrids sharing the knot Q = 4: points below it only see the lower subgrid, as in LHAPDF."""
+    xs = [1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0]
+    lower_q, upper_q = [1.0, 2.0, 3.0, 4.0], [4.0, 6.0, 8.0, 10.0]
+
+    def block(qs, offset):
+        rows = "\n".join(f"{1 + x + offset:.6e} {2 * x + offset:.6e}" for x in xs for _ in qs)
+        return " ".join(map(str, xs)) + "\n" + " ".join(map(str, qs)) + "\n21 2\n" + rows + "\n---\n"
+
+    path = tmp_path / "toy_0000.dat"
+    path.write_text("PdfType: central\nFormat: lhagrid1\n---\n" + block(lower_q, 0.0) + block(upper_q, 100.0))
+    grid = LHAGrid(path)
+    x = torch.tensor([0.05, 0.05, 0.05], dtype=torch.float64)
+    q = torch.tensor([3.9, 4.0, 4.1], dtype=torch.float64)
+    gluon = grid.xfxQ(21, x, q)
+    assert gluon[0] < 2 and gluon[1] > 100 and gluon[2] > 100  # Q = 4 belongs to the upper subgrid
+    assert torch.equal(grid.xfxQ(2, x, q), grid.xfxQ2_all(x, q * q)[:, 1])
