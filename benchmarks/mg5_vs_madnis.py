@@ -62,10 +62,15 @@ def launch(directory: Path, **entries: object) -> tuple[str, float]:
     return done.stdout + done.stderr, time.time() - start
 
 
+class RunFailed(RuntimeError):
+    """A launch printed no cross section; the message is MadEvent's error line."""
+
+
 def cross_section(log: str) -> tuple[float, float]:
     found = re.findall(r"Cross-section :\s+([\d.eE+-]+) \+- ([\d.eE+-]+) pb", log)
     if not found:
-        raise SystemExit("no cross section in the run log:\n" + log[-3000:])
+        errors = [l.strip() for l in log.splitlines() if "Error" in l or "error" in l]
+        raise RunFailed(errors[-1] if errors else log.strip().splitlines()[-1])
     return float(found[-1][0]), float(found[-1][1])
 
 
@@ -86,7 +91,7 @@ def madnis(directory: Path, nevents: int, steps: int) -> Measurement:
     return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0)
 
 
-def write_outputs(rows: list[tuple[str, Measurement, Measurement]], command: str) -> Path:
+def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,6 +113,7 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], command: str
         lines.append(f"| `{process}` | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} | {pull:+.1f} "
                      f"| {s.seconds:.0f} | {m.seconds:.0f} | {s.points:,} | {m.points:,} | {100 * s.efficiency:.2f} % "
                      f"| {100 * m.efficiency:.2f} % |")
+    lines += [f"| `{failure}` |" for failure in failures]
     lines += ["", "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
               "buffered steps re-use points; integration points not included); "
               "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
@@ -140,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the process directories")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mg5_vs_madnis_"))
-    rows = []
+    rows, failures = [], []
     try:
         for i, process in enumerate(args.processes):
             directory = work / f"proc{i}"
             output(args.mg5, process, directory)
-            s = stock(directory, args.nevents)
-            m = madnis(directory, args.nevents, args.steps)
+            try:
+                s = stock(directory, args.nevents)
+                m = madnis(directory, args.nevents, args.steps)
+            except RunFailed as error:
+                failures.append(f"{process}` failed: `{error}")
+                print(f"{process}: FAILED {error}", flush=True)
+                continue
             print(f"{process}: stock {s}\n{' ' * len(process)}  MadNIS {m}", flush=True)
             rows.append((process, s, m))
     finally:
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
         [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"])
-    print(write_outputs(rows, command).read_text())
+    print(write_outputs(rows, failures, command).read_text())
     return 0
 
 
