@@ -200,7 +200,6 @@ c     config whose G directory integrates it (symfact.dat, else symfact_orig.dat
       common/to_mconfigs/mapconfig, this_config
       integer i, j, ifact, lun
       double precision xconf
-      logical found
       do i = 1, mapconfig(0)
          rep(i) = i
       enddo
@@ -211,12 +210,8 @@ c     config whose G directory integrates it (symfact.dat, else symfact_orig.dat
  20   read(lun, *, err=30, end=30) xconf, ifact
       do i = 1, mapconfig(0)
          if (mapconfig(i) .eq. int(xconf) .and. ifact .lt. 0) then
-            found = .false.
             do j = 1, mapconfig(0)
-               if (mapconfig(j) .eq. -ifact) then
-                  rep(i) = j
-                  found = .true.
-               endif
+               if (mapconfig(j) .eq. -ifact) rep(i) = j
             enddo
          endif
       enddo
