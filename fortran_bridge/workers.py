@@ -24,6 +24,7 @@ import numpy as np
 
 HEADER = Path(__file__).resolve().parent / "madnis_bridge.h"
 LOG_LIMIT = 10 * 2**20  # bytes of worker output kept
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # lets the worker import fortran_bridge
 
 
 class BridgeError(RuntimeError):
@@ -169,7 +170,8 @@ class Worker:
                 [sys.executable, "-c", "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
                  str(child.fileno()), str(self.library), str(self.rundir), str(self.seed)],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": "1", "GFORTRAN_UNBUFFERED_PRECONNECTED": "y"})
+                env={**os.environ, "OMP_NUM_THREADS": "1", "GFORTRAN_UNBUFFERED_PRECONNECTED": "y",
+                     "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))})
         child.close()
         self.conn = Connection(os.dup(parent.fileno()))
         parent.close()
