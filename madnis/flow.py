@@ -105,7 +105,7 @@ class Conditioner(nn.Module):
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if bias.shape[0] > 1:
                 bias = bias.index_select(0, condition)
-            h = h @ weight[0] + bias if weight.shape[1] else bias.expand(x.shape[0], -1)
+            h = torch.addmm(bias, h, weight[0]) if weight.shape[1] else bias.expand(x.shape[0], -1)
             if layer < last:
                 h = torch.relu(h)
         return h
