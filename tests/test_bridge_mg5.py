@@ -27,7 +27,7 @@ pytestmark = pytest.mark.mg5
 PROCESSES = {"dy": "p p > e+ e-", "ttg": "g g > t t~ g", "wjj": "g g > w+ d u~ g"}
 REFERENCE_PB = {"dy": (844.3, 1.85), "ttg": (412.9, 1.24), "wjj": (109.9, 0.284)}
 MASSES = {"dy": [0, 0, 0, 0], "ttg": [0, 0, 173.0, 173.0, 0]}
-slow = pytest.mark.skipif(os.environ.get("MADNIS_SLOW_TESTS") != "1", reason="slow: set MADNIS_SLOW_TESTS=1")
+slow = pytest.mark.skipif(os.environ.get("MADNIS_SLOW_TESTS") != "1", reason="slow: set MADNIS_SLOW_TESTS=1")  # CI runs all markers
 
 
 def generate(mg5_dir: Path, out: Path, names: list[str]) -> dict[str, Path]:
@@ -146,6 +146,7 @@ def test_build_is_cached(pdirs):
     assert build(pdirs["dy"]) == library and library.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 @slow
 def test_cross_section_wjj_vegas(mg5_dir, tmp_path):
     import vegas
