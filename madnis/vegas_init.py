@@ -128,8 +128,9 @@ def grid_blocks(flow: "Flow") -> dict[int, list[int]]:
         assignment[b] = [p for p, dim in enumerate(transformed) if dim not in covered]
         covered.update(transformed)
         if len(covered) == flow.dims:
-            break
-    return assignment
+            return assignment
+    raise ValueError(f"the flow's blocks never transform dimensions {sorted(set(range(flow.dims)) - covered)}: "
+                     "cannot load VEGAS grids")
 
 
 def init_flow_from_grids(flow: "Flow", grids: torch.Tensor) -> None:

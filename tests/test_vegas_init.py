@@ -5,7 +5,7 @@ import torch
 
 from madnis.flow import Flow
 from madnis.vegas import VegasGrid
-from madnis.vegas_init import grid_to_spline, reduce_grid
+from madnis.vegas_init import MARGIN, grid_to_spline, reduce_grid
 
 
 def peak(r: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,8 @@ def test_cdf_equals_grid_at_reduced_edges():
     flow.init_from_grids(grid.edges)
     for c in range(2):
         for j in range(2):
-            z_edges, r_edges = reduce_grid(grid.edges[c, j], (flow.bins + 1) // 2, 3e-3, 3e-3)
+            minimum = 2 * MARGIN * flow.constants.min_bin_width  # what grid_to_spline asks for
+            z_edges, r_edges = reduce_grid(grid.edges[c, j], (flow.bins + 1) // 2, minimum, minimum)
             knots = grid_to_spline(grid.edges[c, j], flow.bins, flow.constants)
             assert all(torch.isclose(knots.r, edge).any() for edge in r_edges)  # edges are knots
             points = torch.full((len(r_edges), 2), 0.5, dtype=torch.float64)
@@ -122,6 +123,12 @@ def test_1d_grid_is_applied_once_not_twice():
     r = torch.tensor([[0.05], [0.5]])
     density = flow.log_prob(r).exp()
     assert torch.allclose(density, torch.tensor([4.5, 0.5625]), rtol=1e-5)  # twice would be 20.25, 0.316
+
+
+def test_flow_whose_blocks_miss_a_dimension_refuses_grids():
+    flow = Flow(4, 1, blocks=1, permutations="exchange")
+    with pytest.raises(ValueError, match="never transform dimensions"):
+        flow.init_from_grids(VegasGrid(4).edges)
 
 
 def test_grid_with_tiny_bins_gives_finite_flow():
