@@ -117,6 +117,8 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: li
     lines += ["", "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
               "buffered steps re-use points; integration points not included); "
               "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
+              "MadNIS events/weighted points counts whole weighted batches (20,000 points), so it is a lower bound "
+              "on the unweighting efficiency.",
               "Wall times include compilation and share 2 cores with other jobs (noisy).", ""]
     table = RESULTS / "mg5_vs_madnis.md"
     table.write_text("\n".join(lines))
