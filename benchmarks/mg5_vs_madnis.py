@@ -49,7 +49,8 @@ def set_card(card: Path, **entries: object) -> None:
 def output(mg5: Path, process: str, directory: Path) -> None:
     script = directory.parent / f"{directory.name}.mg5"
     script.write_text(f"set automatic_html_opening False\ngenerate {process}\noutput madnis {directory}\n")
-    subprocess.run([sys.executable, str(mg5 / "bin" / "mg5_aMC"), str(script)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(mg5 / "bin" / "mg5_aMC"), str(script)], check=True, capture_output=True,
+                   cwd=directory.parent)  # MG5aMC leaves parser tables (py.py) in its working directory
     if not (directory / "SubProcesses" / "subproc.mg").exists():
         raise SystemExit(f"output madnis failed for {process!r} (is the plugin installed?)")
 
