@@ -64,6 +64,12 @@ def test_output_is_a_madevent_directory_with_the_madnis_block(dy_output):
     assert "hel_recycling = True" in (dy_output / "SubProcesses" / "proc_characteristics").read_text()
 
 
+def test_ungrouped_output_is_refused_before_writing(mg5_dir, tmp_path):
+    out = run_mg5(mg5_dir, f"set group_subprocesses False\ngenerate p p > e+ e-\noutput madnis {tmp_path / 'X'}\n", tmp_path)
+    assert "output madnis needs grouped subprocesses" in out
+    assert not (tmp_path / "X").exists()
+
+
 def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
     run_dir = tmp_path / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)

@@ -25,6 +25,7 @@ from .madevent_hook import install_in_output
 logger = logging.getLogger("madgraph.madnis")
 
 MARKER = Path("madnis") / "README"
+GROUPING_NEEDED = "output madnis needs grouped subprocesses: set group_subprocesses Auto (or True)"
 
 
 class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
@@ -43,6 +44,8 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
         self._cmd = None
 
     def pass_information_from_cmd(self, cmd) -> None:
+        if cmd.options["group_subprocesses"] is False:  # refuse before the template is copied
+            raise madgraph.InvalidCmd(GROUPING_NEEDED)
         super().pass_information_from_cmd(cmd)
         self._cmd = cmd
         self.opt["madanalysis5"] = cmd.options["madanalysis5_path"]
@@ -56,7 +59,7 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
     def modify_grouping(self, matrix_elements):
         """Scan the beams' polarisation support as ``export_processes`` does for MadEvent; keep the grouping."""
         if not isinstance(matrix_elements, group_subprocs.SubProcessGroupList):
-            raise madgraph.InvalidCmd("output madnis needs grouped subprocesses (set group_subprocesses Auto)")
+            raise madgraph.InvalidCmd(GROUPING_NEEDED)
         for group in matrix_elements:
             for me in group.get("matrix_elements"):
                 for process in me.get("processes"):
@@ -68,7 +71,7 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
 
     def generate_subprocess_directory(self, subproc_group, fortran_model, me=None):
         if isinstance(subproc_group, helas_objects.HelasMatrixElement):
-            raise madgraph.InvalidCmd("output madnis needs grouped subprocesses (set group_subprocesses Auto)")
+            raise madgraph.InvalidCmd(GROUPING_NEEDED)
         return super().generate_subprocess_directory(subproc_group, fortran_model, me)
 
     def convert_model(self, model, wanted_lorentz=[], wanted_couplings=[]):
