@@ -14,6 +14,7 @@ Nothing here imports ``madgraph``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,10 @@ def install(cmd_class: type, banner_module: Any) -> None:
     def run_generate_events(self, switch_mode, args):
         if not madnis_requested(self.run_card):
             return original(self, switch_mode, args)
-        from .madevent_run import run_madnis
-
+        try:
+            from .madevent_run import run_madnis
+        except ImportError as error:
+            raise self.InvalidCmd(f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}") from None
         return run_madnis(self)  # MadEvent's survey options (args) have no MadNIS meaning
 
     run_generate_events.madnis_wrapped = True
