@@ -61,7 +61,7 @@ def run_madnis(cmd: Any) -> None:
     )
     try:
         run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
-                            log=logger.info)
+                            log=log_progress)
     finally:
         for source in sources:
             source.integrand.library.close()
@@ -71,6 +71,12 @@ def run_madnis(cmd: Any) -> None:
     for source in run.sources:
         plots += [plot_channels(source, html_dir), plot_weights(source, html_dir)]
     publish(cmd, module, run, [p.name for p in plots])
+
+
+def log_progress(text: str) -> None:
+    """Orchestration output to MadEvent's log, except its results summary (MadEvent prints its own)."""
+    if text.strip() and "=== Results Summary" not in text:
+        logger.info(text)
 
 
 def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSource:
