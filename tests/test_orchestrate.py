@@ -1,17 +1,19 @@
-"""Shared run orchestration on toy sources: exact event counts, per-process <init> lines, no partial LHE."""
+"""Shared run orchestration on toy sources: exact event counts, per-process <init> lines, no partial LHE, re-use."""
 
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from madnis import TrainingConfig
-from madnis.toys import CamelBack1D
+from madnis import MadNIS, TrainingConfig
+from madnis.toys import CamelBack1D, TwoResonances4D
 from madnis_plugin.lhe import Banner, EventRecords, LHEInit
-from madnis_plugin.run import ProcessSource, RunSettings, madevent_summary, run_processes, share_events
+from madnis_plugin.run import (ProcessSource, RunSettings, SamplerReuseError, madevent_summary, run_processes,
+                               saved_sampler_path, share_events)
 
 
 def toy_records(r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
@@ -74,3 +76,59 @@ def test_summary_format():
     text = madevent_summary("run_01", "tag_1", 844.3, 1.85, 10000)
     assert "  === Results Summary for run: run_01 tag: tag_1 ===" in text
     assert "     Cross-section :   844.3 +- 1.85 pb" in text and "     Nb of events :  10000" in text
+
+
+def event_x(result) -> np.ndarray:
+    """The toy point x of every written event (pz of its one particle), in file order."""
+    text = gzip.open(result.lhe_path, "rt").read()
+    return np.array([float(block.splitlines()[1].split()[8]) for block in text.split("<event>\n")[1:]])
+
+
+def test_reused_sampler_skips_training_and_the_seed_drives_the_events(tmp_path):
+    def run(seed: int, reuse: bool, lines: list[str]):
+        config = replace(settings(tmp_path, 300), reuse=reuse, save_models=True,
+                         training=TrainingConfig(steps=15, batch_size=256, seed=seed))
+        return run_processes([toy_source("P1_a", 1)], config, Banner(), LHEInit(processes=[]), log=lines.append)
+
+    first_lines, same_lines, other_lines = [], [], []
+    first = run(2, reuse=True, lines=first_lines)  # nothing saved yet: trains and says so
+    saved = saved_sampler_path(tmp_path, "P1_a")
+    assert any("No trained sampler" in line for line in first_lines) and any("step" in line for line in first_lines)
+    assert saved.exists() and first.sources[0].reused_from is None
+    first_x = event_x(first)
+
+    same = run(2, reuse=True, lines=same_lines)  # the training run's seed repeats its integral and events
+    assert f"Reusing trained sampler from {saved}" in "\n".join(same_lines)
+    assert not any("step" in line or "Training" in line for line in same_lines)
+    assert same.sources[0].reused_from == saved and same.sources[0].losses == []
+    assert same.cross_section == first.cross_section and np.array_equal(event_x(same), first_x)
+
+    other = run(5, reuse=True, lines=other_lines)  # another seed: independent integration and events
+    source = other.sources[0]
+    assert not any("step" in line for line in other_lines)
+    assert source.n_calls == 4000 + source.weighted_points  # integration + weighted sampling, no training
+    assert other.cross_section != first.cross_section
+    assert abs(other.cross_section - first.cross_section) < 5 * np.hypot(other.error, first.error)
+    assert abs(other.cross_section - CamelBack1D().exact) < 5 * other.error
+    other_x = event_x(other)
+    assert len(set(other_x) & set(first_x)) == 0
+    assert abs(np.mean(other_x < 0.5) - np.mean(first_x < 0.5)) < 0.15  # same distribution (two equal peaks)
+
+
+def test_unusable_saved_sampler_fails_in_one_line_before_training(tmp_path):
+    source = toy_source("P1_a", 1)
+    path = saved_sampler_path(tmp_path, "P1_a")
+    MadNIS(TwoResonances4D(), TrainingConfig(steps=0)).save(path)  # another process: ndim 4
+    reuse = replace(settings(tmp_path, 50), reuse=True)
+    for content in (None, b"not a checkpoint"):
+        if content is not None:
+            path.write_bytes(content)
+        lines = []
+        with pytest.raises(SamplerReuseError) as error:
+            run_processes([source], reuse, Banner(), LHEInit(processes=[]), log=lines.append)
+        message = str(error.value)
+        assert "\n" not in message and str(path) in message and "P1_a" in message
+        assert ("ndim=4" if content is None else "not a MadNIS checkpoint") in message
+        assert not any("Training" in line for line in lines)
+    run_processes([source], replace(reuse, reuse=False, save_models=True), Banner(), LHEInit(processes=[]), log=lambda line: None)
+    assert MadNIS.load(path, source.integrand).integrand.n_calls > 0  # re-use off: trains and overwrites the file

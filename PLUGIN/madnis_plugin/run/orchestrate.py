@@ -5,17 +5,21 @@ bridge) run exactly the same sequence, so it lives here, free of MG5aMC imports.
 an :class:`~madnis.integrand.Integrand` plus a function turning accepted points into
 :class:`~..lhe.EventRecords`.
 
-Sequence (:func:`run_processes`): for each source train MadNIS (live progress lines) and integrate;
+Sequence (:func:`run_processes`): for each source train MadNIS (live progress lines), or with
+``reuse`` load the sampler an earlier run saved as ``output_dir/{name}.madnis.pt``, and integrate;
 print MadEvent's results summary; split ``nevents`` over the sources by cross section (largest
 remainder, so the counts add up exactly); per source draw weighted batches and unweight against one
 robust w_max until exactly its share of events is accepted (overweight events keep weight
 w / w_max, then all weights are normalised to mean sigma as MadEvent's ``event_norm = average``);
-build the event records, shuffle the sources together and write the LHE atomically.
+build the event records, shuffle the sources together and write the LHE atomically. Integration and
+sampling are seeded by the run's seed (``training.seed``) and the source index alone, so a re-used sampler
+with a new seed gives independent events and with the training run's seed repeats that run's events.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,7 +70,8 @@ class RunSettings:
     overweight_fraction: float = 0.0  # robust_max_weight: 0 = median of bootstrap maxima, f > 0 = weight quantile
     max_weighted_points: int = 20_000_000
     progress_every: int = 10
-    save_models: bool = True
+    save_models: bool = True  # write output_dir/{name}.madnis.pt after training
+    reuse: bool = False  # load output_dir/{name}.madnis.pt instead of training (trains when the file is absent)
 
 
 @dataclass
@@ -87,7 +92,8 @@ class SourceResult:
     sample_observable: Optional[np.ndarray] = None
     event_observable: Optional[np.ndarray] = None
     train_seconds: float = 0.0
-    n_calls: int = 0
+    n_calls: int = 0  # integrand points evaluated in this run
+    reused_from: Optional[Path] = None  # the saved sampler used instead of training
 
 
 @dataclass
@@ -104,6 +110,23 @@ class RunResult:
         """Unweighting efficiency over all sources: accepted / weighted points drawn."""
         drawn = sum(s.weighted_points for s in self.sources)
         return sum(s.efficiency * s.weighted_points for s in self.sources) / drawn if drawn else 0.0
+
+
+class SamplerReuseError(ValueError):
+    """Re-use was asked for but the saved sampler cannot serve the process (unreadable, other ndim/channels)."""
+
+
+_INTEGRATION, _SAMPLING = 1, 2  # random streams of one source
+
+
+def stream_seed(seed: int, index: int, stream: int) -> int:
+    """Seed of one random stream (integration or sampling) of source ``index`` in a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed % 2**63, index, stream]).generate_state(1, np.uint64)[0] % 2**63)
+
+
+def saved_sampler_path(output_dir: Path, name: str) -> Path:
+    """Where a source's trained sampler is saved and re-used from."""
+    return output_dir / f"{name}.madnis.pt"
 
 
 def progress_printer(name: str, every: int, log: Callable[[str], None]) -> Callable[[TrainingProgress], None]:
@@ -137,21 +160,48 @@ def madevent_summary(run_name: str, tag: str, cross_section: float, error: float
             f"     Nb of events :  {nevents}\n")
 
 
-def _train_and_integrate(index: int, source: ProcessSource, settings: RunSettings,
+def _saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[str], None]) -> Optional[MadNIS]:
+    """The sampler saved by an earlier run when ``settings.reuse`` is on and the file exists, else None (train)."""
+    if not settings.reuse:
+        return None
+    path = saved_sampler_path(settings.output_dir, source.name)
+    if not path.exists():
+        log(f"No trained sampler {path} to re-use for {source.name}: training it")
+        return None
+    try:
+        madnis = MadNIS.load(path, source.integrand, device=settings.training.device)
+    except ValueError as error:  # another checkpoint format version, ndim or number of channels
+        reason = str(error).removeprefix(f"{path}: ")
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:  # torch.load, load_state_dict
+        reason = f"not a MadNIS checkpoint for this process ({type(error).__name__})"
+    else:
+        madnis.integrand.n_calls = 0  # count this run's integrand calls only
+        log(f"Reusing trained sampler from {path} for {source.name}: training skipped")
+        return madnis
+    raise SamplerReuseError(f"cannot re-use the trained sampler {path} for {source.name}: {reason} "
+                            f"(delete it or switch re-use off to train again)")
+
+
+def _train_and_integrate(index: int, source: ProcessSource, saved: Optional[MadNIS], settings: RunSettings,
                          log: Callable[[str], None]) -> tuple[MadNIS, SourceResult]:
-    config = replace(settings.training, seed=settings.training.seed + index)
+    """Train (unless ``saved`` is given) and integrate one source; save the trained sampler if asked."""
     start = time.time()
-    log(f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
-        f"{config.steps} steps x {config.batch_size} points")
-    madnis = MadNIS(source.integrand, config)
-    history = madnis.train(progress_printer(source.name, settings.progress_every, log))
-    result = madnis.integrate(settings.integration_points)
+    path = saved_sampler_path(settings.output_dir, source.name)
+    if saved is None:
+        config = replace(settings.training, seed=settings.training.seed + index)
+        log(f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
+            f"{config.steps} steps x {config.batch_size} points")
+        madnis = MadNIS(source.integrand, config)
+        progress = madnis.train(progress_printer(source.name, settings.progress_every, log)).progress
+    else:
+        madnis, progress = saved, []
+    result = madnis.integrate(settings.integration_points, seed=stream_seed(settings.training.seed, index, _INTEGRATION))
     log(f"  [{source.name}] sigma = {result.integral:.6g} +- {result.error:.3g} pb ({time.time() - start:.1f} s)")
-    if settings.save_models:
-        madnis.save(settings.output_dir / f"{source.name}.madnis.pt")
-    out = SourceResult(source=source, losses=[p.loss for p in history.progress],
-                       running_integrals=[p.integral for p in history.progress], result=result,
-                       prior_fractions=np.zeros(source.integrand.n_channels), train_seconds=time.time() - start)
+    if settings.save_models and saved is None:
+        madnis.save(path)
+    out = SourceResult(source=source, losses=[p.loss for p in progress], running_integrals=[p.integral for p in progress],
+                       result=result, prior_fractions=np.zeros(source.integrand.n_channels),
+                       train_seconds=time.time() - start, reused_from=None if saved is None else path)
     return madnis, out
 
 
@@ -208,7 +258,7 @@ def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSet
 
 def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banner: BannerLike, init: LHEInit,
                   log: Callable[[str], None] = print) -> RunResult:
-    """Train, integrate, generate ``settings.nevents`` unweighted events and write the LHE.
+    """Train (or re-use), integrate, generate ``settings.nevents`` unweighted events and write the LHE.
 
     ``init`` gives the beams and PDF ids; its process list is replaced by one line per source. ``banner`` is a
     :class:`~..lhe.Banner` or anything with ``text(n_events, integrated_weight)`` (MadEvent's own banner).
@@ -216,7 +266,8 @@ def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banne
     """
     start = time.time()
     settings.output_dir.mkdir(parents=True, exist_ok=True)
-    trained = [_train_and_integrate(i, s, settings, log) for i, s in enumerate(sources)]
+    saved = [_saved_sampler(s, settings, log) for s in sources]  # an unusable file fails before any training
+    trained = [_train_and_integrate(i, s, m, settings, log) for i, (s, m) in enumerate(zip(sources, saved))]
     sigma = sum(out.result.integral for _, out in trained)
     error = math.sqrt(sum(out.result.error**2 for _, out in trained))
     shares = share_events(settings.nevents, [out.result.integral for _, out in trained])
@@ -227,7 +278,8 @@ def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banne
         out.n_events, out.n_calls = n_events, madnis.n_calls
         if n_events == 0:
             continue
-        r, channel, relative = _generate(madnis, out, n_events, settings, settings.training.seed + 7919 * (index + 1), log)
+        r, channel, relative = _generate(madnis, out, n_events, settings,
+                                         stream_seed(settings.training.seed, index, _SAMPLING), log)
         records = out.source.event_records(r, channel, rng)
         records.subprocess[:] = out.source.lprup
         if out.source.observable is not None:
