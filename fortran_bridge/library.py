@@ -2,19 +2,27 @@
 
 Batches go to worker processes (see workers.py) as numpy arrays; there is no per-point Python
 work. Non-finite results are counted in ``n_nonfinite``, flagged ``ok = False`` and returned
-as value 0 with a uniform alpha, never as numbers.
+as value 0 with a uniform alpha, never as numbers. Points whose evaluation ends the Fortran
+(STOP, e.g. MadEvent's "Clustering failed", or a crash) are isolated, counted in ``n_crashed``,
+returned like non-finite ones with status 3 and logged once per batch; a batch where more than
+``max_crash_fraction`` of the points (or more than ``max_crashes``) crash raises BridgeError.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from .build import BUILD_DIRNAME, build
-from .workers import BridgeError, WorkerPool
+from .workers import BridgeError, Crashes, WorkerPool
+
+LOG = logging.getLogger(__name__)
+STATUS_CRASHED = 3  # Evaluation.status of a point that ended the Fortran (STOP, signal)
+KEPT_MESSAGES = 5  # first Fortran messages of crashes kept in ProcessLibrary.crash_messages
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,9 @@ class ProcessInfo:
 @dataclass
 class Evaluation:
     """Arrays for n points: value = f*J in pb, alpha (n, n_channels), momenta (n, nexternal, 4)
-    as (E, px, py, pz), x1, x2, status (0 passed cuts, 1 no phase-space point, 2 failed cuts),
-    ok (False where the library returned NaN/inf)."""
+    as (E, px, py, pz), x1, x2, status (0 passed cuts, 1 no phase-space point, 2 failed cuts,
+    3 the Fortran stopped or crashed on this point), ok (False where the library returned NaN/inf
+    or crashed; such points have value 0 and a uniform alpha)."""
 
     value: np.ndarray
     alpha: np.ndarray
@@ -68,7 +77,7 @@ class EventRecords:
     """Les Houches records padded to ``maxnup`` entries: nup (n,), pdg, status (-1 incoming,
     1 final, 2 resonance), mothers (n, maxnup, 2) 1-based, color (n, maxnup, 2), momenta
     (n, maxnup, 5) = (px, py, pz, E, m), helicity, scale, aqcd, aqed, subprocess (index into
-    ``info.subprocesses``, -1 where the point has no weight)."""
+    ``info.subprocesses``, -1 where the point has no weight or crashed the Fortran)."""
 
     nup: np.ndarray
     pdg: np.ndarray
@@ -87,10 +96,13 @@ class ProcessLibrary:
     """The bridge library of one P-dir, served by ``workers`` processes.
 
     ``library`` overrides the library to load (default: ``build(pdir)``); the workers run in
-    ``pdir/madnis_build``.
+    ``pdir/madnis_build``. A batch tolerates up to ``max_crash_fraction`` of its points, and at
+    most ``max_crashes`` points, crashing the Fortran (each costs about log2(batch) worker
+    restarts to isolate); ``n_crashed`` counts them, ``crash_messages`` keeps the first messages.
     """
 
-    def __init__(self, pdir: Path | str, seed: int = 0, workers: int = 1, library: Optional[Path | str] = None):
+    def __init__(self, pdir: Path | str, seed: int = 0, workers: int = 1, library: Optional[Path | str] = None,
+                 max_crash_fraction: float = 0.01, max_crashes: int = 10):
         self.pdir = Path(pdir).resolve()
         self.library = Path(library).resolve() if library is not None else build(self.pdir)
         rundir = self.pdir / BUILD_DIRNAME
@@ -103,7 +115,11 @@ class ProcessLibrary:
             channels=[ChannelInfo(i, int(c), int(g)) for i, (c, g) in enumerate(zip(raw["config"], raw["symmetry_group"]))],
             subprocesses=[SubprocessInfo(tuple(int(x) for x in p), bool(m)) for p, m in zip(raw["pdg"], raw["mirror"])],
             beam_energies=raw["beam_energies"], scale_depends_on_channel=raw["scale_depends_on_channel"])
+        self.maxnup = int(raw["maxnup"])
+        self.max_crash_fraction, self.max_crashes = max_crash_fraction, max_crashes
         self.n_nonfinite = 0
+        self.n_crashed = 0
+        self.crash_messages: list[str] = []
         self.fortran_seconds = 0.0
 
     def _inputs(self, channel: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,11 +138,12 @@ class ProcessLibrary:
             c, e = self.info.n_channels, self.info.nexternal
             return Evaluation(np.zeros(0), np.zeros((0, c)), np.zeros((0, e, 4)), np.zeros(0), np.zeros(0),
                               np.zeros(0, np.int32), np.zeros(0, bool))
-        parts = self._pool.map("evaluate", channel, r)
+        parts = self._map("evaluate", channel, r, blank=self._blank_evaluation)
         self.fortran_seconds += max(p["fortran_seconds"] for p in parts)
         out = {k: np.concatenate([p[k] for p in parts]) for k in ("value", "alpha", "momenta", "x1", "x2", "status")}
         ok = np.isfinite(out["value"]) & np.isfinite(out["alpha"]).all(axis=1) & np.isfinite(out["momenta"]).all(axis=(1, 2))
-        bad = ~ok
+        ok &= out["status"] != STATUS_CRASHED
+        bad = ~ok & (out["status"] != STATUS_CRASHED)
         if bad.any():
             self.n_nonfinite += int(bad.sum())
             out["value"][bad] = 0.0
@@ -139,8 +156,38 @@ class ProcessLibrary:
         proportional to its contribution, helicity and colour as MadEvent draws them."""
         channel, r = self._inputs(channel, r)
         u = np.random.default_rng(seed).random(len(channel))
-        parts = self._pool.map("event_record", channel, r, u, extra=(int(seed) % 2**31,))
+        parts = self._map("event_record", channel, r, u, extra=(int(seed) % 2**31,), blank=self._blank_records)
         return EventRecords(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+    def _map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = (),
+             blank: Any = None) -> list[dict[str, Any]]:
+        """The workers' results of ``command``; crashing points counted, logged, filled by ``blank``."""
+        tolerate = min(self.max_crashes, int(self.max_crash_fraction * len(channel)))
+        parts, crashes = self._pool.map(command, channel, *arrays, extra=extra, blank=blank, tolerate=tolerate)
+        if crashes.index:
+            self._report(command, channel, crashes)
+        return parts
+
+    def _report(self, command: str, channel: np.ndarray, crashes: Crashes) -> None:
+        self.n_crashed += len(crashes.index)
+        self.crash_messages += crashes.messages[:KEPT_MESSAGES - len(self.crash_messages)]
+        LOG.warning("%s: %d of %d point(s) stopped the Fortran in %s, channel(s) %s (set to 0, status %d): %s",
+                    self.info.name, len(crashes.index), len(channel), command,
+                    sorted({int(c) for c in channel[crashes.index]}), STATUS_CRASHED, crashes.messages[0])
+
+    def _blank_evaluation(self, n: int) -> dict[str, Any]:
+        """``evaluate``'s worker result for n crashed points."""
+        c, e = self.info.n_channels, self.info.nexternal
+        return dict(value=np.zeros(n), alpha=np.full((n, c), 1.0 / c), momenta=np.zeros((n, e, 4)),
+                    x1=np.zeros(n), x2=np.zeros(n), status=np.full(n, STATUS_CRASHED, np.int32), fortran_seconds=0.0)
+
+    def _blank_records(self, n: int) -> dict[str, Any]:
+        """``event_record``'s worker result for n crashed points (no event)."""
+        m = self.maxnup
+        return dict(nup=np.zeros(n, np.int32), pdg=np.zeros((n, m), np.int32), status=np.zeros((n, m), np.int32),
+                    mothers=np.zeros((n, m, 2), np.int32), color=np.zeros((n, m, 2), np.int32),
+                    momenta=np.zeros((n, m, 5)), helicity=np.zeros((n, m), np.int32), scale=np.zeros(n),
+                    aqcd=np.zeros(n), aqed=np.zeros(n), subprocess=np.full(n, -1, np.int32))
 
     def close(self) -> None:
         self._pool.close()

@@ -4,7 +4,9 @@
  * anything else implementing these functions (tests/bridge_fixtures/toy_bridge.f90).
  * Conventions: arrays are C row-major, indices 0-based; momenta in GeV as (E, px, py, pz);
  * cross sections in pb. The library keeps global state: one instance per process, calls
- * from one thread only. Fortran STOP ends the process, so call it from a worker process.
+ * from one thread only. Fortran STOP ends the process, so call it from a worker process
+ * (fortran_bridge does: it re-runs the batch without the points that STOP or crash and
+ * reports those with status 3, value 0 and uniform alpha; the library never writes 3).
  */
 #ifndef MADNIS_BRIDGE_H
 #define MADNIS_BRIDGE_H

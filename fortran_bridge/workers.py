@@ -1,9 +1,12 @@
 """Worker processes that each load one bridge library with cffi: crash isolation and sharding.
 
-A Fortran STOP, abort or segfault ends only the worker: the parent sees the connection close,
-raises :class:`BridgeError` with the worker's last output, and starts a fresh worker so the
-next call works. :class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED)`` in a fresh interpreter;
-the Fortran's own printing goes to ``RUNDIR/worker<k>.log``.
+A Fortran STOP, abort or segfault ends only the worker: the parent sees the connection close
+(:class:`WorkerCrash`, with the worker's last output) and starts a fresh worker. ``WorkerPool.map``
+then isolates the crashing points by bisection on the restarted worker: the other points keep
+their results, the points that crash on their own are reported as crashed, and the batch fails
+with :class:`BridgeError` only when more points crash than the caller tolerates.
+:class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED)`` in a fresh interpreter; the Fortran's
+own printing goes to ``RUNDIR/worker<k>.log``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,6 +33,22 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # lets the worker im
 
 class BridgeError(RuntimeError):
     """A bridge library failed (worker crashed, Fortran STOP, bad return code)."""
+
+
+class WorkerCrash(BridgeError):
+    """The worker process died (Fortran STOP, abort, signal); ``output`` is its last output."""
+
+    def __init__(self, message: str, output: str):
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass
+class Crashes:
+    """Points of one ``WorkerPool.map`` call that crashed the worker on their own."""
+
+    index: list[int] = field(default_factory=list)  # positions in the batch
+    messages: list[str] = field(default_factory=list)  # the worker's last output, per crash
 
 
 # ----------------------------------------------------------------------------- child side
@@ -223,12 +243,12 @@ class Worker:
         try:
             status, payload = self.conn.recv()
         except (EOFError, OSError):
-            raise BridgeError(self._crash_message(context)) from None
+            raise WorkerCrash(*self._crash_message(context)) from None
         if status == "error":
             raise BridgeError(f"{self.name}: {payload} ({context})")
         return payload
 
-    def _crash_message(self, context: str) -> str:
+    def _crash_message(self, context: str) -> tuple[str, str]:
         try:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -239,7 +259,8 @@ class Worker:
         else:
             how = f"exited with code {code} (Fortran STOP or exit)"
         tail = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()][-3:]
-        return f"{self.name}: bridge worker {how} while {context}; last output: {' | '.join(tail) or '(none)'}"
+        output = " | ".join(tail) or "(none)"
+        return f"{self.name}: bridge worker {how} while {context}; last output: {output}", output
 
     def restart(self) -> None:
         self.conn.close()
@@ -265,6 +286,32 @@ class Worker:
         self._close_batch()
 
 
+class _Job:
+    """One command's batch being re-run in parts on a worker after a crash; ``out`` (the shard's
+    result, starting at batch position ``offset``) collects the parts that ran."""
+
+    def __init__(self, worker: Worker, command: str, channel: np.ndarray, arrays: tuple, extra: tuple,
+                 offset: int, out: dict[str, Any], first_crash: WorkerCrash):
+        self.worker, self.command, self.channel, self.arrays, self.extra = worker, command, channel, arrays, extra
+        self.offset, self.out, self.first_crash, self.last_crash = offset, out, first_crash, first_crash
+
+    def run(self, part: np.ndarray) -> bool:
+        """Run the points at batch positions ``part``; False (worker restarted) if it crashed."""
+        self.worker.submit(self.command, self.channel[part], *(a[part] for a in self.arrays), *self.extra)
+        try:
+            result = self.worker.collect(f"running {self.command} for {WorkerPool._channels(self.channel[part])}")
+        except WorkerCrash as exc:
+            self.worker.restart()
+            self.last_crash = exc
+            return False
+        for key, value in result.items():
+            if isinstance(value, np.ndarray):
+                self.out[key][part - self.offset] = value
+            else:
+                self.out[key] += value
+        return True
+
+
 class WorkerPool:
     """``workers`` processes; a batch is split into contiguous shards, one per worker."""
 
@@ -284,23 +331,66 @@ class WorkerPool:
     def info(self) -> dict[str, Any]:
         return self.workers[0].info
 
-    def map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = ()) -> list[Any]:
-        """Run ``command(channel_shard, *array_shards, *extra)`` on all workers; results in order."""
+    def map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = (),
+            blank: Callable[[int], dict[str, Any]] | None = None, tolerate: int = 0) -> tuple[list[Any], Crashes]:
+        """Run ``command(channel_shard, *array_shards, *extra)`` on all workers; results in order.
+
+        Points that crash a worker are isolated by bisection on the restarted worker and get the
+        values of ``blank(n)`` (n points' result as ``command`` returns it, numbers summed);
+        BridgeError if more than ``tolerate`` points crash, or on any other failure.
+        """
         bounds = np.linspace(0, len(channel), len(self.workers) + 1).astype(int)
-        shards = [(w, slice(lo, hi)) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
+        shards = [(w, np.arange(lo, hi)) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
         for worker, part in shards:
             worker.submit(command, channel[part], *(a[part] for a in arrays), *extra)
-        results, errors = [], []
+        results, errors, crashed = [], [], []
         for worker, part in shards:
             try:
                 results.append(worker.collect(f"running {command} for {self._channels(channel[part])}"))
+            except WorkerCrash as exc:
+                worker.restart()
+                crashed.append((len(results), exc))
+                results.append(None)
             except BridgeError as exc:
                 errors.append(str(exc))
-                if worker.proc.poll() is not None:
-                    worker.restart()
         if errors:
             raise BridgeError(errors[0])
-        return results
+        crashes = Crashes()
+        if crashed and (blank is None or len(crashed) > tolerate):
+            raise BridgeError(self._too_many(crashed[0][1], len(crashed), len(channel), tolerate))
+        for k, exc in crashed:
+            worker, part = shards[k]
+            results[k] = blank(len(part))
+            self._isolate(_Job(worker, command, channel, arrays, extra, part[0], results[k], exc), part,
+                          crashes, tolerate)
+        return results, crashes
+
+    def _isolate(self, job: "_Job", part: np.ndarray, crashes: Crashes, tolerate: int) -> None:
+        """Bisect ``part`` (batch positions that crashed together) until every point has run
+        alone or in a group that did not crash; record the points that crash on their own."""
+        stack = [(part, True)]  # (positions, known to crash together)
+        while stack:
+            part, crashing = stack.pop()
+            if not crashing and job.run(part):
+                continue
+            if len(part) == 1:
+                crashes.index.append(int(part[0]))
+                crashes.messages.append(job.last_crash.output)
+            at_least = len(crashes.index) + sum(known for _, known in stack) + (len(part) > 1)
+            if at_least > tolerate:  # disjoint crashing groups: stop early, the batch fails anyway
+                raise BridgeError(self._too_many(job.first_crash, at_least, len(job.channel), tolerate))
+            if len(part) == 1:
+                continue
+            half = len(part) // 2
+            if job.run(part[:half]):  # then the rest crashes: bisect it (a single point runs alone)
+                stack.append((part[half:], len(part) - half > 1))
+            else:
+                stack += [(part[half:], False), (part[:half], True)]
+
+    @staticmethod
+    def _too_many(first: WorkerCrash, n_crashed: int, n: int, tolerate: int) -> str:
+        return (f"{first}; {n_crashed} or more of {n} points crash the Fortran, more than the {tolerate} tolerated "
+                f"(ProcessLibrary max_crash_fraction, max_crashes)")
 
     @staticmethod
     def _channels(channel: np.ndarray) -> str:

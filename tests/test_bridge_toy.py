@@ -6,6 +6,7 @@ two-channel integrand (exact integral 0.9); needs gfortran, not MG5aMC.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,42 @@ def test_fortran_crash_raises_and_next_call_works(toy, r1, cause):
         assert "STOP" in str(error.value)
     again = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
     np.testing.assert_array_equal(again.value, good.value)
+
+
+def test_crashing_points_are_isolated_and_the_rest_is_exact(toy_library, tmp_path, caplog):
+    rng = np.random.default_rng(5)
+    channel, r = rng.integers(0, 2, 200), rng.random((200, 2))
+    bad = np.array([3, 77, 150, 151])
+    r[bad[:3], 0] = -1.0  # STOP
+    r[bad[3], 0] = 2.0  # SIGSEGV
+    good = np.setdiff1d(np.arange(200), bad)
+    with ProcessLibrary(tmp_path, library=toy_library, workers=2, max_crash_fraction=0.05) as library:
+        with caplog.at_level(logging.WARNING, logger="fortran_bridge"):
+            ev = library.evaluate(channel, r)
+        alone = library.evaluate(channel[good], r[good])
+        for key in ("value", "alpha", "momenta", "x1", "x2", "status", "ok"):
+            np.testing.assert_array_equal(getattr(ev, key)[good], getattr(alone, key))
+        assert ev.status[bad].tolist() == [3] * 4 and not ev.ok[bad].any() and (ev.value[bad] == 0).all()
+        np.testing.assert_array_equal(ev.alpha[bad], 0.5)
+        assert library.n_crashed == 4 and library.n_nonfinite == 0
+        assert sum("r1 < 0 requested a STOP" in m for m in library.crash_messages) == 3
+        warnings = [rec.getMessage() for rec in caplog.records]
+        assert len(warnings) == 1 and tmp_path.name in warnings[0] and "4 of 200" in warnings[0]
+        assert f"channel(s) {sorted(set(channel[bad].tolist()))}" in warnings[0] and "STOP" in warnings[0]
+        records = library.event_record(channel[:20], r[:20], seed=2)
+        assert records.nup[3] == 0 and records.subprocess[3] == -1 and library.n_crashed == 5
+        np.testing.assert_array_equal(records.nup[:3], library.event_record(channel[:3], r[:3], seed=2).nup)
+        again = library.evaluate(channel[good[:5]], r[good[:5]])
+        np.testing.assert_array_equal(again.value, alone.value[:5])
+
+
+def test_a_batch_of_mostly_crashing_points_raises(toy_library, tmp_path):
+    r = np.full((200, 2), 0.5)
+    r[::2, 0] = -1.0
+    with ProcessLibrary(tmp_path, library=toy_library, max_crash_fraction=0.05, max_crashes=3) as library:
+        with pytest.raises(BridgeError, match=r"STOP.*or more of 200 points crash the Fortran, more than the 3"):
+            library.evaluate(np.zeros(200, int), r)
+        assert library.evaluate(np.array([0]), np.array([[0.25, 0.5]])).value.tolist() == [0.75]
 
 
 def test_bad_input_is_rejected(toy):
