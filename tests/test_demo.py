@@ -1,8 +1,9 @@
-"""`madnis-mg5 demo` end to end: LHE readable by pylhe / MG5aMC / Pythia 8, physics of the events, Z' integral."""
+"""`madnis-mg5 demo` end to end: LHE readable by pylhe / MG5aMC / Pythia 8, physics of the events, Z' integral, --reuse."""
 
 from __future__ import annotations
 
 import gzip
+import shutil
 import sys
 from pathlib import Path
 
@@ -61,6 +62,30 @@ def test_zprime_demo_has_a_peak_at_400(zprime_run):
     on_peak = np.sum(np.abs(masses - 400) < 20)
     sidebands = np.sum((masses > 300) & (masses < 360)) + np.sum((masses > 440) & (masses < 500))
     assert on_peak >= 5 and on_peak > 3 * (sidebands + 1)
+
+
+def test_reuse_skips_training_and_new_seed_gives_other_events(sm_run, tmp_path, capsys):
+    shutil.copy(sm_run / "drell_yan.madnis.pt", tmp_path)
+    capsys.readouterr()
+    run_demo(tmp_path, "--reuse", "--seed", "4")  # the last --seed wins over DEMO's
+    printed = capsys.readouterr().out
+    assert f"Reusing trained sampler from {tmp_path / 'drell_yan.madnis.pt'}" in printed
+    assert "Training MadNIS" not in printed and "step" not in printed
+    assert (tmp_path / "report.html").stat().st_size > 0 and (tmp_path / "training.png").exists()
+    masses, events = lepton_masses(tmp_path / "events.lhe.gz")
+    reference, _ = lepton_masses(sm_run / "events.lhe.gz")
+    assert len(events) == 300 and np.mean(np.abs(masses - 91.188) < 10) > 0.4
+    assert len(set(masses.round(6)) & set(reference.round(6))) == 0
+    sigma, error = lhe_cross_section(tmp_path / "events.lhe.gz")
+    sigma_ref, error_ref = lhe_cross_section(sm_run / "events.lhe.gz")
+    assert sigma != sigma_ref and abs(sigma - sigma_ref) < 5 * np.hypot(error, error_ref)
+
+
+def test_reuse_of_another_process_fails_in_one_line(sm_run, tmp_path, capsys):
+    shutil.copy(sm_run / "drell_yan.madnis.pt", tmp_path / "drell_yan_zprime.madnis.pt")  # 2 channels, Z' needs 3
+    assert main(["demo", "--output", str(tmp_path), *DEMO, "--zprime", "--reuse"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --reuse: cannot re-use") and "n_channels" in error and "\n" not in error
 
 
 def lhe_cross_section(path: Path) -> tuple[float, float]:

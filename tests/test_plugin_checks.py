@@ -38,12 +38,15 @@ def test_valid_card_passes(tmp_path):
     assert settings.steps == 5
 
 
-def test_invalid_entry_missing_compiler_version_gridpack_reuse(tmp_path):
+def test_invalid_entry_missing_compiler_version_gridpack(tmp_path):
     assert "madnis_batch_size" in one_line_error(FakeMadEvent(tmp_path, madnis_batch_size="0"))
     assert "no-such-fortran not found" in one_line_error(FakeMadEvent(tmp_path, compiler="no-such-fortran"))
     assert "MG5aMC 3.6.0" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", version="3.6.0"))
     assert "gridpack" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", gridpack=True))
-    assert "madnis_reuse" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", madnis_reuse=True))
+
+
+def test_reuse_is_accepted(tmp_path):
+    assert checked_settings(FakeMadEvent(tmp_path, compiler="sh", madnis_reuse=True)).reuse is True
 
 
 def test_version_file(tmp_path):

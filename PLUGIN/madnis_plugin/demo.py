@@ -3,6 +3,7 @@
 Trains with live progress, prints the cross section like MadEvent and the unweighting efficiency, and
 writes DIR/events.lhe.gz (MadEvent format), DIR/report.html and PNG plots (training, channel
 contributions trained vs prior, weight distribution, m_ll of the events vs the weighted truth).
+The trained sampler is saved as DIR/<process>.madnis.pt; ``--reuse`` loads it instead of training.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--integration-points", type=int, default=100_000, help="points for the final integral")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training device (default cpu)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="re-use the sampler an earlier run trained in the output directory (skips training; "
+                             "another --seed gives independent events)")
 
 
 def m_ll(momenta: torch.Tensor) -> np.ndarray:
@@ -53,7 +57,7 @@ def _cards(setup: DrellYanSetup, args: argparse.Namespace) -> Banner:
         (setup.ptl, "ptl", "minimum pt for the charged leptons"), (setup.etal, "etal", "max rap for the charged leptons"),
         (setup.drll, "drll", "min distance between leptons"), (setup.mmll, "mmll", "min invariant mass of l+l-"),
         (True, "madnis", "MadNIS neural importance sampling"), (args.steps, "madnis_steps", "training steps"),
-        (args.device, "madnis_device", "training device"),
+        (args.device, "madnis_device", "training device"), (args.reuse, "madnis_reuse", "re-use the trained sampler"),
     ])
     param = "\n".join([
         "BLOCK MASS #", f"    23 {ew.MZ:.6e} # MZ",
@@ -66,7 +70,7 @@ def _cards(setup: DrellYanSetup, args: argparse.Namespace) -> Banner:
 def run(args: argparse.Namespace) -> int:
     from madnis import TrainingConfig
 
-    from .run import ProcessSource, RunSettings, run_processes
+    from .run import ProcessSource, RunSettings, SamplerReuseError, run_processes
     from .run.plots import plot_run
     from .run.report import write_report
 
@@ -89,9 +93,13 @@ def run(args: argparse.Namespace) -> int:
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, seed=args.seed,
                               device=args.device)
     settings = RunSettings(nevents=args.events, output_dir=output, training=training,
-                           integration_points=args.integration_points, progress_every=max(1, args.steps // 15))
+                           integration_points=args.integration_points, progress_every=max(1, args.steps // 15),
+                           reuse=args.reuse)
     try:
         result = run_processes([source], settings, _cards(setup, args), LHEInit(processes=[]))
+    except SamplerReuseError as error:
+        print(f"error: --reuse: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: no event file was written", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from typing import Any
 from .. import mg5_version_supported
 from ..bridge_integrand import BridgeIntegrand
 from ..lhe import LHEInit
-from ..run import ProcessSource, RunSettings, run_processes
+from ..run import ProcessSource, RunSettings, SamplerReuseError, run_processes
 from ..run.plots import plot_channels, plot_training, plot_weights
 from ..settings import MadnisSettings
 
@@ -58,10 +58,13 @@ def run_madnis(cmd: Any) -> None:
         events_file=str(me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz"),
         run_name=cmd.run_name,
         tag=tag,
+        reuse=settings.reuse,
     )
     try:
         run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
                             log=log_progress)
+    except SamplerReuseError as error:
+        raise cmd.InvalidCmd(f"madnis_reuse = True: {error}") from None
     finally:
         for source in sources:
             source.integrand.library.close()
@@ -122,9 +125,6 @@ def checked_settings(cmd: Any) -> MadnisSettings:
     if version is not None and not mg5_version_supported(version):
         raise cmd.InvalidCmd(f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
                              f"madnis-mg5 supports 3.5.x")
-    if settings.reuse:
-        raise cmd.InvalidCmd("madnis_reuse = True: loading a trained sampler is not wired into the run orchestration "
-                             "yet; set madnis_reuse = False")
     if cmd.run_card["gridpack"]:
         raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
     return settings
