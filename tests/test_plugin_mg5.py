@@ -217,6 +217,31 @@ def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
     assert not momenta_1 & momenta_2
 
 
+def test_reuse_skips_training_and_gives_new_events(dy_launch):
+    """madnis_reuse = True: the next run loads DIR/madnis/P1_qq_ll.madnis.pt, its new seed gives new events."""
+    run_dir = dy_launch[0]
+    before = set((run_dir / "Events").glob("run_*"))
+    trained = max(before) / "unweighted_events.lhe.gz"  # the last run trained the saved sampler (same cards)
+    with gzip.open(trained, "rt") as lhe:
+        sigma_trained, error_trained = map(float, lhe.read().split("<init>\n")[1].splitlines()[1].split()[:2])
+    card = run_dir / "Cards" / "run_card.dat"
+    set_card(card, nevents=200, madnis_reuse=True)
+    try:
+        done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
+                              text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    finally:
+        set_card(card, madnis_reuse=False)
+    out = done.stdout + done.stderr
+    sigma, error = cross_section(out)
+    assert f"Reusing trained sampler from {run_dir / 'madnis' / 'P1_qq_ll.madnis.pt'}" in out
+    assert "Training MadNIS" not in out
+    assert sigma != sigma_trained and abs(sigma - sigma_trained) < 4 * np.hypot(error, error_trained), (sigma, error)
+    (new_run,) = set((run_dir / "Events").glob("run_*")) - before
+    check_events(new_run / "unweighted_events.lhe.gz", 200)
+    momenta_trained = {tuple(p[6:10]) for e in read_events(trained) for p in e}
+    assert not momenta_trained & {tuple(p[6:10]) for e in read_events(new_run / "unweighted_events.lhe.gz") for p in e}
+
+
 def test_fresh_session_launch_with_mode_madnis_plugin(dy_launch, mg5_dir, tmp_path):
     """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output (needs install-plugin)."""
     installed = mg5_dir / "PLUGIN" / "madnis_plugin"

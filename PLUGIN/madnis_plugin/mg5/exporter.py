@@ -90,7 +90,8 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
         install_in_output(Path(self.dir_path), plugin_parent=Path(__file__).resolve().parents[2])
         marker = Path(self.dir_path) / MARKER
         marker.parent.mkdir(exist_ok=True)
-        marker.write_text("Written by `output madnis`: the trained sampler of each P-dir is saved here as P*.madnis.pt.\n")
+        marker.write_text("Written by `output madnis`: the trained sampler of each P-dir is saved here as P*.madnis.pt;\n"
+                          "madnis_reuse = True in Cards/run_card.dat loads them instead of training.\n")
         logger.info("MadNIS output done: launch it with madnis = True in Cards/run_card.dat "
                     "(in a fresh session: ./bin/mg5_aMC --mode=madnis_plugin, or %s/bin/generate_events)",
                     self.dir_path)

@@ -22,7 +22,7 @@ def write_report(run: RunResult, path: Path, plots: Sequence[Path], title: str, 
     sources = "".join(
         f"<tr><td>{html.escape(s.source.name)}</td><td>{s.result.integral:.6g} &plusmn; {s.result.error:.3g}</td>"
         f"<td>{s.n_events}</td><td>{100 * s.efficiency:.2f}%</td><td>{s.n_overweight}</td><td>{s.n_calls}</td>"
-        f"<td>{s.train_seconds:.1f}</td></tr>" for s in run.sources)
+        f"<td>{s.train_seconds:.1f}{' (sampler re-used)' if s.reused_from else ''}</td></tr>" for s in run.sources)
     images = "".join(f'<figure><img src="{html.escape(p.name)}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
                      for p in plots)
     text = f"""<!DOCTYPE html>
