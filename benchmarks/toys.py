@@ -106,7 +106,7 @@ def _mix_channels(weights: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([w[: int(n * float(pc))] / float(pc) for w, pc in zip(weights, p)])
 
 
-MADNIS_SETTINGS = dict(vegas_pretraining=True, buffered_steps=3)
+MADNIS_SETTINGS = dict(vegas_pretraining=True, buffered_steps=3, flow_bins=16)
 
 
 def madnis_config(integrand: Integrand, calls: int, batch_size: int = 1024, **overrides) -> TrainingConfig:
@@ -118,8 +118,8 @@ def madnis_config(integrand: Integrand, calls: int, batch_size: int = 1024, **ov
     return TrainingConfig(steps=online_steps * (settings["buffered_steps"] + 1), batch_size=batch_size, **settings)
 
 
-def run_madnis(name: str, integrand: Integrand, calls: int) -> dict:
-    m = MadNIS(integrand, madnis_config(integrand, calls))
+def run_madnis(name: str, integrand: Integrand, calls: int, **settings) -> dict:
+    m = MadNIS(integrand, madnis_config(integrand, calls, **settings))
     start = time.perf_counter()
     history = m.train()
     seconds = time.perf_counter() - start
@@ -141,14 +141,17 @@ def ms_per_step(integrand: Integrand, steps: int) -> float:
     return 1e3 * (time.perf_counter() - start) / steps
 
 
-def markdown(records: list[dict], command: str) -> str:
+def markdown(records: list[dict], command: str, settings: dict) -> str:
     lines = [
         "# Toy benchmark: MadNIS vs VEGAS", "",
         f"- command: `{command}`",
         f"- machine: {platform.processor() or platform.machine()}, {platform.platform()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()} (shared 2-core machine: timings are upper bounds)",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        "- efficiency: <w>/w_max on extra weighted samples, w_max = median of bootstrap maxima", "",
+        "- efficiency: <w>/w_max on extra weighted samples, w_max = median of bootstrap maxima",
+        f"- madnis: half the calls for training (VEGAS pre-training + online steps), half for the result; "
+        f"settings {settings} (batch 1024, other TrainingConfig defaults)",
+        "- madnis_speed rows: wall ms per training step, batch 1024, one thread", "",
         "| toy | method | calls | integral | error | exact | rel_std | pull | efficiency | train s | ms/step |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -168,8 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--toys", nargs="*", default=list(toys()), help="subset of camel 4d_mapped 4d_unmapped")
     parser.add_argument("--methods", nargs="*", default=["vegas", "vegas_multichannel", "madnis"])
     parser.add_argument("--speed-steps", type=int, default=30, help="steps timed for ms/step (0: skip)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainingConfig overrides for the madnis rows, e.g. flow_bins=16")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    settings = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(1)
     calls = int(args.calls)
     records = []
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         integrand = toys()[name]
         for method in args.methods:
             if method == "madnis":
-                rec = run_madnis(name, integrand, calls)
+                rec = run_madnis(name, integrand, calls, **settings)
             else:
                 rec = run_vegas(name, integrand, calls, multichannel=method == "vegas_multichannel")
             print(json.dumps(rec), flush=True)
@@ -192,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/toys.py", *sys.argv[1:]])
     (args.out / "toys.json").write_text(json.dumps(records, indent=1) + "\n")
-    (args.out / "toys.md").write_text(markdown(records, command))
-    print(markdown(records, command))
+    text = markdown(records, command, {**MADNIS_SETTINGS, **settings})
+    (args.out / "toys.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
