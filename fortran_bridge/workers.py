@@ -1,7 +1,8 @@
 """Worker processes that each load one bridge library with cffi: crash isolation and sharding.
 
-A Fortran STOP, abort or segfault ends only the worker: the parent sees the connection close
-(:class:`WorkerCrash`, with the worker's last output) and starts a fresh worker. ``WorkerPool.map``
+A Fortran STOP, abort or segfault ends only a forked child of the worker, which reports it and
+forks a fresh child from its initialised state (:class:`WorkerCrash` in the parent, with the last
+output; if the worker itself dies, the parent starts a new one). ``WorkerPool.map``
 then isolates the crashing points by bisection on the restarted worker: the other points keep
 their results, the points that crash on their own are reported as crashed, and the batch fails
 with :class:`BridgeError` only when more points crash than the caller tolerates.
@@ -150,7 +151,9 @@ class _Server:
 
 
 def serve(fd: str, library: str, rundir: str, seed: str) -> None:
-    """Worker process main loop: load ``library``, answer the parent on socket ``fd``."""
+    """Worker process main loop: load and initialise ``library``, then fork a child that answers
+    the parent on socket ``fd``; when a child dies (Fortran STOP, signal) report ("crashed", exit
+    code) and fork a fresh one from the initialised state, so a crash costs a fork, not a start."""
     conn = Connection(int(fd))
     try:
         server = _Server(library, rundir, int(seed))
@@ -158,6 +161,25 @@ def serve(fd: str, library: str, rundir: str, seed: str) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ok", server.info))
+    while True:
+        done_read, done_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(done_read)
+            _answer(conn, server)
+            os.write(done_write, b"x")  # a deliberate end, not a crash
+            os._exit(0)
+        os.close(done_write)
+        _, wait_status = os.waitpid(pid, 0)
+        deliberate = os.read(done_read, 1) == b"x"
+        os.close(done_read)
+        if deliberate:
+            return
+        conn.send(("crashed", os.waitstatus_to_exitcode(wait_status)))
+
+
+def _answer(conn: Connection, server: _Server) -> None:
+    """Answer the parent's requests until it closes."""
     while True:
         try:
             command, args = conn.recv()
@@ -185,6 +207,7 @@ class Worker:
     def _start(self) -> dict[str, Any]:
         parent, child = socket.socketpair()
         self.log.write_bytes(b"")
+        self.log_start = 0
         with open(self.log, "ab") as log:  # appending, so that the parent may truncate it
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
@@ -234,6 +257,7 @@ class Worker:
     def send(self, command: str, *args: Any) -> None:
         if self.log.stat().st_size > LOG_LIMIT:  # MadEvent prints at every channel set-up
             os.truncate(self.log, 0)
+        self.log_start = self.log.stat().st_size  # a crash reports the output of its request only
         try:
             self.conn.send((command, args))
         except OSError:
@@ -243,29 +267,38 @@ class Worker:
         try:
             status, payload = self.conn.recv()
         except (EOFError, OSError):
-            raise WorkerCrash(*self._crash_message(context)) from None
+            raise WorkerCrash(*self._crash_message(context, self._exit_code())) from None
+        if status == "crashed":  # the worker's child died; the worker has forked a fresh one
+            raise WorkerCrash(*self._crash_message(context, payload))
         if status == "error":
             raise BridgeError(f"{self.name}: {payload} ({context})")
         return payload
 
-    def _crash_message(self, context: str) -> tuple[str, str]:
+    def _exit_code(self) -> int:
         try:
-            code = self.proc.wait(timeout=10)
+            return self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            code = self.proc.wait()
+            return self.proc.wait()
+
+    def _crash_message(self, context: str, code: int) -> tuple[str, str]:
         if code < 0:
             how = f"killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with code {code} (Fortran STOP or exit)"
-        tail = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()][-3:]
+        with open(self.log, "rb") as log:
+            log.seek(self.log_start)
+            text = log.read().decode(errors="replace")
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-3:]
         output = " | ".join(tail) or "(none)"
         return f"{self.name}: bridge worker {how} while {context}; last output: {output}", output
 
     def restart(self) -> None:
-        self.conn.close()
-        self.proc.wait()
+        """After a crash: a fresh shared batch, and a fresh process unless its fork server lives."""
         self._close_batch()
+        if self.proc.poll() is None:
+            return
+        self.conn.close()
         self.info = self._start()
 
     def _close_batch(self) -> None:

@@ -86,14 +86,19 @@ def test_nonfinite_values_are_flagged_and_counted(toy):
     assert toy.n_nonfinite == before + 1
 
 
-@pytest.mark.parametrize("r1, cause", [(-1.0, "exited with code"), (2.0, "SIGSEGV")])
-def test_fortran_crash_raises_and_next_call_works(toy, r1, cause):
+@pytest.mark.parametrize("r1, kill, cause", [(-1.0, False, "exited with code"), (2.0, False, "SIGSEGV"),
+                                             (-1.0, True, "SIGKILL")])
+def test_fortran_crash_raises_and_next_call_works(toy, r1, kill, cause):
     good = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
+    worker = toy._pool.workers[0].proc
+    if kill:  # the worker process (the fork server) is gone too: a new one is started
+        worker.kill()
     with pytest.raises(BridgeError, match=cause) as error:
         toy.evaluate(np.array([0, 1]), np.array([[0.5, 0.5], [r1, 0.5]]))
     assert toy.info.name in str(error.value) and "channel(s) [0, 1]" in str(error.value)
     if r1 < 0:
         assert "STOP" in str(error.value)
+    assert (toy._pool.workers[0].proc is worker) != kill  # a Fortran crash costs a fork only
     again = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
     np.testing.assert_array_equal(again.value, good.value)
 
