@@ -11,14 +11,19 @@ c   write_event() captures the Les Houches record instead of writing it.
 c (The originals are made weak symbols by build.py.) The integrand is the deterministic
 c sum over subprocesses and mirrors; alpha follows SMATRIX's single-diagram enhancement.
 
+c     r is kept in MadEvent's own range, that of RANMAR (multiples of 2**-24 in [2**-24,
+c     1 - 2**-24]): on the faces of the cube (0, 1, or float32-rounded/denormal values next
+c     to them) the kinematics degenerate and MadEvent STOPs (x = 1 fails the PDF; the
+c     scale's clustering fails, cluster.f "Invalid combination") or gives NaN.
       subroutine ntuple(x, a, b, ii, jconfig)
       implicit none
       include 'genps.inc'
       include 'madnis_glue.inc'
-      double precision x, a, b, rv
+      double precision x, a, b, rv, rmin
+      parameter (rmin = 5.9604644775390625d-8)
       integer ii, jconfig
       if (mg_in_eval .and. ii .ge. 1 .and. ii .le. mg_ndim) then
-         x = a + (b - a)*mg_r(ii)
+         x = a + (b - a)*min(max(mg_r(ii), rmin), 1d0 - rmin)
       else
          call ranmar(rv)
          x = a + (b - a)*rv

@@ -34,8 +34,9 @@ void madnis_channels(int *config, int *symmetry_group);
  * beams are swapped with respect to the matrix element's ordering. */
 void madnis_subprocesses(int *pdg, int *mirror);
 
-/* Evaluate n points. In: channel[n], r[n*ndim] in [0,1]. Out: momenta[n*nexternal*4]
- * (as seen by the matrix elements, lab frame of the partons), x1[n], x2[n], value[n] =
+/* Evaluate n points. In: channel[n], r[n*ndim] in [0,1] (a MadEvent P-dir clamps r to
+ * RANMAR's range [2^-24, 1 - 2^-24]: MadEvent STOPs on the faces of the cube). Out:
+ * momenta[n*nexternal*4] (as seen by the matrix elements, lab frame of the partons), x1[n], x2[n], value[n] =
  * f(x(r)) * J_channel(r) in pb (summed over grouped subprocesses and mirrors, before any
  * channel weight), alpha[n*n_channels] (single-diagram-enhancement channel weights summing to
  * 1; uniform where value is 0), status[n] (0 passed cuts, 1 no phase-space point, 2 failed

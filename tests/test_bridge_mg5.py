@@ -115,6 +115,32 @@ def test_channel_info(libraries):
     assert sum(s.mirror for s in dy.subprocesses) == 4
 
 
+# float32-rounded MadNIS-like points on the faces of the cube that STOPped MadEvent before the glue kept
+# r in RANMAR's range [2**-24, 1 - 2**-24]: the first three in the scale's clustering (cluster.f
+# "Invalid combination", dynamical_scale_choice = -1), the last in the PDF (Bjorken x = 1)
+FACE_POINTS = [
+    (7, [0.8237351179122925, 1.3455015096877632e-12, 1.0, 0.0004630591720342636, 0.8997294306755066,
+         0.005551070440560579, 1.0]),
+    (4, [0.9961057305335999, 0.999980628490448, 1.8914322552632257e-08, 0.18482694029808044,
+         0.032448071986436844, 0.9977697134017944, 2.368194404708941e-43]),
+    (2, [0.9192931652069092, 0.009204654023051262, 0.9999997019767761, 0.0, 0.32541096210479736,
+         0.9557322263717651, 1.0]),
+    (0, [0.8731902837753296, 0.10451442748308182, 1.0, 0.27158063650131226, 8.249556158192682e-16,
+         0.9955711960792542, 1.0]),
+]
+
+
+def test_faces_of_the_cube_do_not_stop_madevent(libraries):
+    ttg = libraries["ttg"]
+    channel = np.array([c for c, _ in FACE_POINTS])
+    r = np.array([r for _, r in FACE_POINTS])
+    crashed = ttg.n_crashed
+    on_faces = ttg.evaluate(channel, r)
+    assert ttg.n_crashed == crashed and on_faces.ok.all() and (on_faces.status != 3).all()
+    inside = ttg.evaluate(channel, np.clip(r, 2.0 ** -24, 1 - 2.0 ** -24))
+    np.testing.assert_array_equal(on_faces.value, inside.value)
+
+
 @pytest.mark.parametrize("name", ["dy", "ttg"])
 def test_event_records(libraries, name):
     library = libraries[name]
