@@ -49,7 +49,8 @@ class Measurement:
     sample_seconds: float
     efficiency: dict[str, float]  # w_max definition -> <w>/w_max
     overweight: dict[str, float]  # w_max definition -> share of the total weight above w_max
-    failed: int
+    failed: int  # non-finite results
+    crashed: int  # points that stopped the Fortran (isolated by the bridge, weight 0)
 
     @property
     def seconds_per_step(self) -> float:
@@ -119,7 +120,7 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
             weighted_points=weighted_points, sample_seconds=sample_seconds,
             efficiency={k: unweighting_efficiency(weights, w) for k, w in w_max.items()},
             overweight={k: float((weights - w).clamp(min=0).sum() / weights.sum()) for k, w in w_max.items()},
-            failed=madnis.integrand.n_failed)
+            failed=madnis.integrand.n_failed, crashed=int(getattr(library, "n_crashed", 0)))
         log(f"  {m}")
         return m
 
@@ -157,7 +158,7 @@ def table(process: str, runs: list[Measurement], args: argparse.Namespace, setti
     row(f"time to {args.reference_events:,} events", f"{args.reference_seconds:.0f} s (measured launch)",
         lambda m: f"{m.seconds_to(args.reference_events):.0f} s (projected)")
     row("time to 1e6 events (projected)", f"{stock_1e6:,.0f} s", lambda m: f"{m.seconds_to(1_000_000):,.0f} s")
-    row("failed points (NaN/inf, crash)", "-", lambda m: str(m.failed))
+    row("failed points: NaN/inf, Fortran STOP (weight 0)", "-", lambda m: f"{m.failed}, {m.crashed}")
     return "\n".join([
         f"## MadNIS on `{process}` ({Path(args.pdir).name}) vs stock MadEvent reference numbers", "",
         f"- command: `{command}`",
