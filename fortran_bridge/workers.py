@@ -195,7 +195,7 @@ def _answer(conn: Connection, server: _Server) -> None:
 
 # ---------------------------------------------------------------------------- parent side
 class Worker:
-    """One child process serving one library; restarted after a crash."""
+    """One worker process (fork server) serving one library; started anew if it dies itself."""
 
     def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
