@@ -51,6 +51,7 @@ class Measurement:
     overweight: dict[str, float]  # w_max definition -> share of the total weight above w_max
     failed: int  # non-finite results
     crashed: int  # points that stopped the Fortran (isolated by the bridge, weight 0)
+    channel_weights: str  # "trained" or "fixed at alpha^MG" (the scale depends on the channel)
 
     @property
     def seconds_per_step(self) -> float:
@@ -93,8 +94,9 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
     config = settings.training_config(seed)
     with ProcessLibrary(pdir, seed=seed, workers=settings.workers) as library:
         integrand = BridgeIntegrand(library)
+        channel_weights = "trained" if integrand.channel_weights_trainable else "fixed at alpha^MG"
         log(f"{integrand.name}: {integrand.n_channels} channels, ndim {integrand.ndim}, {settings.steps} steps, "
-            f"channel weights {'trained' if integrand.channel_weights_trainable else 'fixed at alpha^MG'}")
+            f"channel weights {channel_weights}")
         madnis = MadNIS(integrand, config)
         start = time.time()
 
@@ -120,7 +122,8 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
             weighted_points=weighted_points, sample_seconds=sample_seconds,
             efficiency={k: unweighting_efficiency(weights, w) for k, w in w_max.items()},
             overweight={k: float((weights - w).clamp(min=0).sum() / weights.sum()) for k, w in w_max.items()},
-            failed=madnis.integrand.n_failed, crashed=int(getattr(library, "n_crashed", 0)))
+            failed=madnis.integrand.n_failed, crashed=int(getattr(library, "n_crashed", 0)),
+            channel_weights=channel_weights)
         log(f"  {m}")
         return m
 
@@ -169,8 +172,8 @@ def table(process: str, runs: list[Measurement], args: argparse.Namespace, setti
         f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.buffered_steps} buffered per "
         f"online, batch {settings.batch_size}, lr {settings.lr} {settings.lr_schedule}, loss {settings.loss}, "
         f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
-        f"{args.weighted_points:,} weighted points for the unweighting efficiency; MG5aMC default cards "
-        "(dynamical_scale_choice -1: channel weights fixed at alpha^MG)",
+        f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
+        f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
         "- stock MadEvent: reference numbers from /work/shared/reference/mg5_3.5.7_baselines.md (not rerun)", "",
         *rows, "",
         "w_max definitions: " + "; ".join(f"{k}: {v}" for k, v in W_MAX_DEFINITIONS.items()) + ". "
