@@ -2,7 +2,8 @@
 
 For each process: ``generate PROCESS; output madnis DIR`` once, then ``bin/generate_events`` twice on the
 same directory and cards, with ``madnis = False`` (stock) and ``madnis = True``. Records cross section,
-error, wall time, integrand points and unweighting efficiency; writes
+error, wall time, integrand points, unweighting efficiency and the points that stopped the Fortran
+(isolated and zeroed by the bridge); writes
 ``benchmarks/results/mg5_vs_madnis.md`` and ``mg5_vs_madnis.png`` (with command, machine and date).
 
     python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 --steps 1000
@@ -35,6 +36,7 @@ class Measurement:
     seconds: float
     points: int
     efficiency: float
+    crashed: int = 0
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -56,11 +58,14 @@ def output(mg5: Path, process: str, directory: Path) -> None:
 
 
 def launch(directory: Path, **entries: object) -> tuple[str, float]:
+    """generate_events' output (also saved next to the directory, kept with --keep) and wall time."""
     set_card(directory / "Cards" / "run_card.dat", **entries)
     start = time.time()
     done = subprocess.run([str(directory / "bin" / "generate_events"), "-f"], cwd=directory, capture_output=True,
                           text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    return done.stdout + done.stderr, time.time() - start
+    log = done.stdout + done.stderr
+    (directory.parent / f"{directory.name}_madnis_{entries['madnis']}.log").write_text(log)
+    return log, time.time() - start
 
 
 class RunFailed(RuntimeError):
@@ -89,10 +94,12 @@ def madnis(directory: Path, nevents: int, steps: int) -> Measurement:
     drawn = sum(int(m) for m in re.findall(r"events from (\d+) weighted points", log))
     training = sum(int(steps) * int(batch) for steps, batch in re.findall(r"(\d+) steps x (\d+) points", log))
     points = drawn + training  # upper bound: buffered steps re-use points
-    return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0)
+    crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
+    return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0, crashed)
 
 
-def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str) -> Path:
+def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str,
+                  notes: list[str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,22 +111,26 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: li
         f"- command: `{command}`",
         f"- machine: {platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
         f"python {platform.python_version()}",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        *[f"- note: {note}" for note in notes], "",
         "| process | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
-        "| stock points | MadNIS points (<=) | stock events/points | MadNIS events/weighted points |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| stock points | MadNIS points (<=) | stock events/points | MadNIS events/weighted points "
+        "| MadNIS points stopping the Fortran |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for process, s, m in rows:
         pull = (m.sigma - s.sigma) / (s.error**2 + m.error**2) ** 0.5
         lines.append(f"| `{process}` | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} | {pull:+.1f} "
                      f"| {s.seconds:.0f} | {m.seconds:.0f} | {s.points:,} | {m.points:,} | {100 * s.efficiency:.2f} % "
-                     f"| {100 * m.efficiency:.2f} % |")
+                     f"| {100 * m.efficiency:.2f} % | {m.crashed:,} |")
     lines += [f"| `{failure}` |" for failure in failures]
     lines += ["", "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
               "buffered steps re-use points; integration points not included); "
               "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
               "MadNIS events/weighted points counts whole weighted batches (20,000 points), so it is a lower bound "
               "on the unweighting efficiency.",
+              "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
+              "(set to zero weight, counted in its warnings).",
               "Wall times include compilation and share 2 cores with other jobs (noisy).", ""]
     table = RESULTS / "mg5_vs_madnis.md"
     table.write_text("\n".join(lines))
@@ -146,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nevents", type=int, default=10000)
     parser.add_argument("--steps", type=int, default=1000, help="madnis_steps")
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
-    parser.add_argument("--keep", action="store_true", help="keep the process directories")
+    parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
+    parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mg5_vs_madnis_"))
+    print(f"work directory: {work}", flush=True)
     rows, failures = [], []
     try:
         for i, process in enumerate(args.processes):
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
         [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"])
-    print(write_outputs(rows, failures, command).read_text())
+    print(write_outputs(rows, failures, command, args.note).read_text())
     return 0
 
 
