@@ -412,6 +412,8 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
       double precision cm_rap
       logical set_cm_rap
       common/to_cm_rap/set_cm_rap, cm_rap
+      integer mirror_now, sproc_now
+      common/to_mirror/mirror_now, sproc_now
       integer rep(lmaxconfigs), nconf, symconf(0:lmaxconfigs)
       integer i, j, k, m, jc(nexternal), ninvar
       double precision x(maxinvar), wgt
@@ -472,6 +474,8 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
                   jamp2(i) = 0d0
                enddo
                cutsdone = .false.
+               sproc_now = k
+               mirror_now = m
                f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, 0)
                if (m .eq. 2) then
                   xdum = xbk(1)
@@ -621,6 +625,8 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       common/to_cm_rap/set_cm_rap, cm_rap
       integer ipsel
       common/subproc/ipsel
+      integer mirror_now, sproc_now
+      common/to_mirror/mirror_now, sproc_now
       integer ipt, nconf, ist, k, m, i, j, kc, mc, symconf(0:lmaxconfigs)
       integer madnis_sub_index
       double precision fk(2, maxsproc), pt(0:3, nexternal), x1, x2
@@ -688,6 +694,8 @@ c        rerun that subprocess with MadEvent's event writer switched on
          cutsdone = .false.
          mg_rec_npart = 0
          mg_record = .true.
+         sproc_now = kc
+         mirror_now = mc
          f = dsigproc(p, 1, kc, mc, symconf, confsub, 1d0, 0)
          mg_record = .false.
          if (mc .eq. 2) then

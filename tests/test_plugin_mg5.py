@@ -242,11 +242,27 @@ def test_reuse_skips_training_and_gives_new_events(dy_launch):
     assert not momenta_trained & {tuple(p[6:10]) for e in read_events(new_run / "unweighted_events.lhe.gz") for p in e}
 
 
-def test_fresh_session_launch_with_mode_madnis_plugin(dy_launch, mg5_dir, tmp_path):
-    """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output (needs install-plugin)."""
-    installed = mg5_dir / "PLUGIN" / "madnis_plugin"
-    if not installed.exists() or installed.resolve() != PACKAGE:
-        pytest.skip("madnis_plugin not installed in MG5aMC (madnis-mg5 install-plugin)")
+@pytest.fixture
+def plugin_in_mg5(mg5_dir):
+    """This checkout's plugin installed in MG5aMC (as ``madnis-mg5 install-plugin`` does); the previous state is restored."""
+    from madnis_plugin import install
+
+    target = mg5_dir / "PLUGIN" / "madnis_plugin"
+    previous = Path(os.readlink(target)) if target.is_symlink() else None
+    try:
+        install.install(mg5_dir)
+    except ValueError as error:
+        pytest.skip(f"cannot install the plugin into MG5aMC: {error}")
+    if target.resolve() != PACKAGE:
+        pytest.skip(f"the installed madnis_plugin package is not this checkout's ({target.resolve()})")
+    yield target
+    install.uninstall(mg5_dir)
+    if previous is not None:
+        target.symlink_to(previous, target_is_directory=True)
+
+
+def test_fresh_session_launch_with_mode_madnis_plugin(dy_launch, mg5_dir, tmp_path, plugin_in_mg5):
+    """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output after install-plugin."""
     run_dir = dy_launch[0]
     before = set((run_dir / "Events").glob("run_*"))
     out = run_mg5(mg5_dir, f"launch {run_dir}\nset nevents 100\nset madnis_steps 10\nset madnis_integration_points 5000\n",
