@@ -81,21 +81,38 @@ def main() -> None:
         rng = np.random.default_rng(1)
         with ProcessLibrary(pdir, workers=1) as one:
             info = one.info
-            batches = [(rng.integers(0, info.n_channels, args.batch), rng.random((args.batch, info.ndim)))
-                       for _ in range(args.repeats)]
+            batches = [
+                (rng.integers(0, info.n_channels, args.batch), rng.random((args.batch, info.ndim)))
+                for _ in range(args.repeats)
+            ]
             api1, fortran1 = time_batches(one, batches)
         with ProcessLibrary(pdir, workers=2) as two:
             api2, _ = time_batches(two, batches)
         points = args.batch * args.repeats
-        rows.append((process, info.n_channels, info.ndim, points / fortran1, points / api1,
-                     100 * (api1 - fortran1) / fortran1, api1 / api2))
+        rows.append(
+            (
+                process,
+                info.n_channels,
+                info.ndim,
+                points / fortran1,
+                points / api1,
+                100 * (api1 - fortran1) / fortran1,
+                api1 / api2,
+            )
+        )
         print(rows[-1], flush=True)
     write_table(rows, args, machine_speedup())
 
 
 def write_table(rows: list[tuple], args: argparse.Namespace, reference_speedup: float) -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         "# Fortran bridge throughput",
         "",
@@ -114,8 +131,10 @@ def write_table(rows: list[tuple], args: argparse.Namespace, reference_speedup: 
         "|---|---|---|---|---|---|---|",
     ]
     for process, n_channels, ndim, fortran_rate, api_rate, overhead, speedup in rows:
-        lines.append(f"| `{process}` | {n_channels} | {ndim} | {fortran_rate:,.0f} | {api_rate:,.0f} | "
-                     f"{overhead:.1f} % | {speedup:.2f}x |")
+        lines.append(
+            f"| `{process}` | {n_channels} | {ndim} | {fortran_rate:,.0f} | {api_rate:,.0f} | "
+            f"{overhead:.1f} % | {speedup:.2f}x |"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")

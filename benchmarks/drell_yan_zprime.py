@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from madnis_plugin.builtin.drell_yan import DrellYan, DrellYanSetup, ZPrime, prior_multichannel
 
 from madnis import MadNIS, TrainingConfig
 from madnis.unweighting import robust_max_weight, unweighting_efficiency
-from madnis_plugin.builtin.drell_yan import DrellYan, DrellYanSetup, ZPrime, prior_multichannel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WIDTHS = (0.02, 0.2, 2.0, 20.0)
@@ -56,8 +56,14 @@ def vegas_reference(width: float) -> tuple[float, float]:
 
 def run_one(width: float, zprime_channel: bool, train_weights: bool, buffered_steps: int, args) -> dict:
     process = DrellYan(DrellYanSetup(zprime=zprime_of(width), zprime_channel=zprime_channel))
-    config = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, seed=args.seed,
-                            train_channel_weights=train_weights, buffered_steps=buffered_steps)
+    config = TrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=3e-3,
+        seed=args.seed,
+        train_channel_weights=train_weights,
+        buffered_steps=buffered_steps,
+    )
     start = time.time()
     madnis = MadNIS(process, config)
     madnis.train()
@@ -66,8 +72,15 @@ def run_one(width: float, zprime_channel: bool, train_weights: bool, buffered_st
     elapsed = time.time() - start
     weights = madnis.sample_weighted(args.points, seed=args.seed + 1).weight.double()
     efficiency = unweighting_efficiency(weights, robust_max_weight(weights))
-    return dict(width=width, sigma=result.integral, error=result.error, rel=result.rel_error, eff=efficiency,
-                train_calls=train_calls, seconds=elapsed)
+    return dict(
+        width=width,
+        sigma=result.integral,
+        error=result.error,
+        rel=result.rel_error,
+        eff=efficiency,
+        train_calls=train_calls,
+        seconds=elapsed,
+    )
 
 
 def main() -> int:
@@ -107,8 +120,13 @@ def write_results(rows: dict[str, list[dict]], buffered: list[dict], references:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, data in rows.items():
         ax.plot([r["width"] for r in data], [r["rel"] for r in data], "o-", label=name)
-    ax.set(xscale="log", yscale="log", xlabel="Z' width [GeV] (M = 400 GeV)", ylabel=f"relative error ({args.points} points)",
-           title=f"DY + Z': MadNIS after {args.steps} x {args.batch_size} training points")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="Z' width [GeV] (M = 400 GeV)",
+        ylabel=f"relative error ({args.points} points)",
+        title=f"DY + Z': MadNIS after {args.steps} x {args.batch_size} training points",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "drell_yan_zprime.png", dpi=110)
@@ -135,15 +153,23 @@ def write_results(rows: dict[str, list[dict]], buffered: list[dict], references:
         for r in data:
             ref, ref_err = references[r["width"]]
             pull = (r["sigma"] - ref) / np.hypot(r["error"], ref_err)
-            lines.append(f"| {name} | {r['width']:g} | {r['sigma']:.2f} +- {r['error']:.2f} | {ref:.2f} +- {ref_err:.2f} | "
-                         f"{pull:+.1f} | {r['rel']:.2e} | "
-                         f"{100 * r['eff']:.1f}% | {r['train_calls']} | {r['seconds']:.0f} |")
-    lines += ["", "Buffered training (3ch_trained, width 2 GeV, same number of optimiser steps):", "",
-              "| reduction factor | training calls | sigma [pb] | rel. error | unweighting eff. | time [s] |",
-              "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} | {r['width']:g} | {r['sigma']:.2f} +- {r['error']:.2f} | {ref:.2f} +- {ref_err:.2f} | "
+                f"{pull:+.1f} | {r['rel']:.2e} | "
+                f"{100 * r['eff']:.1f}% | {r['train_calls']} | {r['seconds']:.0f} |"
+            )
+    lines += [
+        "",
+        "Buffered training (3ch_trained, width 2 GeV, same number of optimiser steps):",
+        "",
+        "| reduction factor | training calls | sigma [pb] | rel. error | unweighting eff. | time [s] |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in buffered:
-        lines.append(f"| {r['reduction']} | {r['train_calls']} | {r['sigma']:.2f} +- {r['error']:.2f} | {r['rel']:.2e} | "
-                     f"{100 * r['eff']:.1f}% | {r['seconds']:.0f} |")
+        lines.append(
+            f"| {r['reduction']} | {r['train_calls']} | {r['sigma']:.2f} +- {r['error']:.2f} | {r['rel']:.2e} | "
+            f"{100 * r['eff']:.1f}% | {r['seconds']:.0f} |"
+        )
     lines += ["", "![relative error vs width](drell_yan_zprime.png)", ""]
     (RESULTS / "drell_yan_zprime.md").write_text("\n".join(lines))
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from madnis_plugin.bridge_integrand import BridgeIntegrand
+from madnis_plugin.settings import MadnisSettings
 
 from fortran_bridge import ProcessLibrary
 from madnis import MadNIS
 from madnis.unweighting import robust_max_weight, unweighting_efficiency
-from madnis_plugin.bridge_integrand import BridgeIntegrand
-from madnis_plugin.settings import MadnisSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,7 +65,7 @@ class Measurement:
 
 W_MAX_DEFINITIONS = {
     "truncation 1%": "MadEvent's combine_events rule (lhe_parser unweight, trunc_error = 1e-2): the smallest w_max whose "
-                     "overweights exceed it by at most 1 % of the total weight",
+    "overweights exceed it by at most 1 % of the total weight",
     "robust": "median of the maxima of 100 disjoint subsamples of all weighted points (madnis default)",
     "robust-20k": "the same on the first 20,000 weighted points (what the plugin's event generation does)",
     "max": "the largest weight of all weighted points (no overweights)",
@@ -74,10 +74,12 @@ W_MAX_DEFINITIONS = {
 
 def w_max_values(weights: torch.Tensor, seed: int) -> dict[str, float]:
     generator = torch.Generator().manual_seed(seed)
-    return {"truncation 1%": truncation_max_weight(weights, 0.01),
-            "robust": robust_max_weight(weights, generator=generator),
-            "robust-20k": robust_max_weight(weights[:20_000], generator=generator),
-            "max": float(weights.abs().max())}
+    return {
+        "truncation 1%": truncation_max_weight(weights, 0.01),
+        "robust": robust_max_weight(weights, generator=generator),
+        "robust-20k": robust_max_weight(weights[:20_000], generator=generator),
+        "max": float(weights.abs().max()),
+    }
 
 
 def truncation_max_weight(weights: torch.Tensor, truncation: float) -> float:
@@ -95,15 +97,19 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
     with ProcessLibrary(pdir, seed=seed, workers=settings.workers) as library:
         integrand = BridgeIntegrand(library)
         channel_weights = "trained" if integrand.channel_weights_trainable else "fixed at alpha^MG"
-        log(f"{integrand.name}: {integrand.n_channels} channels, ndim {integrand.ndim}, {settings.steps} steps, "
-            f"channel weights {channel_weights}")
+        log(
+            f"{integrand.name}: {integrand.n_channels} channels, ndim {integrand.ndim}, {settings.steps} steps, "
+            f"channel weights {channel_weights}"
+        )
         madnis = MadNIS(integrand, config)
         start = time.time()
 
         def progress(p) -> None:
             if p.step % 100 == 0 or p.step == p.steps - 1:
-                log(f"  step {p.step + 1:5d}/{p.steps} loss {p.loss:10.4e} sigma {p.integral:9.5g} "
-                    f"+- {100 * p.rel_error:5.2f}%  {time.time() - start:6.0f} s")
+                log(
+                    f"  step {p.step + 1:5d}/{p.steps} loss {p.loss:10.4e} sigma {p.integral:9.5g} "
+                    f"+- {100 * p.rel_error:5.2f}%  {time.time() - start:6.0f} s"
+                )
 
         history = madnis.train(progress)
         train_seconds, train_calls = time.time() - start, madnis.n_calls
@@ -117,24 +123,35 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
         weights = sample.weight.double().cpu().abs()
         w_max = w_max_values(weights, seed)
         m = Measurement(
-            steps=len(history), sigma=result.integral, error=result.error, train_calls=train_calls,
-            total_calls=madnis.n_calls, train_seconds=train_seconds, integrate_seconds=integrate_seconds,
-            weighted_points=weighted_points, sample_seconds=sample_seconds,
+            steps=len(history),
+            sigma=result.integral,
+            error=result.error,
+            train_calls=train_calls,
+            total_calls=madnis.n_calls,
+            train_seconds=train_seconds,
+            integrate_seconds=integrate_seconds,
+            weighted_points=weighted_points,
+            sample_seconds=sample_seconds,
             efficiency={k: unweighting_efficiency(weights, w) for k, w in w_max.items()},
             overweight={k: float((weights - w).clamp(min=0).sum() / weights.sum()) for k, w in w_max.items()},
-            failed=madnis.integrand.n_failed, crashed=int(getattr(library, "n_crashed", 0)),
-            channel_weights=channel_weights)
+            failed=madnis.integrand.n_failed,
+            crashed=int(getattr(library, "n_crashed", 0)),
+            channel_weights=channel_weights,
+        )
         log(f"  {m}")
         return m
 
 
-def table(process: str, runs: list[Measurement], args: argparse.Namespace, settings: MadnisSettings,
-          command: str) -> str:
+def table(
+    process: str, runs: list[Measurement], args: argparse.Namespace, settings: MadnisSettings, command: str
+) -> str:
     ref_sigma, ref_error = args.reference
     stock_rate = args.reference_points / args.reference_integration_seconds
     stock_1e6 = 1e6 / args.reference_efficiency / stock_rate
     load = os.getloadavg()[0]
-    head = "| | stock MadEvent 3.5.7 (reference numbers) | " + " | ".join(f"MadNIS, {m.steps} steps" for m in runs) + " |"
+    head = (
+        "| | stock MadEvent 3.5.7 (reference numbers) | " + " | ".join(f"MadNIS, {m.steps} steps" for m in runs) + " |"
+    )
     rows = [head, "|---|---|" + "---|" * len(runs)]
 
     def row(name: str, stock: str, cell) -> None:
@@ -146,43 +163,65 @@ def table(process: str, runs: list[Measurement], args: argparse.Namespace, setti
     row("sigma [pb]", f"{ref_sigma:.4g} +- {ref_error:.3g}", lambda m: f"{m.sigma:.4g} +- {m.error:.3g}")
     row("pull vs stock", "-", lambda m: f"{pull(m):+.1f}")
     for key in W_MAX_DEFINITIONS:
-        row(f"unweighting efficiency, w_max {key} (overweight share)",
-            f"{100 * args.reference_efficiency:.1f} % (primary unweighted / refine points)" if key == "truncation 1%" else "-",
-            lambda m, k=key: f"{100 * m.efficiency[k]:.2f} % ({100 * m.overweight[k]:.2f} %)")
+        row(
+            f"unweighting efficiency, w_max {key} (overweight share)",
+            f"{100 * args.reference_efficiency:.1f} % (primary unweighted / refine points)"
+            if key == "truncation 1%"
+            else "-",
+            lambda m, k=key: f"{100 * m.efficiency[k]:.2f} % ({100 * m.overweight[k]:.2f} %)",
+        )
     row("matrix-element calls: training", "-", lambda m: f"{m.train_calls:,}")
-    row("matrix-element calls: all (training + integration + weighted sample)",
-        f"{args.reference_points:,} (survey + refine)", lambda m: f"{m.total_calls:,}")
+    row(
+        "matrix-element calls: all (training + integration + weighted sample)",
+        f"{args.reference_points:,} (survey + refine)",
+        lambda m: f"{m.total_calls:,}",
+    )
     row("training wall time", "-", lambda m: f"{m.train_seconds:.0f} s")
     row("time per training step (online or buffered)", "-", lambda m: f"{1e3 * m.seconds_per_step:.0f} ms")
-    row("integration wall time", f"{args.reference_integration_seconds:.0f} s (survey + refine)",
-        lambda m: f"{m.integrate_seconds:.0f} s ({settings.integration_points:,} points)")
-    row("weighted-point rate", f"{stock_rate:,.0f} points/s (survey + refine)",
-        lambda m: f"{m.weighted_points / m.sample_seconds:,.0f} points/s")
-    row(f"time to {args.reference_events:,} events", f"{args.reference_seconds:.0f} s (measured launch)",
-        lambda m: f"{m.seconds_to(args.reference_events):.0f} s (projected)")
+    row(
+        "integration wall time",
+        f"{args.reference_integration_seconds:.0f} s (survey + refine)",
+        lambda m: f"{m.integrate_seconds:.0f} s ({settings.integration_points:,} points)",
+    )
+    row(
+        "weighted-point rate",
+        f"{stock_rate:,.0f} points/s (survey + refine)",
+        lambda m: f"{m.weighted_points / m.sample_seconds:,.0f} points/s",
+    )
+    row(
+        f"time to {args.reference_events:,} events",
+        f"{args.reference_seconds:.0f} s (measured launch)",
+        lambda m: f"{m.seconds_to(args.reference_events):.0f} s (projected)",
+    )
     row("time to 1e6 events (projected)", f"{stock_1e6:,.0f} s", lambda m: f"{m.seconds_to(1_000_000):,.0f} s")
     row("failed points: NaN/inf, Fortran STOP (weight 0)", "-", lambda m: f"{m.failed}, {m.crashed}")
-    return "\n".join([
-        f"## MadNIS on `{process}` ({Path(args.pdir).name}) vs stock MadEvent reference numbers", "",
-        f"- command: `{command}`",
-        f"- machine: {platform.node()}, {os.cpu_count()} cores ({_cpu_model()}), python {platform.python_version()}, "
-        f"torch {torch.__version__}, 1 torch thread, {settings.workers} bridge worker(s); "
-        f"the 2 cores were shared with other jobs (load average {load:.1f} at the end): times are noisy",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.buffered_steps} buffered per "
-        f"online, batch {settings.batch_size}, lr {settings.lr} {settings.lr_schedule}, loss {settings.loss}, "
-        f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
-        f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
-        f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
-        "- stock MadEvent: reference numbers from /work/shared/reference/mg5_3.5.7_baselines.md (not rerun)", "",
-        *rows, "",
-        "w_max definitions: " + "; ".join(f"{k}: {v}" for k, v in W_MAX_DEFINITIONS.items()) + ". "
-        "Overweight share: sum((w - w_max)+) / sum(w), the weight MadEvent would truncate (the plugin keeps "
-        "overweights with weight w/w_max instead).",
-        "Projections: MadNIS = training + integration + 1e6 / efficiency(truncation 1%) weighted points at the measured "
-        "weighted-point rate (LHE writing not included); stock = 1e6 / primary efficiency refine points at its "
-        "survey + refine point rate (compilation not included).", "",
-    ])
+    return "\n".join(
+        [
+            f"## MadNIS on `{process}` ({Path(args.pdir).name}) vs stock MadEvent reference numbers",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {platform.node()}, {os.cpu_count()} cores ({_cpu_model()}), python {platform.python_version()}, "
+            f"torch {torch.__version__}, 1 torch thread, {settings.workers} bridge worker(s); "
+            f"the 2 cores were shared with other jobs (load average {load:.1f} at the end): times are noisy",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.buffered_steps} buffered per "
+            f"online, batch {settings.batch_size}, lr {settings.lr} {settings.lr_schedule}, loss {settings.loss}, "
+            f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
+            f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
+            f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
+            "- stock MadEvent: reference numbers from /work/shared/reference/mg5_3.5.7_baselines.md (not rerun)",
+            "",
+            *rows,
+            "",
+            "w_max definitions: " + "; ".join(f"{k}: {v}" for k, v in W_MAX_DEFINITIONS.items()) + ". "
+            "Overweight share: sum((w - w_max)+) / sum(w), the weight MadEvent would truncate (the plugin keeps "
+            "overweights with weight w/w_max instead).",
+            "Projections: MadNIS = training + integration + 1e6 / efficiency(truncation 1%) weighted points at the measured "
+            "weighted-point rate (LHE writing not included); stock = 1e6 / primary efficiency refine points at its "
+            "survey + refine point rate (compilation not included).",
+            "",
+        ]
+    )
 
 
 def _cpu_model() -> str:
@@ -202,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-events", type=int, default=10000)
     parser.add_argument("--reference-points", type=int, required=True, help="stock survey + refine points")
     parser.add_argument("--reference-integration-seconds", type=float, required=True, help="survey + refine time")
-    parser.add_argument("--steps", type=int, nargs="+", default=[MadnisSettings().steps], help="madnis_steps (one run each)")
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[MadnisSettings().steps], help="madnis_steps (one run each)"
+    )
     parser.add_argument("--weighted-points", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="wjj.md", help="file under benchmarks/results")
@@ -211,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for steps in args.steps:
         settings = MadnisSettings(steps=steps)
-        runs.append(measure(args.pdir, settings, args.seed, args.weighted_points,
-                            log=lambda text: print(text, flush=True)))
+        runs.append(
+            measure(args.pdir, settings, args.seed, args.weighted_points, log=lambda text: print(text, flush=True))
+        )
     command = "python benchmarks/madnis_only.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = table(args.process, runs, args, settings, command)
     RESULTS.mkdir(parents=True, exist_ok=True)

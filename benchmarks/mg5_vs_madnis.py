@@ -51,8 +51,12 @@ def set_card(card: Path, **entries: object) -> None:
 def output(mg5: Path, process: str, directory: Path) -> None:
     script = directory.parent / f"{directory.name}.mg5"
     script.write_text(f"set automatic_html_opening False\ngenerate {process}\noutput madnis {directory}\n")
-    subprocess.run([sys.executable, str(mg5 / "bin" / "mg5_aMC"), str(script)], check=True, capture_output=True,
-                   cwd=directory.parent)  # MG5aMC leaves parser tables (py.py) in its working directory
+    subprocess.run(
+        [sys.executable, str(mg5 / "bin" / "mg5_aMC"), str(script)],
+        check=True,
+        capture_output=True,
+        cwd=directory.parent,
+    )  # MG5aMC leaves parser tables (py.py) in its working directory
     if not (directory / "SubProcesses" / "subproc.mg").exists():
         raise SystemExit(f"output madnis failed for {process!r} (is the plugin installed?)")
 
@@ -61,8 +65,13 @@ def launch(directory: Path, **entries: object) -> tuple[str, float]:
     """generate_events' output (also saved next to the directory, kept with --keep) and wall time."""
     set_card(directory / "Cards" / "run_card.dat", **entries)
     start = time.time()
-    done = subprocess.run([str(directory / "bin" / "generate_events"), "-f"], cwd=directory, capture_output=True,
-                          text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run(
+        [str(directory / "bin" / "generate_events"), "-f"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     log = done.stdout + done.stderr
     (directory.parent / f"{directory.name}_madnis_{entries['madnis']}.log").write_text(log)
     return log, time.time() - start
@@ -98,8 +107,9 @@ def madnis(directory: Path, nevents: int, steps: int) -> Measurement:
     return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0, crashed)
 
 
-def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str,
-                  notes: list[str]) -> Path:
+def write_outputs(
+    rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str, notes: list[str]
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,12 +117,14 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: li
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# Stock MadEvent vs MadNIS (same `output madnis` directory, default cards)", "",
+        "# Stock MadEvent vs MadNIS (same `output madnis` directory, default cards)",
+        "",
         f"- command: `{command}`",
         f"- machine: {platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
         f"python {platform.python_version()}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        *[f"- note: {note}" for note in notes], "",
+        *[f"- note: {note}" for note in notes],
+        "",
         "| process | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
         "| stock points | MadNIS points (<=) | stock events/points | MadNIS events/weighted points "
         "| MadNIS points stopping the Fortran |",
@@ -120,18 +132,24 @@ def write_outputs(rows: list[tuple[str, Measurement, Measurement]], failures: li
     ]
     for process, s, m in rows:
         pull = (m.sigma - s.sigma) / (s.error**2 + m.error**2) ** 0.5
-        lines.append(f"| `{process}` | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} | {pull:+.1f} "
-                     f"| {s.seconds:.0f} | {m.seconds:.0f} | {s.points:,} | {m.points:,} | {100 * s.efficiency:.2f} % "
-                     f"| {100 * m.efficiency:.2f} % | {m.crashed:,} |")
+        lines.append(
+            f"| `{process}` | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} | {pull:+.1f} "
+            f"| {s.seconds:.0f} | {m.seconds:.0f} | {s.points:,} | {m.points:,} | {100 * s.efficiency:.2f} % "
+            f"| {100 * m.efficiency:.2f} % | {m.crashed:,} |"
+        )
     lines += [f"| `{failure}` |" for failure in failures]
-    lines += ["", "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
-              "buffered steps re-use points; integration points not included); "
-              "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
-              "MadNIS events/weighted points counts whole weighted batches (20,000 points), so it is a lower bound "
-              "on the unweighting efficiency.",
-              "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
-              "(set to zero weight, counted in its warnings).",
-              "Wall times include compilation and share 2 cores with other jobs (noisy).", ""]
+    lines += [
+        "",
+        "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
+        "buffered steps re-use points; integration points not included); "
+        "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
+        "MadNIS events/weighted points counts whole weighted batches (20,000 points), so it is a lower bound "
+        "on the unweighting efficiency.",
+        "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
+        "(set to zero weight, counted in its warnings).",
+        "Wall times include compilation and share 2 cores with other jobs (noisy).",
+        "",
+    ]
     table = RESULTS / "mg5_vs_madnis.md"
     table.write_text("\n".join(lines))
     fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -180,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
-        [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"])
+        [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"]
+    )
     print(write_outputs(rows, failures, command, args.note).read_text())
     return 0
 

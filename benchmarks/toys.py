@@ -41,8 +41,11 @@ EFFICIENCY_SAMPLES = 200_000
 
 
 def toys() -> dict[str, Integrand]:
-    return {"camel": CamelBack1D(prior="bw"), "4d_mapped": TwoResonances4D(mapped=True),
-            "4d_unmapped": TwoResonances4D(mapped=False)}
+    return {
+        "camel": CamelBack1D(prior="bw"),
+        "4d_mapped": TwoResonances4D(mapped=True),
+        "4d_unmapped": TwoResonances4D(mapped=False),
+    }
 
 
 def efficiency_of(weights: torch.Tensor) -> float:
@@ -50,11 +53,30 @@ def efficiency_of(weights: torch.Tensor) -> float:
     return unweighting_efficiency(weights, robust_max_weight(weights, generator=torch.Generator().manual_seed(0)))
 
 
-def record(toy: str, method: str, calls: int, integral: float, error: float, exact: float, efficiency: float,
-           train_seconds: float, ms_per_step: float | None = None) -> dict:
-    return dict(toy=toy, method=method, calls=calls, integral=integral, error=error, exact=exact,
-                rel_std=error / abs(integral), pull=(integral - exact) / error, efficiency=efficiency,
-                train_seconds=train_seconds, ms_per_step=ms_per_step)
+def record(
+    toy: str,
+    method: str,
+    calls: int,
+    integral: float,
+    error: float,
+    exact: float,
+    efficiency: float,
+    train_seconds: float,
+    ms_per_step: float | None = None,
+) -> dict:
+    return dict(
+        toy=toy,
+        method=method,
+        calls=calls,
+        integral=integral,
+        error=error,
+        exact=exact,
+        rel_std=error / abs(integral),
+        pull=(integral - exact) / error,
+        efficiency=efficiency,
+        train_seconds=train_seconds,
+        ms_per_step=ms_per_step,
+    )
 
 
 def run_vegas(name: str, integrand: Integrand, calls: int, multichannel: bool) -> dict:
@@ -94,8 +116,16 @@ def run_vegas(name: str, integrand: Integrand, calls: int, multichannel: bool) -
         w = torch.as_tensor(np.concatenate(batch))
         weights.append(w * (result.mean / float(w.mean())))  # E[w] = I_c
     method = "vegas_multichannel" if multichannel else "vegas"
-    return record(name, method, n_calls, total, math.sqrt(variance), integrand.exact,
-                  efficiency_of(_mix_channels(weights)), seconds)
+    return record(
+        name,
+        method,
+        n_calls,
+        total,
+        math.sqrt(variance),
+        integrand.exact,
+        efficiency_of(_mix_channels(weights)),
+        seconds,
+    )
 
 
 def _mix_channels(weights: list[torch.Tensor]) -> torch.Tensor:
@@ -127,8 +157,17 @@ def run_madnis(name: str, integrand: Integrand, calls: int, **settings) -> dict:
     n_calls = m.n_calls
     sample = m.sample_weighted(EFFICIENCY_SAMPLES, seed=2)
     weights = torch.where(sample.ok, sample.weight, torch.zeros_like(sample.weight))
-    return record(name, "madnis", n_calls, result.integral, result.error, integrand.exact, efficiency_of(weights),
-                  seconds, 1e3 * seconds / max(1, len(history)))
+    return record(
+        name,
+        "madnis",
+        n_calls,
+        result.integral,
+        result.error,
+        integrand.exact,
+        efficiency_of(weights),
+        seconds,
+        1e3 * seconds / max(1, len(history)),
+    )
 
 
 def ms_per_step(integrand: Integrand, steps: int) -> float:
@@ -143,7 +182,8 @@ def ms_per_step(integrand: Integrand, steps: int) -> float:
 
 def markdown(records: list[dict], command: str, settings: dict) -> str:
     lines = [
-        "# Toy benchmark: MadNIS vs VEGAS", "",
+        "# Toy benchmark: MadNIS vs VEGAS",
+        "",
         f"- command: `{command}`",
         f"- machine: {platform.processor() or platform.machine()}, {platform.platform()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()} (shared 2-core machine: timings are upper bounds)",
@@ -151,7 +191,8 @@ def markdown(records: list[dict], command: str, settings: dict) -> str:
         "- efficiency: <w>/w_max on extra weighted samples, w_max = median of bootstrap maxima",
         f"- madnis: half the calls for training (VEGAS pre-training + online steps), half for the result; "
         f"settings {settings} (batch 1024, other TrainingConfig defaults)",
-        "- madnis_speed rows: wall ms per training step, batch 1024, one thread", "",
+        "- madnis_speed rows: wall ms per training step, batch 1024, one thread",
+        "",
         "| toy | method | calls | integral | error | exact | rel_std | pull | efficiency | train s | ms/step |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -161,7 +202,8 @@ def markdown(records: list[dict], command: str, settings: dict) -> str:
             f"| {r['toy']} | {r['method']} | {fmt(r['calls'], 'd')} | {fmt(r['integral'], '.6g')} | "
             f"{fmt(r['error'], '.2g')} | {fmt(r['exact'], '.6g')} | {fmt(r['rel_std'], '.2e')} | "
             f"{fmt(r.get('pull'), '.2f')} | {fmt(r['efficiency'], '.3f')} | {fmt(r['train_seconds'], '.1f')} | "
-            f"{fmt(r['ms_per_step'], '.1f')} |")
+            f"{fmt(r['ms_per_step'], '.1f')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,8 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--toys", nargs="*", default=list(toys()), help="subset of camel 4d_mapped 4d_unmapped")
     parser.add_argument("--methods", nargs="*", default=["vegas", "vegas_multichannel", "madnis"])
     parser.add_argument("--speed-steps", type=int, default=30, help="steps timed for ms/step (0: skip)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="TrainingConfig overrides for the madnis rows, e.g. flow_bins=16")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="TrainingConfig overrides for the madnis rows, e.g. flow_bins=16",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     settings = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -191,8 +238,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.speed_steps:
         for name, integrand in (("4d_mapped", TwoResonances4D()), ("10d_48ch", ManyChannels10D())):
             ms = ms_per_step(integrand, args.speed_steps)
-            rec = dict(toy=name, method="madnis_speed", calls=None, integral=None, error=None,
-                       exact=integrand.exact, rel_std=None, efficiency=None, train_seconds=None, ms_per_step=ms)
+            rec = dict(
+                toy=name,
+                method="madnis_speed",
+                calls=None,
+                integral=None,
+                error=None,
+                exact=integrand.exact,
+                rel_std=None,
+                efficiency=None,
+                train_seconds=None,
+                ms_per_step=ms,
+            )
             print(json.dumps(rec), flush=True)
             records.append(rec)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,17 @@
 """MadEvent SubProcesses/P* directories as batched shared libraries with a small C ABI, loaded with cffi."""
 
 from .build import BuildError, build
-from .library import (ChannelInfo, Evaluation, EventRecords, ProcessInfo, ProcessLibrary,
-                      SubprocessInfo)
+from .library import ChannelInfo, Evaluation, EventRecords, ProcessInfo, ProcessLibrary, SubprocessInfo
 from .workers import BridgeError
 
-__all__ = ["build", "BuildError", "BridgeError", "ProcessLibrary", "ProcessInfo", "ChannelInfo",
-           "SubprocessInfo", "Evaluation", "EventRecords"]
+__all__ = [
+    "build",
+    "BuildError",
+    "BridgeError",
+    "ProcessLibrary",
+    "ProcessInfo",
+    "ChannelInfo",
+    "SubprocessInfo",
+    "Evaluation",
+    "EventRecords",
+]

@@ -59,9 +59,13 @@ def build(pdir: Path | str, force: bool = False) -> Path:
         if pdf_stamp.is_file() and pdf_stamp.read_text() != pdlabel:  # as MadEvent does on a PDF change
             _make(proc / "Source", ["clean4pdf"], make_vars, "cleaning the PDF libraries", log)
         _make(proc / "Source", [], make_vars, "compiling Source libraries", log)
-        _make(pdir, ["-f", "makefile", "-f", str(GLUE_DIR / "madnis_bridge.mk"), "madnis-lib"],
-              make_vars + [f"MADNIS_SRC={GLUE_DIR}", f"MADNIS_DIR={out}", f"MADNIS_LIB={lib}"],
-              f"building {lib.name}", log)
+        _make(
+            pdir,
+            ["-f", "makefile", "-f", str(GLUE_DIR / "madnis_bridge.mk"), "madnis-lib"],
+            make_vars + [f"MADNIS_SRC={GLUE_DIR}", f"MADNIS_DIR={out}", f"MADNIS_LIB={lib}"],
+            f"building {lib.name}",
+            log,
+        )
         pdf_stamp.write_text(pdlabel)
         stamp.write_text(key)
     return lib
@@ -104,16 +108,24 @@ def _treat_cards(proc: Path) -> None:
         inc_path, card_path = proc / "Source" / inc, proc / "Cards" / card
         if inc_path.is_file() and (not card_path.is_file() or inc_path.stat().st_mtime >= card_path.stat().st_mtime):
             continue
-        result = subprocess.run([sys.executable, str(proc / "bin" / "madevent"), "treatcards", mode],
-                                cwd=proc, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, str(proc / "bin" / "madevent"), "treatcards", mode],
+            cwd=proc,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         if not inc_path.is_file():
-            raise BuildError(f"could not write {inc_path} from {card_path} with bin/madevent treatcards {mode}: "
-                             f"{_last_line(result.stdout + result.stderr)}")
+            raise BuildError(
+                f"could not write {inc_path} from {card_path} with bin/madevent treatcards {mode}: "
+                f"{_last_line(result.stdout + result.stderr)}"
+            )
 
 
 def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path) -> None:
-    result = subprocess.run(["make", "-s", *args, *variables], cwd=cwd, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "-s", *args, *variables], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
     with open(log, "a") as handle:
         handle.write(f"$ make {' '.join(args)} (in {cwd})\n{result.stdout}{result.stderr}")
     if result.returncode != 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -101,8 +101,15 @@ class ProcessLibrary:
     restarts to isolate); ``n_crashed`` counts them, ``crash_messages`` keeps the first messages.
     """
 
-    def __init__(self, pdir: Path | str, seed: int = 0, workers: int = 1, library: Optional[Path | str] = None,
-                 max_crash_fraction: float = 0.01, max_crashes: int = 10):
+    def __init__(
+        self,
+        pdir: Path | str,
+        seed: int = 0,
+        workers: int = 1,
+        library: Path | str | None = None,
+        max_crash_fraction: float = 0.01,
+        max_crashes: int = 10,
+    ):
         self.pdir = Path(pdir).resolve()
         self.library = Path(library).resolve() if library is not None else build(self.pdir)
         rundir = self.pdir / BUILD_DIRNAME
@@ -110,11 +117,18 @@ class ProcessLibrary:
         self._pool = WorkerPool(self.library, rundir, seed, workers, self.pdir.name)
         raw = self._pool.info
         self.info = ProcessInfo(
-            name=self.pdir.name, ndim=raw["ndim"], n_channels=raw["n_channels"], nexternal=raw["nexternal"],
+            name=self.pdir.name,
+            ndim=raw["ndim"],
+            n_channels=raw["n_channels"],
+            nexternal=raw["nexternal"],
             ninitial=raw["ninitial"],
-            channels=[ChannelInfo(i, int(c), int(g)) for i, (c, g) in enumerate(zip(raw["config"], raw["symmetry_group"]))],
+            channels=[
+                ChannelInfo(i, int(c), int(g)) for i, (c, g) in enumerate(zip(raw["config"], raw["symmetry_group"]))
+            ],
             subprocesses=[SubprocessInfo(tuple(int(x) for x in p), bool(m)) for p, m in zip(raw["pdg"], raw["mirror"])],
-            beam_energies=raw["beam_energies"], scale_depends_on_channel=raw["scale_depends_on_channel"])
+            beam_energies=raw["beam_energies"],
+            scale_depends_on_channel=raw["scale_depends_on_channel"],
+        )
         self.maxnup = int(raw["maxnup"])
         self.max_crash_fraction, self.max_crashes = max_crash_fraction, max_crashes
         self.n_nonfinite = 0
@@ -136,12 +150,23 @@ class ProcessLibrary:
         channel, r = self._inputs(channel, r)
         if len(channel) == 0:
             c, e = self.info.n_channels, self.info.nexternal
-            return Evaluation(np.zeros(0), np.zeros((0, c)), np.zeros((0, e, 4)), np.zeros(0), np.zeros(0),
-                              np.zeros(0, np.int32), np.zeros(0, bool))
+            return Evaluation(
+                np.zeros(0),
+                np.zeros((0, c)),
+                np.zeros((0, e, 4)),
+                np.zeros(0),
+                np.zeros(0),
+                np.zeros(0, np.int32),
+                np.zeros(0, bool),
+            )
         parts = self._map("evaluate", channel, r, blank=self._blank_evaluation)
         self.fortran_seconds += max(p["fortran_seconds"] for p in parts)
         out = {k: np.concatenate([p[k] for p in parts]) for k in ("value", "alpha", "momenta", "x1", "x2", "status")}
-        ok = np.isfinite(out["value"]) & np.isfinite(out["alpha"]).all(axis=1) & np.isfinite(out["momenta"]).all(axis=(1, 2))
+        ok = (
+            np.isfinite(out["value"])
+            & np.isfinite(out["alpha"]).all(axis=1)
+            & np.isfinite(out["momenta"]).all(axis=(1, 2))
+        )
         ok &= out["status"] != STATUS_CRASHED
         bad = ~ok & (out["status"] != STATUS_CRASHED)
         if bad.any():
@@ -161,8 +186,9 @@ class ProcessLibrary:
         parts = self._map("event_record", channel, r, u, extra=(int(seed) % 2**31,), blank=self._blank_records)
         return EventRecords(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
-    def _map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = (),
-             blank: Any = None) -> list[dict[str, Any]]:
+    def _map(
+        self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = (), blank: Any = None
+    ) -> list[dict[str, Any]]:
         """The workers' results of ``command``; crashing points counted, logged, filled by ``blank``."""
         tolerate = min(self.max_crashes, int(self.max_crash_fraction * len(channel)))
         parts, crashes = self._pool.map(command, channel, *arrays, extra=extra, blank=blank, tolerate=tolerate)
@@ -172,34 +198,64 @@ class ProcessLibrary:
 
     def _report(self, command: str, channel: np.ndarray, crashes: Crashes) -> None:
         self.n_crashed += len(crashes.index)
-        self.crash_messages += crashes.messages[:KEPT_MESSAGES - len(self.crash_messages)]
-        LOG.warning("%s: %d of %d point(s) stopped the Fortran in %s, channel(s) %s (set to 0, status %d): %s",
-                    self.info.name, len(crashes.index), len(channel), command,
-                    sorted({int(c) for c in channel[crashes.index]}), STATUS_CRASHED, crashes.messages[0])
+        self.crash_messages += crashes.messages[: KEPT_MESSAGES - len(self.crash_messages)]
+        LOG.warning(
+            "%s: %d of %d point(s) stopped the Fortran in %s, channel(s) %s (set to 0, status %d): %s",
+            self.info.name,
+            len(crashes.index),
+            len(channel),
+            command,
+            sorted({int(c) for c in channel[crashes.index]}),
+            STATUS_CRASHED,
+            crashes.messages[0],
+        )
 
     def _blank_evaluation(self, n: int) -> dict[str, Any]:
         """``evaluate``'s worker result for n crashed points."""
         c, e = self.info.n_channels, self.info.nexternal
-        return dict(value=np.zeros(n), alpha=np.full((n, c), 1.0 / c), momenta=np.zeros((n, e, 4)),
-                    x1=np.zeros(n), x2=np.zeros(n), status=np.full(n, STATUS_CRASHED, np.int32), fortran_seconds=0.0)
+        return dict(
+            value=np.zeros(n),
+            alpha=np.full((n, c), 1.0 / c),
+            momenta=np.zeros((n, e, 4)),
+            x1=np.zeros(n),
+            x2=np.zeros(n),
+            status=np.full(n, STATUS_CRASHED, np.int32),
+            fortran_seconds=0.0,
+        )
 
     def _blank_records(self, n: int) -> dict[str, Any]:
         """``event_record``'s worker result for n crashed points (no event)."""
         m = self.maxnup
-        return dict(nup=np.zeros(n, np.int32), pdg=np.zeros((n, m), np.int32), status=np.zeros((n, m), np.int32),
-                    mothers=np.zeros((n, m, 2), np.int32), color=np.zeros((n, m, 2), np.int32),
-                    momenta=np.zeros((n, m, 5)), helicity=np.zeros((n, m), np.int32), scale=np.zeros(n),
-                    aqcd=np.zeros(n), aqed=np.zeros(n), subprocess=np.full(n, -1, np.int32))
+        return dict(
+            nup=np.zeros(n, np.int32),
+            pdg=np.zeros((n, m), np.int32),
+            status=np.zeros((n, m), np.int32),
+            mothers=np.zeros((n, m, 2), np.int32),
+            color=np.zeros((n, m, 2), np.int32),
+            momenta=np.zeros((n, m, 5)),
+            helicity=np.zeros((n, m), np.int32),
+            scale=np.zeros(n),
+            aqcd=np.zeros(n),
+            aqed=np.zeros(n),
+            subprocess=np.full(n, -1, np.int32),
+        )
 
     def close(self) -> None:
         self._pool.close()
 
-    def __enter__(self) -> "ProcessLibrary":
+    def __enter__(self) -> ProcessLibrary:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-__all__ = ["ProcessLibrary", "ProcessInfo", "ChannelInfo", "SubprocessInfo", "Evaluation", "EventRecords",
-           "BridgeError"]
+__all__ = [
+    "ProcessLibrary",
+    "ProcessInfo",
+    "ChannelInfo",
+    "SubprocessInfo",
+    "Evaluation",
+    "EventRecords",
+    "BridgeError",
+]

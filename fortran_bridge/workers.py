@@ -15,15 +15,16 @@ from __future__ import annotations
 import mmap
 import os
 import signal
-import tempfile
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,11 +72,20 @@ class SharedBatch:
     both the parent and its worker, so batches never pass through the socket."""
 
     def __init__(self, path: Path, capacity: int, ndim: int, nexternal: int, n_channels: int, create: bool):
-        layout = {"channel": (np.int32, ()), "r": (np.float64, (ndim,)), "momenta": (np.float64, (nexternal, 4)),
-                  "x1": (np.float64, ()), "x2": (np.float64, ()), "value": (np.float64, ()),
-                  "alpha": (np.float64, (n_channels,)), "status": (np.int32, ())}
-        sizes = {k: 8 * -(-capacity * int(np.prod(shape, dtype=int)) * np.dtype(t).itemsize // 8)
-                 for k, (t, shape) in layout.items()}
+        layout = {
+            "channel": (np.int32, ()),
+            "r": (np.float64, (ndim,)),
+            "momenta": (np.float64, (nexternal, 4)),
+            "x1": (np.float64, ()),
+            "x2": (np.float64, ()),
+            "value": (np.float64, ()),
+            "alpha": (np.float64, (n_channels,)),
+            "status": (np.int32, ()),
+        }
+        sizes = {
+            k: 8 * -(-capacity * int(np.prod(shape, dtype=int)) * np.dtype(t).itemsize // 8)
+            for k, (t, shape) in layout.items()
+        }
         self.path, self.capacity = path, capacity
         if create:
             with open(path, "wb") as handle:
@@ -110,10 +120,19 @@ class _Server:
         mirror = np.zeros(n_sub, np.int32)
         self.lib.madnis_subprocesses(self._ptr(pdg), self._ptr(mirror))
         self.maxnup = self.lib.madnis_max_nup()
-        self.info = dict(ndim=self.ndim, n_channels=self.n_channels, nexternal=self.nexternal,
-                         ninitial=self.ninitial, config=config, symmetry_group=group, pdg=pdg,
-                         mirror=mirror.astype(bool), beam_energies=(float(ebeams[0]), float(ebeams[1])),
-                         scale_depends_on_channel=bool(scale_dep), maxnup=self.maxnup)
+        self.info = dict(
+            ndim=self.ndim,
+            n_channels=self.n_channels,
+            nexternal=self.nexternal,
+            ninitial=self.ninitial,
+            config=config,
+            symmetry_group=group,
+            pdg=pdg,
+            mirror=mirror.astype(bool),
+            beam_energies=(float(ebeams[0]), float(ebeams[1])),
+            scale_depends_on_channel=bool(scale_dep),
+            maxnup=self.maxnup,
+        )
         self.batch: SharedBatch | None = None
 
     def _ptr(self, array: np.ndarray):
@@ -136,15 +155,43 @@ class _Server:
 
     def event_record(self, channel: np.ndarray, r: np.ndarray, u: np.ndarray, seed: int) -> dict[str, Any]:
         n, m = len(channel), self.maxnup
-        out = dict(nup=np.zeros(n, np.int32), pdg=np.zeros((n, m), np.int32), status=np.zeros((n, m), np.int32),
-                   mothers=np.zeros((n, m, 2), np.int32), color=np.zeros((n, m, 2), np.int32),
-                   momenta=np.zeros((n, m, 5)), helicity=np.zeros((n, m), np.int32), scale=np.zeros(n),
-                   aqcd=np.zeros(n), aqed=np.zeros(n), subprocess=np.zeros(n, np.int32))
+        out = dict(
+            nup=np.zeros(n, np.int32),
+            pdg=np.zeros((n, m), np.int32),
+            status=np.zeros((n, m), np.int32),
+            mothers=np.zeros((n, m, 2), np.int32),
+            color=np.zeros((n, m, 2), np.int32),
+            momenta=np.zeros((n, m, 5)),
+            helicity=np.zeros((n, m), np.int32),
+            scale=np.zeros(n),
+            aqcd=np.zeros(n),
+            aqed=np.zeros(n),
+            subprocess=np.zeros(n, np.int32),
+        )
         rc = self.lib.madnis_event_record(
-            n, self._ptr(np.ascontiguousarray(channel, np.int32)), self._ptr(np.ascontiguousarray(r)),
-            self._ptr(np.ascontiguousarray(u)), seed, m, *(self._ptr(out[k]) for k in (
-                "nup", "pdg", "status", "mothers", "color", "momenta", "helicity", "scale", "aqcd", "aqed",
-                "subprocess")))
+            n,
+            self._ptr(np.ascontiguousarray(channel, np.int32)),
+            self._ptr(np.ascontiguousarray(r)),
+            self._ptr(np.ascontiguousarray(u)),
+            seed,
+            m,
+            *(
+                self._ptr(out[k])
+                for k in (
+                    "nup",
+                    "pdg",
+                    "status",
+                    "mothers",
+                    "color",
+                    "momenta",
+                    "helicity",
+                    "scale",
+                    "aqcd",
+                    "aqed",
+                    "subprocess",
+                )
+            ),
+        )
         if rc != 0:
             raise BridgeError(f"madnis_event_record returned {rc}")
         return out
@@ -210,11 +257,26 @@ class Worker:
         self.log_start = 0
         with open(self.log, "ab") as log:  # appending, so that the parent may truncate it
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
-                 str(child.fileno()), str(self.library), str(self.rundir), str(self.seed)],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": "1", "GFORTRAN_UNBUFFERED_PRECONNECTED": "y",
-                     "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))})
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from fortran_bridge.workers import serve; serve(*sys.argv[1:])",
+                    str(child.fileno()),
+                    str(self.library),
+                    str(self.rundir),
+                    str(self.seed),
+                ],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    "OMP_NUM_THREADS": "1",
+                    "GFORTRAN_UNBUFFERED_PRECONNECTED": "y",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
+                },
+            )
         child.close()
         self.conn = Connection(os.dup(parent.fileno()))
         parent.close()
@@ -241,7 +303,7 @@ class Worker:
         if self.pending is None:
             return payload
         self.batch.path.unlink(missing_ok=True)  # both sides have it mapped now
-        out = {k: self.batch.arrays[k][:self.pending].copy() for k in EVALUATE_OUTPUTS}
+        out = {k: self.batch.arrays[k][: self.pending].copy() for k in EVALUATE_OUTPUTS}
         out["fortran_seconds"] = payload
         return out
 
@@ -251,8 +313,9 @@ class Worker:
         shm = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else self.rundir
         handle, path = tempfile.mkstemp(prefix=f"madnis_{self.name}_", dir=shm)
         os.close(handle)
-        self.batch = SharedBatch(Path(path), capacity, self.info["ndim"], self.info["nexternal"],
-                                 self.info["n_channels"], create=True)
+        self.batch = SharedBatch(
+            Path(path), capacity, self.info["ndim"], self.info["nexternal"], self.info["n_channels"], create=True
+        )
 
     def send(self, command: str, *args: Any) -> None:
         if self.log.stat().st_size > LOG_LIMIT:  # MadEvent prints at every channel set-up
@@ -323,8 +386,17 @@ class _Job:
     """One command's batch being re-run in parts on a worker after a crash; ``out`` (the shard's
     result, starting at batch position ``offset``) collects the parts that ran."""
 
-    def __init__(self, worker: Worker, command: str, channel: np.ndarray, arrays: tuple, extra: tuple,
-                 offset: int, out: dict[str, Any], first_crash: WorkerCrash):
+    def __init__(
+        self,
+        worker: Worker,
+        command: str,
+        channel: np.ndarray,
+        arrays: tuple,
+        extra: tuple,
+        offset: int,
+        out: dict[str, Any],
+        first_crash: WorkerCrash,
+    ):
         self.worker, self.command, self.channel, self.arrays, self.extra = worker, command, channel, arrays, extra
         self.offset, self.out, self.first_crash, self.last_crash = offset, out, first_crash, first_crash
 
@@ -364,8 +436,15 @@ class WorkerPool:
     def info(self) -> dict[str, Any]:
         return self.workers[0].info
 
-    def map(self, command: str, channel: np.ndarray, *arrays: np.ndarray, extra: tuple = (),
-            blank: Callable[[int], dict[str, Any]] | None = None, tolerate: int = 0) -> tuple[list[Any], Crashes]:
+    def map(
+        self,
+        command: str,
+        channel: np.ndarray,
+        *arrays: np.ndarray,
+        extra: tuple = (),
+        blank: Callable[[int], dict[str, Any]] | None = None,
+        tolerate: int = 0,
+    ) -> tuple[list[Any], Crashes]:
         """Run ``command(channel_shard, *array_shards, *extra)`` on all workers; results in order.
 
         Points that crash a worker are isolated by bisection on the restarted worker and get the
@@ -394,11 +473,12 @@ class WorkerPool:
         for k, exc in crashed:
             worker, part = shards[k]
             results[k] = blank(len(part))
-            self._isolate(_Job(worker, command, channel, arrays, extra, part[0], results[k], exc), part,
-                          crashes, tolerate)
+            self._isolate(
+                _Job(worker, command, channel, arrays, extra, part[0], results[k], exc), part, crashes, tolerate
+            )
         return results, crashes
 
-    def _isolate(self, job: "_Job", part: np.ndarray, crashes: Crashes, tolerate: int) -> None:
+    def _isolate(self, job: _Job, part: np.ndarray, crashes: Crashes, tolerate: int) -> None:
         """Bisect ``part`` (batch positions that crashed together) until every point has run
         alone or in a group that did not crash; record the points that crash on their own."""
         stack = [(part, True)]  # (positions, known to crash together)
@@ -422,8 +502,10 @@ class WorkerPool:
 
     @staticmethod
     def _too_many(first: WorkerCrash, n_crashed: int, n: int, tolerate: int) -> str:
-        return (f"{first}; {n_crashed} or more of {n} points crash the Fortran, more than the {tolerate} tolerated "
-                f"(ProcessLibrary max_crash_fraction, max_crashes)")
+        return (
+            f"{first}; {n_crashed} or more of {n} points crash the Fortran, more than the {tolerate} tolerated "
+            f"(ProcessLibrary max_crash_fraction, max_crashes)"
+        )
 
     @staticmethod
     def _channels(channel: np.ndarray) -> str:
@@ -434,4 +516,3 @@ class WorkerPool:
         for worker in self.workers:
             worker.close()
         self.workers = []
-

@@ -12,8 +12,8 @@ unweighting, sampler (composition), training (the loop), checkpoint. :class:`Mad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import torch
 
@@ -29,7 +29,7 @@ from .training import History, Trainer, TrainingProgress, pretrain_vegas
 class MadNIS:
     """Train, integrate and sample one multi-channel integrand."""
 
-    def __init__(self, integrand: Integrand, config: Optional[TrainingConfig] = None):
+    def __init__(self, integrand: Integrand, config: TrainingConfig | None = None):
         self.config = config or TrainingConfig()
         self.integrand = CountingIntegrand(integrand, self.config.max_failed_fraction)
         with torch.random.fork_rng(devices=[]):
@@ -39,27 +39,27 @@ class MadNIS:
         self.statistics = ChannelStatistics(integrand.n_channels, self.config.stats_decay)
         self.generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed)
         self.trainer = Trainer(self.sampler, self.integrand, self.config, self.statistics, self.generator)
-        self.vegas_grids: Optional[torch.Tensor] = None
-        self.last_result: Optional[IntegrationResult] = None
+        self.vegas_grids: torch.Tensor | None = None
+        self.last_result: IntegrationResult | None = None
 
     @property
     def n_calls(self) -> int:
         """Integrand points evaluated so far (training, integration, sampling)."""
         return self.integrand.n_calls
 
-    def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
+    def train(self, callback: Callable[[TrainingProgress], None] | None = None) -> History:
         """Run ``config.steps`` training steps (after VEGAS pre-training if configured)."""
         if self.config.vegas_pretraining and self.vegas_grids is None:
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
         return self.trainer.train(callback)
 
-    def _generator(self, seed: Optional[int]) -> torch.Generator:
+    def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:
             return self.generator
         return torch.Generator(device=self.config.device).manual_seed(seed)
 
     def integrate(
-        self, n_points: int, callback: Optional[Callable[[IntegrationResult], None]] = None, seed: Optional[int] = None
+        self, n_points: int, callback: Callable[[IntegrationResult], None] | None = None, seed: int | None = None
     ) -> IntegrationResult:
         """I ± dI from ``n_points`` points allocated over the active channels ∝ running sigma_i."""
         counts = allocate_points(
@@ -75,7 +75,7 @@ class MadNIS:
         self.last_result = integrate(weight_fn, counts, group, self.config.integration_batch_size, callback)
         return self.last_result
 
-    def sample_weighted(self, n: int, seed: Optional[int] = None) -> WeightedSample:
+    def sample_weighted(self, n: int, seed: int | None = None) -> WeightedSample:
         """``n`` weighted points, channel i drawn with p_i ∝ I_i (last integration, else training estimates)."""
         generator = self._generator(seed)
         integral = self.statistics.integral
@@ -99,7 +99,7 @@ class MadNIS:
             ok=torch.cat([p_[4] for p_ in parts]),
         )
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         """Write the trained state (see :mod:`madnis.checkpoint`)."""
         save_checkpoint(
             path,
@@ -117,7 +117,7 @@ class MadNIS:
         )
 
     @classmethod
-    def load(cls, path: Union[str, Path], integrand: Integrand, device: Optional[str] = None) -> "MadNIS":
+    def load(cls, path: str | Path, integrand: Integrand, device: str | None = None) -> MadNIS:
         """Rebuild from :meth:`save`'s file for the same integrand (``device`` overrides the saved one)."""
         state = load_checkpoint(path)
         if (state["ndim"], state["n_channels"]) != (integrand.ndim, integrand.n_channels):

@@ -12,7 +12,6 @@ net's softmax renormalises it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -25,8 +24,8 @@ class BufferedBatch:
     value: torch.Tensor
     q_sample: torch.Tensor
     channel: torch.Tensor
-    alpha_prior: Optional[torch.Tensor]
-    features: Optional[torch.Tensor]
+    alpha_prior: torch.Tensor | None
+    features: torch.Tensor | None
 
 
 @dataclass
@@ -35,9 +34,9 @@ class _Stored:
     value: torch.Tensor
     q_sample: torch.Tensor
     channel: torch.Tensor
-    prior_values: Optional[torch.Tensor]
-    prior_indices: Optional[torch.Tensor]
-    features: Optional[torch.Tensor]
+    prior_values: torch.Tensor | None
+    prior_indices: torch.Tensor | None
+    features: torch.Tensor | None
 
 
 def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +51,7 @@ def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tup
 class SampleBuffer:
     """Fixed-capacity ring buffer of training batches."""
 
-    def __init__(self, capacity: int, n_channels: int, top_m: Optional[int] = None):
+    def __init__(self, capacity: int, n_channels: int, top_m: int | None = None):
         self.capacity, self.n_channels, self.top_m = capacity, n_channels, top_m
         self._batches: list[_Stored] = []
         self._next = 0
@@ -66,8 +65,8 @@ class SampleBuffer:
         value: torch.Tensor,
         q_sample: torch.Tensor,
         channel: torch.Tensor,
-        alpha_prior: Optional[torch.Tensor] = None,
-        features: Optional[torch.Tensor] = None,
+        alpha_prior: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> None:
         """Keep one batch (detached), overwriting the oldest when full."""
         values = indices = None
@@ -77,7 +76,12 @@ class SampleBuffer:
             else:
                 values, indices = top_m_prior(alpha_prior.detach(), channel, self.top_m)
         entry = _Stored(
-            r.detach(), value.detach(), q_sample.detach(), channel, values, indices,
+            r.detach(),
+            value.detach(),
+            q_sample.detach(),
+            channel,
+            values,
+            indices,
             None if features is None else features.detach(),
         )
         if len(self._batches) < self.capacity:
@@ -86,7 +90,7 @@ class SampleBuffer:
             self._batches[self._next] = entry
         self._next = (self._next + 1) % self.capacity
 
-    def sample(self, generator: Optional[torch.Generator] = None) -> BufferedBatch:
+    def sample(self, generator: torch.Generator | None = None) -> BufferedBatch:
         """A stored batch chosen uniformly at random."""
         if not self._batches:
             raise RuntimeError("the sample buffer is empty: store an online batch first")
@@ -95,7 +99,7 @@ class SampleBuffer:
         s = self._batches[index]
         return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features)
 
-    def _dense_prior(self, s: _Stored) -> Optional[torch.Tensor]:
+    def _dense_prior(self, s: _Stored) -> torch.Tensor | None:
         if s.prior_values is None or s.prior_indices is None:
             return s.prior_values
         dense = torch.zeros(len(s.channel), self.n_channels, dtype=s.prior_values.dtype, device=s.prior_values.device)

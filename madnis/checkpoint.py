@@ -10,22 +10,24 @@ are stored, so it loads with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: Union[str, Path], state: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` with the format version added."""
     torch.save({"format_version": FORMAT_VERSION, **state}, Path(path))
 
 
-def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint (on the CPU); ValueError if it was written in another format version."""
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: MadNIS checkpoint format version {version!r}, this madnis reads version {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: MadNIS checkpoint format version {version!r}, this madnis reads version {FORMAT_VERSION}"
+        )
     return state

@@ -7,7 +7,7 @@ The plugin fills :class:`TrainingConfig` from the run_card; every check happens 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -57,7 +57,7 @@ class TrainingConfig:
     loss: str = "stratified_variance"
     buffer_capacity: int = 10
     buffered_steps: int = 0
-    buffer_top_m: Optional[int] = 4
+    buffer_top_m: int | None = 4
     vegas_pretraining: bool = False
     vegas_iterations: int = 10
     vegas_bins: int = 64
@@ -66,16 +66,16 @@ class TrainingConfig:
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
     drop_threshold: float = 1e-3
-    drop_after_steps: Optional[int] = None
+    drop_after_steps: int | None = None
     flow_bins: int = 10
-    flow_blocks: Optional[int] = None
+    flow_blocks: int | None = None
     flow_permutations: str = "log"
     flow_hidden_layers: int = 3
     flow_hidden_units: int = 32
     per_group_flows: bool = False
     cwnet_hidden_layers: int = 2
     cwnet_hidden_units: int = 32
-    grad_clip: Optional[float] = 10.0
+    grad_clip: float | None = 10.0
     dtype: str = "float32"
     device: str = "cpu"
     seed: int = 0
@@ -124,7 +124,7 @@ class TrainingConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         """Build from a dict, refusing unknown keys with a one-line error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

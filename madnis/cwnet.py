@@ -9,8 +9,6 @@ Restricting to the active channels (dropping) happens afterwards, in :mod:`madni
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -30,12 +28,14 @@ class ChannelWeightNet(nn.Module):
             last = nn.Linear(width, n_channels)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-            self.delta: Optional[nn.Sequential] = nn.Sequential(*layers, last)
+            self.delta: nn.Sequential | None = nn.Sequential(*layers, last)
         else:
             self.delta = None
         self.bias = None if n_features > 0 else nn.Parameter(torch.zeros(n_channels))
 
-    def forward(self, alpha_prior: Optional[torch.Tensor], features: Optional[torch.Tensor], n: Optional[int] = None) -> torch.Tensor:
+    def forward(
+        self, alpha_prior: torch.Tensor | None, features: torch.Tensor | None, n: int | None = None
+    ) -> torch.Tensor:
         """(n, n_channels) channel weights summing to 1; ``n`` is needed only without prior and features."""
         if alpha_prior is not None:
             tiny = torch.finfo(alpha_prior.dtype).tiny

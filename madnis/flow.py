@@ -36,7 +36,7 @@ class _Grouping:
     max_count: int
 
     @staticmethod
-    def of(condition: torch.Tensor, n_conditions: int) -> "_Grouping":
+    def of(condition: torch.Tensor, n_conditions: int) -> _Grouping:
         order = torch.argsort(condition, stable=True)
         counts = torch.bincount(condition, minlength=n_conditions)
         starts = torch.cumsum(counts, 0) - counts
@@ -64,7 +64,12 @@ class Conditioner(nn.Module):
     """
 
     def __init__(
-        self, features_in: int, features_out: int, n_conditions: int, hidden_layers: int, hidden_units: int,
+        self,
+        features_in: int,
+        features_out: int,
+        n_conditions: int,
+        hidden_layers: int,
+        hidden_units: int,
         per_condition: bool,
     ):
         super().__init__()
@@ -96,8 +101,11 @@ class Conditioner(nn.Module):
         if self.per_condition and self.n_conditions > 1:
             h = grouping.pack(x)
             for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-                h = torch.baddbmm(bias[:, None, :], h, weight) if weight.shape[1] else bias[:, None, :].expand(
-                    -1, h.shape[1], -1)
+                h = (
+                    torch.baddbmm(bias[:, None, :], h, weight)
+                    if weight.shape[1]
+                    else bias[:, None, :].expand(-1, h.shape[1], -1)
+                )
                 if layer < last:
                     h = torch.relu(h)
             return grouping.unpack(h)
@@ -114,8 +122,17 @@ class Conditioner(nn.Module):
 class CouplingBlock(nn.Module):
     """Transforms the last ``dims - n_cond`` entries of its layout with an RQ spline."""
 
-    def __init__(self, dims: int, n_cond: int, n_conditions: int, bins: int, hidden_layers: int,
-                 hidden_units: int, per_condition: bool, constants: SplineConstants):
+    def __init__(
+        self,
+        dims: int,
+        n_cond: int,
+        n_conditions: int,
+        bins: int,
+        hidden_layers: int,
+        hidden_units: int,
+        per_condition: bool,
+        constants: SplineConstants,
+    ):
         super().__init__()
         self.n_cond = n_cond
         self.n_transformed = dims - n_cond
@@ -190,8 +207,9 @@ class Flow(nn.Module):
         # layout of block b: the original dimension at each position (conditioning dims first)
         self.layouts = [torch.cat((torch.nonzero(~m)[:, 0], torch.nonzero(m)[:, 0])) for m in masks]
         self.blocks = nn.ModuleList(
-            CouplingBlock(dims, int((~m).sum()), n_conditions, bins, hidden_layers, hidden_units, per_condition,
-                          self.constants)
+            CouplingBlock(
+                dims, int((~m).sum()), n_conditions, bins, hidden_layers, hidden_units, per_condition, self.constants
+            )
             for m in masks
         )
         soft = permutations == "soft" and dims > 1

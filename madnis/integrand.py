@@ -16,8 +16,8 @@ Channel ``i``'s contribution to the integral is ``alpha_i(x) * value / q_i(r)`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 
@@ -27,12 +27,12 @@ class IntegrandResult:
     """What an integrand returns for a batch of (r, channel)."""
 
     value: torch.Tensor
-    alpha_prior: Optional[torch.Tensor] = None
-    ok: Optional[torch.Tensor] = None
-    features: Optional[torch.Tensor] = None
-    momenta: Optional[torch.Tensor] = None
+    alpha_prior: torch.Tensor | None = None
+    ok: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    momenta: torch.Tensor | None = None
 
-    def checked(self) -> "IntegrandResult":
+    def checked(self) -> IntegrandResult:
         """Return a copy where failed or non-finite points have value 0 and a flat, finite prior.
 
         Never produces 0/0: invalid priors are replaced by the uniform distribution.
@@ -70,7 +70,7 @@ class Integrand:
 
     ndim: int
     n_channels: int
-    channel_groups: Optional[list[list[int]]] = None
+    channel_groups: list[list[int]] | None = None
     has_prior: bool = False
     n_features: int = 0
     channel_weights_trainable: bool = True

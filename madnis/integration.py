@@ -9,8 +9,8 @@ The result carries a per-channel and a per-group contribution table (:meth:`Inte
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 
@@ -64,10 +64,14 @@ class IntegrationResult:
             f"{'channel':>8} {'group':>6} {'integral':>13} {'error':>10} {'points':>9} {'fraction':>9}",
         ]
         for c in self.channels:
-            lines.append(f"{c.channel:>8} {c.group:>6} {c.integral:>13.5e} {c.error:>10.3e} {c.n_points:>9} {c.fraction:>9.2%}")
+            lines.append(
+                f"{c.channel:>8} {c.group:>6} {c.integral:>13.5e} {c.error:>10.3e} {c.n_points:>9} {c.fraction:>9.2%}"
+            )
         lines.append(f"{'group':>8} {'':>6} {'integral':>13} {'error':>10} {'points':>9} {'fraction':>9}")
         for g in self.groups():
-            lines.append(f"{g.group:>8} {'':>6} {g.integral:>13.5e} {g.error:>10.3e} {g.n_points:>9} {g.fraction:>9.2%}")
+            lines.append(
+                f"{g.group:>8} {'':>6} {g.integral:>13.5e} {g.error:>10.3e} {g.n_points:>9} {g.fraction:>9.2%}"
+            )
         return "\n".join(lines)
 
 
@@ -128,7 +132,7 @@ def integrate(
     counts: torch.Tensor,
     group_of_channel: torch.Tensor,
     batch_size: int,
-    callback: Optional[Callable[[IntegrationResult], None]] = None,
+    callback: Callable[[IntegrationResult], None] | None = None,
 ) -> IntegrationResult:
     """Integrate with ``counts[i]`` points in channel i, in batches of at most ``batch_size`` points.
 

@@ -19,10 +19,9 @@ Channels with fewer than two points in the batch do not enter.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-
 
 SIGMA_FLOOR = 1e-10  # keeps d sqrt(var) / d var finite at var = 0; values are scaled to I ~ 1 by the trainer
 

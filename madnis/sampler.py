@@ -11,7 +11,6 @@ is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -63,16 +62,18 @@ class Draw:
     channel: torch.Tensor
     q_sample: torch.Tensor
     value: torch.Tensor
-    alpha_prior: Optional[torch.Tensor]
-    features: Optional[torch.Tensor]
-    momenta: Optional[torch.Tensor]
+    alpha_prior: torch.Tensor | None
+    features: torch.Tensor | None
+    momenta: torch.Tensor | None
     ok: torch.Tensor
     weight: torch.Tensor
 
 
 def _to_device(result: IntegrandResult, device: torch.device) -> IntegrandResult:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return IntegrandResult(move(result.value), move(result.alpha_prior), move(result.ok), move(result.features), move(result.momenta))
+    return IntegrandResult(
+        move(result.value), move(result.alpha_prior), move(result.ok), move(result.features), move(result.momenta)
+    )
 
 
 class MultiChannelSampler(nn.Module):
@@ -107,7 +108,9 @@ class MultiChannelSampler(nn.Module):
         modules = [self.flow, self.cwnet] if self.train_channel_weights else [self.flow]
         return [p for m in modules for p in m.parameters()]
 
-    def sample(self, channel: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, channel: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """r ~ q_{g(channel)} and log q (no gradient)."""
         with torch.no_grad():
             return self.flow.sample(self.group_of_channel[channel], generator)
@@ -116,7 +119,7 @@ class MultiChannelSampler(nn.Module):
         """Differentiable log q_{g(channel)}(r)."""
         return self.flow.log_prob(r, self.group_of_channel[channel])
 
-    def channel_weights(self, alpha_prior: Optional[torch.Tensor], features: Optional[torch.Tensor], n: int) -> torch.Tensor:
+    def channel_weights(self, alpha_prior: torch.Tensor | None, features: torch.Tensor | None, n: int) -> torch.Tensor:
         """(n, n_channels) channel weights over the active channels (differentiable when trained)."""
         parameter = next(self.flow.parameters())
         prior = None if alpha_prior is None else alpha_prior.to(parameter.dtype)
@@ -125,14 +128,20 @@ class MultiChannelSampler(nn.Module):
         elif prior is not None:
             alpha = prior
         else:
-            alpha = torch.full((n, self.n_channels), 1.0 / self.n_channels, dtype=parameter.dtype, device=parameter.device)
+            alpha = torch.full(
+                (n, self.n_channels), 1.0 / self.n_channels, dtype=parameter.dtype, device=parameter.device
+            )
         return restrict_channel_weights(alpha, self.active)
 
-    def channel_weight(self, channel: torch.Tensor, alpha_prior: Optional[torch.Tensor], features: Optional[torch.Tensor]) -> torch.Tensor:
+    def channel_weight(
+        self, channel: torch.Tensor, alpha_prior: torch.Tensor | None, features: torch.Tensor | None
+    ) -> torch.Tensor:
         """(n,) weight alpha_{channel}(x) of each point's own channel."""
         return self.channel_weights(alpha_prior, features, len(channel)).gather(1, channel[:, None])[:, 0]
 
-    def draw(self, integrand: CountingIntegrand, channel: torch.Tensor, generator: Optional[torch.Generator] = None) -> Draw:
+    def draw(
+        self, integrand: CountingIntegrand, channel: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Draw:
         """Sample one point per entry of ``channel``, evaluate the integrand and weight each point (no gradient)."""
         channel = channel.to(self.active.device)
         r, log_q = self.sample(channel, generator)
@@ -141,7 +150,17 @@ class MultiChannelSampler(nn.Module):
             alpha = self.channel_weight(channel, result.alpha_prior, result.features)
         weight = alpha.double() * result.value.double() * torch.exp(-log_q.double())
         weight = torch.where(result.ok & torch.isfinite(weight), weight, torch.zeros_like(weight))
-        return Draw(r, channel, log_q.exp(), result.value, result.alpha_prior, result.features, result.momenta, result.ok, weight)
+        return Draw(
+            r,
+            channel,
+            log_q.exp(),
+            result.value,
+            result.alpha_prior,
+            result.features,
+            result.momenta,
+            result.ok,
+            weight,
+        )
 
 
 @dataclass
@@ -154,7 +173,7 @@ class WeightedSample:
     r: torch.Tensor
     channel: torch.Tensor
     weight: torch.Tensor
-    momenta: Optional[torch.Tensor]
+    momenta: torch.Tensor | None
     ok: torch.Tensor
 
 

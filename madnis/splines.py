@@ -66,9 +66,7 @@ def unconstrain(
     d = derivatives - constants.min_derivative
     # inverse softplus, stable for large d: log(expm1(d)) = d + log(1 - exp(-d))
     d_u = d + torch.log(-torch.expm1(-d)) - constants.derivative_shift()
-    return torch.cat(
-        (w_u - w_u.mean(dim=-1, keepdim=True), h_u - h_u.mean(dim=-1, keepdim=True), d_u), dim=-1
-    )
+    return torch.cat((w_u - w_u.mean(dim=-1, keepdim=True), h_u - h_u.mean(dim=-1, keepdim=True), d_u), dim=-1)
 
 
 def _rq_forward(point, knot, size, derivative, inverse: bool):
@@ -222,7 +220,8 @@ class _UnconstrainedSpline(torch.autograd.Function):
         grad_logits = scale * (grad_softmax - softmax * grad_softmax.sum(dim=-1, keepdim=True))
         grad_raw = grad_derivative * torch.sigmoid(raw_derivative)
         grad_derivatives = grad_raw.new_zeros(*grad_raw.shape[:-1], ctx.bins + 1).scatter_add_(
-            -1, _pair(index[..., 0, :]), grad_raw)
+            -1, _pair(index[..., 0, :]), grad_raw
+        )
         return grad_x, torch.cat((grad_logits.flatten(-2), grad_derivatives), dim=-1), None, None
 
 

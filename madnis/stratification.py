@@ -40,7 +40,11 @@ def allocate_points(
     total = float(sigma.sum())
     shares = uniform if total <= 0 else uniform_fraction * uniform + (1 - uniform_fraction) * sigma / total
     floor = min(min_points, n_points // n_active)
-    counts = largest_remainder(shares, n_points - floor * n_active) if n_points > floor * n_active else torch.zeros_like(sigma, dtype=torch.long)
+    counts = (
+        largest_remainder(shares, n_points - floor * n_active)
+        if n_points > floor * n_active
+        else torch.zeros_like(sigma, dtype=torch.long)
+    )
     return counts + floor * active.long()
 
 

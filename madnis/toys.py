@@ -14,7 +14,6 @@ single-diagram-enhanced weights). ``exact`` is the integral of ``f`` over the un
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -103,7 +102,7 @@ class ResonantChannels(Integrand):
         jacobian = cauchy_inverse(resonant, torch.tensor(self.masses).to(x), safe_widths)[1]
         return torch.where(widths > 0, 1.0 / jacobian, torch.ones_like(jacobian))
 
-    def prior(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+    def prior(self, x: torch.Tensor) -> torch.Tensor | None:
         """MadGraph-like prior: each channel's Breit-Wigner, normalised over channels."""
         density = self.channel_density(x)
         return density / density.sum(dim=1, keepdim=True)
@@ -149,7 +148,9 @@ class TwoResonances4D(ResonantChannels):
         self.resonant_variable, self.masses = [0, 1], list(self.bw_masses)
         self.widths = [self.bw_width if mapped else 0.0] * 2
         gauss = gaussian_integral(self.gauss_mean, self.gauss_sigma) ** (self.ndim - 1)
-        self.exact = sum(a * breit_wigner_integral(m, self.bw_width) * gauss for a, m in zip(self.amplitudes, self.bw_masses))
+        self.exact = sum(
+            a * breit_wigner_integral(m, self.bw_width) * gauss for a, m in zip(self.amplitudes, self.bw_masses)
+        )
 
     def terms(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 2): the two resonant terms of f."""

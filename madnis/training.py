@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 
@@ -128,13 +128,13 @@ class Trainer:
         self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
         self.loss_fn = LOSSES[config.loss]
-        self.scale: Optional[float] = None
+        self.scale: float | None = None
         self.n_skipped = 0
         self.dropped: list[int] = []
         self.dropping_done = False
         self.online_steps = 0
 
-    def train(self, callback: Optional[Callable[[TrainingProgress], None]] = None) -> History:
+    def train(self, callback: Callable[[TrainingProgress], None] | None = None) -> History:
         history = History()
         message = ""
         if self.config.train_channel_weights and not self.sampler.train_channel_weights:
@@ -152,10 +152,18 @@ class Trainer:
                 batch = self.buffer.sample(self.generator)
             loss = self._optimise(batch)
             progress = TrainingProgress(
-                step=step, steps=self.config.steps, loss=loss, lr=self.optimizer.param_groups[0]["lr"],
-                integral=integral, rel_error=rel_error, active_channels=int(self.sampler.active.sum()),
-                dropped_channels=list(self.dropped), n_failed=self.integrand.n_failed, online=online,
-                n_skipped=self.n_skipped, message=message,
+                step=step,
+                steps=self.config.steps,
+                loss=loss,
+                lr=self.optimizer.param_groups[0]["lr"],
+                integral=integral,
+                rel_error=rel_error,
+                active_channels=int(self.sampler.active.sum()),
+                dropped_channels=list(self.dropped),
+                n_failed=self.integrand.n_failed,
+                online=online,
+                n_skipped=self.n_skipped,
+                message=message,
             )
             message = ""
             history.progress.append(progress)

@@ -12,7 +12,7 @@ every new bin holds the same share of the compressed weights.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -21,19 +21,26 @@ class VegasGrid:
     """A batch of VEGAS grids on the unit cube, one per condition."""
 
     def __init__(
-        self, dims: int, n_conditions: int = 1, bins: int = 64, *, dtype: torch.dtype = torch.float64,
+        self,
+        dims: int,
+        n_conditions: int = 1,
+        bins: int = 64,
+        *,
+        dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ):
         self.dims = dims
         self.n_conditions = n_conditions
         self.bins = bins
-        self.edges = torch.linspace(0, 1, bins + 1, dtype=dtype, device=device).expand(
-            n_conditions, dims, bins + 1).clone()
+        self.edges = (
+            torch.linspace(0, 1, bins + 1, dtype=dtype, device=device).expand(n_conditions, dims, bins + 1).clone()
+        )
         self.reset_accumulators()
 
     def reset_accumulators(self) -> None:
-        self.accumulated = torch.zeros(self.n_conditions, self.dims, self.bins, dtype=self.edges.dtype,
-                                       device=self.edges.device)
+        self.accumulated = torch.zeros(
+            self.n_conditions, self.dims, self.bins, dtype=self.edges.dtype, device=self.edges.device
+        )
 
     def _map(self, y: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Uniform y (n, dims) -> r, jacobian dr/dy, bin index (n, dims)."""
@@ -65,8 +72,9 @@ class VegasGrid:
     def bin_index(self, r: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Bin (n, dims) of each coordinate; one flat searchsorted over all grids (offset by 2 per grid)."""
         grid_id = condition[:, None] * self.dims + torch.arange(self.dims, device=r.device)
-        flat_edges = (self.edges[..., 1:] + 2 * torch.arange(self.n_conditions * self.dims, device=r.device,
-                                                             dtype=r.dtype).view(self.n_conditions, self.dims, 1))
+        flat_edges = self.edges[..., 1:] + 2 * torch.arange(
+            self.n_conditions * self.dims, device=r.device, dtype=r.dtype
+        ).view(self.n_conditions, self.dims, 1)
         index = torch.searchsorted(flat_edges.reshape(-1), (r + 2 * grid_id).reshape(-1), right=True)
         return (index.view_as(r) - grid_id * self.bins).clamp(0, self.bins - 1)
 

@@ -113,11 +113,11 @@ def grid_to_spline(edges: torch.Tensor, bins: int, constants: SplineConstants = 
         d.insert(k + 1, d[k + 1])
         linear.insert(k, True)
     z[-1] = r[-1] = 1.0
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)
-    return SplineKnots(as_tensor(z), as_tensor(r), as_tensor(d), torch.tensor(linear))
+    z_t, r_t, d_t = (torch.tensor(values, dtype=torch.float64) for values in (z, r, d))
+    return SplineKnots(z_t, r_t, d_t, torch.tensor(linear))
 
 
-def grid_blocks(flow: "Flow") -> dict[int, list[int]]:
+def grid_blocks(flow: Flow) -> dict[int, list[int]]:
     """For the last blocks that together transform every dimension once: block -> its positions
     (within the block's transformed part) that carry the grid, found walking backwards."""
     covered: set[int] = set()
@@ -129,22 +129,31 @@ def grid_blocks(flow: "Flow") -> dict[int, list[int]]:
         covered.update(transformed)
         if len(covered) == flow.dims:
             return assignment
-    raise ValueError(f"the flow's blocks never transform dimensions {sorted(set(range(flow.dims)) - covered)}: "
-                     "cannot load VEGAS grids")
+    raise ValueError(
+        f"the flow's blocks never transform dimensions {sorted(set(range(flow.dims)) - covered)}: "
+        "cannot load VEGAS grids"
+    )
 
 
-def init_flow_from_grids(flow: "Flow", grids: torch.Tensor) -> None:
+def init_flow_from_grids(flow: Flow, grids: torch.Tensor) -> None:
     """Make ``flow`` reproduce the VEGAS grids (n_conditions, dims, n_grid_bins+1), see module doc."""
     expected = (flow.n_conditions, flow.dims)
     if grids.dim() != 3 or tuple(grids.shape[:2]) != expected:
-        raise ValueError(f"VEGAS grids must have shape (n_conditions, dims, bins+1) = {expected + ('*',)}, "
-                         f"got {tuple(grids.shape)}")
+        raise ValueError(
+            f"VEGAS grids must have shape (n_conditions, dims, bins+1) = {expected + ('*',)}, got {tuple(grids.shape)}"
+        )
     n_params = 3 * flow.bins + 1
-    params = torch.stack([
-        torch.stack([grid_to_spline(grids[c, j], flow.bins, flow.constants).parameters(flow.constants)
-                     for j in range(flow.dims)])
-        for c in range(flow.n_conditions)
-    ])  # (n_conditions, dims, 3K+1)
+    params = torch.stack(
+        [
+            torch.stack(
+                [
+                    grid_to_spline(grids[c, j], flow.bins, flow.constants).parameters(flow.constants)
+                    for j in range(flow.dims)
+                ]
+            )
+            for c in range(flow.n_conditions)
+        ]
+    )  # (n_conditions, dims, 3K+1)
     assignment = grid_blocks(flow)
     for b, block in enumerate(flow.blocks):
         output = torch.zeros(flow.n_conditions, block.n_transformed, n_params, dtype=torch.float64)

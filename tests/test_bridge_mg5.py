@@ -27,15 +27,18 @@ pytestmark = pytest.mark.mg5
 PROCESSES = {"dy": "p p > e+ e-", "ttg": "g g > t t~ g", "wjj": "g g > w+ d u~ g"}
 REFERENCE_PB = {"dy": (844.3, 1.85), "ttg": (412.9, 1.24), "wjj": (109.9, 0.284)}
 MASSES = {"dy": [0, 0, 0, 0], "ttg": [0, 0, 173.0, 173.0, 0]}
-slow = pytest.mark.skipif(os.environ.get("MADNIS_SLOW_TESTS") != "1", reason="slow: set MADNIS_SLOW_TESTS=1")  # CI runs all markers
+slow = pytest.mark.skipif(
+    os.environ.get("MADNIS_SLOW_TESTS") != "1", reason="slow: set MADNIS_SLOW_TESTS=1"
+)  # CI runs all markers
 
 
 def generate(mg5_dir: Path, out: Path, names: list[str]) -> dict[str, Path]:
     """``output madevent`` the named processes into ``out``; their SubProcesses/P* dirs."""
     script = out / "generate.mg5"
     script.write_text("".join(f"generate {PROCESSES[n]}\noutput madevent {out / n} -nojpeg\n" for n in names))
-    result = subprocess.run([str(mg5_dir / "bin" / "mg5_aMC"), str(script)], cwd=out, capture_output=True,
-                            text=True, timeout=1800)
+    result = subprocess.run(
+        [str(mg5_dir / "bin" / "mg5_aMC"), str(script)], cwd=out, capture_output=True, text=True, timeout=1800
+    )
     pdirs = {n: sorted((out / n / "SubProcesses").glob("P*")) for n in names}
     if result.returncode != 0 or not all(pdirs.values()):
         raise RuntimeError(f"MG5aMC generation failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
@@ -57,7 +60,7 @@ def libraries(pdirs):
 
 def check_cross_section(library: ProcessLibrary, estimate: float, error: float, name: str) -> None:
     reference, reference_error = REFERENCE_PB[name]
-    combined = (error ** 2 + reference_error ** 2) ** 0.5
+    combined = (error**2 + reference_error**2) ** 0.5
     assert abs(estimate - reference) < 3 * combined, f"{name}: {estimate:.2f} +- {error:.2f} pb vs {reference}"
 
 
@@ -74,11 +77,11 @@ def test_cross_section_flat(libraries, name):
             ev = library.evaluate(np.full(n, channel), rng.random((n, library.info.ndim)))
             assert ev.ok.all()
             weight = ev.alpha[:, channel] * ev.value
-            sum_w, sum_w2 = sum_w + weight.sum(), sum_w2 + (weight ** 2).sum()
+            sum_w, sum_w2 = sum_w + weight.sum(), sum_w2 + (weight**2).sum()
         mean = sum_w / per_channel
         estimate += mean
-        variance += (sum_w2 / per_channel - mean ** 2) / per_channel
-    check_cross_section(library, estimate, variance ** 0.5, name)
+        variance += (sum_w2 / per_channel - mean**2) / per_channel
+    check_cross_section(library, estimate, variance**0.5, name)
 
 
 @pytest.mark.parametrize("name", ["dy", "ttg"])
@@ -119,14 +122,54 @@ def test_channel_info(libraries):
 # r in RANMAR's range [2**-24, 1 - 2**-24]: the first three in the scale's clustering (cluster.f
 # "Invalid combination", dynamical_scale_choice = -1), the last in the PDF (Bjorken x = 1)
 FACE_POINTS = [
-    (7, [0.8237351179122925, 1.3455015096877632e-12, 1.0, 0.0004630591720342636, 0.8997294306755066,
-         0.005551070440560579, 1.0]),
-    (4, [0.9961057305335999, 0.999980628490448, 1.8914322552632257e-08, 0.18482694029808044,
-         0.032448071986436844, 0.9977697134017944, 2.368194404708941e-43]),
-    (2, [0.9192931652069092, 0.009204654023051262, 0.9999997019767761, 0.0, 0.32541096210479736,
-         0.9557322263717651, 1.0]),
-    (0, [0.8731902837753296, 0.10451442748308182, 1.0, 0.27158063650131226, 8.249556158192682e-16,
-         0.9955711960792542, 1.0]),
+    (
+        7,
+        [
+            0.8237351179122925,
+            1.3455015096877632e-12,
+            1.0,
+            0.0004630591720342636,
+            0.8997294306755066,
+            0.005551070440560579,
+            1.0,
+        ],
+    ),
+    (
+        4,
+        [
+            0.9961057305335999,
+            0.999980628490448,
+            1.8914322552632257e-08,
+            0.18482694029808044,
+            0.032448071986436844,
+            0.9977697134017944,
+            2.368194404708941e-43,
+        ],
+    ),
+    (
+        2,
+        [
+            0.9192931652069092,
+            0.009204654023051262,
+            0.9999997019767761,
+            0.0,
+            0.32541096210479736,
+            0.9557322263717651,
+            1.0,
+        ],
+    ),
+    (
+        0,
+        [
+            0.8731902837753296,
+            0.10451442748308182,
+            1.0,
+            0.27158063650131226,
+            8.249556158192682e-16,
+            0.9955711960792542,
+            1.0,
+        ],
+    ),
 ]
 
 
@@ -137,7 +180,7 @@ def test_faces_of_the_cube_do_not_stop_madevent(libraries):
     crashed = ttg.n_crashed
     on_faces = ttg.evaluate(channel, r)
     assert ttg.n_crashed == crashed and on_faces.ok.all() and (on_faces.status != 3).all()
-    inside = ttg.evaluate(channel, np.clip(r, 2.0 ** -24, 1 - 2.0 ** -24))
+    inside = ttg.evaluate(channel, np.clip(r, 2.0**-24, 1 - 2.0**-24))
     np.testing.assert_array_equal(on_faces.value, inside.value)
 
 
@@ -156,9 +199,11 @@ def test_event_records(libraries, name):
     chosen = records.subprocess[has_weight]
     pdg_of_entry = np.array([s.pdg for s in library.info.subprocesses])
     for i, entry in zip(np.flatnonzero(has_weight), chosen):  # externals in order, resonances in between
-        external = records.status[i, :records.nup[i]] != 2
-        assert records.pdg[i, :records.nup[i]][external].tolist() == pdg_of_entry[entry].tolist()
-    assert ((records.scale[has_weight] > 0) & (records.aqcd[has_weight] > 0.05) & (records.aqcd[has_weight] < 0.3)).all()
+        external = records.status[i, : records.nup[i]] != 2
+        assert records.pdg[i, : records.nup[i]][external].tolist() == pdg_of_entry[entry].tolist()
+    assert (
+        (records.scale[has_weight] > 0) & (records.aqcd[has_weight] > 0.05) & (records.aqcd[has_weight] < 0.3)
+    ).all()
     if name == "dy":  # quark flavours and mirrors get chosen; a Z near its pole is written as resonance
         assert len(np.unique(chosen)) >= 6
         with_z = (records.status == 2).any(axis=1)
@@ -181,6 +226,7 @@ def test_cross_section_wjj_vegas(mg5_dir, tmp_path):
     with ProcessLibrary(pdir, workers=2) as library:
         estimate, variance = 0.0, 0.0
         for channel in range(library.info.n_channels):
+
             def integrand(r, c=channel):
                 ev = library.evaluate(np.full(len(r), c), r)
                 return ev.alpha[:, c] * ev.value
@@ -189,5 +235,5 @@ def test_cross_section_wjj_vegas(mg5_dir, tmp_path):
             integrator(vegas.batchintegrand(integrand), nitn=5, neval=4000)
             result = integrator(vegas.batchintegrand(integrand), nitn=3, neval=10000, adapt=False)
             estimate += result.mean
-            variance += result.sdev ** 2
-        check_cross_section(library, estimate, variance ** 0.5, "wjj")
+            variance += result.sdev**2
+        check_cross_section(library, estimate, variance**0.5, "wjj")

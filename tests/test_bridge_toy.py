@@ -28,8 +28,10 @@ pytestmark = pytest.mark.skipif(shutil.which("gfortran") is None, reason="gfortr
 def toy_library(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy")
     lib = out / "libtoy.so"
-    subprocess.run(["gfortran", "-shared", "-fPIC", "-O2", "-J", str(out), str(FIXTURES / "toy_bridge.f90"),
-                    "-o", str(lib)], check=True)
+    subprocess.run(
+        ["gfortran", "-shared", "-fPIC", "-O2", "-J", str(out), str(FIXTURES / "toy_bridge.f90"), "-o", str(lib)],
+        check=True,
+    )
     return lib
 
 
@@ -61,7 +63,7 @@ def test_values_and_cross_section(toy):
         contribution = ev.alpha[:, c] * ev.value
         total += contribution.mean()
         variance += contribution.var() / n
-    assert abs(total - 0.9) < 4 * variance ** 0.5
+    assert abs(total - 0.9) < 4 * variance**0.5
     assert momentum_problems(ev.momenta, 2, np.zeros(4)) == []
 
 
@@ -86,8 +88,9 @@ def test_nonfinite_values_are_flagged_and_counted(toy):
     assert toy.n_nonfinite == before + 1
 
 
-@pytest.mark.parametrize("r1, kill, cause", [(-1.0, False, "exited with code"), (2.0, False, "SIGSEGV"),
-                                             (-1.0, True, "SIGKILL")])
+@pytest.mark.parametrize(
+    "r1, kill, cause", [(-1.0, False, "exited with code"), (2.0, False, "SIGSEGV"), (-1.0, True, "SIGKILL")]
+)
 def test_fortran_crash_raises_and_next_call_works(toy, r1, kill, cause):
     good = toy.evaluate(np.array([1]), np.array([[0.3, 0.3]]))
     worker = toy._pool.workers[0].proc
@@ -163,8 +166,12 @@ def test_build_names_a_missing_compiler(tmp_path, monkeypatch):
     pdir = tmp_path / "SubProcesses" / "P1_fake"
     pdir.mkdir(parents=True)
     (tmp_path / "Source").mkdir()
-    for path in (pdir / "auto_dsig.f", pdir / "genps.f", tmp_path / "Source" / "run_card.inc",
-                 tmp_path / "Source" / "param_card.inc"):
+    for path in (
+        pdir / "auto_dsig.f",
+        pdir / "genps.f",
+        tmp_path / "Source" / "run_card.inc",
+        tmp_path / "Source" / "param_card.inc",
+    ):
         path.write_text("")
     monkeypatch.setenv("FC", "no-such-gfortran")
     with pytest.raises(BuildError, match="'no-such-gfortran' not found: install gfortran"):

@@ -6,7 +6,9 @@ from madnis.buffer import SampleBuffer, top_m_prior
 
 
 def store(buffer, tag, prior=None, n=8):
-    buffer.store(torch.full((n, 2), float(tag)), torch.full((n,), float(tag)), torch.ones(n), torch.arange(n) % 4, prior)
+    buffer.store(
+        torch.full((n, 2), float(tag)), torch.full((n,), float(tag)), torch.ones(n), torch.arange(n) % 4, prior
+    )
 
 
 def test_ring_buffer_keeps_the_last_capacity_batches():

@@ -10,7 +10,12 @@ from madnis.toys import CamelBack1D, ZeroChannelToy
 
 def test_round_trip_gives_identical_samples(tmp_path):
     toy = ZeroChannelToy(0.0)
-    m = MadNIS(toy, TrainingConfig(steps=8, batch_size=128, drop_after_steps=4, vegas_pretraining=True, vegas_iterations=2, vegas_bins=8))
+    m = MadNIS(
+        toy,
+        TrainingConfig(
+            steps=8, batch_size=128, drop_after_steps=4, vegas_pretraining=True, vegas_iterations=2, vegas_bins=8
+        ),
+    )
     m.train()
     m.save(tmp_path / "state.pt")
     loaded = MadNIS.load(tmp_path / "state.pt", toy)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dy_vegas_reference import vegas_drell_yan
 from madnis_plugin.cli import main
 
@@ -46,8 +45,14 @@ def lepton_masses(path: Path) -> tuple[np.ndarray, list]:
 
 
 def test_sm_demo_outputs_and_z_peak(sm_run):
-    for name in ("events.lhe.gz", "report.html", "training.png", "channels_drell_yan.png",
-                 "weights_drell_yan.png", "observable_drell_yan.png"):
+    for name in (
+        "events.lhe.gz",
+        "report.html",
+        "training.png",
+        "channels_drell_yan.png",
+        "weights_drell_yan.png",
+        "observable_drell_yan.png",
+    ):
         assert (sm_run / name).stat().st_size > 0, name
     assert not [p for p in sm_run.iterdir() if p.name.endswith(".tmp")]
     masses, events = lepton_masses(sm_run / "events.lhe.gz")
@@ -106,14 +111,21 @@ def test_zprime_integral_agrees_with_vegas(zprime_run):
 def test_pythia_showers_100_events(sm_run):
     pythia8mc = pytest.importorskip("pythia8mc")
     pythia = pythia8mc.Pythia("", False)
-    for setting in ("Beams:frameType = 4", f"Beams:LHEF = {sm_run / 'events.lhe.gz'}", "PartonLevel:MPI = off",
-                    "Next:numberCount = 0", "Print:quiet = on"):
+    for setting in (
+        "Beams:frameType = 4",
+        f"Beams:LHEF = {sm_run / 'events.lhe.gz'}",
+        "PartonLevel:MPI = off",
+        "Next:numberCount = 0",
+        "Print:quiet = on",
+    ):
         assert pythia.readString(setting)
     assert pythia.init()
     showered = sum(1 for _ in range(100) if pythia.next())
     assert showered == 100
     # IDWTUP = -4: Pythia's cross section is the mean event weight (mb); overweight events make it wander a little
-    assert pythia.infoPython().sigmaGen() * 1e9 == pytest.approx(lhe_cross_section(sm_run / "events.lhe.gz")[0], rel=0.1)
+    assert pythia.infoPython().sigmaGen() * 1e9 == pytest.approx(
+        lhe_cross_section(sm_run / "events.lhe.gz")[0], rel=0.1
+    )
 
 
 @pytest.mark.mg5

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from madnis_plugin.builtin.drell_yan import GEV2_TO_PB, DrellYan, DrellYanSetup, ZPrime
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dy_vegas_reference import vegas_drell_yan
 
 MADEVENT_SIGMA, MADEVENT_ERROR = 844.3, 1.85

@@ -87,7 +87,9 @@ def test_honest_errors_pull_distribution():
     toy = TwoResonances4D()
     pulls = []
     for seed in range(40):
-        m = MadNIS(toy, TrainingConfig(steps=4, batch_size=128, seed=seed, flow_hidden_layers=1, stratified_warmup_steps=2))
+        m = MadNIS(
+            toy, TrainingConfig(steps=4, batch_size=128, seed=seed, flow_hidden_layers=1, stratified_warmup_steps=2)
+        )
         m.train()
         result = m.integrate(1000)
         pulls.append((result.integral - toy.exact) / result.error)

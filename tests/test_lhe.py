@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from madnis_plugin.lhe import Banner, EventRecords, LHEInit, LHEProcessInfo, run_card_text, write_lhe
 
 

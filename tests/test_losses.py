@@ -75,5 +75,7 @@ def test_stratified_loss_is_square_of_summed_sigmas():
     value = torch.tensor([1.0, 2.0, 3.0, 1.0, 1.0, 4.0], dtype=torch.float64)
     ones = torch.ones(6, dtype=torch.float64)
     sigma0, sigma1 = value[:3].std(), value[3:].std()
-    torch.testing.assert_close(LOSSES["stratified_variance"](channel, value, ones, ones, ones, 2), (sigma0 + sigma1) ** 2)
+    torch.testing.assert_close(
+        LOSSES["stratified_variance"](channel, value, ones, ones, ones, 2), (sigma0 + sigma1) ** 2
+    )
     torch.testing.assert_close(LOSSES["variance"](channel, value, ones, ones, ones, 2), sigma0**2 + sigma1**2)

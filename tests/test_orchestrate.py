@@ -8,12 +8,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from madnis_plugin.lhe import Banner, EventRecords, LHEInit
+from madnis_plugin.run import (
+    ProcessSource,
+    RunSettings,
+    SamplerReuseError,
+    madevent_summary,
+    run_processes,
+    saved_sampler_path,
+    share_events,
+)
 
 from madnis import MadNIS, TrainingConfig
 from madnis.toys import CamelBack1D, TwoResonances4D
-from madnis_plugin.lhe import Banner, EventRecords, LHEInit
-from madnis_plugin.run import (ProcessSource, RunSettings, SamplerReuseError, madevent_summary, run_processes,
-                               saved_sampler_path, share_events)
 
 
 def toy_records(r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
@@ -32,8 +39,14 @@ def toy_source(name: str, lprup: int, records=toy_records) -> ProcessSource:
 
 
 def settings(tmp_path, nevents: int) -> RunSettings:
-    return RunSettings(nevents=nevents, output_dir=tmp_path, integration_points=4000, weighted_batch=2000,
-                       training=TrainingConfig(steps=15, batch_size=256, seed=2), save_models=False)
+    return RunSettings(
+        nevents=nevents,
+        output_dir=tmp_path,
+        integration_points=4000,
+        weighted_batch=2000,
+        training=TrainingConfig(steps=15, batch_size=256, seed=2),
+        save_models=False,
+    )
 
 
 def test_share_events_is_exact_and_proportional():
@@ -46,8 +59,13 @@ def test_share_events_is_exact_and_proportional():
 
 def test_two_sources_give_exactly_n_events(tmp_path):
     lines = []
-    result = run_processes([toy_source("P1_a", 1), toy_source("P2_b", 2)], settings(tmp_path, 1001), Banner(),
-                           LHEInit(processes=[]), log=lines.append)
+    result = run_processes(
+        [toy_source("P1_a", 1), toy_source("P2_b", 2)],
+        settings(tmp_path, 1001),
+        Banner(),
+        LHEInit(processes=[]),
+        log=lines.append,
+    )
     text = gzip.open(result.lhe_path, "rt").read()
     assert text.count("<event>") == 1001 == result.nevents
     assert sum(s.n_events for s in result.sources) == 1001
@@ -67,8 +85,13 @@ def test_interrupt_while_building_events_leaves_no_lhe(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_processes([toy_source("P1_a", 1, interrupted)], settings(tmp_path, 50), Banner(), LHEInit(processes=[]),
-                      log=lambda line: None)
+        run_processes(
+            [toy_source("P1_a", 1, interrupted)],
+            settings(tmp_path, 50),
+            Banner(),
+            LHEInit(processes=[]),
+            log=lambda line: None,
+        )
     assert not [p for p in tmp_path.iterdir() if ".lhe" in p.name]
 
 
@@ -86,8 +109,12 @@ def event_x(result) -> np.ndarray:
 
 def test_reused_sampler_skips_training_and_the_seed_drives_the_events(tmp_path):
     def run(seed: int, reuse: bool, lines: list[str]):
-        config = replace(settings(tmp_path, 300), reuse=reuse, save_models=True,
-                         training=TrainingConfig(steps=15, batch_size=256, seed=seed))
+        config = replace(
+            settings(tmp_path, 300),
+            reuse=reuse,
+            save_models=True,
+            training=TrainingConfig(steps=15, batch_size=256, seed=seed),
+        )
         return run_processes([toy_source("P1_a", 1)], config, Banner(), LHEInit(processes=[]), log=lines.append)
 
     first_lines, same_lines, other_lines = [], [], []
@@ -130,5 +157,7 @@ def test_unusable_saved_sampler_fails_in_one_line_before_training(tmp_path):
         assert "\n" not in message and str(path) in message and "P1_a" in message
         assert ("ndim=4" if content is None else "not a MadNIS checkpoint") in message
         assert not any("Training" in line for line in lines)
-    run_processes([source], replace(reuse, reuse=False, save_models=True), Banner(), LHEInit(processes=[]), log=lambda line: None)
+    run_processes(
+        [source], replace(reuse, reuse=False, save_models=True), Banner(), LHEInit(processes=[]), log=lambda line: None
+    )
     assert MadNIS.load(path, source.integrand).integrand.n_calls > 0  # re-use off: trains and overwrites the file

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from madnis_plugin.builtin.pdf import PDF, LHAGrid, alphas_mg5, find_grid
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pdf_NNPDF23_lo_as_0130_qed_lhapdf655.json"

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from madnis_plugin.mg5.madevent_hook import madnis_requested, register_run_card_entries
 from madnis_plugin.mg5.madevent_run import checked_settings, mg5_version_of
 
@@ -55,7 +54,9 @@ def test_version_file(tmp_path):
     assert mg5_version_of(tmp_path) == (3, 5, 7)
 
 
-@pytest.mark.parametrize("value,expected", [(True, True), (False, False), ("True", True), (".false.", False), ("T", True)])
+@pytest.mark.parametrize(
+    "value,expected", [(True, True), (False, False), ("True", True), (".false.", False), ("T", True)]
+)
 def test_madnis_requested(value, expected):
     assert madnis_requested({"madnis": value}) is expected
     assert madnis_requested({}) is False

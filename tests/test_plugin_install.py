@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
-
-import argparse
-
 from madnis_plugin import install
 
 

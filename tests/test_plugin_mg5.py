@@ -33,8 +33,14 @@ def run_mg5(mg5_dir: Path, script: str, workdir: Path, *options: str) -> str:
     path = workdir / "script.mg5"
     path.write_text("set automatic_html_opening False\n" + script)
     env = dict(os.environ, PYTHONPATH=str(plugin_path(workdir / "pp")), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(mg5_dir / "bin" / "mg5_aMC"), *options, str(path)], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(mg5_dir / "bin" / "mg5_aMC"), *options, str(path)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return done.stdout + done.stderr
 
 
@@ -65,7 +71,9 @@ def test_output_is_a_madevent_directory_with_the_madnis_block(dy_output):
 
 
 def test_ungrouped_output_is_refused_before_writing(mg5_dir, tmp_path):
-    out = run_mg5(mg5_dir, f"set group_subprocesses False\ngenerate p p > e+ e-\noutput madnis {tmp_path / 'X'}\n", tmp_path)
+    out = run_mg5(
+        mg5_dir, f"set group_subprocesses False\ngenerate p p > e+ e-\noutput madnis {tmp_path / 'X'}\n", tmp_path
+    )
     assert "output madnis needs grouped subprocesses" in out
     assert not (tmp_path / "X").exists()
 
@@ -74,8 +82,14 @@ def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
     run_dir = tmp_path / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
     set_card(run_dir / "Cards" / "run_card.dat", madnis_lr="-0.5")
-    done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run(
+        [str(run_dir / "bin" / "generate_events"), "-f"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     out = done.stdout + done.stderr
     assert "run_card entry madnis_lr = -0.5: must be > 0" in out
     assert not (run_dir / "lib" / "libmodel.a").exists(), "compiled although the card was invalid"
@@ -88,8 +102,14 @@ def dy_stock_run(dy_output, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dy_stock") / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
     set_card(run_dir / "Cards" / "run_card.dat", madnis="False", nevents=1000)
-    done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run(
+        [str(run_dir / "bin" / "generate_events"), "-f"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     return run_dir, done.stdout + done.stderr
 
 
@@ -98,7 +118,7 @@ def test_madnis_false_runs_stock_madevent(dy_stock_run):
     match = re.search(r"Cross-section :\s+([\d.]+) \+- ([\d.]+) pb", out)
     assert match, out[-3000:]
     sigma, error = float(match.group(1)), float(match.group(2))
-    assert abs(sigma - 844.3) < 3 * (error ** 2 + 1.85 ** 2) ** 0.5
+    assert abs(sigma - 844.3) < 3 * (error**2 + 1.85**2) ** 0.5
     assert "Running Survey" in out and "MadNIS" not in out
     with gzip.open(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", "rt") as lhe:
         assert lhe.read().count("<event>") == 1000
@@ -125,7 +145,7 @@ def read_events(path: Path) -> list[list[list[str]]]:
     events = []
     for block in re.findall(r"<event>\n(.*?)</event>", text, re.S):
         lines = [l.split() for l in block.splitlines() if l.strip() and not l.lstrip().startswith("<")]
-        events.append(lines[1:1 + int(lines[0][0])])
+        events.append(lines[1 : 1 + int(lines[0][0])])
     return events
 
 
@@ -177,9 +197,11 @@ def test_lhe_is_read_by_pylhe_and_mg5_lhe_parser(dy_launch, mg5_dir):
     parsed = pylhe.LHEFile.fromfile(str(lhe))
     assert parsed.init.initInfo.beamA == 2212 and parsed.init.initInfo.numProcesses == 1
     assert sum(1 for _ in parsed.events) == TINY["nevents"]
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from madgraph.various import lhe_parser;"
-            "f = lhe_parser.EventFile(sys.argv[2]); n = sum(1 for e in f if abs(e.wgt) > 0);"
-            "print('events', n, 'banner', 'mgruncard' in f.get_banner())")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from madgraph.various import lhe_parser;"
+        "f = lhe_parser.EventFile(sys.argv[2]); n = sum(1 for e in f if abs(e.wgt) > 0);"
+        "print('events', n, 'banner', 'mgruncard' in f.get_banner())"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(mg5_dir), str(lhe)], capture_output=True, text=True)
     assert f"events {TINY['nevents']} banner True" in done.stdout, done.stderr[-2000:]
 
@@ -204,8 +226,14 @@ def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
     first = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
     before = first.read_bytes()
     set_card(run_dir / "Cards" / "run_card.dat", nevents=200, madnis_steps=20, dynamical_scale_choice=3)
-    done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run(
+        [str(run_dir / "bin" / "generate_events"), "-f"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     out = done.stdout + done.stderr
     cross_section(out)
     assert "kept at MadEvent's alpha" not in out and "channel weights are not trained" not in out
@@ -227,8 +255,14 @@ def test_reuse_skips_training_and_gives_new_events(dy_launch):
     card = run_dir / "Cards" / "run_card.dat"
     set_card(card, nevents=200, madnis_reuse=True)
     try:
-        done = subprocess.run([str(run_dir / "bin" / "generate_events"), "-f"], cwd=run_dir, capture_output=True,
-                              text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        done = subprocess.run(
+            [str(run_dir / "bin" / "generate_events"), "-f"],
+            cwd=run_dir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
     finally:
         set_card(card, madnis_reuse=False)
     out = done.stdout + done.stderr
@@ -265,8 +299,12 @@ def test_fresh_session_launch_with_mode_madnis_plugin(dy_launch, mg5_dir, tmp_pa
     """``./bin/mg5_aMC --mode=madnis_plugin`` launches an existing madnis output after install-plugin."""
     run_dir = dy_launch[0]
     before = set((run_dir / "Events").glob("run_*"))
-    out = run_mg5(mg5_dir, f"launch {run_dir}\nset nevents 100\nset madnis_steps 10\nset madnis_integration_points 5000\n",
-                  tmp_path, "--mode=madnis_plugin")
+    out = run_mg5(
+        mg5_dir,
+        f"launch {run_dir}\nset nevents 100\nset madnis_steps 10\nset madnis_integration_points 5000\n",
+        tmp_path,
+        "--mode=madnis_plugin",
+    )
     cross_section(out)
     assert "Training MadNIS for P1_qq_ll" in out
     (new_run,) = set((run_dir / "Events").glob("run_*")) - before
@@ -309,8 +347,12 @@ def test_distributions_match_stock_madevent(dy_launch, dy_stock_run):
 @pytest.mark.slow
 def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
     """g g > t t~ g (15 channels in 9 symmetry groups, colour-connected final state) against stock MadEvent."""
-    sets = "".join(f"set {name} {value}\n" for name, value in
-                   dict(nevents=200, madnis_steps=40, madnis_batch_size=1024, madnis_integration_points=30000).items())
+    sets = "".join(
+        f"set {name} {value}\n"
+        for name, value in dict(
+            nevents=200, madnis_steps=40, madnis_batch_size=1024, madnis_integration_points=30000
+        ).items()
+    )
     out = run_mg5(mg5_dir, f"generate g g > t t~ g\noutput madnis {tmp_path / 'TTG'}\nlaunch\n{sets}", tmp_path)
     sigma, error = cross_section(out)
     assert abs(sigma - 412.9) < 3 * (error**2 + 1.24**2) ** 0.5, (sigma, error)

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from madnis_plugin.settings import MadnisSettings, card_block
 
 INVALID = {
@@ -47,10 +46,22 @@ def test_invalid_value_names_the_card_entry_in_one_line(entry, value):
 
 
 def test_card_strings_are_converted_like_madevent_writes_them():
-    card = {"madnis": ".false.", "madnis_steps": "200", "madnis_lr": "5e-4", "madnis_device": " cpu ",
-            "madnis_reuse": "T", "nevents": 10}
+    card = {
+        "madnis": ".false.",
+        "madnis_steps": "200",
+        "madnis_lr": "5e-4",
+        "madnis_device": " cpu ",
+        "madnis_reuse": "T",
+        "nevents": 10,
+    }
     settings = MadnisSettings.from_card(card)
-    assert (settings.madnis, settings.steps, settings.lr, settings.device, settings.reuse) == (False, 200, 5e-4, "cpu", True)
+    assert (settings.madnis, settings.steps, settings.lr, settings.device, settings.reuse) == (
+        False,
+        200,
+        5e-4,
+        "cpu",
+        True,
+    )
 
 
 def test_card_block_round_trips_through_the_reader():
@@ -70,12 +81,31 @@ def test_shipped_card_template_matches_the_defaults():
 
 def test_training_config_mapping():
     pytest.importorskip("madnis.config")
-    settings = MadnisSettings(steps=12, batch_size=64, lr=2e-3, lr_schedule="constant", loss="variance",
-                              buffer_size=5, buffered_steps=2, uniform_fraction=0.25, drop_threshold=0.0,
-                              train_channel_weights=False)
+    settings = MadnisSettings(
+        steps=12,
+        batch_size=64,
+        lr=2e-3,
+        lr_schedule="constant",
+        loss="variance",
+        buffer_size=5,
+        buffered_steps=2,
+        uniform_fraction=0.25,
+        drop_threshold=0.0,
+        train_channel_weights=False,
+    )
     config = settings.training_config(seed=42)
-    assert (config.steps, config.batch_size, config.learning_rate, config.lr_schedule, config.loss) == \
-        (12, 64, 2e-3, "constant", "variance")
-    assert (config.buffer_capacity, config.buffered_steps, config.uniform_fraction, config.drop_threshold) == (5, 2, 0.25, 0.0)
+    assert (config.steps, config.batch_size, config.learning_rate, config.lr_schedule, config.loss) == (
+        12,
+        64,
+        2e-3,
+        "constant",
+        "variance",
+    )
+    assert (config.buffer_capacity, config.buffered_steps, config.uniform_fraction, config.drop_threshold) == (
+        5,
+        2,
+        0.25,
+        0.0,
+    )
     assert (config.train_channel_weights, config.seed, config.device) == (False, 42, "cpu")
     assert dataclasses.is_dataclass(config)

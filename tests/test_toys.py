@@ -5,7 +5,14 @@ import torch
 
 from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, ZeroChannelToy, cauchy_inverse, cauchy_map
 
-TOYS = [CamelBack1D("flat"), CamelBack1D("bw"), TwoResonances4D(), TwoResonances4D(mapped=False), ManyChannels10D(), ZeroChannelToy(0.3)]
+TOYS = [
+    CamelBack1D("flat"),
+    CamelBack1D("bw"),
+    TwoResonances4D(),
+    TwoResonances4D(mapped=False),
+    ManyChannels10D(),
+    ZeroChannelToy(0.3),
+]
 
 
 @pytest.mark.parametrize("toy", TOYS, ids=lambda t: type(t).__name__)

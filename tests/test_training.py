@@ -71,7 +71,9 @@ def test_4d_integral_within_three_sigma(online_4d):
 
 def test_buffered_training_matches_online_at_equal_steps(online_4d):
     _, _, online = online_4d
-    m = MadNIS(TOY_4D, TrainingConfig(steps=200, batch_size=256, learning_rate=3e-3, buffered_steps=3, buffer_capacity=4))
+    m = MadNIS(
+        TOY_4D, TrainingConfig(steps=200, batch_size=256, learning_rate=3e-3, buffered_steps=3, buffer_capacity=4)
+    )
     history = m.train()
     assert sum(p.online for p in history.progress) == 50 and m.n_calls == 50 * 256
     buffered = m.integrate(20_000, seed=99)
@@ -157,7 +159,9 @@ def test_weighted_sample_unbiased_and_comparable_across_channels(online_4d):
 
 @pytest.mark.parametrize("loss", ["variance", "kl", "rkl"])
 def test_every_loss_trains(loss):
-    m = MadNIS(TwoResonances4D(mapped=False), TrainingConfig(steps=40, batch_size=256, loss=loss, learning_rate=3e-3, seed=1))
+    m = MadNIS(
+        TwoResonances4D(mapped=False), TrainingConfig(steps=40, batch_size=256, loss=loss, learning_rate=3e-3, seed=1)
+    )
     history = m.train()
     assert history.n_skipped == 0 and all(math.isfinite(p.loss) for p in history.progress)
     first, last = history.progress[:5], history.progress[-5:]

@@ -70,8 +70,10 @@ def reduced_grid_density(flow: Flow, grids: torch.Tensor, r: torch.Tensor, condi
     return density, usable
 
 
-@pytest.mark.parametrize("dims,kind,per_condition", [(1, "log", False), (1, "exchange", True), (4, "log", False),
-                                                     (4, "soft", True), (4, "exchange", False)])
+@pytest.mark.parametrize(
+    "dims,kind,per_condition",
+    [(1, "log", False), (1, "exchange", True), (4, "log", False), (4, "soft", True), (4, "exchange", False)],
+)
 def test_initial_flow_density_equals_vegas_grid_density(dims, kind, per_condition):
     n_conditions = 3
     grid = VegasGrid(dims, n_conditions)
@@ -88,8 +90,12 @@ def test_initial_flow_density_equals_vegas_grid_density(dims, kind, per_conditio
         assert ((density / expected - 1)[usable]).abs().max() < tolerance
     # reduction of a grid that is already piecewise constant on <= (K+1)/2 pieces is lossless:
     # the flow density equals the original grid density
-    pieces = torch.stack([torch.stack([piecewise_grid([1.0, 4.0, 0.5, 2.0][c:] + [3.0] * c) for _ in range(dims)])
-                          for c in range(n_conditions)])
+    pieces = torch.stack(
+        [
+            torch.stack([piecewise_grid([1.0, 4.0, 0.5, 2.0][c:] + [3.0] * c) for _ in range(dims)])
+            for c in range(n_conditions)
+        ]
+    )
     flow = Flow(dims, n_conditions, permutations=kind, per_condition=per_condition).double()
     flow.init_from_grids(pieces)
     exact = VegasGrid(dims, n_conditions)

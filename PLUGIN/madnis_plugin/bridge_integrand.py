@@ -39,8 +39,9 @@ class BridgeIntegrand(Integrand):
         self.momentum_scale = float(sum(info.beam_energies)) / 2.0
 
     def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
-        result = self.library.evaluate(channel.detach().cpu().numpy().astype(np.int64),
-                                       r.detach().cpu().numpy().astype(np.float64))
+        result = self.library.evaluate(
+            channel.detach().cpu().numpy().astype(np.int64), r.detach().cpu().numpy().astype(np.float64)
+        )
         device, dtype = r.device, r.dtype
         value = torch.as_tensor(result.value, dtype=torch.float64).to(device=device, dtype=dtype)
         alpha = torch.as_tensor(result.alpha, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -52,8 +53,9 @@ class BridgeIntegrand(Integrand):
     def event_records(self, r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
         """Flavours, helicities, colour flow, mothers, scale and alpha_s of accepted points, as MadEvent draws them."""
         seed = int(generator.integers(1, 29000))  # within RANMAR's seed range (rmarin: ij <= 31328)
-        records = self.library.event_record(channel.detach().cpu().numpy().astype(np.int64),
-                                            r.detach().cpu().numpy().astype(np.float64), seed)
+        records = self.library.event_record(
+            channel.detach().cpu().numpy().astype(np.int64), r.detach().cpu().numpy().astype(np.float64), seed
+        )
         return EventRecords(**{f.name: np.asarray(getattr(records, f.name)) for f in fields(EventRecords)})
 
 

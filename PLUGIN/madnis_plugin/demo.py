@@ -30,9 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--integration-points", type=int, default=100_000, help="points for the final integral")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training device (default cpu)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="re-use the sampler an earlier run trained in the output directory (skips training; "
-                             "another --seed gives independent events)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="re-use the sampler an earlier run trained in the output directory (skips training; "
+        "another --seed gives independent events)",
+    )
 
 
 def m_ll(momenta: torch.Tensor) -> np.ndarray:
@@ -47,23 +50,38 @@ def _cards(setup: DrellYanSetup, args: argparse.Namespace) -> Banner:
     if setup.zprime is not None:
         zp = setup.zprime
         proc += f"\n# plus Z': mass {zp.mass} GeV, width {zp.width} GeV, couplings {zp.coupling_scale} x Z"
-    run = run_card_text([
-        (args.events, "nevents", "Number of unweighted events requested"), (args.seed, "iseed", "rnd seed"),
-        (1, "lpp1", "beam 1 type"), (1, "lpp2", "beam 2 type"),
-        (setup.sqrt_s / 2, "ebeam1", "beam 1 total energy in GeV"), (setup.sqrt_s / 2, "ebeam2", "beam 2 total energy in GeV"),
-        ("nn23lo1", "pdlabel", "PDF set"), (247000, "lhaid", "LHAPDF id of the PDF set"),
-        (-1, "dynamical_scale_choice", "m_ll = sqrt(s-hat) for Drell-Yan at LO"),
-        ("average", "event_norm", "average/sum. Normalization of the weight in the LHEF"),
-        (setup.ptl, "ptl", "minimum pt for the charged leptons"), (setup.etal, "etal", "max rap for the charged leptons"),
-        (setup.drll, "drll", "min distance between leptons"), (setup.mmll, "mmll", "min invariant mass of l+l-"),
-        (True, "madnis", "MadNIS neural importance sampling"), (args.steps, "madnis_steps", "training steps"),
-        (args.device, "madnis_device", "training device"), (args.reuse, "madnis_reuse", "re-use the trained sampler"),
-    ])
-    param = "\n".join([
-        "BLOCK MASS #", f"    23 {ew.MZ:.6e} # MZ",
-        "BLOCK SMINPUTS #", f"    1 {ew.aEWM1:.6e} # aEWM1", f"    2 {ew.Gf:.6e} # Gf",
-        f"DECAY  23 {ew.WZ:.6e} # WZ",
-    ])
+    run = run_card_text(
+        [
+            (args.events, "nevents", "Number of unweighted events requested"),
+            (args.seed, "iseed", "rnd seed"),
+            (1, "lpp1", "beam 1 type"),
+            (1, "lpp2", "beam 2 type"),
+            (setup.sqrt_s / 2, "ebeam1", "beam 1 total energy in GeV"),
+            (setup.sqrt_s / 2, "ebeam2", "beam 2 total energy in GeV"),
+            ("nn23lo1", "pdlabel", "PDF set"),
+            (247000, "lhaid", "LHAPDF id of the PDF set"),
+            (-1, "dynamical_scale_choice", "m_ll = sqrt(s-hat) for Drell-Yan at LO"),
+            ("average", "event_norm", "average/sum. Normalization of the weight in the LHEF"),
+            (setup.ptl, "ptl", "minimum pt for the charged leptons"),
+            (setup.etal, "etal", "max rap for the charged leptons"),
+            (setup.drll, "drll", "min distance between leptons"),
+            (setup.mmll, "mmll", "min invariant mass of l+l-"),
+            (True, "madnis", "MadNIS neural importance sampling"),
+            (args.steps, "madnis_steps", "training steps"),
+            (args.device, "madnis_device", "training device"),
+            (args.reuse, "madnis_reuse", "re-use the trained sampler"),
+        ]
+    )
+    param = "\n".join(
+        [
+            "BLOCK MASS #",
+            f"    23 {ew.MZ:.6e} # MZ",
+            "BLOCK SMINPUTS #",
+            f"    1 {ew.aEWM1:.6e} # aEWM1",
+            f"    2 {ew.Gf:.6e} # Gf",
+            f"DECAY  23 {ew.WZ:.6e} # WZ",
+        ]
+    )
     return Banner(proc_card=proc, run_card=run, param_card=param)
 
 
@@ -87,14 +105,25 @@ def run(args: argparse.Namespace) -> int:
     setup = DrellYanSetup(zprime=ZPrime() if args.zprime else None)
     process = DrellYan(setup)
     name = "drell_yan_zprime" if args.zprime else "drell_yan"
-    source = ProcessSource(name=name, integrand=process, event_records=process.event_records,
-                           channel_names=[{"a": "photon", "z": "Z", "zp": "Z'"}[c] for c in process.channel_names],
-                           observable=m_ll, observable_label="m_ll [GeV]")
-    training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, seed=args.seed,
-                              device=args.device)
-    settings = RunSettings(nevents=args.events, output_dir=output, training=training,
-                           integration_points=args.integration_points, progress_every=max(1, args.steps // 15),
-                           reuse=args.reuse)
+    source = ProcessSource(
+        name=name,
+        integrand=process,
+        event_records=process.event_records,
+        channel_names=[{"a": "photon", "z": "Z", "zp": "Z'"}[c] for c in process.channel_names],
+        observable=m_ll,
+        observable_label="m_ll [GeV]",
+    )
+    training = TrainingConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, seed=args.seed, device=args.device
+    )
+    settings = RunSettings(
+        nevents=args.events,
+        output_dir=output,
+        training=training,
+        integration_points=args.integration_points,
+        progress_every=max(1, args.steps // 15),
+        reuse=args.reuse,
+    )
     try:
         result = run_processes([source], settings, _cards(setup, args), LHEInit(processes=[]))
     except SamplerReuseError as error:
@@ -105,9 +134,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     bins = np.geomspace(2 * setup.ptl, 1000.0 if args.zprime else 300.0, 70)
     plots = plot_run(result, output, observable_bins=bins)
-    report = write_report(result, output / "report.html", plots, f"madnis-mg5 demo: p p -> e+ e- ({name})",
-                          settings_text=str(training))
-    print(f"Cross section: {result.cross_section:.6g} +- {result.error:.3g} pb   "
-          f"unweighting efficiency: {100 * result.efficiency:.2f}%")
+    report = write_report(
+        result, output / "report.html", plots, f"madnis-mg5 demo: p p -> e+ e- ({name})", settings_text=str(training)
+    )
+    print(
+        f"Cross section: {result.cross_section:.6g} +- {result.error:.3g} pb   "
+        f"unweighting efficiency: {100 * result.efficiency:.2f}%"
+    )
     print(f"Events: {result.lhe_path}\nReport: {report}\nTotal time: {time.time() - start:.1f} s")
     return 0

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import mg5_version_supported, minimal_mg5amcnlo_version, maximal_mg5amcnlo_version
+from . import maximal_mg5amcnlo_version, mg5_version_supported, minimal_mg5amcnlo_version
 
 PLUGIN_NAME = "madnis_plugin"
 COPY_MARKER = ".installed_by_madnis_mg5"
@@ -20,8 +20,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mg5", type=Path, default=None,
-                        help="MG5aMC directory (default: $MG5AMC_HOME, else /opt/mg5amc)")
+    parser.add_argument(
+        "--mg5", type=Path, default=None, help="MG5aMC directory (default: $MG5AMC_HOME, else /opt/mg5amc)"
+    )
     parser.add_argument("--copy", action="store_true", help="copy the package instead of symlinking it")
     parser.add_argument("--uninstall", action="store_true", help="remove the plugin installed by this command")
 
@@ -81,13 +82,17 @@ def _check_mg5(mg5: Path) -> None:
     if not mg5_version_supported(version):
         raise ValueError(
             f"MG5aMC {'.'.join(map(str, version))} is not supported (needs "
-            f"{'.'.join(map(str, minimal_mg5amcnlo_version))} to {'.'.join(map(str, maximal_mg5amcnlo_version))})")
+            f"{'.'.join(map(str, minimal_mg5amcnlo_version))} to {'.'.join(map(str, maximal_mg5amcnlo_version))})"
+        )
 
 
 def _ours(target: Path) -> bool:
     if target.is_symlink():
-        return target.resolve() == PACKAGE_DIR or (target.resolve() / "settings.py").exists() \
+        return (
+            target.resolve() == PACKAGE_DIR
+            or (target.resolve() / "settings.py").exists()
             and (target.resolve() / "mg5").is_dir()
+        )
     return (target / COPY_MARKER).exists()
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Optional, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -42,23 +43,29 @@ class EventRecords:
     subprocess: np.ndarray  # (n,) int: LPRUP of the event
 
     @classmethod
-    def empty(cls, n: int, m: int) -> "EventRecords":
+    def empty(cls, n: int, m: int) -> EventRecords:
         return cls(
-            nup=np.zeros(n, dtype=np.int64), pdg=np.zeros((n, m), dtype=np.int64),
-            status=np.zeros((n, m), dtype=np.int64), mothers=np.zeros((n, m, 2), dtype=np.int64),
-            color=np.zeros((n, m, 2), dtype=np.int64), momenta=np.zeros((n, m, 5)),
-            helicity=np.full((n, m), 9.0), scale=np.zeros(n), aqcd=np.zeros(n), aqed=np.zeros(n),
+            nup=np.zeros(n, dtype=np.int64),
+            pdg=np.zeros((n, m), dtype=np.int64),
+            status=np.zeros((n, m), dtype=np.int64),
+            mothers=np.zeros((n, m, 2), dtype=np.int64),
+            color=np.zeros((n, m, 2), dtype=np.int64),
+            momenta=np.zeros((n, m, 5)),
+            helicity=np.full((n, m), 9.0),
+            scale=np.zeros(n),
+            aqcd=np.zeros(n),
+            aqed=np.zeros(n),
             subprocess=np.ones(n, dtype=np.int64),
         )
 
     def __len__(self) -> int:
         return int(self.nup.shape[0])
 
-    def take(self, indices: np.ndarray) -> "EventRecords":
+    def take(self, indices: np.ndarray) -> EventRecords:
         return EventRecords(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
 
     @classmethod
-    def concatenate(cls, parts: Sequence["EventRecords"]) -> "EventRecords":
+    def concatenate(cls, parts: Sequence[EventRecords]) -> EventRecords:
         """Join record batches, padding the particle axis to the widest."""
         m = max(p.pdg.shape[1] for p in parts)
         padded = []
@@ -101,8 +108,11 @@ class LHEInit:
     generator: str = "<generator name='MadGraph5_aMC@NLO' version='3.5.7'>madnis-mg5</generator>"
 
     def text(self) -> str:
-        lines = ["<init>", "%d %d %e %e %d %d %d %d %d %d" % (
-            *self.beam_ids, *self.beam_energies, *self.pdf_group, *self.pdf_set, self.idwtup, len(self.processes))]
+        lines = [
+            "<init>",
+            "%d %d %e %e %d %d %d %d %d %d"
+            % (*self.beam_ids, *self.beam_energies, *self.pdf_group, *self.pdf_set, self.idwtup, len(self.processes)),
+        ]
         lines += ["%e %e %e %d" % (p.xsec, p.error, p.xmax, p.lprup) for p in self.processes]
         lines += [self.generator, "</init>"]
         return "\n".join(lines) + "\n"
@@ -119,8 +129,15 @@ class Banner:
     extra: dict[str, str] = field(default_factory=dict)  # further <tag>text</tag> sections (e.g. madnis settings)
 
     def text(self, n_events: int, integrated_weight: float) -> str:
-        parts = ["<header>", "<!--", "# Events written by madnis-mg5 (MadNIS neural importance sampling)", "-->",
-                 "<MGVersion>", self.mg_version, "</MGVersion>"]
+        parts = [
+            "<header>",
+            "<!--",
+            "# Events written by madnis-mg5 (MadNIS neural importance sampling)",
+            "-->",
+            "<MGVersion>",
+            self.mg_version,
+            "</MGVersion>",
+        ]
         if self.proc_card:
             parts += ["<MG5ProcCard>", "<![CDATA[", self.proc_card.rstrip("\n"), "]]>", "</MG5ProcCard>"]
         if self.run_card:
@@ -129,8 +146,13 @@ class Banner:
             parts += ["<slha>", self.param_card.rstrip("\n"), "</slha>"]
         for tag, body in self.extra.items():
             parts += [f"<{tag}>", body.rstrip("\n"), f"</{tag}>"]
-        parts += ["<MGGenerationInfo>", "#  Number of Events        :       %d" % n_events,
-                  "#  Integrated weight (pb)  :       %.10g" % integrated_weight, "</MGGenerationInfo>", "</header>"]
+        parts += [
+            "<MGGenerationInfo>",
+            "#  Number of Events        :       %d" % n_events,
+            "#  Integrated weight (pb)  :       %.10g" % integrated_weight,
+            "</MGGenerationInfo>",
+            "</header>",
+        ]
         return "\n".join(parts) + "\n"
 
 
@@ -143,19 +165,38 @@ class BannerLike(Protocol):
 def format_event(records: EventRecords, i: int, weight: float) -> str:
     """One ``<event>`` block in MadEvent's number format (lhe_parser.Event/Particle.__str__)."""
     n = int(records.nup[i])
-    lines = ["<event>", "%2d %6d %+13.7e %14.8e %14.8e %14.8e" % (
-        n, records.subprocess[i], weight, records.scale[i], records.aqed[i], records.aqcd[i])]
+    lines = [
+        "<event>",
+        "%2d %6d %+13.7e %14.8e %14.8e %14.8e"
+        % (n, records.subprocess[i], weight, records.scale[i], records.aqed[i], records.aqcd[i]),
+    ]
     for j in range(n):
         px, py, pz, e, m = records.momenta[i, j]
-        lines.append(" %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e" % (
-            records.pdg[i, j], records.status[i, j], records.mothers[i, j, 0], records.mothers[i, j, 1],
-            records.color[i, j, 0], records.color[i, j, 1], px, py, pz, e, m, 0.0, records.helicity[i, j]))
+        lines.append(
+            " %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e"
+            % (
+                records.pdg[i, j],
+                records.status[i, j],
+                records.mothers[i, j, 0],
+                records.mothers[i, j, 1],
+                records.color[i, j, 0],
+                records.color[i, j, 1],
+                px,
+                py,
+                pz,
+                e,
+                m,
+                0.0,
+                records.helicity[i, j],
+            )
+        )
     lines.append("</event>")
     return "\n".join(lines) + "\n"
 
 
-def write_lhe(path: str | os.PathLike, records: EventRecords, weights: np.ndarray, init: LHEInit,
-              banner: Optional[BannerLike] = None) -> Path:
+def write_lhe(
+    path: str | os.PathLike, records: EventRecords, weights: np.ndarray, init: LHEInit, banner: BannerLike | None = None
+) -> Path:
     """Write ``records`` with per-event ``weights`` (pb) to ``path`` (.lhe or .lhe.gz), atomically.
 
     The banner's <MGGenerationInfo> gets the number of events and the summed cross section of ``init``.

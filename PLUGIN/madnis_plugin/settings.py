@@ -9,8 +9,9 @@ the registration of the entries in MG5aMC's RunCard (so stock MadEvent ignores t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 LOSSES = ("stratified_variance", "variance", "kl", "rkl")
@@ -33,9 +34,13 @@ class MadnisSettings:
     buffer_size: int = _entry(10, "batches kept in the sample buffer for buffered training")
     buffered_steps: int = _entry(3, "buffered training steps after each online step")
     vegas_pretraining: bool = _entry(False, "initialise the flows from a VEGAS grid per channel group")
-    train_channel_weights: bool = _entry(True, "learn channel weights (kept at MadEvent's prior when the scale depends on the channel)")
+    train_channel_weights: bool = _entry(
+        True, "learn channel weights (kept at MadEvent's prior when the scale depends on the channel)"
+    )
     uniform_fraction: float = _entry(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
-    drop_threshold: float = _entry(1e-3, "drop the smallest channels summing to below this fraction of sigma, in [0, 1)")
+    drop_threshold: float = _entry(
+        1e-3, "drop the smallest channels summing to below this fraction of sigma, in [0, 1)"
+    )
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
     integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
     workers: int = _entry(1, "parallel Fortran evaluation workers per P-dir")
@@ -55,7 +60,7 @@ class MadnisSettings:
         return [(cls.card_name(f.name), f.default, f.metadata["comment"]) for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_card(cls, card: Mapping[str, Any], **overrides: Any) -> "MadnisSettings":
+    def from_card(cls, card: Mapping[str, Any], **overrides: Any) -> MadnisSettings:
         """Read the entries from a run_card mapping (MG5aMC RunCard or dict); missing entries keep defaults.
 
         Values may be typed already (registered entries) or strings (a card read without registration).
@@ -110,7 +115,9 @@ def card_block(settings: MadnisSettings | None = None) -> str:
         "#*********************************************************************",
     ]
     for f in dataclasses.fields(settings):
-        lines.append(f"  {_card_value(getattr(settings, f.name))} = {settings.card_name(f.name)} ! {f.metadata['comment']}")
+        lines.append(
+            f"  {_card_value(getattr(settings, f.name))} = {settings.card_name(f.name)} ! {f.metadata['comment']}"
+        )
     return "\n".join(lines) + "\n"
 
 

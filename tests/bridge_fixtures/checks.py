@@ -32,8 +32,9 @@ def record_problems(records, index: int) -> list[str]:
     # resonances carry the sum of their daughters' momenta; final = initial momentum
     for i in np.flatnonzero(status == 2):
         daughters = np.flatnonzero(mothers[:, 0] == i + 1)
-        if len(daughters) == 0 or not np.allclose(momenta[daughters, :4].sum(0), momenta[i, :4],
-                                                    rtol=1e-6, atol=1e-6 * momenta[i, 3]):
+        if len(daughters) == 0 or not np.allclose(
+            momenta[daughters, :4].sum(0), momenta[i, :4], rtol=1e-6, atol=1e-6 * momenta[i, 3]
+        ):
             problems.append(f"resonance {i + 1} momentum differs from its daughters'")
     p_in = momenta[status == -1, :4].sum(0)
     p_out = momenta[status == 1, :4].sum(0)
@@ -50,6 +51,6 @@ def momentum_problems(momenta: np.ndarray, ninitial: int, masses: np.ndarray) ->
     if (np.abs(balance).max(1) > 1e-9 * scale).any():
         problems.append(f"4-momentum not conserved: worst {np.abs(balance).max(1).max()} GeV")
     m2 = momenta[..., 0] ** 2 - (momenta[..., 1:] ** 2).sum(-1)
-    if (np.abs(m2 - masses ** 2) > 1e-6 * momenta[..., 0] ** 2 + 1e-6).any():
-        problems.append(f"off-shell: worst |m^2 - M^2| = {np.abs(m2 - masses ** 2).max()}")
+    if (np.abs(m2 - masses**2) > 1e-6 * momenta[..., 0] ** 2 + 1e-6).any():
+        problems.append(f"off-shell: worst |m^2 - M^2| = {np.abs(m2 - masses**2).max()}")
     return problems

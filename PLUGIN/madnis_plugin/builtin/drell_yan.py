@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -104,7 +103,7 @@ class DrellYanSetup:
     mmll: float = 0.0
     mmllmax: float = -1.0
     photon_nu: float = 2.0
-    zprime: Optional[ZPrime] = None
+    zprime: ZPrime | None = None
     zprime_channel: bool = True  # False: the Z' is in the matrix element but gets no channel (benchmarks)
     ew: ElectroweakParameters = field(default_factory=ElectroweakParameters)
 
@@ -129,7 +128,7 @@ class DrellYan(Integrand):
     n_features = 4
     channel_weights_trainable = True
 
-    def __init__(self, setup: DrellYanSetup = DrellYanSetup(), pdf: Optional[PDF] = None):
+    def __init__(self, setup: DrellYanSetup = DrellYanSetup(), pdf: PDF | None = None):
         self.setup = setup
         self.pdf = pdf if pdf is not None else PDF()
         self.s = setup.sqrt_s**2
@@ -143,9 +142,17 @@ class DrellYan(Integrand):
         ]
         if setup.zprime is not None:
             zp = setup.zprime
-            self.propagators.append(("zp", zp.mass, zp.width,
-                                     {p: tuple(zp.coupling_scale * g for g in ew.z_couplings(*_fermion(p)))
-                                      for p in QUARKS + (ELECTRON,)}))
+            self.propagators.append(
+                (
+                    "zp",
+                    zp.mass,
+                    zp.width,
+                    {
+                        p: tuple(zp.coupling_scale * g for g in ew.z_couplings(*_fermion(p)))
+                        for p in QUARKS + (ELECTRON,)
+                    },
+                )
+            )
         self.channel_propagators = [i for i, p in enumerate(self.propagators) if p[0] != "zp" or setup.zprime_channel]
         self.n_channels = len(self.channel_propagators)
         self.channel_names = [self.propagators[i][0] for i in self.channel_propagators]
@@ -160,12 +167,15 @@ class DrellYan(Integrand):
         for _, mass, width, couplings in self.propagators:
             gq, gl = couplings[abs(quark)], couplings[ELECTRON]
             denominator = shat_c - mass**2 + 1j * mass * width
-            coupling = torch.tensor([[gq[0] * gl[0], gq[0] * gl[1]], [gq[1] * gl[0], gq[1] * gl[1]]],
-                                    dtype=torch.complex128)
+            coupling = torch.tensor(
+                [[gq[0] * gl[0], gq[0] * gl[1]], [gq[1] * gl[0], gq[1] * gl[1]]], dtype=torch.complex128
+            )
             out.append(coupling[None] / denominator[:, None, None])
         return torch.stack(out, dim=1)
 
-    def matrix_elements(self, shat: torch.Tensor, cos_quark: torch.Tensor, quark: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def matrix_elements(
+        self, shat: torch.Tensor, cos_quark: torch.Tensor, quark: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Spin- and colour-averaged |M|^2 for q q~ -> e+ e- (theta: quark to e-): (total (n,), per diagram (n, k))."""
         amps = self.helicity_amplitudes(shat, quark)
         same = ((1 + cos_quark) ** 2)[:, None]
@@ -242,8 +252,15 @@ class DrellYan(Integrand):
         p = torch.sqrt(pt**2 + leptons[..., 3] ** 2)
         eta = 0.5 * torch.log((p + leptons[..., 3]) / (p - leptons[..., 3]).clamp(min=1e-300))
         ok = (pt > self.setup.ptl).all(dim=1) & (eta.abs() < self.setup.etal).all(dim=1)
-        dphi = torch.remainder(torch.atan2(leptons[:, 0, 2], leptons[:, 0, 1])
-                               - torch.atan2(leptons[:, 1, 2], leptons[:, 1, 1]) + math.pi, 2 * math.pi) - math.pi
+        dphi = (
+            torch.remainder(
+                torch.atan2(leptons[:, 0, 2], leptons[:, 0, 1])
+                - torch.atan2(leptons[:, 1, 2], leptons[:, 1, 1])
+                + math.pi,
+                2 * math.pi,
+            )
+            - math.pi
+        )
         dr = torch.sqrt((eta[:, 0] - eta[:, 1]) ** 2 + dphi**2)
         return ok & (dr > self.setup.drll)
 
@@ -273,14 +290,22 @@ class DrellYan(Integrand):
         value = torch.where(ok, per_sub.sum(1) * flux * k["jacobian"], torch.zeros_like(k["shat"]))
         diagram_sum = per_diagram.sum(1)[:, self.channel_propagators]
         alpha = diagram_sum / diagram_sum.sum(1, keepdim=True)
-        features = torch.stack([
-            torch.log(k["shat"] / self.shat_min) / math.log(self.shat_max / self.shat_min),
-            k["y"] / (-torch.log(k["shat"] / self.s)).clamp(min=1e-12) + 0.5,
-            (k["cos"] + 1) / 2,
-            k["phi"] / (2 * math.pi),
-        ], dim=1)
-        return IntegrandResult(value=value.to(dtype), alpha_prior=alpha.to(dtype), ok=torch.isfinite(value),
-                               features=features.to(dtype), momenta=k["momenta"].to(dtype))
+        features = torch.stack(
+            [
+                torch.log(k["shat"] / self.shat_min) / math.log(self.shat_max / self.shat_min),
+                k["y"] / (-torch.log(k["shat"] / self.s)).clamp(min=1e-12) + 0.5,
+                (k["cos"] + 1) / 2,
+                k["phi"] / (2 * math.pi),
+            ],
+            dim=1,
+        )
+        return IntegrandResult(
+            value=value.to(dtype),
+            alpha_prior=alpha.to(dtype),
+            ok=torch.isfinite(value),
+            features=features.to(dtype),
+            momenta=k["momenta"].to(dtype),
+        )
 
     # ---- events ----------------------------------------------------------------------------------
     def event_records(self, r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ DEFAULT_SET = "NNPDF23_lo_as_0130_qed"
 LHAPDF_ID = {"NNPDF23_lo_as_0130_qed": 247000}
 
 
-def find_grid(set_name: str = DEFAULT_SET, member: int = 0, path: Optional[str | os.PathLike] = None) -> Path:
+def find_grid(set_name: str = DEFAULT_SET, member: int = 0, path: str | os.PathLike | None = None) -> Path:
     """Locate ``<set>_<member:04d>.dat``: explicit path, LHAPDF_DATA_PATH, LHAPDF's own path, pythia8mc."""
     if path is not None:
         found = Path(path)
@@ -102,7 +101,7 @@ class LHAGrid:
     def q_range(self) -> tuple[float, float]:
         return math.sqrt(float(self.q2s[0])), math.sqrt(float(self.q2s[-1]))
 
-    def flavour_index(self, pid: int) -> Optional[int]:
+    def flavour_index(self, pid: int) -> int | None:
         """Column of ``pid`` in the grid (0 means gluon), None if the set lacks it."""
         pid = 21 if pid == 0 else pid
         return self.pids.index(pid) if pid in self.pids else None
@@ -145,11 +144,15 @@ class LHAGrid:
         tq = tlogq[:, None]
         tq2 = tq * tq
         tq3 = tq * tq2
-        cubic = (2 * tq3 - 3 * tq2 + 1) * vl + (tq3 - 2 * tq2 + tq) * vdl + (-2 * tq3 + 3 * tq2) * vh + (tq3 - tq2) * vdh
+        cubic = (
+            (2 * tq3 - 3 * tq2 + 1) * vl + (tq3 - 2 * tq2 + tq) * vdl + (-2 * tq3 + 3 * tq2) * vh + (tq3 - tq2) * vdh
+        )
         # Two-knot subgrid: LHAPDF's log-bilinear fallback.
         lx0, lx1 = self.logxs[ix][:, None], self.logxs[ix + 1][:, None]
         f_ql = self.xf[ix, iq] + (logx[:, None] - lx0) / (lx1 - lx0) * (self.xf[ix + 1, iq] - self.xf[ix, iq])
-        f_qh = self.xf[ix, iq + 1] + (logx[:, None] - lx0) / (lx1 - lx0) * (self.xf[ix + 1, iq + 1] - self.xf[ix, iq + 1])
+        f_qh = self.xf[ix, iq + 1] + (logx[:, None] - lx0) / (lx1 - lx0) * (
+            self.xf[ix + 1, iq + 1] - self.xf[ix, iq + 1]
+        )
         lq0, lq1 = self.logq2s[iq][:, None], self.logq2s[iq + 1][:, None]
         linear = f_ql + (logq2[:, None] - lq0) / (lq1 - lq0) * (f_qh - f_ql)
         return torch.where(lower & upper, linear, cubic)
@@ -236,12 +239,18 @@ def alphas_mg5(q: torch.Tensor, asmz: float = 0.130, nloop: int = 2) -> torch.Te
 class PDF:
     """A PDF member plus its alpha_s: real ``lhapdf`` when importable, else :class:`LHAGrid`."""
 
-    def __init__(self, set_name: str = DEFAULT_SET, member: int = 0, path: Optional[str | os.PathLike] = None,
-                 asmz: float = 0.130, use_lhapdf: bool = True):
+    def __init__(
+        self,
+        set_name: str = DEFAULT_SET,
+        member: int = 0,
+        path: str | os.PathLike | None = None,
+        asmz: float = 0.130,
+        use_lhapdf: bool = True,
+    ):
         self.set_name = set_name
         self.asmz = asmz
         self._lhapdf = None
-        self.grid: Optional[LHAGrid] = None
+        self.grid: LHAGrid | None = None
         if use_lhapdf and path is None:
             try:
                 import lhapdf  # type: ignore

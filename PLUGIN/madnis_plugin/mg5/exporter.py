@@ -74,14 +74,14 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
             raise madgraph.InvalidCmd(GROUPING_NEEDED)
         return super().generate_subprocess_directory(subproc_group, fortran_model, me)
 
-    def convert_model(self, model, wanted_lorentz=[], wanted_couplings=[]):
+    def convert_model(self, model, wanted_lorentz=(), wanted_couplings=()):
         """Add the ALOHA variants helicity recycling needs (``do_output`` does it for 'madevent' only)."""
         wanted_lorentz = list(wanted_lorentz)
         if self.opt.get("hel_recycling"):
             for name, flag, out in list(wanted_lorentz):
                 if out == 0:
                     wanted_lorentz.append((name, tuple(flag) + ("P1N",), -1))
-        super().convert_model(model, wanted_lorentz, wanted_couplings)
+        super().convert_model(model, wanted_lorentz, list(wanted_couplings))
 
     def finalize(self, matrix_elements, history, mg5options, flaglist):
         self._write_me5_configuration()
@@ -90,16 +90,19 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
         install_in_output(Path(self.dir_path), plugin_parent=Path(__file__).resolve().parents[2])
         marker = Path(self.dir_path) / MARKER
         marker.parent.mkdir(exist_ok=True)
-        marker.write_text("Written by `output madnis`: the trained sampler of each P-dir is saved here as P*.madnis.pt;\n"
-                          "madnis_reuse = True in Cards/run_card.dat loads them instead of training.\n")
-        logger.info("MadNIS output done: launch it with madnis = True in Cards/run_card.dat "
-                    "(in a fresh session: ./bin/mg5_aMC --mode=madnis_plugin, or %s/bin/generate_events)",
-                    self.dir_path)
+        marker.write_text(
+            "Written by `output madnis`: the trained sampler of each P-dir is saved here as P*.madnis.pt;\n"
+            "madnis_reuse = True in Cards/run_card.dat loads them instead of training.\n"
+        )
+        logger.info(
+            "MadNIS output done: launch it with madnis = True in Cards/run_card.dat "
+            "(in a fresh session: ./bin/mg5_aMC --mode=madnis_plugin, or %s/bin/generate_events)",
+            self.dir_path,
+        )
 
     def _write_me5_configuration(self) -> None:
         path = os.path.join(self.dir_path, "Cards", "me5_configuration.txt")
-        self._cmd.do_save("options %s" % path.replace(" ", r"\ "), check=False,
-                          to_keep={"mg5_path": madgraph.MG5DIR})
+        self._cmd.do_save("options %s" % path.replace(" ", r"\ "), check=False, to_keep={"mg5_path": madgraph.MG5DIR})
 
     def _add_madnis_block(self) -> None:
         block = card_block(MadnisSettings())

@@ -60,14 +60,14 @@ def _refuse_madnis_runs(cmd_class):
     cmd_class.run_generate_events = run_generate_events
 '''
 
-HOOK = '''
+HOOK = """
 {begin}
 try:
     from . import madnis_hook as _madnis_hook
 except ImportError:
     import madnis_hook as _madnis_hook
 _madnis_hook.install(MadEventCmd, banner_mod)
-'''
+"""
 
 
 def install(cmd_class: type, banner_module: Any) -> None:
@@ -83,7 +83,9 @@ def install(cmd_class: type, banner_module: Any) -> None:
         try:
             from .madevent_run import run_madnis
         except ImportError as error:
-            raise self.InvalidCmd(f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}") from None
+            raise self.InvalidCmd(
+                f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
+            ) from None
         return run_madnis(self)  # MadEvent's survey options (args) have no MadNIS meaning
 
     run_generate_events.madnis_wrapped = True

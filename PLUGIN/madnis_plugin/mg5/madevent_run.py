@@ -46,9 +46,12 @@ def run_madnis(cmd: Any) -> None:
     sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
     fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
     if fixed and settings.train_channel_weights:
-        logger.info("MadNIS: the scale depends on the channel (dynamical_scale_choice = %s) in %s: channel weights "
-                    "kept at MadEvent's alpha (learning them would change the cross section)",
-                    cmd.run_card["dynamical_scale_choice"], ", ".join(fixed))
+        logger.info(
+            "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s) in %s: channel weights "
+            "kept at MadEvent's alpha (learning them would change the cross section)",
+            cmd.run_card["dynamical_scale_choice"],
+            ", ".join(fixed),
+        )
     tag = cmd.run_card["run_tag"]
     run_settings = RunSettings(
         nevents=nevents,
@@ -61,8 +64,9 @@ def run_madnis(cmd: Any) -> None:
         reuse=settings.reuse,
     )
     try:
-        run = run_processes(sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card),
-                            log=log_progress)
+        run = run_processes(
+            sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card), log=log_progress
+        )
     except SamplerReuseError as error:
         raise cmd.InvalidCmd(f"madnis_reuse = True: {error}") from None
     finally:
@@ -88,18 +92,25 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSo
 
     library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.workers)
     integrand = BridgeIntegrand(library)
-    return ProcessSource(name=pdir.name, integrand=integrand, event_records=integrand.event_records,
-                         lprup=int(pdir.name[1:].split("_")[0]),
-                         channel_names=[f"G{c.config}" for c in library.info.channels])
+    return ProcessSource(
+        name=pdir.name,
+        integrand=integrand,
+        event_records=integrand.event_records,
+        lprup=int(pdir.name[1:].split("_")[0]),
+        channel_names=[f"G{c.config}" for c in library.info.channels],
+    )
 
 
 def lhe_init(run_card: Any) -> LHEInit:
     """Beams and PDF ids of the <init> block as MadEvent writes them (processes filled by the orchestration)."""
     beams = {1: 2212, -1: -2212, 2: 2212, -2: -2212}
     pdf = int(run_card.get_lhapdf_id())
-    return LHEInit(processes=[], beam_ids=(beams.get(int(run_card["lpp1"]), 0), beams.get(int(run_card["lpp2"]), 0)),
-                   beam_energies=(float(run_card["ebeam1"]), float(run_card["ebeam2"])),
-                   pdf_set=(pdf, pdf) if int(run_card["lpp1"]) else (0, 0))
+    return LHEInit(
+        processes=[],
+        beam_ids=(beams.get(int(run_card["lpp1"]), 0), beams.get(int(run_card["lpp2"]), 0)),
+        beam_energies=(float(run_card["ebeam1"]), float(run_card["ebeam2"])),
+        pdf_set=(pdf, pdf) if int(run_card["lpp1"]) else (0, 0),
+    )
 
 
 class MadEventHeader:
@@ -123,8 +134,10 @@ def checked_settings(cmd: Any) -> MadnisSettings:
         raise cmd.InvalidCmd(f"madnis = True needs a Fortran compiler: {compiler} not found on PATH")
     version = mg5_version_of(Path(cmd.me_dir))
     if version is not None and not mg5_version_supported(version):
-        raise cmd.InvalidCmd(f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
-                             f"madnis-mg5 supports 3.5.x")
+        raise cmd.InvalidCmd(
+            f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
+            f"madnis-mg5 supports 3.5.x"
+        )
     if cmd.run_card["gridpack"]:
         raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
     return settings
@@ -162,7 +175,7 @@ def banner_header(banner: Any) -> str:
     banner.write(out, close_tag=False, exclude=["init"])
     text = out.getvalue()
     start = text.index("<header>")
-    return text[start:text.index("</header>") + len("</header>")] + "\n"
+    return text[start : text.index("</header>") + len("</header>")] + "\n"
 
 
 def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
@@ -189,8 +202,10 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     p_text = "".join(p.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir) for p in total)
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>\n' for name in plots)
     (html_dir / "results.html").write_text(
-        sum_html.results_header + "%s <dl>%s </dl>\n<h3>MadNIS</h3>\n%s</body>" %
-        (total.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir), p_text, images))
+        sum_html.results_header
+        + "%s <dl>%s </dl>\n<h3>MadNIS</h3>\n%s</body>"
+        % (total.get_html(cmd.run_name, cmd.results.unit, cmd.me_dir), p_text, images)
+    )
     cmd.results.add_detail("cross", total.xsec)
     cmd.results.add_detail("error", total.xerru)
     cmd.results.add_detail("nb_event", run.nevents)
@@ -207,5 +222,3 @@ def _madevent_class(cmd: Any) -> type:
         if "run_generate_events" in klass.__dict__ and klass.__name__ == "MadEventCmd":
             return klass
     raise TypeError(f"{type(cmd).__name__} is not a MadEvent command")
-
-

@@ -1,7 +1,25 @@
 """Run orchestration shared by the built-in demo and the MG5aMC plugin: train, integrate, unweight, LHE, report."""
 
-from .orchestrate import (ProcessSource, RunResult, RunSettings, SamplerReuseError, SourceResult, madevent_summary,
-                          run_processes, saved_sampler_path, share_events)
+from .orchestrate import (
+    ProcessSource,
+    RunResult,
+    RunSettings,
+    SamplerReuseError,
+    SourceResult,
+    madevent_summary,
+    run_processes,
+    saved_sampler_path,
+    share_events,
+)
 
-__all__ = ["ProcessSource", "RunResult", "RunSettings", "SamplerReuseError", "SourceResult", "madevent_summary",
-           "run_processes", "saved_sampler_path", "share_events"]
+__all__ = [
+    "ProcessSource",
+    "RunResult",
+    "RunSettings",
+    "SamplerReuseError",
+    "SourceResult",
+    "madevent_summary",
+    "run_processes",
+    "saved_sampler_path",
+    "share_events",
+]

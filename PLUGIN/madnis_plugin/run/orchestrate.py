@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,8 +50,8 @@ class ProcessSource:
     integrand: Integrand
     event_records: EventRecordFn
     lprup: int = 1
-    channel_names: Optional[list[str]] = None
-    observable: Optional[Observable] = None
+    channel_names: list[str] | None = None
+    observable: Observable | None = None
     observable_label: str = ""
 
 
@@ -88,12 +88,12 @@ class SourceResult:
     efficiency: float = 0.0
     n_overweight: int = 0
     weighted_points: int = 0
-    sample_weights: Optional[np.ndarray] = None  # first weighted batch (for plots)
-    sample_observable: Optional[np.ndarray] = None
-    event_observable: Optional[np.ndarray] = None
+    sample_weights: np.ndarray | None = None  # first weighted batch (for plots)
+    sample_observable: np.ndarray | None = None
+    event_observable: np.ndarray | None = None
     train_seconds: float = 0.0
     n_calls: int = 0  # integrand points evaluated in this run
-    reused_from: Optional[Path] = None  # the saved sampler used instead of training
+    reused_from: Path | None = None  # the saved sampler used instead of training
 
 
 @dataclass
@@ -101,7 +101,7 @@ class RunResult:
     cross_section: float
     error: float
     nevents: int
-    lhe_path: Optional[Path]
+    lhe_path: Path | None
     sources: list[SourceResult]
     seconds: float
 
@@ -135,8 +135,10 @@ def progress_printer(name: str, every: int, log: Callable[[str], None]) -> Calla
     def callback(p: TrainingProgress) -> None:
         if p.step % every == 0 or p.step == p.steps - 1:
             dropped = f"  dropped {p.dropped_channels}" if p.dropped_channels else ""
-            log(f"  [{name}] step {p.step + 1:5d}/{p.steps}  loss {p.loss:10.4e}  "
-                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{dropped}")
+            log(
+                f"  [{name}] step {p.step + 1:5d}/{p.steps}  loss {p.loss:10.4e}  "
+                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{dropped}"
+            )
 
     return callback
 
@@ -155,12 +157,14 @@ def share_events(nevents: int, cross_sections: Sequence[float]) -> list[int]:
 
 def madevent_summary(run_name: str, tag: str, cross_section: float, error: float, nevents: int) -> str:
     """MadEvent's end-of-run block."""
-    return (f"  === Results Summary for run: {run_name} tag: {tag} ===\n\n"
-            f"     Cross-section :   {cross_section:.4g} +- {error:.3g} pb\n"
-            f"     Nb of events :  {nevents}\n")
+    return (
+        f"  === Results Summary for run: {run_name} tag: {tag} ===\n\n"
+        f"     Cross-section :   {cross_section:.4g} +- {error:.3g} pb\n"
+        f"     Nb of events :  {nevents}\n"
+    )
 
 
-def _saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[str], None]) -> Optional[MadNIS]:
+def _saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[str], None]) -> MadNIS | None:
     """The sampler saved by an earlier run when ``settings.reuse`` is on and the file exists, else None (train)."""
     if not settings.reuse:
         return None
@@ -178,30 +182,43 @@ def _saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[
         madnis.integrand.n_calls = 0  # count this run's integrand calls only
         log(f"Reusing trained sampler from {path} for {source.name}: training skipped")
         return madnis
-    raise SamplerReuseError(f"cannot re-use the trained sampler {path} for {source.name}: {reason} "
-                            f"(delete it or switch re-use off to train again)")
+    raise SamplerReuseError(
+        f"cannot re-use the trained sampler {path} for {source.name}: {reason} "
+        f"(delete it or switch re-use off to train again)"
+    )
 
 
-def _train_and_integrate(index: int, source: ProcessSource, saved: Optional[MadNIS], settings: RunSettings,
-                         log: Callable[[str], None]) -> tuple[MadNIS, SourceResult]:
+def _train_and_integrate(
+    index: int, source: ProcessSource, saved: MadNIS | None, settings: RunSettings, log: Callable[[str], None]
+) -> tuple[MadNIS, SourceResult]:
     """Train (unless ``saved`` is given) and integrate one source; save the trained sampler if asked."""
     start = time.time()
     path = saved_sampler_path(settings.output_dir, source.name)
     if saved is None:
         config = replace(settings.training, seed=settings.training.seed + index)
-        log(f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
-            f"{config.steps} steps x {config.batch_size} points")
+        log(
+            f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
+            f"{config.steps} steps x {config.batch_size} points"
+        )
         madnis = MadNIS(source.integrand, config)
         progress = madnis.train(progress_printer(source.name, settings.progress_every, log)).progress
     else:
         madnis, progress = saved, []
-    result = madnis.integrate(settings.integration_points, seed=stream_seed(settings.training.seed, index, _INTEGRATION))
+    result = madnis.integrate(
+        settings.integration_points, seed=stream_seed(settings.training.seed, index, _INTEGRATION)
+    )
     log(f"  [{source.name}] sigma = {result.integral:.6g} +- {result.error:.3g} pb ({time.time() - start:.1f} s)")
     if settings.save_models and saved is None:
         madnis.save(path)
-    out = SourceResult(source=source, losses=[p.loss for p in progress], running_integrals=[p.integral for p in progress],
-                       result=result, prior_fractions=np.zeros(source.integrand.n_channels),
-                       train_seconds=time.time() - start, reused_from=None if saved is None else path)
+    out = SourceResult(
+        source=source,
+        losses=[p.loss for p in progress],
+        running_integrals=[p.integral for p in progress],
+        result=result,
+        prior_fractions=np.zeros(source.integrand.n_channels),
+        train_seconds=time.time() - start,
+        reused_from=None if saved is None else path,
+    )
     return madnis, out
 
 
@@ -215,8 +232,9 @@ def _prior_fractions(integrand: Integrand, r: torch.Tensor, channel: torch.Tenso
     return share.numpy()
 
 
-def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSettings, seed: int,
-              log: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def _generate(
+    madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSettings, seed: int, log: Callable[[str], None]
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Draw weighted batches until exactly ``n_events`` are accepted; returns (r, channel, relative weights)."""
     source = out.source
     first = madnis.sample_weighted(settings.weighted_batch, seed=seed)
@@ -244,20 +262,29 @@ def _generate(madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSet
         if n_accepted >= n_events:
             break
         if drawn >= settings.max_weighted_points:
-            raise RuntimeError(f"{source.name}: only {n_accepted} of {n_events} events after {drawn} weighted points "
-                               f"(unweighting efficiency {n_accepted / drawn:.2e}); train longer or ask fewer events")
+            raise RuntimeError(
+                f"{source.name}: only {n_accepted} of {n_events} events after {drawn} weighted points "
+                f"(unweighting efficiency {n_accepted / drawn:.2e}); train longer or ask fewer events"
+            )
         batch = madnis.sample_weighted(settings.weighted_batch, seed=seed + drawn)
     r = torch.cat(accepted_r)[:n_events]
     channel = torch.cat(accepted_c)[:n_events]
     relative = np.concatenate(accepted_w)[:n_events]
     out.weighted_points, out.efficiency, out.n_overweight = drawn, n_accepted / drawn, overweight
-    log(f"  [{source.name}] {n_events} events from {drawn} weighted points: efficiency {100 * out.efficiency:.2f}%, "
-        f"w_max {w_max:.4g} pb, {overweight} overweight")
+    log(
+        f"  [{source.name}] {n_events} events from {drawn} weighted points: efficiency {100 * out.efficiency:.2f}%, "
+        f"w_max {w_max:.4g} pb, {overweight} overweight"
+    )
     return r, channel, relative
 
 
-def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banner: BannerLike, init: LHEInit,
-                  log: Callable[[str], None] = print) -> RunResult:
+def run_processes(
+    sources: Sequence[ProcessSource],
+    settings: RunSettings,
+    banner: BannerLike,
+    init: LHEInit,
+    log: Callable[[str], None] = print,
+) -> RunResult:
     """Train (or re-use), integrate, generate ``settings.nevents`` unweighted events and write the LHE.
 
     ``init`` gives the beams and PDF ids; its process list is replaced by one line per source. ``banner`` is a
@@ -278,8 +305,9 @@ def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banne
         out.n_events, out.n_calls = n_events, madnis.n_calls
         if n_events == 0:
             continue
-        r, channel, relative = _generate(madnis, out, n_events, settings,
-                                         stream_seed(settings.training.seed, index, _SAMPLING), log)
+        r, channel, relative = _generate(
+            madnis, out, n_events, settings, stream_seed(settings.training.seed, index, _SAMPLING), log
+        )
         records = out.source.event_records(r, channel, rng)
         records.subprocess[:] = out.source.lprup
         if out.source.observable is not None:
@@ -291,10 +319,17 @@ def run_processes(sources: Sequence[ProcessSource], settings: RunSettings, banne
     records = EventRecords.concatenate(parts)
     weights = sigma * np.concatenate(event_weights)
     order = rng.permutation(len(records))
-    processes = [LHEProcessInfo(out.result.integral, out.result.error, float(weights.max()), out.source.lprup)
-                 for _, out in trained]
-    lhe_path = write_lhe(settings.output_dir / settings.events_file, records.take(order), weights[order],
-                         replace(init, processes=processes), banner)
+    processes = [
+        LHEProcessInfo(out.result.integral, out.result.error, float(weights.max()), out.source.lprup)
+        for _, out in trained
+    ]
+    lhe_path = write_lhe(
+        settings.output_dir / settings.events_file,
+        records.take(order),
+        weights[order],
+        replace(init, processes=processes),
+        banner,
+    )
     log("")
     log(madevent_summary(settings.run_name, settings.tag, sigma, error, len(records)))
     return RunResult(sigma, error, len(records), lhe_path, [out for _, out in trained], time.time() - start)

@@ -63,15 +63,26 @@ def plot_observable(source: SourceResult, directory: Path, bins: np.ndarray) -> 
     """Normalised histogram of the observable: unweighted events vs the weighted sample (truth)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     w = source.sample_weights
-    ax.hist(source.sample_observable, bins=bins, weights=w / w.sum(), histtype="stepfilled", alpha=0.35,
-            label=f"weighted truth ({len(w)} points)")
+    ax.hist(
+        source.sample_observable,
+        bins=bins,
+        weights=w / w.sum(),
+        histtype="stepfilled",
+        alpha=0.35,
+        label=f"weighted truth ({len(w)} points)",
+    )
     n = len(source.event_observable)
     counts, edges = np.histogram(source.event_observable, bins=bins)
     centres = 0.5 * (edges[1:] + edges[:-1])
     ax.errorbar(centres, counts / n, yerr=np.sqrt(counts) / n, fmt="k.", ms=3, label=f"unweighted events ({n})")
     log_x = bins[0] > 0 and bins[-1] / bins[0] > 20
-    ax.set(xlabel=source.source.observable_label, ylabel="fraction per bin", yscale="log", xscale="log" if log_x else "linear",
-           title=f"{source.source.name}: {source.source.observable_label}")
+    ax.set(
+        xlabel=source.source.observable_label,
+        ylabel="fraction per bin",
+        yscale="log",
+        xscale="log" if log_x else "linear",
+        title=f"{source.source.name}: {source.source.observable_label}",
+    )
     ax.legend(fontsize=8)
     return _save(fig, directory / f"observable_{source.source.name}.png")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .orchestrate import RunResult
 
@@ -16,27 +16,33 @@ def write_report(run: RunResult, path: Path, plots: Sequence[Path], title: str, 
     for s in run.sources:
         names = s.source.channel_names or [str(c.channel) for c in s.result.channels]
         for c, name in zip(s.result.channels, names):
-            rows.append(f"<tr><td>{html.escape(s.source.name)}</td><td>{html.escape(name)}</td>"
-                        f"<td>{c.integral:.5g}</td><td>{c.error:.3g}</td><td>{100 * c.fraction:.2f}%</td>"
-                        f"<td>{100 * s.prior_fractions[c.channel]:.2f}%</td></tr>")
+            rows.append(
+                f"<tr><td>{html.escape(s.source.name)}</td><td>{html.escape(name)}</td>"
+                f"<td>{c.integral:.5g}</td><td>{c.error:.3g}</td><td>{100 * c.fraction:.2f}%</td>"
+                f"<td>{100 * s.prior_fractions[c.channel]:.2f}%</td></tr>"
+            )
     sources = "".join(
         f"<tr><td>{html.escape(s.source.name)}</td><td>{s.result.integral:.6g} &plusmn; {s.result.error:.3g}</td>"
         f"<td>{s.n_events}</td><td>{100 * s.efficiency:.2f}%</td><td>{s.n_overweight}</td><td>{s.n_calls}</td>"
-        f"<td>{s.train_seconds:.1f}{' (sampler re-used)' if s.reused_from else ''}</td></tr>" for s in run.sources)
-    images = "".join(f'<figure><img src="{html.escape(p.name)}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
-                     for p in plots)
+        f"<td>{s.train_seconds:.1f}{' (sampler re-used)' if s.reused_from else ''}</td></tr>"
+        for s in run.sources
+    )
+    images = "".join(
+        f'<figure><img src="{html.escape(p.name)}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
+        for p in plots
+    )
     text = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:3px 8px}}
 figure{{display:inline-block;margin:8px}}img{{max-width:620px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>Cross section: {run.cross_section:.6g} &plusmn; {run.error:.3g} pb</b>, {run.nevents} unweighted events in
-<code>{html.escape(run.lhe_path.name if run.lhe_path else '-')}</code>, unweighting efficiency {100 * run.efficiency:.2f}%,
+<code>{html.escape(run.lhe_path.name if run.lhe_path else "-")}</code>, unweighting efficiency {100 * run.efficiency:.2f}%,
 wall time {run.seconds:.1f} s.</p>
 <h2>Processes</h2><table><tr><th>process</th><th>sigma [pb]</th><th>events</th><th>efficiency</th><th>overweight</th>
 <th>integrand calls</th><th>training+integration [s]</th></tr>{sources}</table>
 <h2>Channels</h2><table><tr><th>process</th><th>channel</th><th>sigma_i [pb]</th><th>error</th><th>share (trained)</th>
-<th>share (prior alpha)</th></tr>{''.join(rows)}</table>
+<th>share (prior alpha)</th></tr>{"".join(rows)}</table>
 <h2>Plots</h2>{images}
 <h2>Settings</h2><pre>{html.escape(settings_text)}</pre>
 </body></html>
