@@ -1,7 +1,7 @@
 """MadNIS alone on one MadEvent P-dir, measured against stock MadEvent reference numbers.
 
 Why: stock survey/refine on a 2->4 process takes minutes and its numbers are already in
-/work/shared/reference/mg5_3.5.7_baselines.md, so this benchmark runs only the MadNIS side, with the
+../shared/reference/mg5_3.5.7_baselines.md, so this benchmark runs only the MadNIS side, with the
 plugin's default run_card settings (``MadnisSettings``), through the same pieces the plugin uses
 (``fortran_bridge.ProcessLibrary`` -> ``BridgeIntegrand`` -> ``madnis.MadNIS``), and records what the
 plugin's launch does not print: matrix-element calls, time per training step, the unweighting
@@ -209,7 +209,7 @@ def table(
             f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
             f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
             f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
-            "- stock MadEvent: reference numbers from /work/shared/reference/mg5_3.5.7_baselines.md (not rerun)",
+            "- stock MadEvent: reference numbers from ../shared/reference/mg5_3.5.7_baselines.md (not rerun)",
             "",
             *rows,
             "",

@@ -1,4 +1,4 @@
-"""Shared fixtures: MG5aMC location and the `mg5` marker's skip rule."""
+"""Shared fixtures and the markers' skip rules: `mg5` needs MG5aMC and gfortran, `slow` needs ``--slow``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,16 @@ def mg5_home() -> Path | None:
     return home if (home / "bin" / "mg5_aMC").exists() else None
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (CI does)")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--slow"):
+        skip_slow = pytest.mark.skip(reason="slow: run pytest with --slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     home = mg5_home()
     reason = None
     if home is None:

@@ -1,7 +1,7 @@
 """The built-in Drell-Yan cross section equals stock MadEvent's ``p p > e+ e-`` with the default cards.
 
-Reference: 844.3 +- 1.85 pb (MG5aMC 3.5.7, sm, default run_card, nn23lo1; /work/shared/reference/
-mg5_3.5.7_baselines.md). The built-in side is integrated with VEGAS over the same integrand MadNIS trains on.
+Reference: 844.3 +- 1.85 pb (MG5aMC 3.5.7, sm, default run_card, nn23lo1;
+../shared/reference/mg5_3.5.7_baselines.md). The built-in side is integrated with VEGAS over the same integrand MadNIS trains on.
 """
 
 from __future__ import annotations
