@@ -22,16 +22,16 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from madnis_plugin.bridge_integrand import BridgeIntegrand
-from madnis_plugin.settings import MadnisSettings
+from madnis_plugin.settings import MadnisSettings, card_training
 
 from fortran_bridge import ProcessLibrary
 from madnis import MadNIS
-from madnis.unweighting import robust_max_weight, unweighting_efficiency
+from madnis.unweighting import max_weight, overweight_share, unweighting_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,31 +64,19 @@ class Measurement:
 
 
 W_MAX_DEFINITIONS = {
-    "truncation 1%": "MadEvent's combine_events rule (lhe_parser unweight, trunc_error = 1e-2): the smallest w_max whose "
-    "overweights exceed it by at most 1 % of the total weight",
-    "robust": "median of the maxima of 100 disjoint subsamples of all weighted points (madnis default)",
-    "robust-20k": "the same on the first 20,000 weighted points (what the plugin's event generation does)",
+    "truncation 1%": "MadEvent's combine_events rule (lhe_parser unweight, trunc_error = 1e-2, madnis.unweighting."
+    "max_weight): the smallest w_max whose overweights exceed it by at most 1 % of the total weight",
+    "truncation 0.1%": "the same rule with 0.1 % (TrainingConfig.max_overweight default, what the plugin's events use)",
     "max": "the largest weight of all weighted points (no overweights)",
 }
 
 
-def w_max_values(weights: torch.Tensor, seed: int) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(seed)
+def w_max_values(weights: torch.Tensor) -> dict[str, float]:
     return {
-        "truncation 1%": truncation_max_weight(weights, 0.01),
-        "robust": robust_max_weight(weights, generator=generator),
-        "robust-20k": robust_max_weight(weights[:20_000], generator=generator),
+        "truncation 1%": max_weight(weights, 0.01),
+        "truncation 0.1%": max_weight(weights, 1e-3),
         "max": float(weights.abs().max()),
     }
-
-
-def truncation_max_weight(weights: torch.Tensor, truncation: float) -> float:
-    """Smallest w_max with sum((w - w_max)+) <= truncation * sum(w), as MadEvent's final unweighting chooses it."""
-    ordered = weights.abs().double().sort(descending=True).values
-    k = torch.arange(1, len(ordered) + 1, dtype=torch.float64)
-    excess = torch.cumsum(ordered, 0) - k * ordered  # truncated weight when w_max = ordered[k-1]
-    allowed = torch.nonzero(excess <= truncation * ordered.sum())[:, 0]
-    return float(ordered[int(allowed[-1])])
 
 
 def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: int, log=print) -> Measurement:
@@ -98,7 +86,7 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
         integrand = BridgeIntegrand(library)
         channel_weights = "trained" if integrand.channel_weights_trainable else "fixed at alpha^MG"
         log(
-            f"{integrand.name}: {integrand.n_channels} channels, ndim {integrand.ndim}, {settings.steps} steps, "
+            f"{integrand.name}: {integrand.n_channels} channels, ndim {integrand.ndim}, {settings.training.steps} steps, "
             f"channel weights {channel_weights}"
         )
         madnis = MadNIS(integrand, config)
@@ -121,7 +109,7 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
         sample = madnis.sample_weighted(weighted_points, seed=seed + 1)
         sample_seconds = time.time() - start
         weights = sample.weight.double().cpu().abs()
-        w_max = w_max_values(weights, seed)
+        w_max = w_max_values(weights)
         m = Measurement(
             steps=len(history),
             sigma=result.integral,
@@ -133,7 +121,7 @@ def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: in
             weighted_points=weighted_points,
             sample_seconds=sample_seconds,
             efficiency={k: unweighting_efficiency(weights, w) for k, w in w_max.items()},
-            overweight={k: float((weights - w).clamp(min=0).sum() / weights.sum()) for k, w in w_max.items()},
+            overweight={k: overweight_share(weights, w) for k, w in w_max.items()},
             failed=madnis.integrand.n_failed,
             crashed=int(getattr(library, "n_crashed", 0)),
             channel_weights=channel_weights,
@@ -204,8 +192,8 @@ def table(
             f"torch {torch.__version__}, 1 torch thread, {settings.workers} bridge worker(s); "
             f"the 2 cores were shared with other jobs (load average {load:.1f} at the end): times are noisy",
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.buffered_steps} buffered per "
-            f"online, batch {settings.batch_size}, lr {settings.lr} {settings.lr_schedule}, loss {settings.loss}, "
+            f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.training.buffered_steps} buffered per "
+            f"online, batch {settings.training.batch_size}, lr {settings.training.learning_rate} {settings.training.lr_schedule}, loss {settings.training.loss}, "
             f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
             f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
             f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
@@ -242,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-points", type=int, required=True, help="stock survey + refine points")
     parser.add_argument("--reference-integration-seconds", type=float, required=True, help="survey + refine time")
     parser.add_argument(
-        "--steps", type=int, nargs="+", default=[MadnisSettings().steps], help="madnis_steps (one run each)"
+        "--steps", type=int, nargs="+", default=[MadnisSettings().training.steps], help="madnis_steps (one run each)"
     )
     parser.add_argument("--weighted-points", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -251,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     runs = []
     for steps in args.steps:
-        settings = MadnisSettings(steps=steps)
+        settings = MadnisSettings(training=replace(card_training(), steps=steps))
         runs.append(
             measure(args.pdir, settings, args.seed, args.weighted_points, log=lambda text: print(text, flush=True))
         )

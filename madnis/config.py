@@ -1,12 +1,14 @@
 """All MadNIS training and integration settings in one typed, validated place.
 
-The plugin fills :class:`TrainingConfig` from the run_card; every check happens once, in
-``__post_init__``, and fails with a one-line ``ValueError`` naming the field.
+Fields made with :func:`card_field` are the user-facing ones: front ends expose exactly these (the
+MG5aMC plugin as run_card entries ``madnis_<field>``, with the field's one-line help), so a new card
+field appears there without touching the front end. Every check happens once, in ``__post_init__``,
+and fails with a one-line :class:`ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -16,6 +18,20 @@ from .permutations import PERMUTATIONS
 LR_SCHEDULES = ("cosine", "constant", "exponential")
 LOSSES = ("stratified_variance", "variance", "kl", "rkl")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+CARD = "card"  # field metadata key of user-facing fields: the one-line help text
+
+
+def card_field(default: Any, help: str) -> Any:
+    """A user-facing field with its one-line ``help`` (front ends list the fields that have one)."""
+    return field(default=default, metadata={CARD: help})
+
+
+class ConfigError(ValueError):
+    """An invalid field value: ``field`` is the field's name, ``rule`` what it must be."""
+
+    def __init__(self, field_name: str, value: Any, rule: str):
+        super().__init__(f"TrainingConfig.{field_name} must be {rule}, got {value!r}")
+        self.field, self.value, self.rule = field_name, value, rule
 
 
 @dataclass
@@ -46,26 +62,32 @@ class TrainingConfig:
         dtype, device: training precision and device (integrals are accumulated in float64 regardless).
         seed: seed of all sampling (torch.Generator) and of the network initialisation.
         max_failed_fraction: fail clearly when more than this fraction of integrand calls failed.
+        max_overweight: unweighting (MadEvent's rule): w_max is the smallest value with at most this share
+            of the total weight above it (:func:`madnis.unweighting.max_weight`).
         integration_batch_size: points per batch when integrating and sampling.
     """
 
-    steps: int = 1000
-    batch_size: int = 1024
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"
+    steps: int = card_field(1000, "training budget: optimiser steps (online + buffered) per process")
+    batch_size: int = card_field(1024, "points per training step")
+    learning_rate: float = card_field(1e-3, "learning rate")
+    lr_schedule: str = card_field("cosine", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
     lr_final_fraction: float = 0.01
-    loss: str = "stratified_variance"
-    buffer_capacity: int = 10
-    buffered_steps: int = 0
+    loss: str = card_field("stratified_variance", "training loss: " + ", ".join(LOSSES))
+    buffer_capacity: int = card_field(10, "batches kept in the sample buffer for buffered training")
+    buffered_steps: int = card_field(0, "buffered training steps after each online step")
     buffer_top_m: int | None = 4
-    vegas_pretraining: bool = False
+    vegas_pretraining: bool = card_field(False, "initialise the flows from a VEGAS grid per channel group")
     vegas_iterations: int = 10
     vegas_bins: int = 64
-    train_channel_weights: bool = True
-    uniform_fraction: float = 0.1
+    train_channel_weights: bool = card_field(
+        True, "learn channel weights (kept at the prior when the integrand forbids it, e.g. a channel-dependent scale)"
+    )
+    uniform_fraction: float = card_field(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
-    drop_threshold: float = 1e-3
+    drop_threshold: float = card_field(
+        1e-3, "drop the smallest channels summing to below this fraction of sigma, in [0, 1)"
+    )
     drop_after_steps: int | None = None
     flow_bins: int = 10
     flow_blocks: int | None = None
@@ -80,12 +102,13 @@ class TrainingConfig:
     device: str = "cpu"
     seed: int = 0
     max_failed_fraction: float = 0.01
+    max_overweight: float = 1e-3
     integration_batch_size: int = 100_000
 
     def __post_init__(self) -> None:
         def require(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise ValueError(f"TrainingConfig.{name} must be {what}, got {getattr(self, name)!r}")
+                raise ConfigError(name, getattr(self, name), what)
 
         for name in ("steps", "buffered_steps", "stratified_warmup_steps", "vegas_iterations"):
             require(getattr(self, name) >= 0, name, ">= 0")
@@ -110,6 +133,7 @@ class TrainingConfig:
         require(self.dtype in DTYPES, "dtype", f"one of {tuple(DTYPES)}")
         require(self.device == "cpu" or self.device.startswith("cuda"), "device", "'cpu' or 'cuda[:n]'")
         require(0 <= self.max_failed_fraction <= 1, "max_failed_fraction", "in [0, 1]")
+        require(0 <= self.max_overweight < 1, "max_overweight", "in [0, 1)")
 
     @property
     def torch_dtype(self) -> torch.dtype:

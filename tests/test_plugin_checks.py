@@ -34,7 +34,7 @@ def test_valid_card_passes(tmp_path):
     if not __import__("shutil").which("gfortran"):
         pytest.skip("gfortran not installed")
     settings = checked_settings(FakeMadEvent(tmp_path, madnis_steps=5))
-    assert settings.steps == 5
+    assert settings.training.steps == 5
 
 
 def test_invalid_entry_missing_compiler_version_gridpack(tmp_path):

@@ -1,21 +1,24 @@
-"""The run_card madnis block: defaults, one-line errors naming the entry, card text, TrainingConfig mapping."""
+"""The run_card madnis block: one table with TrainingConfig, one-line errors naming the entry, the card file."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from madnis_plugin.settings import MadnisSettings, card_block
+from madnis_plugin.settings import CARD_DEFAULTS, MadnisSettings, card_block, card_bool, card_training
+
+from madnis.config import CARD, TrainingConfig
 
 INVALID = {
     "madnis_steps": "-1",
     "madnis_batch_size": "1",
-    "madnis_lr": "0",
+    "madnis_learning_rate": "0",
     "madnis_lr_schedule": "linear",
     "madnis_loss": "l2",
-    "madnis_buffer_size": "0",
+    "madnis_buffer_capacity": "0",
     "madnis_buffered_steps": "-2",
     "madnis_vegas_pretraining": "maybe",
     "madnis_train_channel_weights": "2",
@@ -31,7 +34,7 @@ INVALID = {
 
 def test_defaults_are_valid_and_cover_every_entry():
     settings = MadnisSettings()
-    names = [name for name, _, _ in MadnisSettings.entries()]
+    names = [entry.name for entry in MadnisSettings.entries()]
     assert names[0] == "madnis" and all(n.startswith("madnis_") for n in names[1:])
     assert set(INVALID) == set(names)
     assert settings.madnis is True
@@ -49,13 +52,14 @@ def test_card_strings_are_converted_like_madevent_writes_them():
     card = {
         "madnis": ".false.",
         "madnis_steps": "200",
-        "madnis_lr": "5e-4",
+        "madnis_learning_rate": "5e-4",
         "madnis_device": " cpu ",
         "madnis_reuse": "T",
         "nevents": 10,
     }
     settings = MadnisSettings.from_card(card)
-    assert (settings.madnis, settings.steps, settings.lr, settings.device, settings.reuse) == (
+    training = settings.training
+    assert (settings.madnis, training.steps, training.learning_rate, settings.device, settings.reuse) == (
         False,
         200,
         5e-4,
@@ -65,13 +69,14 @@ def test_card_strings_are_converted_like_madevent_writes_them():
 
 
 def test_card_block_round_trips_through_the_reader():
-    text = card_block(MadnisSettings(steps=77, loss="kl"))
+    settings = MadnisSettings(training=replace(card_training(), steps=77, loss="kl"))
+    text = card_block(settings)
     card = {}
     for line in text.splitlines():
         match = re.match(r"^\s*(\S+)\s*=\s*(\w+)\s*!", line)
         if match:
             card[match.group(2)] = match.group(1)
-    assert MadnisSettings.from_card(card) == MadnisSettings(steps=77, loss="kl")
+    assert MadnisSettings.from_card(card) == settings
 
 
 def test_shipped_card_template_matches_the_defaults():
@@ -79,33 +84,54 @@ def test_shipped_card_template_matches_the_defaults():
     assert shipped.read_text() == card_block(), "regenerate with: python -m madnis_plugin.settings > " + str(shipped)
 
 
+def test_training_entries_are_the_card_fields_of_training_config():
+    """A TrainingConfig field made with card_field is a run_card entry with the library's default (except
+    CARD_DEFAULTS), so a new one needs no change in the plugin."""
+    library = {f.name: f.default for f in dataclasses.fields(TrainingConfig) if CARD in f.metadata}
+    entries = {e.field: e.default for e in MadnisSettings.entries() if e.training}
+    assert entries == {**library, **CARD_DEFAULTS}
+    assert CARD_DEFAULTS == {"buffered_steps": 3}  # the run_card default users get since the first release
+
+
+def test_renamed_entry_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="madnis_lr is now called madnis_learning_rate"):
+        MadnisSettings.from_card({"madnis_lr": "0.01"})
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("True", True),
+        (".true.", True),
+        ("T", True),
+        ("1", True),
+        (" on ", True),
+        (".FALSE.", False),
+        ("f", False),
+        ("0", False),
+        ("no", False),
+        ("maybe", None),
+        (True, True),
+        (False, False),
+    ],
+)
+def test_card_bool(text, expected):
+    assert card_bool(text) is expected
+
+
 def test_training_config_mapping():
-    pytest.importorskip("madnis.config")
-    settings = MadnisSettings(
+    training = replace(
+        card_training(),
         steps=12,
         batch_size=64,
-        lr=2e-3,
+        learning_rate=2e-3,
         lr_schedule="constant",
         loss="variance",
-        buffer_size=5,
+        buffer_capacity=5,
         buffered_steps=2,
         uniform_fraction=0.25,
         drop_threshold=0.0,
         train_channel_weights=False,
     )
-    config = settings.training_config(seed=42)
-    assert (config.steps, config.batch_size, config.learning_rate, config.lr_schedule, config.loss) == (
-        12,
-        64,
-        2e-3,
-        "constant",
-        "variance",
-    )
-    assert (config.buffer_capacity, config.buffered_steps, config.uniform_fraction, config.drop_threshold) == (
-        5,
-        2,
-        0.25,
-        0.0,
-    )
-    assert (config.train_channel_weights, config.seed, config.device) == (False, 42, "cpu")
-    assert dataclasses.is_dataclass(config)
+    config = MadnisSettings(training=training, device="CPU").training_config(seed=42)
+    assert config == replace(training, seed=42, device="cpu")

@@ -1,46 +1,68 @@
-"""The ``madnis`` block of the run_card as one typed dataclass: entries, defaults, validation, card text.
+"""The ``madnis`` block of the run_card: one table of entries, shared with ``madnis.TrainingConfig``.
 
-Every ``madnis_*`` run_card entry is a field of :class:`MadnisSettings` whose metadata holds the card
-comment. The same table feeds the run_card block written by ``output madnis`` (:func:`card_block`),
-the registration of the entries in MG5aMC's RunCard (so stock MadEvent ignores them) and the mapping to
-``madnis.TrainingConfig``. Validation happens once, with one-line errors naming the card entry.
+Why: training options are defined once, as the user-facing fields of ``madnis.TrainingConfig``
+(``madnis.config.card_field``: default and one-line help); the plugin's own entries (``madnis``,
+``device``, ``integration_points``, ``workers``, ``reuse``) are the fields of :class:`MadnisSettings`
+beside them. Every entry is ``madnis_<field>`` on the card (``madnis`` for the switch), so a new card
+field of TrainingConfig becomes a run_card entry without any change here. The table (:func:`entries`)
+feeds the block ``output madnis`` writes (:func:`card_block`; ``Cards/run_card_madnis_block.dat`` is
+tested against it), the registration of the entries in MG5aMC's RunCard (so stock MadEvent ignores
+them) and the reading of a card. Validation happens once, with one-line errors naming the card entry:
+TrainingConfig checks the training entries, ``_validate`` the plugin's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-LR_SCHEDULES = ("constant", "cosine", "exponential")
-LOSSES = ("stratified_variance", "variance", "kl", "rkl")
+from madnis.config import CARD, ConfigError, TrainingConfig
+
+# The plugin's default where it differs from the library's: MadEvent matrix elements are expensive,
+# and buffered steps train on points already evaluated.
+CARD_DEFAULTS = {"buffered_steps": 3}
+# Entries renamed to their TrainingConfig field: an old card naming them gets a one-line error.
+RENAMED = {"madnis_lr": "madnis_learning_rate", "madnis_buffer_size": "madnis_buffer_capacity"}
+TRUE_WORDS = ("true", "t", "1", "on", "yes")
+FALSE_WORDS = ("false", "f", "0", "off", "no")
+
+
+@dataclass(frozen=True)
+class CardEntry:
+    """One run_card entry: ``field`` of TrainingConfig (``training``) or of MadnisSettings."""
+
+    field: str
+    default: Any
+    comment: str
+    training: bool
+
+    @property
+    def name(self) -> str:
+        return card_name(self.field)
+
+
+def card_name(field_name: str) -> str:
+    """The run_card name of a field: ``madnis`` or ``madnis_<field>``."""
+    return "madnis" if field_name == "madnis" else f"madnis_{field_name}"
 
 
 def _entry(default: Any, comment: str) -> Any:
-    return field(default=default, metadata={"comment": comment})
+    return field(default=default, metadata={CARD: comment})
+
+
+def card_training() -> TrainingConfig:
+    """TrainingConfig with the run_card's defaults (the library's, except :data:`CARD_DEFAULTS`)."""
+    return TrainingConfig(**CARD_DEFAULTS)
 
 
 @dataclass(frozen=True)
 class MadnisSettings:
-    """The ``madnis*`` run_card entries (names without the ``madnis_`` prefix, except ``madnis``)."""
+    """The ``madnis*`` run_card entries: the plugin's own fields and ``training`` (TrainingConfig's card fields)."""
 
     madnis: bool = _entry(True, "use MadNIS instead of survey/refine (False: stock MadEvent)")
-    steps: int = _entry(1000, "training budget: optimiser steps (online + buffered) per P-dir")
-    batch_size: int = _entry(1024, "points per training step")
-    lr: float = _entry(1e-3, "learning rate")
-    lr_schedule: str = _entry("cosine", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
-    loss: str = _entry("stratified_variance", "training loss: " + ", ".join(LOSSES))
-    buffer_size: int = _entry(10, "batches kept in the sample buffer for buffered training")
-    buffered_steps: int = _entry(3, "buffered training steps after each online step")
-    vegas_pretraining: bool = _entry(False, "initialise the flows from a VEGAS grid per channel group")
-    train_channel_weights: bool = _entry(
-        True, "learn channel weights (kept at MadEvent's prior when the scale depends on the channel)"
-    )
-    uniform_fraction: float = _entry(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
-    drop_threshold: float = _entry(
-        1e-3, "drop the smallest channels summing to below this fraction of sigma, in [0, 1)"
-    )
+    training: TrainingConfig = field(default_factory=card_training)
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
     integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
     workers: int = _entry(1, "parallel Fortran evaluation workers per P-dir")
@@ -50,50 +72,43 @@ class MadnisSettings:
         _validate(self)
 
     @staticmethod
-    def card_name(field_name: str) -> str:
-        """run_card entry name of a field: ``madnis`` or ``madnis_<field>``."""
-        return "madnis" if field_name == "madnis" else f"madnis_{field_name}"
+    def entries() -> list[CardEntry]:
+        """Every run_card entry with its default, in card order (the switch, training, the rest)."""
+        own = [f for f in dataclasses.fields(MadnisSettings) if CARD in f.metadata]
+        training = [
+            CardEntry(f.name, CARD_DEFAULTS.get(f.name, f.default), f.metadata[CARD], True)
+            for f in dataclasses.fields(TrainingConfig)
+            if CARD in f.metadata
+        ]
+        plugin = [CardEntry(f.name, f.default, f.metadata[CARD], False) for f in own]
+        return plugin[:1] + training + plugin[1:]
+
+    def value(self, entry: CardEntry) -> Any:
+        """The value of ``entry`` in these settings."""
+        return getattr(self.training if entry.training else self, entry.field)
 
     @classmethod
-    def entries(cls) -> list[tuple[str, Any, str]]:
-        """(card name, default, comment) of every entry, in card order."""
-        return [(cls.card_name(f.name), f.default, f.metadata["comment"]) for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_card(cls, card: Mapping[str, Any], **overrides: Any) -> MadnisSettings:
+    def from_card(cls, card: Mapping[str, Any]) -> MadnisSettings:
         """Read the entries from a run_card mapping (MG5aMC RunCard or dict); missing entries keep defaults.
 
         Values may be typed already (registered entries) or strings (a card read without registration).
-        ``overrides`` (by field name) win over the card.
         """
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = cls.card_name(f.name)
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-            elif name in card:
-                values[f.name] = _convert(card[name], type(f.default), name)
-        return cls(**values)
+        user_set = getattr(card, "user_set", card)  # a RunCard holds every registered entry: look at the set ones
+        renamed = [old for old in RENAMED if old in user_set]
+        if renamed:
+            old = renamed[0]
+            raise ValueError(f"run_card entry {old} is now called {RENAMED[old]}: rename it in the run_card")
+        own: dict[str, Any] = {}
+        training: dict[str, Any] = {}
+        for entry in cls.entries():
+            if entry.name in card:
+                value = _convert(card[entry.name], type(entry.default), entry.name)
+                (training if entry.training else own)[entry.field] = value
+        return cls(training=_training(training), **own)
 
-    def training_config(self, seed: int = 0) -> Any:
+    def training_config(self, seed: int = 0) -> TrainingConfig:
         """The ``madnis.TrainingConfig`` these entries describe (``seed``: the run's random seed)."""
-        from madnis.config import TrainingConfig
-
-        return TrainingConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            learning_rate=self.lr,
-            lr_schedule=self.lr_schedule,
-            loss=self.loss,
-            buffer_capacity=self.buffer_size,
-            buffered_steps=self.buffered_steps,
-            vegas_pretraining=self.vegas_pretraining,
-            train_channel_weights=self.train_channel_weights,
-            uniform_fraction=self.uniform_fraction,
-            drop_threshold=self.drop_threshold,
-            device=self.torch_device(),
-            seed=seed,
-        )
+        return replace(self.training, device=self.torch_device(), seed=seed)
 
     def torch_device(self) -> str:
         """The torch device string; ``auto`` picks cuda when available."""
@@ -102,6 +117,22 @@ class MadnisSettings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def registered_entries() -> list[tuple[str, Any, str]]:
+    """(name, default, comment) of every entry MG5aMC's RunCard must know, renamed ones included (so that an
+    old card's entry is never taken for a Fortran user entry; :meth:`MadnisSettings.from_card` refuses it)."""
+    current = {entry.name: entry for entry in MadnisSettings.entries()}
+    renamed = [(old, current[new].default, f"renamed to {new}") for old, new in RENAMED.items()]
+    return [(e.name, e.default, e.comment) for e in current.values()] + renamed
+
+
+def card_bool(value: Any) -> bool | None:
+    """A run_card boolean as MadEvent and users write it (True, .false., T, 1, on, ...); None if it is none."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower().strip(".")
+    return True if text in TRUE_WORDS else False if text in FALSE_WORDS else None
 
 
 def card_block(settings: MadnisSettings | None = None) -> str:
@@ -114,10 +145,8 @@ def card_block(settings: MadnisSettings | None = None) -> str:
         "# integration and unweighting; madnis = False runs stock MadEvent.   *",
         "#*********************************************************************",
     ]
-    for f in dataclasses.fields(settings):
-        lines.append(
-            f"  {_card_value(getattr(settings, f.name))} = {settings.card_name(f.name)} ! {f.metadata['comment']}"
-        )
+    for entry in settings.entries():
+        lines.append(f"  {_card_value(settings.value(entry))} = {entry.name} ! {entry.comment}")
     return "\n".join(lines) + "\n"
 
 
@@ -125,17 +154,25 @@ def _card_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _training(values: dict[str, Any]) -> TrainingConfig:
+    """The card's TrainingConfig; TrainingConfig's own checks, reported by card entry name."""
+    for name, value in values.items():
+        _check_type(card_name(name), value, type(getattr(card_training(), name)))
+    try:
+        return replace(card_training(), **values)
+    except ConfigError as error:
+        raise ValueError(f"run_card entry {card_name(error.field)} = {error.value}: must be {error.rule}") from None
+
+
 def _convert(value: Any, target: type, name: str) -> Any:
     """Convert a card value to ``target``; ValueError naming the entry if impossible."""
     if isinstance(value, str):
         text = value.strip()
         if target is bool:
-            lowered = text.lower().strip(".")
-            if lowered in ("true", "t", "1", "on", "yes"):
-                return True
-            if lowered in ("false", "f", "0", "off", "no"):
-                return False
-            raise ValueError(f"run_card entry {name} = {text}: expected True or False")
+            parsed = card_bool(text)
+            if parsed is None:
+                raise ValueError(f"run_card entry {name} = {text}: expected True or False")
+            return parsed
         if target is str:
             return text
         try:
@@ -149,34 +186,20 @@ def _convert(value: Any, target: type, name: str) -> Any:
     return value
 
 
-def _validate(s: MadnisSettings) -> None:
-    def fail(field_name: str, rule: str) -> None:
-        name = s.card_name(field_name)
-        raise ValueError(f"run_card entry {name} = {getattr(s, field_name)}: {rule}")
+def _check_type(name: str, value: Any, expected: type) -> None:
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        raise ValueError(f"run_card entry {name} = {value}: expected {expected.__name__}")
 
-    for f in dataclasses.fields(s):
-        value = getattr(s, f.name)
-        expected = type(f.default)
-        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-            fail(f.name, f"expected {expected.__name__}")
-    if s.steps < 0:
-        fail("steps", "must be >= 0")
-    if s.batch_size < 2:
-        fail("batch_size", "must be >= 2")
-    if not s.lr > 0:
-        fail("lr", "must be > 0")
-    if s.lr_schedule not in LR_SCHEDULES:
-        fail("lr_schedule", "must be one of " + ", ".join(LR_SCHEDULES))
-    if s.loss not in LOSSES:
-        fail("loss", "must be one of " + ", ".join(LOSSES))
-    if s.buffer_size < 1:
-        fail("buffer_size", "must be >= 1")
-    if s.buffered_steps < 0:
-        fail("buffered_steps", "must be >= 0")
-    if not 0.0 <= s.uniform_fraction <= 1.0:
-        fail("uniform_fraction", "must be in [0, 1]")
-    if not 0.0 <= s.drop_threshold < 1.0:
-        fail("drop_threshold", "must be in [0, 1)")
+
+def _validate(s: MadnisSettings) -> None:
+    """The plugin's own entries (TrainingConfig validated the training ones)."""
+
+    def fail(field_name: str, rule: str) -> None:
+        raise ValueError(f"run_card entry {card_name(field_name)} = {getattr(s, field_name)}: {rule}")
+
+    for entry in s.entries():
+        if not entry.training:
+            _check_type(entry.name, getattr(s, entry.field), type(entry.default))
     device = s.device.lower()
     if not (device in ("cpu", "cuda", "auto") or (device.startswith("cuda:") and device[5:].isdigit())):
         fail("device", "must be cpu, cuda, cuda:N or auto")

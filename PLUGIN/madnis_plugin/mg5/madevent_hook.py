@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..settings import MadnisSettings
+from ..settings import TRUE_WORDS, card_bool, registered_entries
 
 HOOK_BEGIN = "# --- madnis-mg5 hook (written by `output madnis`) ---"
 
@@ -52,7 +52,7 @@ def _refuse_madnis_runs(cmd_class):
 
     def run_generate_events(self, switch_mode, args):
         if "madnis" in self.run_card and \
-                str(self.run_card["madnis"]).strip().lower() in ("true", "t", ".true.", "1"):
+                str(self.run_card["madnis"]).strip().lower().strip(".") in {true_words!r}:
             raise self.InvalidCmd("madnis = True but the madnis-mg5 plugin is not importable: "
                                   "pip install madnis-mg5, or set madnis = False")
         return original(self, switch_mode, args)
@@ -96,9 +96,7 @@ def install(cmd_class: type, banner_module: Any) -> None:
 def madnis_requested(run_card: Any) -> bool:
     """Whether the run_card asks for MadNIS (``madnis`` entry true)."""
     value = run_card["madnis"] if "madnis" in run_card else False  # RunCard.get takes no default
-    if isinstance(value, str):
-        return value.strip().lower().strip(".") in ("true", "t", "1", "on", "yes")
-    return bool(value)
+    return bool(card_bool(value))
 
 
 def register_run_card_entries(run_card_class: type) -> None:
@@ -109,7 +107,7 @@ def register_run_card_entries(run_card_class: type) -> None:
 
     def default_setup(self):
         original(self)
-        for name, default, comment in MadnisSettings.entries():
+        for name, default, comment in registered_entries():
             if name == "madnis":
                 default = False  # stock outputs: off; `output madnis` writes True in its run_card
             self.add_param(name, default, include=False, hidden=True, comment=comment)
@@ -121,7 +119,7 @@ def register_run_card_entries(run_card_class: type) -> None:
 def install_in_output(out_dir: Path, plugin_parent: Path) -> None:
     """Write ``bin/internal/madnis_hook.py`` and hook it into the output's ``madevent_interface.py``."""
     internal = out_dir / "bin" / "internal"
-    (internal / "madnis_hook.py").write_text(SHIM.format(plugin_parent=str(plugin_parent)))
+    (internal / "madnis_hook.py").write_text(SHIM.format(plugin_parent=str(plugin_parent), true_words=TRUE_WORDS))
     interface = internal / "madevent_interface.py"
     text = interface.read_text()
     if HOOK_BEGIN not in text:

@@ -45,7 +45,7 @@ def run_madnis(cmd: Any) -> None:
     me_dir = Path(cmd.me_dir)
     sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
     fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
-    if fixed and settings.train_channel_weights:
+    if fixed and settings.training.train_channel_weights:
         logger.info(
             "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s) in %s: channel weights "
             "kept at MadEvent's alpha (learning them would change the cross section)",
