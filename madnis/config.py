@@ -102,7 +102,7 @@ class TrainingConfig:
     device: str = "cpu"
     seed: int = 0
     max_failed_fraction: float = 0.01
-    max_overweight: float = 1e-3
+    max_overweight: float = card_field(1e-3, "share of the weight allowed above w_max when unweighting, in [0, 1)")
     integration_batch_size: int = 100_000
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ INVALID = {
     "madnis_train_channel_weights": "2",
     "madnis_uniform_fraction": "1.5",
     "madnis_drop_threshold": "1",
+    "madnis_max_overweight": "1",
     "madnis_device": "tpu",
     "madnis_integration_points": "1",
     "madnis_workers": "0",
