@@ -20,7 +20,8 @@ class FakeMadEvent:
         self.me_dir = str(me_dir)
         (me_dir / "MGMEVersion.txt").write_text(version + "\n")
         self.options = {"fortran_compiler": compiler}
-        self.run_card = {"madnis": True, "gridpack": False, **card}
+        self.run_name = "run_01"
+        self.run_card = {"madnis": True, "gridpack": False, "nevents": 10, "run_tag": "tag_1", **card}
 
 
 def one_line_error(cmd: FakeMadEvent) -> str:
@@ -42,6 +43,12 @@ def test_invalid_entry_missing_compiler_version_gridpack(tmp_path):
     assert "no-such-fortran not found" in one_line_error(FakeMadEvent(tmp_path, compiler="no-such-fortran"))
     assert "MG5aMC 3.6.0" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", version="3.6.0"))
     assert "gridpack" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", gridpack=True))
+
+
+def test_nevents_and_unwritable_events_fail_before_anything_compiles(tmp_path):
+    assert "nevents = 0" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", nevents=0))
+    (tmp_path / "Events").write_text("a file where the Events directory belongs\n")
+    assert "cannot write to" in one_line_error(FakeMadEvent(tmp_path, compiler="sh"))
 
 
 def test_reuse_is_accepted(tmp_path):

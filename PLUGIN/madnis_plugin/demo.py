@@ -88,7 +88,7 @@ def _cards(setup: DrellYanSetup, args: argparse.Namespace) -> Banner:
 def run(args: argparse.Namespace) -> int:
     from madnis import TrainingConfig
 
-    from .run import ProcessSource, RunSettings, SamplerReuseError, run_processes
+    from .run import ProcessSource, RunCheckError, RunSettings, SamplerReuseError, run_processes
     from .run.plots import plot_run
     from .run.report import write_report
 
@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         result = run_processes([source], settings, _cards(setup, args), LHEInit(processes=[]))
     except SamplerReuseError as error:
         print(f"error: --reuse: {error}", file=sys.stderr)
+        return 2
+    except RunCheckError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: no event file was written", file=sys.stderr)

@@ -22,7 +22,7 @@ from typing import Any
 from .. import mg5_version_supported
 from ..bridge_integrand import BridgeIntegrand
 from ..lhe import LHEInit
-from ..run import ProcessSource, RunSettings, SamplerReuseError, run_processes
+from ..run import ProcessSource, RunCheckError, RunSettings, SamplerReuseError, check_run, run_processes
 from ..run.plots import plot_channels, plot_training, plot_weights
 from ..settings import MadnisSettings
 
@@ -43,6 +43,7 @@ def run_madnis(cmd: Any) -> None:
     cmd.update_status("MadNIS: build, train, integrate", level=None)
 
     me_dir = Path(cmd.me_dir)
+    run_settings = madnis_run_settings(cmd, settings, seed)
     sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
     fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
     if fixed and settings.training.train_channel_weights:
@@ -52,17 +53,6 @@ def run_madnis(cmd: Any) -> None:
             cmd.run_card["dynamical_scale_choice"],
             ", ".join(fixed),
         )
-    tag = cmd.run_card["run_tag"]
-    run_settings = RunSettings(
-        nevents=nevents,
-        output_dir=me_dir / "madnis",
-        training=settings.training_config(seed=seed),
-        integration_points=settings.integration_points,
-        events_file=str(me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz"),
-        run_name=cmd.run_name,
-        tag=tag,
-        reuse=settings.reuse,
-    )
     try:
         run = run_processes(
             sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card), log=log_progress
@@ -123,8 +113,24 @@ class MadEventHeader:
         return madevent_banner(self.cmd, self.module, integrated_weight, n_events, self.seed)
 
 
+def madnis_run_settings(cmd: Any, settings: MadnisSettings, seed: int) -> RunSettings:
+    """What the orchestration runs: the card's settings, samplers in DIR/madnis, events in Events/RUN."""
+    me_dir = Path(cmd.me_dir)
+    return RunSettings(
+        nevents=int(cmd.run_card["nevents"]),
+        output_dir=me_dir / "madnis",
+        training=settings.training_config(seed=seed),
+        integration_points=settings.integration_points,
+        events_file=str(me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz"),
+        run_name=cmd.run_name,
+        tag=cmd.run_card["run_tag"],
+        reuse=settings.reuse,
+    )
+
+
 def checked_settings(cmd: Any) -> MadnisSettings:
-    """The madnis entries, gfortran and MG5aMC version checked before anything compiles (one-line errors)."""
+    """The madnis entries, gfortran, MG5aMC version, nevents and writable output checked before anything
+    compiles (one-line errors)."""
     try:
         settings = MadnisSettings.from_card(cmd.run_card)
     except ValueError as error:
@@ -140,6 +146,10 @@ def checked_settings(cmd: Any) -> MadnisSettings:
         )
     if cmd.run_card["gridpack"]:
         raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
+    try:
+        check_run(madnis_run_settings(cmd, settings, seed=0))
+    except RunCheckError as error:
+        raise cmd.InvalidCmd(f"MadNIS: {error}") from None
     return settings
 
 

@@ -2,10 +2,12 @@
 
 from .orchestrate import (
     ProcessSource,
+    RunCheckError,
     RunResult,
     RunSettings,
     SamplerReuseError,
     SourceResult,
+    check_run,
     madevent_summary,
     run_processes,
     saved_sampler_path,
@@ -14,10 +16,12 @@ from .orchestrate import (
 
 __all__ = [
     "ProcessSource",
+    "RunCheckError",
     "RunResult",
     "RunSettings",
     "SamplerReuseError",
     "SourceResult",
+    "check_run",
     "madevent_summary",
     "run_processes",
     "saved_sampler_path",

@@ -14,12 +14,17 @@ w / w_max, then all weights are normalised to mean sigma as MadEvent's ``event_n
 build the event records, shuffle the sources together and write the LHE atomically. Integration and
 sampling are seeded by the run's seed (``training.seed``) and the source index alone, so a re-used sampler
 with a new seed gives independent events and with the training run's seed repeats that run's events.
+
+Before any training, :func:`check_run` refuses in one line what would fail later (``nevents`` < 1, an
+output or events directory that cannot be written). Trained samplers are saved (atomically) only once
+the event file is written, so a failed or interrupted run never replaces a good saved sampler.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -116,6 +121,22 @@ class SamplerReuseError(ValueError):
     """Re-use was asked for but the saved sampler cannot serve the process (unreadable, other ndim/channels)."""
 
 
+class RunCheckError(ValueError):
+    """The run cannot succeed as set up; found before any training (one-line message)."""
+
+
+def check_run(settings: RunSettings) -> None:
+    """Everything about the settings that could fail after training: ``nevents`` and writable directories."""
+    if settings.nevents < 1:
+        raise RunCheckError(f"nevents = {settings.nevents}: at least one event must be asked for")
+    for directory in dict.fromkeys([settings.output_dir, (settings.output_dir / settings.events_file).parent]):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
+        except OSError as error:
+            raise RunCheckError(f"cannot write to {directory}: {error.strerror or error}") from None
+
+
 _INTEGRATION, _SAMPLING = 1, 2  # random streams of one source
 
 
@@ -191,7 +212,7 @@ def _saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[
 def _train_and_integrate(
     index: int, source: ProcessSource, saved: MadNIS | None, settings: RunSettings, log: Callable[[str], None]
 ) -> tuple[MadNIS, SourceResult]:
-    """Train (unless ``saved`` is given) and integrate one source; save the trained sampler if asked."""
+    """Train (unless ``saved`` is given) and integrate one source."""
     start = time.time()
     path = saved_sampler_path(settings.output_dir, source.name)
     if saved is None:
@@ -208,8 +229,6 @@ def _train_and_integrate(
         settings.integration_points, seed=stream_seed(settings.training.seed, index, _INTEGRATION)
     )
     log(f"  [{source.name}] sigma = {result.integral:.6g} +- {result.error:.3g} pb ({time.time() - start:.1f} s)")
-    if settings.save_models and saved is None:
-        madnis.save(path)
     out = SourceResult(
         source=source,
         losses=[p.loss for p in progress],
@@ -292,7 +311,7 @@ def run_processes(
     Returns the cross section, the LHE path and per-source results for plots and reports.
     """
     start = time.time()
-    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    check_run(settings)
     saved = [_saved_sampler(s, settings, log) for s in sources]  # an unusable file fails before any training
     trained = [_train_and_integrate(i, s, m, settings, log) for i, (s, m) in enumerate(zip(sources, saved))]
     sigma = sum(out.result.integral for _, out in trained)
@@ -330,6 +349,10 @@ def run_processes(
         replace(init, processes=processes),
         banner,
     )
+    if settings.save_models:  # only now: a failed or interrupted run keeps the samplers saved before
+        for madnis, out in trained:
+            if out.reused_from is None:
+                madnis.save(saved_sampler_path(settings.output_dir, out.source.name))
     log("")
     log(madevent_summary(settings.run_name, settings.tag, sigma, error, len(records)))
     return RunResult(sigma, error, len(records), lhe_path, [out for _, out in trained], time.time() - start)
