@@ -1,15 +1,16 @@
-"""Unweighting: turn weighted events into (almost) unit-weight events by hit-or-miss.
+"""Unweighting: turn weighted events into (almost) unit-weight events by hit-or-miss, MadEvent's way.
 
-An event with weight w is kept with probability min(1, |w| / w_max). A single huge weight would
-set a huge w_max and ruin the efficiency <w>/w_max, so w_max is chosen robustly:
+An event with weight w is kept with probability min(1, |w| / w_max); the efficiency is <|w|> / w_max.
+One rule chooses w_max everywhere (the plugin's events, the benchmarks' efficiencies): MadEvent's
+final unweighting rule (its combine step, ``trunc_error``): w_max is the smallest value such that the
+weight above it, sum((|w| - w_max)+), is at most a share ``max_overweight`` of the total sum(|w|)
+(``TrainingConfig.max_overweight``, default 1e-3). Why: a single huge weight would otherwise set w_max
+and ruin the efficiency, while the rule bounds exactly what the cap affects.
 
-- default: the median over ``n_bootstrap`` random disjoint subsamples of each subsample's maximum
-  (below the true maximum when the weight distribution has a heavy tail);
-- ``overweight_fraction = f > 0``: the weighted quantile such that events with |w| > w_max carry
-  the fraction f of the total |weight|.
-
-Events above w_max (overweights) are always kept with weight |w| instead of w_max, so the sum of
-the unweighted event weights still estimates the integral without bias.
+Events above w_max (overweights) are not truncated: they are kept (always accepted) with weight
+|w| / w_max in units of the unit weight, i.e. |w| instead of w_max, so the sum of the unweighted event
+weights still estimates the integral without bias. The share of the total weight above w_max is the
+share of sigma carried by these non-unit weights.
 """
 
 from __future__ import annotations
@@ -19,29 +20,32 @@ from dataclasses import dataclass
 import torch
 
 
-def robust_max_weight(
-    weights: torch.Tensor,
-    *,
-    n_bootstrap: int = 100,
-    overweight_fraction: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> float:
-    """Robust w_max of |weights| (see module doc)."""
-    weights = weights.detach().abs().double().flatten()
-    if weights.numel() == 0 or not torch.isfinite(weights).all():
-        raise ValueError("robust_max_weight needs a non-empty tensor of finite weights")
-    if overweight_fraction > 0:
-        if overweight_fraction >= 1:
-            raise ValueError(f"overweight_fraction must be in [0, 1), got {overweight_fraction}")
-        ordered = weights.sort(descending=True).values
-        above = torch.cumsum(ordered, 0) / ordered.sum()  # weight fraction of the k+1 largest
-        k = int(torch.searchsorted(above, torch.tensor(overweight_fraction, dtype=above.dtype), right=True))
-        return float(ordered[min(k, ordered.numel() - 1)])
-    n_bootstrap = max(1, min(n_bootstrap, weights.numel()))
-    permutation = torch.randperm(weights.numel(), generator=generator)
-    size = weights.numel() // n_bootstrap
-    maxima = weights[permutation[: size * n_bootstrap]].view(n_bootstrap, size).max(dim=1).values
-    return float(maxima.median())
+def max_weight(weights: torch.Tensor, max_overweight: float = 1e-3) -> float:
+    """MadEvent's w_max of |weights|: the smallest w_max with sum((|w| - w_max)+) <= max_overweight * sum(|w|).
+
+    Between two sampled weights the excess is linear in w_max, so the bound is met with equality
+    (unless it holds already at the smallest weight, which is then returned); ``max_overweight = 0``
+    gives the largest weight.
+    """
+    if not 0 <= max_overweight < 1:
+        raise ValueError(f"max_overweight must be in [0, 1), got {max_overweight}")
+    ordered = weights.detach().abs().double().flatten().sort(descending=True).values
+    if ordered.numel() == 0 or not torch.isfinite(ordered).all() or not ordered[0] > 0:
+        raise ValueError("max_weight needs a non-empty tensor of finite weights, not all zero")
+    cumulative = torch.cumsum(ordered, 0)
+    allowed = max_overweight * float(cumulative[-1])
+    count = torch.arange(1, ordered.numel() + 1, dtype=torch.float64)
+    excess = cumulative - count * ordered  # weight above w_max = ordered[j]: nondecreasing in j
+    j = int(torch.searchsorted(excess, torch.tensor([allowed], dtype=torch.float64), right=True)[0]) - 1
+    if j == ordered.numel() - 1:
+        return float(ordered[-1])
+    return max(float(ordered[j + 1]), (float(cumulative[j]) - allowed) / (j + 1))
+
+
+def overweight_share(weights: torch.Tensor, w_max: float) -> float:
+    """sum((|w| - w_max)+) / sum(|w|): the share of the total weight (of sigma) above w_max."""
+    magnitude = weights.detach().abs().double()
+    return float((magnitude - w_max).clamp(min=0).sum() / magnitude.sum())
 
 
 def unweighting_efficiency(weights: torch.Tensor, w_max: float) -> float:
@@ -60,6 +64,7 @@ class UnweightedSelection:
         w_max: the maximum weight used.
         efficiency: <|w|> / w_max over the weighted events looked at.
         n_overweight: kept events with |w| > w_max.
+        overweight_share: share of the weight above w_max over the weighted events looked at.
     """
 
     indices: torch.Tensor
@@ -67,6 +72,7 @@ class UnweightedSelection:
     w_max: float
     efficiency: float
     n_overweight: int
+    overweight_share: float
 
 
 def unweight(
@@ -74,16 +80,18 @@ def unweight(
     n_events: int | None = None,
     *,
     w_max: float | None = None,
+    max_overweight: float = 1e-3,
     generator: torch.Generator | None = None,
 ) -> UnweightedSelection:
     """Hit-or-miss unweighting of ``weights`` (n,); keeps all accepted events or the first ``n_events``.
 
-    Negative weights are unweighted by |w| and keep their sign.
+    ``w_max`` defaults to :func:`max_weight` of ``weights`` with ``max_overweight``. Negative weights are
+    unweighted by |w| and keep their sign.
     """
     weights = weights.detach().double().flatten()
     magnitude = weights.abs()
     if w_max is None:
-        w_max = robust_max_weight(magnitude, generator=generator)
+        w_max = max_weight(magnitude, max_overweight)
     if not w_max > 0:
         raise ValueError(f"w_max must be positive, got {w_max}")
     uniform = torch.rand(weights.shape, generator=generator, dtype=torch.float64).to(weights.device)
@@ -99,4 +107,5 @@ def unweight(
         w_max=float(w_max),
         efficiency=float(magnitude[:n_used].mean() / w_max),
         n_overweight=int((kept > w_max).sum()),
+        overweight_share=overweight_share(magnitude[:n_used], w_max),
     )

@@ -1,17 +1,69 @@
-"""Unweighting: efficiency, unbiased shapes and integral, robust w_max, overweight fraction."""
+"""Unweighting: MadEvent's w_max rule on analytic weight distributions, unbiased events, efficiency."""
 
+import math
+
+import pytest
 import torch
 
-from madnis.unweighting import robust_max_weight, unweight, unweighting_efficiency
+from madnis.unweighting import max_weight, overweight_share, unweight, unweighting_efficiency
 
 
 def test_uniform_weights_have_efficiency_one_and_are_all_kept():
     weights = torch.full((1000,), 2.5, dtype=torch.float64)
-    assert robust_max_weight(weights) == 2.5
+    assert max_weight(weights) == 2.5
     assert unweighting_efficiency(weights, 2.5) == 1.0
     selection = unweight(weights, generator=torch.Generator().manual_seed(0))
     assert len(selection.indices) == 1000 and selection.efficiency == 1.0 and selection.n_overweight == 0
     assert torch.allclose(selection.weights.sum(), torch.tensor(2.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("share", [1e-2, 1e-3])
+def test_share_above_w_max_is_the_asked_one_on_exponential_weights(share):
+    # w ~ Exp(1): E[(w - t)+] / E[w] = exp(-t), so the rule's w_max is -ln(share)
+    weights = -torch.log(torch.rand(1_000_000, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    w_max = max_weight(weights, share)
+    assert overweight_share(weights, w_max) == pytest.approx(share, rel=1e-9)  # the sample's own share: exact
+    assert w_max == pytest.approx(-math.log(share), rel=0.025)
+    assert math.exp(-w_max) == pytest.approx(share, rel=0.2)  # the population share above w_max
+
+
+def test_share_above_w_max_on_pareto_weights():
+    # w ~ Pareto(1, a): share above t is t^(1 - a) / a, so the rule's w_max is (a * share)^(-1 / (a - 1))
+    a, share = 4.0, 1e-3
+    weights = torch.rand(1_000_000, generator=torch.Generator().manual_seed(6), dtype=torch.float64) ** (-1 / a)
+    w_max = max_weight(weights, share)
+    assert w_max == pytest.approx((a * share) ** (-1 / (a - 1)), rel=0.1)
+    assert overweight_share(weights, w_max) == pytest.approx(share, rel=1e-9)
+    assert unweighting_efficiency(weights, w_max) > unweighting_efficiency(weights, float(weights.max()))
+
+
+def test_zero_share_gives_the_largest_weight_and_bad_input_fails():
+    weights = torch.tensor([0.5, 3.0, 1.0, -2.0], dtype=torch.float64)
+    assert max_weight(weights, 0.0) == 3.0
+    assert max_weight(weights, 0.1) == pytest.approx(3.0 - 0.65)  # 3 - w_max = 0.1 * 6.5
+    with pytest.raises(ValueError, match="max_overweight"):
+        max_weight(weights, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        max_weight(torch.zeros(3))
+
+
+def test_unweighted_events_with_overweights_are_unbiased_per_bin():
+    # x ~ U[0,1], w = (2/3) x^(-1/3): target density (2/3) x^(-1/3), integral x^(2/3) per bin. With 1 % of
+    # the weight above w_max the overweights sit at small x: keeping them with weight w / w_max keeps
+    # every bin unbiased, truncating them to w_max would pull the first bins down by 7-20 sigma.
+    generator = torch.Generator().manual_seed(7)
+    x = torch.rand(1_000_000, generator=generator, dtype=torch.float64)
+    selection = unweight((2 / 3) * x ** (-1 / 3), max_overweight=1e-2, generator=generator)
+    assert selection.n_overweight > 1000 and selection.overweight_share == pytest.approx(1e-2)
+    edges = torch.tensor([0, 1e-3, 1e-2, 0.1, 1.0], dtype=torch.float64)
+    bins = torch.bucketize(x[selection.indices], edges[1:-1])
+    estimate = torch.zeros(4, dtype=torch.float64).index_add_(0, bins, selection.weights)
+    error = torch.zeros(4, dtype=torch.float64).index_add_(0, bins, selection.weights**2).sqrt()
+    exact = edges[1:] ** (2 / 3) - edges[:-1] ** (2 / 3)
+    assert ((estimate - exact).abs() < 4 * error).all(), ((estimate - exact) / error).tolist()
+    truncated = torch.zeros(4, dtype=torch.float64).index_add_(0, bins, torch.full_like(selection.weights, 1.0))
+    truncated *= selection.w_max / len(x)
+    assert ((truncated - exact) / error)[:2].max() < -4  # the check above can tell
 
 
 def test_unweighted_events_reproduce_the_target_histogram():
@@ -24,33 +76,11 @@ def test_unweighted_events_reproduce_the_target_histogram():
     n_bins = 20
     counts = torch.histc(kept, bins=n_bins, min=0, max=1)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
-    expected = len(kept) * edges.diff() * (edges[1:] ** 3 - edges[:-1] ** 3) / edges.diff()
+    expected = len(kept) * (edges[1:] ** 3 - edges[:-1] ** 3)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 2 * n_bins, chi2  # chi2/ndf ~ 1 for the right shape; a flat shape gives ~1e4
     assert abs(selection.efficiency - 1 / 3) < 0.01
     assert abs(float(selection.weights.sum()) - 1.0) < 0.01  # integral of 3x^2
-
-
-def test_bootstrap_max_is_below_true_max_for_heavy_tails_and_keeps_integral():
-    generator = torch.Generator().manual_seed(2)
-    torch.manual_seed(2)
-    weights = torch.distributions.Pareto(1.0, 1.5).sample((200_000,)).double()  # heavy tail
-    w_max = robust_max_weight(weights, generator=generator)
-    assert weights.median() < w_max < 0.2 * float(weights.max())
-    selection = unweight(weights, w_max=w_max, generator=generator)
-    assert selection.n_overweight > 0
-    # ~efficiency * n = 2800 kept events: 3 sigma statistical tolerance on the integral
-    assert abs(float(selection.weights.sum()) / float(weights.mean()) - 1) < 0.06
-    assert selection.efficiency > unweighting_efficiency(weights, float(weights.max()))
-
-
-def test_overweight_fraction_is_respected():
-    torch.manual_seed(4)
-    weights = torch.distributions.Exponential(1.0).sample((100_000,)).double()
-    for fraction in (0.001, 0.01, 0.05):
-        w_max = robust_max_weight(weights, overweight_fraction=fraction)
-        above = float(weights[weights > w_max].sum() / weights.sum())
-        assert fraction - 1e-3 < above <= fraction + 1e-4, (fraction, above)
 
 
 def test_negative_weights_keep_their_sign_and_first_n_events():

@@ -8,9 +8,10 @@ an :class:`~madnis.integrand.Integrand` plus a function turning accepted points 
 Sequence (:func:`run_processes`): for each source train MadNIS (live progress lines), or with
 ``reuse`` load the sampler an earlier run saved as ``output_dir/{name}.madnis.pt``, and integrate;
 print MadEvent's results summary; split ``nevents`` over the sources by cross section (largest
-remainder, so the counts add up exactly); per source draw weighted batches and unweight against one
-robust w_max until exactly its share of events is accepted (overweight events keep weight
-w / w_max, then all weights are normalised to mean sigma as MadEvent's ``event_norm = average``);
+remainder, so the counts add up exactly); per source draw weighted batches until exactly its share of
+events is accepted against MadEvent's w_max of all points drawn (:func:`madnis.unweighting.max_weight`,
+share ``training.max_overweight``; overweight events keep weight w / w_max, then all weights are
+normalised to mean sigma as MadEvent's ``event_norm = average``);
 build the event records, shuffle the sources together and write the LHE atomically. Integration and
 sampling are seeded by the run's seed (``training.seed``) and the source index alone, so a re-used sampler
 with a new seed gives independent events and with the training run's seed repeats that run's events.
@@ -35,7 +36,7 @@ import torch
 
 from madnis import IntegrationResult, MadNIS, TrainingConfig, TrainingProgress
 from madnis.integrand import Integrand
-from madnis.unweighting import robust_max_weight, unweight
+from madnis.unweighting import max_weight, overweight_share, unweighting_efficiency
 
 from ..lhe import BannerLike, EventRecords, LHEInit, LHEProcessInfo, write_lhe
 
@@ -72,7 +73,6 @@ class RunSettings:
     run_name: str = "run_01"
     tag: str = "tag_1"
     weighted_batch: int = 20_000
-    overweight_fraction: float = 0.0  # robust_max_weight: 0 = median of bootstrap maxima, f > 0 = weight quantile
     max_weighted_points: int = 20_000_000
     progress_every: int = 10
     save_models: bool = True  # write output_dir/{name}.madnis.pt after training
@@ -92,6 +92,8 @@ class SourceResult:
     w_max: float = 0.0
     efficiency: float = 0.0
     n_overweight: int = 0
+    overweight_share: float = 0.0  # share of sigma above w_max over all weighted points drawn
+    max_event_weight_ratio: float = 0.0  # largest event weight / mean event weight
     weighted_points: int = 0
     sample_weights: np.ndarray | None = None  # first weighted batch (for plots)
     sample_observable: np.ndarray | None = None
@@ -137,7 +139,7 @@ def check_run(settings: RunSettings) -> None:
             raise RunCheckError(f"cannot write to {directory}: {error.strerror or error}") from None
 
 
-_INTEGRATION, _SAMPLING = 1, 2  # random streams of one source
+_INTEGRATION, _SAMPLING, _UNWEIGHTING = 1, 2, 3  # random streams of one source (and of its sampling seed)
 
 
 def stream_seed(seed: int, index: int, stream: int) -> int:
@@ -254,45 +256,53 @@ def _prior_fractions(integrand: Integrand, r: torch.Tensor, channel: torch.Tenso
 def _generate(
     madnis: MadNIS, out: SourceResult, n_events: int, settings: RunSettings, seed: int, log: Callable[[str], None]
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Draw weighted batches until exactly ``n_events`` are accepted; returns (r, channel, relative weights)."""
+    """Draw weighted batches until exactly ``n_events`` are accepted; returns (r, channel, relative weights).
+
+    As MadEvent's combine step: every point gets its uniform number u once, and after each batch w_max is
+    recomputed over all points drawn so far (so all of them are kept in memory); a point is accepted when
+    u * w_max < |w|, the first ``n_events`` accepted are the events, overweights keep weight w / w_max.
+    """
     source = out.source
-    first = madnis.sample_weighted(settings.weighted_batch, seed=seed)
-    weights = first.weight.double().cpu()
-    out.sample_weights = weights.numpy()
-    out.prior_fractions = _prior_fractions(source.integrand, first.r, first.channel, first.weight)
-    if source.observable is not None and first.momenta is not None:
-        out.sample_observable = source.observable(first.momenta.double().cpu())
-    generator = torch.Generator().manual_seed(seed)
-    w_max = robust_max_weight(weights, overweight_fraction=settings.overweight_fraction, generator=generator)
-    if not (w_max > 0 and math.isfinite(w_max)):
-        raise RuntimeError(f"{source.name}: no positive finite weight in {settings.weighted_batch} points")
-    out.w_max = w_max
-    accepted_r, accepted_c, accepted_w = [], [], []
-    n_accepted, drawn, batch, overweight = 0, 0, first, 0
+    batch = madnis.sample_weighted(settings.weighted_batch, seed=seed)
+    out.sample_weights = batch.weight.double().cpu().numpy()
+    out.prior_fractions = _prior_fractions(source.integrand, batch.r, batch.channel, batch.weight)
+    if source.observable is not None and batch.momenta is not None:
+        out.sample_observable = source.observable(batch.momenta.double().cpu())
+    generator = torch.Generator().manual_seed(stream_seed(seed, 0, _UNWEIGHTING))  # u independent of the points
+    points: list[tuple[torch.Tensor, torch.Tensor]] = []
+    weight_parts: list[torch.Tensor] = []
+    uniform_parts: list[torch.Tensor] = []
     while True:
-        drawn += len(batch.weight)
-        selection = unweight(batch.weight.double().cpu(), w_max=w_max, generator=generator)
-        index = selection.indices.long()
-        overweight += int(selection.n_overweight)
-        accepted_r.append(batch.r[index.to(batch.r.device)].cpu())
-        accepted_c.append(batch.channel[index.to(batch.channel.device)].cpu())
-        accepted_w.append(selection.weights.double().numpy())
-        n_accepted += len(index)
-        if n_accepted >= n_events:
+        points.append((batch.r.cpu(), batch.channel.cpu()))
+        weight_parts.append(batch.weight.double().cpu())
+        uniform_parts.append(torch.rand(len(batch.weight), generator=generator, dtype=torch.float64))
+        weights, uniform = torch.cat(weight_parts), torch.cat(uniform_parts)
+        if not (weights.abs() > 0).any():
+            raise RuntimeError(f"{source.name}: no positive weight in {len(weights)} points")
+        w_max = max_weight(weights, settings.training.max_overweight)
+        accepted = torch.nonzero(uniform * w_max < weights.abs())[:, 0]
+        if len(accepted) >= n_events:
             break
-        if drawn >= settings.max_weighted_points:
+        if len(weights) >= settings.max_weighted_points:
             raise RuntimeError(
-                f"{source.name}: only {n_accepted} of {n_events} events after {drawn} weighted points "
-                f"(unweighting efficiency {n_accepted / drawn:.2e}); train longer or ask fewer events"
+                f"{source.name}: only {len(accepted)} of {n_events} events after {len(weights)} weighted points "
+                f"(unweighting efficiency {len(accepted) / len(weights):.2e}); train longer or ask fewer events"
             )
-        batch = madnis.sample_weighted(settings.weighted_batch, seed=seed + drawn)
-    r = torch.cat(accepted_r)[:n_events]
-    channel = torch.cat(accepted_c)[:n_events]
-    relative = np.concatenate(accepted_w)[:n_events]
-    out.weighted_points, out.efficiency, out.n_overweight = drawn, n_accepted / drawn, overweight
+        batch = madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights))
+    index = accepted[:n_events]
+    r = torch.cat([p[0] for p in points])[index]
+    channel = torch.cat([p[1] for p in points])[index]
+    relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max) / w_max).numpy()
+    out.w_max, out.weighted_points = w_max, len(weights)
+    out.efficiency = unweighting_efficiency(weights, w_max)
+    out.overweight_share = overweight_share(weights, w_max)
+    out.n_overweight = int((weights[index].abs() > w_max).sum())
+    out.max_event_weight_ratio = float(np.abs(relative).max() / np.abs(relative).mean())
     log(
-        f"  [{source.name}] {n_events} events from {drawn} weighted points: efficiency {100 * out.efficiency:.2f}%, "
-        f"w_max {w_max:.4g} pb, {overweight} overweight"
+        f"  [{source.name}] {n_events} events from {len(weights)} weighted points: efficiency "
+        f"{100 * out.efficiency:.2f}% (MadEvent's rule: w_max {w_max:.4g} pb, {100 * out.overweight_share:.3f}% "
+        f"of sigma above it), {out.n_overweight} overweight events kept with weight w/w_max, "
+        f"largest event weight / mean {out.max_event_weight_ratio:.3g}"
     )
     return r, channel, relative
 
