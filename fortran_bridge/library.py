@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from .build import BUILD_DIRNAME, build
+from .records import EVALUATE_OUTPUTS, EVENT_RECORD, EventRecords, arrays
 from .workers import BridgeError, Crashes, WorkerPool
 
 LOG = logging.getLogger(__name__)
-STATUS_CRASHED = 3  # Evaluation.status of a point that ended the Fortran (STOP, signal)
+STATUS_CRASHED = next(f.blank for f in EVALUATE_OUTPUTS if f.name == "status")  # the Fortran stopped on the point
 KEPT_MESSAGES = 5  # first Fortran messages of crashes kept in ProcessLibrary.crash_messages
 
 
@@ -70,26 +71,6 @@ class Evaluation:
     x2: np.ndarray
     status: np.ndarray
     ok: np.ndarray
-
-
-@dataclass
-class EventRecords:
-    """Les Houches records padded to ``maxnup`` entries: nup (n,), pdg, status (-1 incoming,
-    1 final, 2 resonance), mothers (n, maxnup, 2) 1-based, color (n, maxnup, 2), momenta
-    (n, maxnup, 5) = (px, py, pz, E, m), helicity, scale, aqcd, aqed, subprocess (index into
-    ``info.subprocesses``, -1 where the point has no weight or crashed the Fortran)."""
-
-    nup: np.ndarray
-    pdg: np.ndarray
-    status: np.ndarray
-    mothers: np.ndarray
-    color: np.ndarray
-    momenta: np.ndarray
-    helicity: np.ndarray
-    scale: np.ndarray
-    aqcd: np.ndarray
-    aqed: np.ndarray
-    subprocess: np.ndarray
 
 
 class ProcessLibrary:
@@ -149,19 +130,10 @@ class ProcessLibrary:
         """Evaluate f*J, alpha and momenta for points r (n, ndim) of channels ``channel`` (n,)."""
         channel, r = self._inputs(channel, r)
         if len(channel) == 0:
-            c, e = self.info.n_channels, self.info.nexternal
-            return Evaluation(
-                np.zeros(0),
-                np.zeros((0, c)),
-                np.zeros((0, e, 4)),
-                np.zeros(0),
-                np.zeros(0),
-                np.zeros(0, np.int32),
-                np.zeros(0, bool),
-            )
+            return Evaluation(ok=np.zeros(0, bool), **arrays(EVALUATE_OUTPUTS, 0, self._sizes()))
         parts = self._map("evaluate", channel, r, blank=self._blank_evaluation)
         self.fortran_seconds += max(p["fortran_seconds"] for p in parts)
-        out = {k: np.concatenate([p[k] for p in parts]) for k in ("value", "alpha", "momenta", "x1", "x2", "status")}
+        out = {f.name: np.concatenate([p[f.name] for p in parts]) for f in EVALUATE_OUTPUTS}
         ok = (
             np.isfinite(out["value"])
             & np.isfinite(out["alpha"]).all(axis=1)
@@ -210,35 +182,20 @@ class ProcessLibrary:
             crashes.messages[0],
         )
 
+    def _sizes(self) -> dict[str, int]:
+        """The library's sizes named in the record tables."""
+        return {"nexternal": self.info.nexternal, "n_channels": self.info.n_channels, "maxnup": self.maxnup}
+
     def _blank_evaluation(self, n: int) -> dict[str, Any]:
-        """``evaluate``'s worker result for n crashed points."""
-        c, e = self.info.n_channels, self.info.nexternal
-        return dict(
-            value=np.zeros(n),
-            alpha=np.full((n, c), 1.0 / c),
-            momenta=np.zeros((n, e, 4)),
-            x1=np.zeros(n),
-            x2=np.zeros(n),
-            status=np.full(n, STATUS_CRASHED, np.int32),
-            fortran_seconds=0.0,
-        )
+        """``evaluate``'s worker result for n crashed points (uniform alpha)."""
+        out: dict[str, Any] = arrays(EVALUATE_OUTPUTS, n, self._sizes(), blank=True)
+        out["alpha"][:] = 1.0 / self.info.n_channels
+        out["fortran_seconds"] = 0.0
+        return out
 
     def _blank_records(self, n: int) -> dict[str, Any]:
         """``event_record``'s worker result for n crashed points (no event)."""
-        m = self.maxnup
-        return dict(
-            nup=np.zeros(n, np.int32),
-            pdg=np.zeros((n, m), np.int32),
-            status=np.zeros((n, m), np.int32),
-            mothers=np.zeros((n, m, 2), np.int32),
-            color=np.zeros((n, m, 2), np.int32),
-            momenta=np.zeros((n, m, 5)),
-            helicity=np.zeros((n, m), np.int32),
-            scale=np.zeros(n),
-            aqcd=np.zeros(n),
-            aqed=np.zeros(n),
-            subprocess=np.full(n, -1, np.int32),
-        )
+        return arrays(EVENT_RECORD, n, self._sizes(), blank=True)
 
     def close(self) -> None:
         self._pool.close()

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .records import EVALUATE_INPUTS, EVALUATE_OUTPUTS, EVENT_RECORD, arrays, shape
+
 HEADER = Path(__file__).resolve().parent / "madnis_bridge.h"
 LOG_LIMIT = 10 * 2**20  # bytes of worker output kept
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # lets the worker import fortran_bridge
@@ -63,29 +65,14 @@ def load_library(path: str):
     return ffi, ffi.dlopen(path)
 
 
-EVALUATE_INPUTS = ("channel", "r")
-EVALUATE_OUTPUTS = ("momenta", "x1", "x2", "value", "alpha", "status")
-
-
 class SharedBatch:
     """Input and output arrays of ``evaluate`` for up to ``capacity`` points in one file mapped by
     both the parent and its worker, so batches never pass through the socket."""
 
     def __init__(self, path: Path, capacity: int, ndim: int, nexternal: int, n_channels: int, create: bool):
-        layout = {
-            "channel": (np.int32, ()),
-            "r": (np.float64, (ndim,)),
-            "momenta": (np.float64, (nexternal, 4)),
-            "x1": (np.float64, ()),
-            "x2": (np.float64, ()),
-            "value": (np.float64, ()),
-            "alpha": (np.float64, (n_channels,)),
-            "status": (np.int32, ()),
-        }
-        sizes = {
-            k: 8 * -(-capacity * int(np.prod(shape, dtype=int)) * np.dtype(t).itemsize // 8)
-            for k, (t, shape) in layout.items()
-        }
+        dims = {"ndim": ndim, "nexternal": nexternal, "n_channels": n_channels}
+        layout = {f.name: (f.dtype, shape(f, capacity, dims)) for f in EVALUATE_INPUTS + EVALUATE_OUTPUTS}
+        sizes = {k: 8 * -(-int(np.prod(s, dtype=int)) * np.dtype(t).itemsize // 8) for k, (t, s) in layout.items()}
         self.path, self.capacity = path, capacity
         if create:
             with open(path, "wb") as handle:
@@ -93,8 +80,8 @@ class SharedBatch:
         with open(path, "r+b") as handle:
             self._map = mmap.mmap(handle.fileno(), sum(sizes.values()))
         self.arrays, offset = {}, 0
-        for key, (dtype, shape) in layout.items():
-            self.arrays[key] = np.ndarray((capacity, *shape), dtype, buffer=self._map, offset=offset)
+        for key, (dtype, full_shape) in layout.items():
+            self.arrays[key] = np.ndarray(full_shape, dtype, buffer=self._map, offset=offset)
             offset += sizes[key]
 
     def close(self) -> None:
@@ -147,50 +134,22 @@ class _Server:
             self.batch = SharedBatch(Path(path), capacity, self.ndim, self.nexternal, self.n_channels, create=False)
         a = self.batch.arrays
         start = time.perf_counter()
-        rc = self.lib.madnis_evaluate(n, *(self._ptr(a[k][:n]) for k in EVALUATE_INPUTS + EVALUATE_OUTPUTS))
+        rc = self.lib.madnis_evaluate(n, *(self._ptr(a[f.name][:n]) for f in EVALUATE_INPUTS + EVALUATE_OUTPUTS))
         seconds = time.perf_counter() - start
         if rc != 0:
             raise BridgeError(f"madnis_evaluate returned {rc}")
         return seconds
 
     def event_record(self, channel: np.ndarray, r: np.ndarray, u: np.ndarray, seed: int) -> dict[str, Any]:
-        n, m = len(channel), self.maxnup
-        out = dict(
-            nup=np.zeros(n, np.int32),
-            pdg=np.zeros((n, m), np.int32),
-            status=np.zeros((n, m), np.int32),
-            mothers=np.zeros((n, m, 2), np.int32),
-            color=np.zeros((n, m, 2), np.int32),
-            momenta=np.zeros((n, m, 5)),
-            helicity=np.zeros((n, m), np.int32),
-            scale=np.zeros(n),
-            aqcd=np.zeros(n),
-            aqed=np.zeros(n),
-            subprocess=np.zeros(n, np.int32),
-        )
+        out = arrays(EVENT_RECORD, len(channel), {"maxnup": self.maxnup})
         rc = self.lib.madnis_event_record(
-            n,
+            len(channel),
             self._ptr(np.ascontiguousarray(channel, np.int32)),
             self._ptr(np.ascontiguousarray(r)),
             self._ptr(np.ascontiguousarray(u)),
             seed,
-            m,
-            *(
-                self._ptr(out[k])
-                for k in (
-                    "nup",
-                    "pdg",
-                    "status",
-                    "mothers",
-                    "color",
-                    "momenta",
-                    "helicity",
-                    "scale",
-                    "aqcd",
-                    "aqed",
-                    "subprocess",
-                )
-            ),
+            self.maxnup,
+            *(self._ptr(out[f.name]) for f in EVENT_RECORD),
         )
         if rc != 0:
             raise BridgeError(f"madnis_event_record returned {rc}")
@@ -303,7 +262,7 @@ class Worker:
         if self.pending is None:
             return payload
         self.batch.path.unlink(missing_ok=True)  # both sides have it mapped now
-        out = {k: self.batch.arrays[k][: self.pending].copy() for k in EVALUATE_OUTPUTS}
+        out = {f.name: self.batch.arrays[f.name][: self.pending].copy() for f in EVALUATE_OUTPUTS}
         out["fortran_seconds"] = payload
         return out
 

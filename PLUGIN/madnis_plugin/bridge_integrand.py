@@ -10,15 +10,13 @@ measured on W+2j).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 
+from fortran_bridge.records import EventRecords
 from madnis import Integrand, IntegrandResult
-
-from .lhe import EventRecords
 
 
 class BridgeIntegrand(Integrand):
@@ -53,10 +51,9 @@ class BridgeIntegrand(Integrand):
     def event_records(self, r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
         """Flavours, helicities, colour flow, mothers, scale and alpha_s of accepted points, as MadEvent draws them."""
         seed = int(generator.integers(1, 29000))  # within RANMAR's seed range (rmarin: ij <= 31328)
-        records = self.library.event_record(
+        return self.library.event_record(
             channel.detach().cpu().numpy().astype(np.int64), r.detach().cpu().numpy().astype(np.float64), seed
         )
-        return EventRecords(**{f.name: np.asarray(getattr(records, f.name)) for f in fields(EventRecords)})
 
 
 def symmetry_groups(symmetry_group: list[int]) -> list[list[int]]:

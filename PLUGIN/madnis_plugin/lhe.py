@@ -15,74 +15,14 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass
-class EventRecords:
-    """Padded per-event particle records (n events, up to m particles), the bridge's and the demo's format.
-
-    momenta are (px, py, pz, E, m) as in the LHE particle line; mothers and color are 1-based / 0 = none.
-    """
-
-    nup: np.ndarray  # (n,) int: particles in each event
-    pdg: np.ndarray  # (n, m) int
-    status: np.ndarray  # (n, m) int
-    mothers: np.ndarray  # (n, m, 2) int
-    color: np.ndarray  # (n, m, 2) int
-    momenta: np.ndarray  # (n, m, 5) float
-    helicity: np.ndarray  # (n, m) float (9 = not set)
-    scale: np.ndarray  # (n,) float, GeV
-    aqcd: np.ndarray  # (n,) float
-    aqed: np.ndarray  # (n,) float
-    subprocess: np.ndarray  # (n,) int: LPRUP of the event
-
-    @classmethod
-    def empty(cls, n: int, m: int) -> EventRecords:
-        return cls(
-            nup=np.zeros(n, dtype=np.int64),
-            pdg=np.zeros((n, m), dtype=np.int64),
-            status=np.zeros((n, m), dtype=np.int64),
-            mothers=np.zeros((n, m, 2), dtype=np.int64),
-            color=np.zeros((n, m, 2), dtype=np.int64),
-            momenta=np.zeros((n, m, 5)),
-            helicity=np.full((n, m), 9.0),
-            scale=np.zeros(n),
-            aqcd=np.zeros(n),
-            aqed=np.zeros(n),
-            subprocess=np.ones(n, dtype=np.int64),
-        )
-
-    def __len__(self) -> int:
-        return int(self.nup.shape[0])
-
-    def take(self, indices: np.ndarray) -> EventRecords:
-        return EventRecords(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[EventRecords]) -> EventRecords:
-        """Join record batches, padding the particle axis to the widest."""
-        m = max(p.pdg.shape[1] for p in parts)
-        padded = []
-        for p in parts:
-            extra = m - p.pdg.shape[1]
-            if extra:
-                q = cls.empty(len(p), m)
-                for f in fields(p):
-                    a = getattr(p, f.name)
-                    target = getattr(q, f.name)
-                    if a.ndim >= 2:
-                        target[:, : a.shape[1]] = a
-                    else:
-                        target[:] = a
-                p = q
-            padded.append(p)
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in padded]) for f in fields(cls)})
+from fortran_bridge.records import EventRecords  # the bridge's records are the LHE writer's
 
 
 @dataclass
