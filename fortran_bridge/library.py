@@ -19,7 +19,7 @@ import numpy as np
 
 from .build import BUILD_DIRNAME, build
 from .records import EVALUATE_OUTPUTS, EVENT_RECORD, EventRecords, arrays
-from .workers import BridgeError, Crashes, WorkerPool
+from .workers import Crashes, WorkerPool
 
 LOG = logging.getLogger(__name__)
 STATUS_CRASHED = next(f.blank for f in EVALUATE_OUTPUTS if f.name == "status")  # the Fortran stopped on the point
@@ -205,14 +205,3 @@ class ProcessLibrary:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-__all__ = [
-    "ProcessLibrary",
-    "ProcessInfo",
-    "ChannelInfo",
-    "SubprocessInfo",
-    "Evaluation",
-    "EventRecords",
-    "BridgeError",
-]
