@@ -23,7 +23,8 @@ from .. import mg5_version_supported
 from ..bridge_integrand import BridgeIntegrand
 from ..lhe import LHEInit
 from ..run import ProcessSource, RunCheckError, RunSettings, SamplerReuseError, check_run, run_processes
-from ..run.plots import plot_channels, plot_training, plot_weights
+from ..run.orchestrate import channel_names
+from ..run.plots import plot_run
 from ..settings import MadnisSettings
 
 logger = logging.getLogger("madevent.madnis")
@@ -64,9 +65,7 @@ def run_madnis(cmd: Any) -> None:
             source.integrand.library.close()
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
-    plots = [plot_training(run, html_dir)]
-    for source in run.sources:
-        plots += [plot_channels(source, html_dir), plot_weights(source, html_dir)]
+    plots = plot_run(run, html_dir)
     publish(cmd, module, run, [p.name for p in plots])
 
 
@@ -194,8 +193,7 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     total = sum_html.Combine_results(cmd.run_name)
     for source in run.sources:
         p_comb = sum_html.Combine_results(source.source.name)
-        names = source.source.channel_names or [str(c.channel) for c in source.result.channels]
-        for c, name in zip(source.result.channels, names):
+        for c, name in zip(source.result.channels, channel_names(source)):
             leaf = sum_html.Combine_results(name)
             leaf.xsec, leaf.axsec, leaf.xerru = c.integral, abs(c.integral), c.error
             leaf.nevents = c.n_points

@@ -103,6 +103,11 @@ class SourceResult:
     reused_from: Path | None = None  # the saved sampler used instead of training
 
 
+def channel_names(result: SourceResult) -> list[str]:
+    """Display names of a source's channels: its own, else the channel numbers."""
+    return result.source.channel_names or [str(c.channel) for c in result.result.channels]
+
+
 @dataclass
 class RunResult:
     cross_section: float

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .orchestrate import RunResult, SourceResult  # noqa: E402
+from .orchestrate import RunResult, SourceResult, channel_names  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -35,7 +35,7 @@ def plot_training(run: RunResult, directory: Path) -> Path:
 
 def plot_channels(source: SourceResult, directory: Path) -> Path:
     """Per-channel share of the cross section: learned channel weights vs the prior alpha."""
-    names = source.source.channel_names or [str(c.channel) for c in source.result.channels]
+    names = channel_names(source)
     learned = [c.fraction for c in source.result.channels]
     x = np.arange(len(learned))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(x) + 2), 3.4))

@@ -7,15 +7,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .orchestrate import RunResult
+from .orchestrate import RunResult, channel_names
 
 
 def write_report(run: RunResult, path: Path, plots: Sequence[Path], title: str, settings_text: str = "") -> Path:
     """Write ``path`` (atomically) linking the PNGs by relative name."""
     rows = []
     for s in run.sources:
-        names = s.source.channel_names or [str(c.channel) for c in s.result.channels]
-        for c, name in zip(s.result.channels, names):
+        for c, name in zip(s.result.channels, channel_names(s)):
             rows.append(
                 f"<tr><td>{html.escape(s.source.name)}</td><td>{html.escape(name)}</td>"
                 f"<td>{c.integral:.5g}</td><td>{c.error:.3g}</td><td>{100 * c.fraction:.2f}%</td>"
