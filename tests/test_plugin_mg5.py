@@ -81,7 +81,7 @@ def test_ungrouped_output_is_refused_before_writing(mg5_dir, tmp_path):
 def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
     run_dir = tmp_path / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
-    set_card(run_dir / "Cards" / "run_card.dat", madnis_lr="-0.5")
+    set_card(run_dir / "Cards" / "run_card.dat", madnis_learning_rate="-0.5")
     done = subprocess.run(
         [str(run_dir / "bin" / "generate_events"), "-f"],
         cwd=run_dir,
@@ -91,7 +91,7 @@ def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     out = done.stdout + done.stderr
-    assert "run_card entry madnis_lr = -0.5: must be > 0" in out
+    assert "run_card entry madnis_learning_rate = -0.5: must be > 0" in out
     assert not (run_dir / "lib" / "libmodel.a").exists(), "compiled although the card was invalid"
     assert not list((run_dir / "Events").glob("run_*/*.lhe*"))
 
