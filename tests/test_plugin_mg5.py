@@ -28,11 +28,11 @@ def plugin_path(root: Path) -> Path:
     return root
 
 
-def run_mg5(mg5_dir: Path, script: str, workdir: Path, *options: str) -> str:
-    """Run an mg5_aMC script; return its output (stdout + stderr)."""
+def run_mg5(mg5_dir: Path, script: str, workdir: Path, *options: str, env: dict[str, str] | None = None) -> str:
+    """Run an mg5_aMC script (plugin on PYTHONPATH unless ``env`` overrides it); return stdout + stderr."""
     path = workdir / "script.mg5"
     path.write_text("set automatic_html_opening False\n" + script)
-    env = dict(os.environ, PYTHONPATH=str(plugin_path(workdir / "pp")), OMP_NUM_THREADS="1")
+    env = {**os.environ, "PYTHONPATH": str(plugin_path(workdir / "pp")), "OMP_NUM_THREADS": "1", **(env or {})}
     done = subprocess.run(
         [sys.executable, str(mg5_dir / "bin" / "mg5_aMC"), *options, str(path)],
         cwd=workdir,

@@ -3,8 +3,9 @@
 The exporter is MadEvent's grouped exporter (same P-dirs, channels, Source, model, cards). MG5aMC 3.5
 treats plugin outputs as format ``plugin``, so what ``do_output`` does only for ``madevent`` is redone
 here: ``export_format = 'madevent'`` for the model, the helicity-recycling ALOHA variants, the beam
-polarisation scan, ``Cards/me5_configuration.txt``. Then the run_card gets the ``madnis`` block and
-``bin/internal`` gets the hook that routes ``generate_events`` to MadNIS when ``madnis = True``.
+polarisation scan, ``Cards/me5_configuration.txt``. Then the run_card gets the ``madnis`` block,
+``bin/internal`` the hook that routes ``generate_events`` to MadNIS when ``madnis = True``, and the directory the
+guards that keep a plain ``mg5_aMC`` session's ``launch`` from running stock MadEvent in its place.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class MadnisExporter(export_v4.ProcessExporterFortranMEGroup):
         self._write_me5_configuration()
         super().finalize(matrix_elements, history, mg5options, flaglist)
         self._add_madnis_block()
-        install_in_output(Path(self.dir_path), plugin_parent=Path(__file__).resolve().parents[2])
+        install_in_output(Path(self.dir_path))
         marker = Path(self.dir_path) / MARKER
         marker.parent.mkdir(exist_ok=True)
         marker.write_text(

@@ -8,12 +8,20 @@
 - wraps ``run_generate_events``: with ``madnis = True`` MadNIS replaces survey/refine/combine,
   otherwise the original method runs unchanged.
 
-:func:`install_in_output` makes an output directory's own ``bin/generate_events`` do the same.
-Nothing here imports ``madgraph``.
+It also repairs what MG5aMC's ``write_autodef`` leaves behind in ``Source/run.inc`` when entries stop being
+user entries (:func:`fix_user_common_block`).
+
+:func:`install_in_output` makes an output directory's own ``bin/generate_events`` do the same, and guards
+the directory against a plain ``mg5_aMC`` session's ``launch``, which uses MG5aMC's own MadEvent interface:
+its ``Cards/me5_configuration.txt`` sets an f2py compiler, so MG5aMC 3.5 loads its plugins (this hook among
+them) while it builds the launch menu (``AskRun.get_allowed_reweight``); where the plugin cannot be loaded,
+``Source/makefile`` stops the stock build in one line while ``run_card.inc`` says ``madnis = .TRUE.``
+(only a session without the hook writes it there). Nothing here imports ``madgraph``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,6 +81,7 @@ _madnis_hook.install(MadEventCmd, banner_mod)
 def install(cmd_class: type, banner_module: Any) -> None:
     """Register the run_card entries and wrap ``cmd_class.run_generate_events`` (idempotent)."""
     register_run_card_entries(banner_module.RunCardLO)
+    repair_write_autodef(banner_module.RunCard)
     if getattr(cmd_class.run_generate_events, "madnis_wrapped", False):
         return
     original = cmd_class.run_generate_events
@@ -86,6 +95,7 @@ def install(cmd_class: type, banner_module: Any) -> None:
             raise self.InvalidCmd(
                 f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
             ) from None
+        install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
         return run_madnis(self)  # MadEvent's survey options (args) have no MadNIS meaning
 
     run_generate_events.madnis_wrapped = True
@@ -116,11 +126,103 @@ def register_run_card_entries(run_card_class: type) -> None:
     run_card_class.madnis_registered = True
 
 
-def install_in_output(out_dir: Path, plugin_parent: Path) -> None:
-    """Write ``bin/internal/madnis_hook.py`` and hook it into the output's ``madevent_interface.py``."""
+def repair_write_autodef(run_card_class: type) -> None:
+    """Run :func:`fix_user_common_block` on the files ``run_card_class.write_autodef`` rewrites (idempotent)."""
+    if getattr(run_card_class.write_autodef, "madnis_repaired", False):
+        return
+    original = run_card_class.write_autodef
+
+    def write_autodef(self, output_dir, output_file=None):
+        original(self, output_dir, output_file)
+        if output_dir and output_file is None:
+            names = {self.default_autodef_file} | {p for p in self.definition_path if isinstance(p, str)}
+            for name in names:
+                fix_user_common_block(Path(output_dir) / name)
+
+    write_autodef.madnis_repaired = True
+    write_autodef.__doc__ = original.__doc__
+    run_card_class.write_autodef = write_autodef
+
+
+AUTODEF_LINE = re.compile(r"^\s+(.*)\s+([A-Za-z_]\w*)(\(?[\d:]*\)?)\s*!\s*added by autodef\s*$", re.M)  # MG5aMC's
+USER_BLOCK = re.compile(r"^C\s+START USER COMMON BLOCK\s*\n(.*?)^C\s+STOP USER COMMON BLOCK[^\n]*\n?", re.M | re.S)
+
+
+def fix_user_common_block(path: Path) -> None:
+    """Make the user COMMON block of ``path`` name exactly the variables declared there ``added by autodef``.
+
+    MG5aMC 3.5 writes the block's ``C START USER COMMON BLOCK`` marker through its FortranWriter, which indents
+    it, and later looks for the unindented line: when entries stop being user entries (the ``madnis*`` entries
+    a launch without this hook added to ``Source/run.inc``), their declarations go but the COMMON naming them
+    stays, and Source no longer compiles ("Symbol 'madnis' has no IMPLICIT type").
+    """
+    if not path.exists():
+        return
+    text = path.read_text()
+    block = USER_BLOCK.search(text)
+    if block is None:
+        return
+    statement = "".join(line.strip().lstrip("$").strip() for line in block.group(1).splitlines())
+    common = re.match(r"COMMON\s*/(\w+)/(.*)", statement, re.I)
+    if common is None:
+        return
+    named = [n.strip().upper() for n in common.group(2).split(",") if n.strip()]
+    declared = [m.group(2).upper() for m in AUTODEF_LINE.finditer(text)]
+    if named == declared:
+        return
+    lines = []
+    if declared:
+        lines = ["C     START USER COMMON BLOCK", f"      COMMON/{common.group(1)}/{declared[0]}"]
+        for name in declared[1:]:
+            if len(lines[-1]) + len(name) + 1 > 72:
+                lines.append("     $ ")
+            lines[-1] += f",{name}"
+        lines.append("C     STOP USER COMMON BLOCK")
+    path.write_text(text[: block.start()] + "".join(f"{line}\n" for line in lines) + text[block.end() :])
+
+
+GUARD_BEGIN = "# --- madnis-mg5 guard (written by madnis-mg5) ---"
+
+GUARD = r"""
+{begin}
+# Only an mg5_aMC session without the madnis-mg5 hook writes madnis = .TRUE. into run_card.inc; its launch would
+# run stock survey/refine although the run_card asks for MadNIS, so the stock build stops here.
+ifeq ($(filter clean%,$(MAKECMDGOALS)),)
+ifneq ($(shell grep -sil '^ *madnis *= *\.true\.' run_card.inc),)
+$(error madnis = True but this mg5_aMC session did not load the madnis-mg5 plugin, so stock survey/refine would \
+run instead of MadNIS: run $(abspath ..)/bin/generate_events, or launch in mg5_aMC --mode=madnis_plugin \
+(after madnis-mg5 install-plugin))
+endif
+endif
+"""
+
+F2PY_SET = re.compile(r"^\s*f2py_compiler(_py3)?\s*=\s*(?!None\s*$)\S", re.M)
+
+F2PY_LINES = """
+# madnis-mg5: with an f2py compiler set, a plain mg5_aMC `launch` of this directory loads MG5aMC's plugins
+# (for its reweight menu), and so the madnis-mg5 hook; f2py is MG5aMC's own default compiler name
+f2py_compiler_py3 = f2py
+"""
+
+
+def install_in_output(out_dir: Path) -> None:
+    """Hook ``out_dir``'s own MadEvent interface and guard its plain ``mg5_aMC`` launches (idempotent).
+
+    ``bin/internal/madnis_hook.py`` + a line in ``bin/internal/madevent_interface.py``: ``bin/generate_events``
+    runs MadNIS. ``Cards/me5_configuration.txt`` gets an f2py compiler unless one is set: a plain session loads
+    the plugin when it can. ``Source/makefile`` gets the guard: where it cannot, the launch stops before survey.
+    """
     internal = out_dir / "bin" / "internal"
-    (internal / "madnis_hook.py").write_text(SHIM.format(plugin_parent=str(plugin_parent), true_words=TRUE_WORDS))
-    interface = internal / "madevent_interface.py"
-    text = interface.read_text()
-    if HOOK_BEGIN not in text:
-        interface.write_text(text.rstrip("\n") + "\n" + HOOK.format(begin=HOOK_BEGIN))
+    shim = SHIM.format(plugin_parent=str(Path(__file__).resolve().parents[2]), true_words=TRUE_WORDS)
+    (internal / "madnis_hook.py").write_text(shim)
+    _append_once(internal / "madevent_interface.py", HOOK_BEGIN, HOOK.format(begin=HOOK_BEGIN))
+    _append_once(out_dir / "Source" / "makefile", GUARD_BEGIN, GUARD.format(begin=GUARD_BEGIN))
+    config = out_dir / "Cards" / "me5_configuration.txt"
+    if config.exists() and not F2PY_SET.search(config.read_text()):
+        config.write_text(config.read_text().rstrip("\n") + "\n" + F2PY_LINES)
+
+
+def _append_once(path: Path, marker: str, block: str) -> None:
+    text = path.read_text()
+    if marker not in text:
+        path.write_text(text.rstrip("\n") + "\n" + block)
