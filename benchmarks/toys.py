@@ -12,9 +12,18 @@ Every method gets ``--calls`` integrand calls (half adaptation/training, half fo
 the unweighting efficiency <w>/w_max (w_max by MadEvent's rule: at most 0.1 % of the weight above it, :func:`madnis.unweighting.max_weight`)
 is measured on extra weighted samples not counted in the budget. Separately, the time per training
 step at batch 1024 on one thread is measured for the 4D toy and the 48-channel 10D toy.
+
+Unweighting table (issue 8): this project's ``madnis`` (TrainingConfig defaults) and the reference library
+PyPI ``madnis==1.0.0`` (``madnis-1.0`` rows, run by benchmarks/madnis_reference.py in the Python environment
+given by ``--reference-python`` or ``$MADNIS_REFERENCE_PYTHON``; skipped when neither is set) on
+``TwoResonances4D(mapped=True)``, measured in the same run: ``--unweighting-steps`` steps x 1024 points, one
+thread, then ``--unweighting-points`` weighted points with the channels drawn by their integral;
+``sigma_over_I`` = std(w) / mean(w) per point, ``efficiency_trunc_1e-3`` = mean(w) / w_max with MadEvent's
+w_max (at most 0.1 % of the weight above it), ``ms_per_step`` = training wall time (VEGAS initialisation
+included) / steps.
 Writes ``benchmarks/results/toys.md`` and ``toys.json`` (command, machine, date included).
 
-    OMP_NUM_THREADS=1 python benchmarks/toys.py [--calls 2e6] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/toys.py [--calls 2e6] [--reference-python /path/to/venv/bin/python]
 """
 
 from __future__ import annotations
@@ -23,8 +32,11 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +49,7 @@ from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D
 from madnis.unweighting import max_weight, unweighting_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE_SCRIPT = Path(__file__).resolve().parent / "madnis_reference.py"
 EFFICIENCY_SAMPLES = 200_000
 
 
@@ -180,6 +193,83 @@ def ms_per_step(integrand: Integrand, steps: int) -> float:
     return 1e3 * (time.perf_counter() - start) / steps
 
 
+def weight_metrics(weights: torch.Tensor) -> dict[str, float]:
+    """sigma/I per point and the unweighting efficiency by MadEvent's rule (0.1 % of the weight above w_max)."""
+    weights = weights.double()
+    return {
+        "sigma_over_I": float(weights.std() / weights.mean()),
+        "efficiency_trunc_1e-3": unweighting_efficiency(weights, max_weight(weights, 1e-3)),
+    }
+
+
+def madnis_unweighting(steps: int, points: int, seed: int = 0, **settings) -> dict:
+    """This project on ``TwoResonances4D(mapped=True)``: ``steps`` x 1024 with TrainingConfig defaults + ``settings``."""
+    m = MadNIS(TwoResonances4D(mapped=True), TrainingConfig(steps=steps, batch_size=1024, seed=seed, **settings))
+    start = time.perf_counter()
+    m.train()
+    seconds = time.perf_counter() - start
+    sample = m.sample_weighted(points, seed=seed + 1)
+    weights = torch.where(sample.ok, sample.weight, torch.zeros_like(sample.weight))
+    return dict(
+        table="unweighting",
+        toy="4d_mapped",
+        method="madnis",
+        setting=", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults",
+        steps=steps,
+        points=points,
+        **weight_metrics(weights),
+        ms_per_step=1e3 * seconds / steps,
+    )
+
+
+def reference_unweighting(python: str, variant: str, steps: int, points: int, seed: int = 0) -> dict:
+    """PyPI madnis 1.0 on the same toy and budget, in the environment of ``python`` (see madnis_reference.py)."""
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "weights.pt"
+        command = [python, str(REFERENCE_SCRIPT), "--variant", variant, "--steps", str(steps)]
+        command += ["--points", str(points), "--seed", str(seed), "--out", str(out)]
+        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = torch.load(out)
+    return dict(
+        table="unweighting",
+        toy="4d_mapped",
+        method="madnis-1.0",
+        setting=variant,
+        description=result["variant"],
+        version=result["version"],
+        steps=steps,
+        points=points,
+        **weight_metrics(result["weights"]),
+        ms_per_step=1e3 * result["train_seconds"] / steps,
+    )
+
+
+def unweighting_markdown(rows: list[dict]) -> list[str]:
+    """The unweighting table, with ratios to the first madnis-1.0 row (its defaults)."""
+    reference = next((r for r in rows if r["method"] == "madnis-1.0"), None)
+    lines = [
+        "",
+        "## Unweighting: madnis vs PyPI madnis 1.0 (same run, same budget)",
+        "",
+        "TwoResonances4D(mapped=True), steps x 1024 points, one thread; weighted points with channels drawn by their "
+        "integral; efficiency = mean(w) / w_max with at most 0.1 % of the weight above w_max (MadEvent's rule); "
+        "ms/step = training wall time (VEGAS initialisation included) / steps. Ratios: to madnis 1.0 defaults.",
+        "",
+        "| library | setting | steps | points | sigma/I | efficiency | ms/step | eff. ratio | ms/step ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratios = "- | -"
+        if reference is not None:
+            eff = r["efficiency_trunc_1e-3"] / reference["efficiency_trunc_1e-3"]
+            ratios = f"{eff:.2f} | {r['ms_per_step'] / reference['ms_per_step']:.2f}"
+        lines.append(
+            f"| {r['method']} | {r['setting']} | {r['steps']} | {r['points']} | {r['sigma_over_I']:.3f} | "
+            f"{r['efficiency_trunc_1e-3']:.3f} | {r['ms_per_step']:.1f} | {ratios} |"
+        )
+    return lines
+
+
 def markdown(records: list[dict], command: str, settings: dict) -> str:
     lines = [
         "# Toy benchmark: MadNIS vs VEGAS",
@@ -220,6 +310,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="FIELD=VALUE",
         help="TrainingConfig overrides for the madnis rows, e.g. flow_bins=16",
     )
+    parser.add_argument(
+        "--reference-python",
+        default=os.environ.get("MADNIS_REFERENCE_PYTHON"),
+        help="python of an environment with PyPI madnis==1.0.0 for the madnis-1.0 rows "
+        "(default $MADNIS_REFERENCE_PYTHON; unset: no madnis-1.0 rows)",
+    )
+    parser.add_argument("--unweighting-steps", type=int, default=1000, help="training steps of the unweighting table")
+    parser.add_argument("--unweighting-points", type=int, default=200_000, help="weighted points per unweighting row")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     settings = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -252,10 +350,22 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(json.dumps(rec), flush=True)
             records.append(rec)
+    unweighting = []
+    if args.unweighting_steps:
+        steps, points = args.unweighting_steps, args.unweighting_points
+        unweighting.append(madnis_unweighting(steps, points))
+        print(json.dumps(unweighting[-1]), flush=True)
+        for variant in ("defaults", "vegas_cosine") if args.reference_python else ():
+            unweighting.append(reference_unweighting(args.reference_python, variant, steps, points))
+            print(json.dumps(unweighting[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/toys.py", *sys.argv[1:]])
-    (args.out / "toys.json").write_text(json.dumps(records, indent=1) + "\n")
+    arguments = " ".join(sys.argv[1:]).replace(str(args.reference_python), "$MADNIS_REFERENCE_PYTHON")
+    command = f"OMP_NUM_THREADS=1 python benchmarks/toys.py {arguments}".strip()
+    if args.reference_python and "--reference-python" not in arguments:
+        command = f"MADNIS_REFERENCE_PYTHON=<venv with madnis==1.0.0>/bin/python {command}"
+    (args.out / "toys.json").write_text(json.dumps(records + unweighting, indent=1) + "\n")
     text = markdown(records, command, {**MADNIS_SETTINGS, **settings})
+    text += "\n".join(unweighting_markdown(unweighting)) + "\n" if unweighting else ""
     (args.out / "toys.md").write_text(text)
     print(text)
 
