@@ -87,16 +87,18 @@ class MadNIS:
             size = min(self.config.integration_batch_size, n - start)
             channel = torch.multinomial(p, size, replacement=True, generator=generator)
             draw = self.sampler.draw(self.integrand, channel, generator)
-            parts.append((draw.r, draw.channel, draw.weight / p[draw.channel], draw.momenta, draw.ok))
+            parts.append((draw.r, draw.channel, draw.weight / p[draw.channel], draw.momenta, draw.ok, draw.alpha_prior))
         if not parts:
             raise ValueError("sample_weighted needs n >= 1")
         momenta = None if parts[0][3] is None else torch.cat([p_[3] for p_ in parts])
+        alpha_prior = None if parts[0][5] is None else torch.cat([p_[5] for p_ in parts])
         return WeightedSample(
             r=torch.cat([p_[0] for p_ in parts]),
             channel=torch.cat([p_[1] for p_ in parts]),
             weight=torch.cat([p_[2] for p_ in parts]),
             momenta=momenta,
             ok=torch.cat([p_[4] for p_ in parts]),
+            alpha_prior=alpha_prior,
         )
 
     def save(self, path: str | Path) -> None:

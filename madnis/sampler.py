@@ -168,6 +168,8 @@ class WeightedSample:
     """Weighted events: channel drawn with probability p_i ∝ I_i and ``weight`` = w / p_i (float64, pb).
 
     E[weight] = I for every channel, so weights are comparable across channels (unweighting-ready).
+    ``alpha_prior`` (the integrand's prior channel weights of each point) is kept so diagnostics such as the
+    prior channel shares come from the points drawn, without evaluating the integrand again.
     """
 
     r: torch.Tensor
@@ -175,6 +177,7 @@ class WeightedSample:
     weight: torch.Tensor
     momenta: torch.Tensor | None
     ok: torch.Tensor
+    alpha_prior: torch.Tensor | None = None
 
 
 def channel_probabilities(integral: torch.Tensor, active: torch.Tensor, uniform_fraction: float = 0.01) -> torch.Tensor:

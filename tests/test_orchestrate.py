@@ -161,3 +161,28 @@ def test_unusable_saved_sampler_fails_in_one_line_before_training(tmp_path):
         [source], replace(reuse, reuse=False, save_models=True), Banner(), LHEInit(processes=[]), log=lambda line: None
     )
     assert MadNIS.load(path, source.integrand).integrand.n_calls > 0  # re-use off: trains and overwrites the file
+
+
+def test_diagnostics_make_no_integrand_calls(tmp_path):
+    """Prior-channel shares and the observable of the events come from the points drawn: every integrand call
+    is a training, integration or weighted point, and all are counted."""
+    calls = []
+    source = replace(toy_source("P1_a", 1), observable=lambda momenta: momenta[:, 0, 0].numpy())
+    source.integrand.evaluate = _with_momenta(source.integrand.evaluate, calls)
+    config = settings(tmp_path, 200)
+    result = run_processes([source], config, Banner(), LHEInit(processes=[]), log=lambda line: None).sources[0]
+    assert sum(calls) == result.n_calls == 15 * 256 + 4000 + result.weighted_points
+    assert len(result.event_observable) == 200 and len(result.sample_observable) == config.weighted_batch
+    assert result.prior_fractions.sum() == pytest.approx(1.0) and (result.prior_fractions > 0.2).all()
+
+
+def _with_momenta(evaluate, calls: list[int]):
+    """The toy's evaluation, counted in ``calls``, with its point x as the 'momenta' (n, 1, 1) an observable reads."""
+
+    def with_momenta(r, channel):
+        calls.append(len(r))
+        result = evaluate(r, channel)
+        result.momenta = result.features[:, None, :1]
+        return result
+
+    return with_momenta

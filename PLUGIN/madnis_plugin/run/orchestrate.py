@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from madnis import IntegrationResult, MadNIS, TrainingConfig, TrainingProgress
+from madnis import IntegrationResult, MadNIS, TrainingConfig, TrainingProgress, WeightedSample
 from madnis.integrand import Integrand
 from madnis.unweighting import max_weight, overweight_share, unweighting_efficiency
 
@@ -248,14 +248,15 @@ def _train_and_integrate(
     return madnis, out
 
 
-def _prior_fractions(integrand: Integrand, r: torch.Tensor, channel: torch.Tensor, weight: torch.Tensor) -> np.ndarray:
-    """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
-    evaluated = integrand(r.double(), channel)
-    w = weight.double().cpu()
-    if evaluated.alpha_prior is None or w.sum() <= 0:
-        return np.full(integrand.n_channels, 1.0 / integrand.n_channels)
-    share = (w[:, None] * evaluated.alpha_prior.double().cpu()).sum(0) / w.sum()
-    return share.numpy()
+def _prior_fractions(sample: WeightedSample, n_channels: int) -> np.ndarray:
+    """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give.
+
+    From the ``alpha_prior`` the weighted points carry: no integrand call is made for this diagnostic.
+    """
+    w = sample.weight.double().cpu()
+    if sample.alpha_prior is None or w.sum() <= 0:
+        return np.full(n_channels, 1.0 / n_channels)
+    return ((w[:, None] * sample.alpha_prior.double().cpu()).sum(0) / w.sum()).numpy()
 
 
 def _generate(
@@ -270,15 +271,16 @@ def _generate(
     source = out.source
     batch = madnis.sample_weighted(settings.weighted_batch, seed=seed)
     out.sample_weights = batch.weight.double().cpu().numpy()
-    out.prior_fractions = _prior_fractions(source.integrand, batch.r, batch.channel, batch.weight)
-    if source.observable is not None and batch.momenta is not None:
-        out.sample_observable = source.observable(batch.momenta.double().cpu())
+    out.prior_fractions = _prior_fractions(batch, source.integrand.n_channels)
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, _UNWEIGHTING))  # u independent of the points
     points: list[tuple[torch.Tensor, torch.Tensor]] = []
     weight_parts: list[torch.Tensor] = []
     uniform_parts: list[torch.Tensor] = []
+    observable_parts: list[np.ndarray] = []  # the observable of every point drawn (events are a subset)
     while True:
         points.append((batch.r.cpu(), batch.channel.cpu()))
+        if source.observable is not None and batch.momenta is not None:
+            observable_parts.append(source.observable(batch.momenta.double().cpu()))
         weight_parts.append(batch.weight.double().cpu())
         uniform_parts.append(torch.rand(len(batch.weight), generator=generator, dtype=torch.float64))
         weights, uniform = torch.cat(weight_parts), torch.cat(uniform_parts)
@@ -298,6 +300,9 @@ def _generate(
     r = torch.cat([p[0] for p in points])[index]
     channel = torch.cat([p[1] for p in points])[index]
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max) / w_max).numpy()
+    if observable_parts:
+        out.sample_observable = observable_parts[0]
+        out.event_observable = np.concatenate(observable_parts)[index.numpy()]
     out.w_max, out.weighted_points = w_max, len(weights)
     out.efficiency = unweighting_efficiency(weights, w_max)
     out.overweight_share = overweight_share(weights, w_max)
@@ -344,9 +349,6 @@ def run_processes(
         )
         records = out.source.event_records(r, channel, rng)
         records.subprocess[:] = out.source.lprup
-        if out.source.observable is not None:
-            momenta = out.source.integrand(r.double(), channel).momenta
-            out.event_observable = None if momenta is None else out.source.observable(momenta.double().cpu())
         out.n_calls = madnis.n_calls
         parts.append(records)
         event_weights.append(relative / relative.mean())  # each source's events average 1
