@@ -5,7 +5,8 @@ TrainingConfig defaults plus the row's overrides, then measures (benchmarks/toys
 sigma/I per point and the efficiency mean(w) / w_max by MadEvent's rule (0.1 % of the weight above w_max) on
 ``--points`` weighted points with channels drawn by their integral, and ms per step (training wall time,
 VEGAS initialisation included, / steps). Rows run back to back in one process; ``--seeds`` repeats each row.
-Writes ``benchmarks/results/unweighting_ablation.{json,md}``.
+Writes ``benchmarks/results/unweighting_ablation.{json,md}``; ``--merge`` builds them from the JSON lines
+printed by earlier runs (e.g. several runs side by side) instead of training.
 
     OMP_NUM_THREADS=1 python benchmarks/unweighting_ablation.py --row '{}' --row '{"vegas_pretraining": true}'
 """
@@ -38,7 +39,7 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def markdown(summaries: list[dict], command: str, steps: int, points: int) -> str:
+def markdown(summaries: list[dict], command: str, steps: int, points: int, notes: list[str]) -> str:
     fmt = lambda v, f: "" if v is None else f" (±{v / 2:{f}})"  # noqa: E731
     lines = [
         "# Unweighting ablation on TwoResonances4D(mapped=True)",
@@ -51,6 +52,7 @@ def markdown(summaries: list[dict], command: str, steps: int, points: int) -> st
         "mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight above it); "
         "(± half the spread over seeds when several)",
         f"- defaults: TrainingConfig() as of this run: {json.dumps(_tuned_defaults())}",
+        *(f"- {note}" for note in notes),
         "",
         "| setting (overrides of the defaults) | seeds | sigma/I | efficiency | ms/step |",
         "|---|---|---|---|---|",
@@ -78,11 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--points", type=int, default=200_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--merge", type=Path, nargs="+", help="logs of earlier runs (their JSON lines) to tabulate")
+    parser.add_argument("--note", action="append", default=[], help="extra header line (e.g. the merged commands)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     summaries, raw = [], []
-    for row in args.row or ["{}"]:
+    if args.merge:
+        lines = [line for log in args.merge for line in log.read_text().splitlines() if line.startswith("{")]
+        raw = [json.loads(line) for line in lines]
+        for setting in dict.fromkeys(r["setting"] for r in raw):
+            summaries.append(summary([r for r in raw if r["setting"] == setting]))
+    for row in [] if args.merge else args.row or ["{}"]:
         runs = []
         for seed in args.seeds:
             result = madnis_unweighting(args.steps, args.points, seed=seed, **json.loads(row))
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "unweighting_ablation.json").write_text(
         json.dumps(dict(command=command, summaries=summaries, runs=raw), indent=1) + "\n"
     )
-    text = markdown(summaries, command, args.steps, args.points)
+    text = markdown(summaries, command, args.steps, args.points, args.note)
     (args.out / "unweighting_ablation.md").write_text(text)
     print(text)
 
