@@ -72,10 +72,10 @@ class IndexPermutation(nn.Module):
         self.register_buffer("inverse_perm", torch.argsort(perm))
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:, self.perm], x.new_zeros(x.shape[0])
+        return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
 
     def inverse(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:, self.inverse_perm], x.new_zeros(x.shape[0])
+        return x.index_select(1, self.inverse_perm), x.new_zeros(x.shape[0])
 
 
 def givens_product(angles: torch.Tensor, dims: int) -> torch.Tensor:

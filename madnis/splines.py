@@ -11,6 +11,7 @@ Forward and inverse are both analytic, with their log-Jacobians.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -69,87 +70,82 @@ def unconstrain(
     return torch.cat((w_u - w_u.mean(dim=-1, keepdim=True), h_u - h_u.mean(dim=-1, keepdim=True), d_u), dim=-1)
 
 
-def _rq_forward(point, knot, size, derivative, inverse: bool):
+def _rq_forward(point, x_k, y_k, w, h, d0, d1, inverse: bool):
     """The RQ formula inside one bin. Returns (image, log|det| of the map applied, saved for backward).
 
-    ``point`` (...) is x (or y for the inverse), ``knot`` (..., 2) = (x_k, y_k) the left knot,
-    ``size`` (..., 2) = (w_k, h_k), ``derivative`` (..., 2) = (d_k, d_k+1). Notation: xi = position
-    in the bin, s = h/w, q = xi (1 - xi), y = y_k + h N/D with N = s xi^2 + d_k q,
-    D = s + (d_k + d_k+1 - 2s) q, and log dy/dx = log(s^2 g / D^2), g = d_k+1 xi^2 + 2 s q + d_k (1 - xi)^2.
+    ``point`` (...) is x (or y for the inverse), ``(x_k, y_k)`` the left knot, ``(w, h)`` the bin's width
+    and height, ``(d0, d1)`` the knot derivatives at its edges, all (...). Notation: xi = position in the
+    bin, s = h/w, q = xi (1 - xi), y = y_k + h R with R = N/D, N = s xi^2 + d0 q,
+    D = s + (d0 + d1 - 2s) q, and log dy/dx = log(s^2 g / D^2), g = d1 xi^2 + 2 s q + d0 (1 - xi)^2.
     """
-    x_k, y_k = knot.unbind(-1)
-    w, h = size.unbind(-1)
-    d0, d1 = derivative.unbind(-1)
     s = h / w
-    c = d0 + d1 - 2 * s
+    c = torch.add(d0 + d1, s, alpha=-2)
     if inverse:
+        # xi solves a xi^2 + b xi - e = 0 (e = s dy); the root 2e / (b + sqrt(b^2 + 4ae)) is stable
         dy = point - y_k
         a = torch.addcmul(h * (s - d0), dy, c)
         b = torch.addcmul(h * d0, dy, c, value=-1)
-        cc = -s * dy
-        discriminant = (b * b - 4 * a * cc).clamp(min=0.0)
-        xi = (2 * cc / (-b - torch.sqrt(discriminant))).clamp(0.0, 1.0)
+        e = s * dy
+        discriminant = torch.addcmul(b * b, a, e, value=4).clamp_(min=0.0)
+        xi = (2 * e / (b + torch.sqrt(discriminant))).clamp_(0.0, 1.0)
         out = torch.addcmul(x_k, xi, w)
     else:
-        xi = ((point - x_k) / w).clamp(0.0, 1.0)
-    one_m = 1 - xi
-    q = xi * one_m
+        xi = ((point - x_k) / w).clamp_(0.0, 1.0)
+    xi2 = xi * xi
+    om = 1 - xi
+    om2 = om * om
+    q = xi * om
     denominator = torch.addcmul(s, c, q)
-    numerator = torch.addcmul(s * xi * xi, d0, q)
+    ratio = torch.addcmul(s * xi2, d0, q) / denominator
     if not inverse:
-        out = torch.addcmul(y_k, h, numerator / denominator)
-    g = d1 * xi * xi + 2 * s * q + d0 * one_m * one_m
-    log_det = torch.log(s * s * g / (denominator * denominator))
-    saved = (xi, s, c, w, h, d0, d1, q, numerator, denominator, g)
-    return out, (-log_det if inverse else log_det), saved
+        out = torch.addcmul(y_k, h, ratio)
+    g = torch.addcmul(torch.addcmul(d1 * xi2, s, q, value=2), d0, om2)
+    slope = s / denominator
+    log_det = torch.log(slope * slope * g)
+    saved = (xi, xi2, om, om2, q, s, c, w, h, d0, d1, ratio, denominator, g)
+    return out, (log_det.neg_() if inverse else log_det), saved
 
 
 def _rq_backward(saved, grad_out, grad_log_det, inverse: bool):
-    """Analytic gradients of :func:`_rq_forward` w.r.t. point, knot, size, derivative.
+    """Analytic gradients of :func:`_rq_forward` w.r.t. point, x_k, y_k, w, h, d0, d1.
 
-    The inverse's follow from the implicit function theorem: dxi/dtheta = -(dy/dtheta) / (dy/dxi).
+    Reverse mode through the formulas of :func:`_rq_forward` (y = y_k + h R, log dy/dx = 2 log s + log g
+    - 2 log D). The inverse's follow from the implicit function theorem, dxi/dtheta = -(dy/dtheta) /
+    (dy/dxi): the same reverse pass, seeded with the total gradient of xi times -1/(dy/dxi).
     """
-    xi, s, c, w, h, d0, d1, q, numerator, denominator, g = saved
-    one_m = 1 - xi
-    inv_d = 1 / denominator
-    inv_d2 = inv_d * inv_d
-    inv_g = 1 / g
-    # partial derivatives of y(xi, s, h, d0, d1, y_k) and of log dy/dx (xi, s, d0, d1)
-    y_xi = h * s * g * inv_d2
-    y_s = h * (xi * xi * denominator - numerator * (1 - 2 * q)) * inv_d2
-    y_h = numerator * inv_d
-    y_d0 = h * q * (denominator - numerator) * inv_d2
-    y_d1 = -h * q * numerator * inv_d2
-    l_xi = 2 * (d1 * xi + s * (1 - 2 * xi) - d0 * one_m) * inv_g - 2 * c * (1 - 2 * xi) * inv_d
-    l_s = 2 / s + 2 * q * inv_g - 2 * (1 - 2 * q) * inv_d
-    l_d0 = one_m * one_m * inv_g - 2 * q * inv_d
-    l_d1 = xi * xi * inv_g - 2 * q * inv_d
+    xi, xi2, om, om2, q, s, c, w, h, d0, d1, ratio, denominator, g = saved
     if inverse:
-        grad_log_det = -grad_log_det
-        chain = -(grad_out * w + grad_log_det * l_xi) / y_xi  # total gradient of xi, times dxi/dy_k
-        grad_point = -chain
-        grad_xk, grad_yk = grad_out, chain
-        grad_w = grad_out * xi
-        grad_h = chain * y_h
-        grad_s = chain * y_s + grad_log_det * l_s
-        grad_d0 = chain * y_d0 + grad_log_det * l_d0
-        grad_d1 = chain * y_d1 + grad_log_det * l_d1
+        grad_log = -grad_log_det
+        one_m_2xi = om - xi
+        d_log_dxi = 2 * (torch.addcmul(torch.addcmul(d1 * xi, s, one_m_2xi), d0, om, value=-1) / g) - 2 * (
+            c * one_m_2xi / denominator
+        )
+        dy_dxi = h * s * g / (denominator * denominator)
+        grad_point = torch.addcmul(grad_out * w, grad_log, d_log_dxi) / dy_dxi
+        grad_y = -grad_point
     else:
-        grad_point = (grad_out * y_xi + grad_log_det * l_xi) / w
-        grad_xk, grad_yk = -grad_point, grad_out
-        grad_w = -grad_point * xi
-        grad_h = grad_out * y_h
-        grad_s = grad_out * y_s + grad_log_det * l_s
-        grad_d0 = grad_out * y_d0 + grad_log_det * l_d0
-        grad_d1 = grad_out * y_d1 + grad_log_det * l_d1
+        grad_log, grad_y = grad_log_det, grad_out
+    grad_ratio = grad_y * h
+    grad_h = grad_y * ratio
+    grad_numerator = grad_ratio / denominator
+    grad_denominator = torch.addcmul(2 * grad_log, grad_ratio, ratio).div_(denominator).neg_()
+    grad_g = grad_log / g
+    grad_c = grad_denominator * q
+    grad_s = torch.add(grad_denominator, grad_c, alpha=-2).add_(grad_log / s, alpha=2)
+    grad_s = torch.addcmul(torch.addcmul(grad_s, grad_numerator, xi2), grad_g, q, value=2)
+    grad_d0 = torch.addcmul(torch.addcmul(grad_c, grad_numerator, q), grad_g, om2)
+    grad_d1 = torch.addcmul(grad_c, grad_g, xi2)
+    if inverse:
+        grad_xk, grad_yk, grad_w = grad_out, grad_y, grad_out * xi
+    else:
+        grad_q = torch.addcmul(torch.addcmul(grad_denominator * c, grad_numerator, d0), grad_g, s, value=2)
+        grad_xi2 = torch.addcmul(grad_numerator * s, grad_g, d1)
+        grad_xi = torch.addcmul(2 * xi * grad_xi2, om - xi, grad_q).sub_(2 * om * grad_g * d0)
+        grad_point = grad_xi / w
+        grad_xk, grad_yk, grad_w = -grad_point, grad_out, -grad_point * xi
     grad_h = grad_h + grad_s / w  # s = h / w
     grad_w = grad_w - grad_s * s / w
-    return (
-        grad_point,
-        torch.stack((grad_xk, grad_yk), dim=-1),
-        torch.stack((grad_w, grad_h), dim=-1),
-        torch.stack((grad_d0, grad_d1), dim=-1),
-    )
+    return grad_point, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1
 
 
 def _locate(x: torch.Tensor, sizes: torch.Tensor, inverse: bool):
@@ -173,14 +169,30 @@ class _RationalQuadratic(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, point, knot, size, derivative, inverse: bool):
-        out, log_det, saved = _rq_forward(point, knot, size, derivative, inverse)
+        out, log_det, saved = _rq_forward(point, *knot.unbind(-1), *size.unbind(-1), *derivative.unbind(-1), inverse)
         ctx.inverse = inverse
         ctx.save_for_backward(*saved)
         return out, log_det
 
     @staticmethod
     def backward(ctx, grad_out, grad_log_det):
-        return (*_rq_backward(ctx.saved_tensors, grad_out, grad_log_det, ctx.inverse), None)
+        grad_point, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1 = _rq_backward(
+            ctx.saved_tensors, grad_out, grad_log_det, ctx.inverse
+        )
+        pairs = ((grad_xk, grad_yk), (grad_w, grad_h), (grad_d0, grad_d1))
+        return grad_point, *(torch.stack(pair, dim=-1) for pair in pairs), None
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_tables(bins: int, dtype: torch.dtype, device: torch.device, constants: SplineConstants):
+    """Constants of :class:`_UnconstrainedSpline` (created once, not at every call).
+
+    Minimum bin (width, height) (2,), their ``scale = 1 - K minimum`` (2,), the minimum parts
+    ``k minimum`` of the inner bin edges k = 1..K-1 (2, K-1) and the flat offsets (0, K) of the two halves.
+    """
+    minimum = torch.tensor([constants.min_bin_width, constants.min_bin_height], dtype=dtype, device=device)
+    inner_edges = torch.arange(1, bins, dtype=dtype, device=device) * minimum[:, None]
+    return minimum, 1 - bins * minimum, inner_edges, torch.tensor([0, bins], device=device)
 
 
 class _UnconstrainedSpline(torch.autograd.Function):
@@ -189,7 +201,8 @@ class _UnconstrainedSpline(torch.autograd.Function):
     Forward: exponentials of the width/height logits (clamped at 50, which only a diverged training
     reaches) and their running sums; the bin edges searched are ``k min + scale cumsum / total``, and only
     the located bin's sizes and left knots are normalised (one broadcast pass over the K bins instead of a
-    full softmax); softplus only for the two derivatives each point needs; then :func:`_rq_forward`.
+    full softmax); the located bin's entries are read by flat index (``take``, cheaper than ``gather``);
+    softplus only for the two derivatives each point needs; then :func:`_rq_forward`.
     Backward: :func:`_rq_backward`, then through the bin lookup (a left knot is the sum of all sizes
     before it) and the softmax analytically. The softmax gradient ``scale softmax_j (G_j - sum_i softmax_i
     G_i)``, with G_j the gradient of the left knot for bins before the located one and of its size at it,
@@ -200,25 +213,26 @@ class _UnconstrainedSpline(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, params, inverse: bool, constants: SplineConstants):
         bins = (params.shape[-1] - 1) // 3
-        minimum = params.new_tensor([[constants.min_bin_width], [constants.min_bin_height]])
-        scale = 1 - bins * minimum
+        params = params.contiguous()
+        minimum, scale, inner_edges, halves = _bin_tables(bins, params.dtype, params.device, constants)
         exp = params[..., : 2 * bins].clamp(max=50.0).unflatten(-1, (2, bins)).exp_()
-        total = exp.sum(dim=-1, keepdim=True)
         cumulative = exp.cumsum(dim=-1)
-        unit = scale / total  # (..., 2, 1): the softmax normalisation times ``scale``
+        total = cumulative[..., -1]
+        unit = scale / total  # (..., 2): the softmax normalisation times ``scale``
         searched = 1 if inverse else 0
-        edges = torch.arange(1, bins, dtype=params.dtype, device=params.device) * minimum[searched]
-        edges = torch.addcmul(edges, unit[..., searched, :], cumulative[..., searched, :-1])
+        edges = torch.addcmul(inner_edges[searched], unit[..., searched, None], cumulative[..., searched, :-1])
         x = x.clamp(0.0, 1.0)
-        index = torch.searchsorted(edges, x[..., None])
-        index2 = index[..., None, :].expand(*exp.shape[:-1], 1)
-        exp_k = exp.gather(-1, index2)
-        before = cumulative.gather(-1, index2) - exp_k  # unnormalised sum of the sizes before the bin
-        size = torch.addcmul(minimum, unit, exp_k)[..., 0]
-        knot = torch.addcmul(minimum * index2, unit, before)[..., 0]
-        raw_derivative = params[..., 2 * bins :].gather(-1, _pair(index)) + constants.derivative_shift()
-        derivative = constants.min_derivative + F.softplus(raw_derivative)
-        out, log_det, saved = _rq_forward(x, knot, size, derivative, inverse)
+        index = torch.searchsorted(edges, x[..., None])[..., 0]
+        rows = torch.arange(x.numel(), device=x.device).view(x.shape)
+        flat = torch.add(index, rows, alpha=2 * bins)[..., None] + halves  # (..., 2) into exp.view(-1)
+        exp_k = exp.take(flat)
+        before = cumulative.take(flat) - exp_k  # unnormalised sum of the sizes before the bin
+        w, h = torch.addcmul(minimum, unit, exp_k).unbind(-1)
+        x_k, y_k = torch.addcmul(minimum * index[..., None], unit, before).unbind(-1)
+        pair = torch.add(index + 2 * bins, rows, alpha=3 * bins + 1)[..., None] + halves.clamp(max=1)
+        raw_derivative = params.take(pair) + constants.derivative_shift()
+        d0, d1 = (constants.min_derivative + F.softplus(raw_derivative)).unbind(-1)
+        out, log_det, saved = _rq_forward(x, x_k, y_k, w, h, d0, d1, inverse)
         ctx.inverse, ctx.bins = inverse, bins
         ctx.save_for_backward(index, exp, total, unit, exp_k, before, raw_derivative, *saved)
         return out, log_det
@@ -226,21 +240,24 @@ class _UnconstrainedSpline(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_log_det):
         index, exp, total, unit, exp_k, before, raw_derivative, *saved = ctx.saved_tensors
-        grad_x, grad_knot, grad_size, grad_derivative = _rq_backward(saved, grad_out, grad_log_det, ctx.inverse)
+        grad_x, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1 = _rq_backward(
+            saved, grad_out, grad_log_det, ctx.inverse
+        )
         bins = ctx.bins
-        grad_knot, grad_size = grad_knot[..., None] * unit, grad_size[..., None] * unit  # (..., 2, 1)
-        dot = (grad_knot * before + grad_size * exp_k) / total
+        grad_knot = torch.stack((grad_xk, grad_yk), dim=-1).mul_(unit)[..., None]  # (..., 2, 1)
+        grad_size = torch.stack((grad_w, grad_h), dim=-1).mul_(unit)[..., None]
+        dot = torch.addcmul(grad_knot * before[..., None], grad_size, exp_k[..., None]) / total[..., None]
         # unit G_j - unit sum_i softmax_i G_i as the running sum of: grad_knot - dot at bin 0,
         # grad_size - grad_knot at the located bin k, -grad_size at k + 1 (a spare column K catches k = K-1)
         steps = exp.new_zeros(*exp.shape[:-1], bins + 1)
-        index2 = index[..., None, :].expand(*exp.shape[:-1], 1)
+        index2 = index[..., None, None].expand(*exp.shape[:-1], 1)
         steps[..., :1] = grad_knot - dot
         steps.scatter_add_(-1, index2, grad_size - grad_knot)
-        steps.scatter_add_(-1, index2 + 1, -grad_size)
+        steps.scatter_add_(-1, index2 + 1, grad_size.neg_())
         grad_params = exp.new_empty(*exp.shape[:-2], 3 * bins + 1)
         torch.mul(exp, steps.cumsum_(dim=-1)[..., :bins], out=grad_params[..., : 2 * bins].unflatten(-1, (2, bins)))
-        grad_raw = grad_derivative * torch.sigmoid(raw_derivative)
-        grad_params[..., 2 * bins :].zero_().scatter_add_(-1, _pair(index), grad_raw)
+        grad_raw = torch.stack((grad_d0, grad_d1), dim=-1).mul_(torch.sigmoid(raw_derivative))
+        grad_params[..., 2 * bins :].zero_().scatter_(-1, _pair(index[..., None]), grad_raw)
         return grad_x, grad_params, None, None
 
 

@@ -123,7 +123,7 @@ class Trainer:
     ):
         self.sampler, self.integrand, self.config, self.statistics = sampler, integrand, config, statistics
         self.generator = generator
-        self.optimizer = torch.optim.Adam(sampler.trainable_parameters(), lr=config.learning_rate, foreach=True)
+        self.optimizer = torch.optim.Adam(sampler.trainable_parameters(), lr=config.learning_rate, fused=True)
         self.scheduler = make_scheduler(self.optimizer, config)
         self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
