@@ -101,8 +101,7 @@ def madnis(directory: Path, nevents: int, steps: int) -> Measurement:
     log, seconds = launch(directory, madnis="True", nevents=nevents, madnis_steps=steps)
     sigma, error = cross_section(log)
     drawn = sum(int(m) for m in re.findall(r"events from (\d+) weighted points", log))
-    training = sum(int(steps) * int(batch) for steps, batch in re.findall(r"(\d+) steps x (\d+) points", log))
-    points = drawn + training  # upper bound: buffered steps re-use points
+    points = sum(int(m) for m in re.findall(r"MadNIS: (\d+) matrix-element calls in all", log))
     crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
     return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0, crashed)
 
@@ -126,7 +125,7 @@ def write_outputs(
         *[f"- note: {note}" for note in notes],
         "",
         "| process | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
-        "| stock points | MadNIS points (<=) | stock events/points | MadNIS events/weighted points "
+        "| stock points | MadNIS points | stock events/points | MadNIS events/weighted points "
         "| MadNIS points stopping the Fortran |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -140,11 +139,11 @@ def write_outputs(
     lines += [f"| `{failure}` |" for failure in failures]
     lines += [
         "",
-        "MadNIS points: weighted points drawn for unweighting + steps x batch of training (an upper bound: "
-        "buffered steps re-use points; integration points not included); "
+        "MadNIS points: every matrix-element call the run printed (training, integration and unweighting points, "
+        "one per event record); "
         "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
-        "MadNIS events/weighted points counts whole weighted batches (20,000 points), so it is a lower bound "
-        "on the unweighting efficiency.",
+        "MadNIS events/weighted points counts the integration's points and whole weighted batches (20,000 "
+        "points), so it is a lower bound on the unweighting efficiency.",
         "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
         "(set to zero weight, counted in its warnings).",
         "Wall times include compilation and share 2 cores with other jobs (noisy).",

@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
-from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample, channel_probabilities
+from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -62,6 +62,28 @@ class MadNIS:
         self, n_points: int, callback: Callable[[IntegrationResult], None] | None = None, seed: int | None = None
     ) -> IntegrationResult:
         """I ± dI from ``n_points`` points allocated over the active channels ∝ running sigma_i."""
+        return self._integrate(n_points, callback, seed, keep=None)
+
+    def integrate_sample(self, n_points: int, seed: int | None = None) -> tuple[IntegrationResult, WeightedSample]:
+        """:meth:`integrate`, and its points as a weighted sample in random order.
+
+        Channel i got N_i of the N points, so p_i = N_i / N: as MadEvent's refine points, the integration's
+        points serve the integral and then the unweighting (the stratified sample's accepted events follow f).
+        """
+        draws: list[Draw] = []
+        result = self._integrate(n_points, None, seed, keep=draws.append)
+        p = torch.tensor([c.n_points for c in result.channels], dtype=torch.float64) / result.n_points
+        sample = WeightedSample.from_draws(draws, p)
+        generator = self._generator(None if seed is None else seed + 1)
+        return result, sample.take(torch.randperm(result.n_points, generator=generator, device=generator.device))
+
+    def _integrate(
+        self,
+        n_points: int,
+        callback: Callable[[IntegrationResult], None] | None,
+        seed: int | None,
+        keep: Callable[[Draw], None] | None,
+    ) -> IntegrationResult:
         counts = allocate_points(
             n_points, self.statistics.sigma, self.sampler.active.cpu(), self.config.uniform_fraction, min_points=2
         )
@@ -69,6 +91,8 @@ class MadNIS:
 
         def weight_fn(channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             draw = self.sampler.draw(self.integrand, channel, generator)
+            if keep is not None:
+                keep(draw)
             return draw.weight, draw.ok
 
         group = self.sampler.group_of_channel.cpu()
@@ -82,24 +106,12 @@ class MadNIS:
         if self.last_result is not None:
             integral = torch.tensor([c.integral for c in self.last_result.channels], dtype=torch.float64)
         p = channel_probabilities(integral.cpu(), self.sampler.active.cpu()).to(self.config.device)
-        parts = []
+        draws = []
         for start in range(0, n, self.config.integration_batch_size):
             size = min(self.config.integration_batch_size, n - start)
             channel = torch.multinomial(p, size, replacement=True, generator=generator)
-            draw = self.sampler.draw(self.integrand, channel, generator)
-            parts.append((draw.r, draw.channel, draw.weight / p[draw.channel], draw.momenta, draw.ok, draw.alpha_prior))
-        if not parts:
-            raise ValueError("sample_weighted needs n >= 1")
-        momenta = None if parts[0][3] is None else torch.cat([p_[3] for p_ in parts])
-        alpha_prior = None if parts[0][5] is None else torch.cat([p_[5] for p_ in parts])
-        return WeightedSample(
-            r=torch.cat([p_[0] for p_ in parts]),
-            channel=torch.cat([p_[1] for p_ in parts]),
-            weight=torch.cat([p_[2] for p_ in parts]),
-            momenta=momenta,
-            ok=torch.cat([p_[4] for p_ in parts]),
-            alpha_prior=alpha_prior,
-        )
+            draws.append(self.sampler.draw(self.integrand, channel, generator))
+        return WeightedSample.from_draws(draws, p)
 
     def save(self, path: str | Path) -> None:
         """Write the trained state (see :mod:`madnis.checkpoint`)."""

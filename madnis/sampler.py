@@ -10,7 +10,7 @@ is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -165,9 +165,11 @@ class MultiChannelSampler(nn.Module):
 
 @dataclass
 class WeightedSample:
-    """Weighted events: channel drawn with probability p_i ∝ I_i and ``weight`` = w / p_i (float64, pb).
+    """Weighted events: channel i drawn with probability p_i and ``weight`` = w / p_i (float64, pb).
 
     E[weight] = I for every channel, so weights are comparable across channels (unweighting-ready).
+    ``channel_probability`` is each point's p_i, so ``weight * channel_probability`` is its weight w within its
+    channel: points of the same fixed sampler pool per channel into one estimate of I whatever their p_i.
     ``alpha_prior`` (the integrand's prior channel weights of each point) is kept so diagnostics such as the
     prior channel shares come from the points drawn, without evaluating the integrand again.
     """
@@ -177,7 +179,25 @@ class WeightedSample:
     weight: torch.Tensor
     momenta: torch.Tensor | None
     ok: torch.Tensor
+    channel_probability: torch.Tensor
     alpha_prior: torch.Tensor | None = None
+
+    @classmethod
+    def from_draws(cls, draws: list[Draw], p: torch.Tensor) -> WeightedSample:
+        """Batches of points whose channels were chosen with probabilities ``p`` (one per channel)."""
+        if not draws:
+            raise ValueError("a weighted sample needs at least one point")
+        cat = lambda name: None if getattr(draws[0], name) is None else torch.cat([getattr(d, name) for d in draws])  # noqa: E731
+        channel = cat("channel")
+        probability = p.to(channel.device)[channel]
+        return cls(
+            cat("r"), channel, cat("weight") / probability, cat("momenta"), cat("ok"), probability, cat("alpha_prior")
+        )
+
+    def take(self, index: torch.Tensor) -> WeightedSample:
+        """The points at ``index`` (e.g. a permutation)."""
+        pick = lambda t: None if t is None else t[index.to(t.device)]  # noqa: E731
+        return WeightedSample(*(pick(getattr(self, f.name)) for f in fields(self)))
 
 
 def channel_probabilities(integral: torch.Tensor, active: torch.Tensor, uniform_fraction: float = 0.01) -> torch.Tensor:

@@ -121,19 +121,20 @@ def test_reused_sampler_skips_training_and_the_seed_drives_the_events(tmp_path):
     first = run(2, reuse=True, lines=first_lines)  # nothing saved yet: trains and says so
     saved = saved_sampler_path(tmp_path, "P1_a")
     assert any("No trained sampler" in line for line in first_lines) and any("step" in line for line in first_lines)
-    assert saved.exists() and first.sources[0].reused_from is None
+    assert saved.exists() and first.sources[0].trained.reused_from is None
     first_x = event_x(first)
 
     same = run(2, reuse=True, lines=same_lines)  # the training run's seed repeats its integral and events
     assert f"Reusing trained sampler from {saved}" in "\n".join(same_lines)
     assert not any("step" in line or "Training" in line for line in same_lines)
-    assert same.sources[0].reused_from == saved and same.sources[0].losses == []
+    assert same.sources[0].trained.reused_from == saved and same.sources[0].trained.losses == []
     assert same.cross_section == first.cross_section and np.array_equal(event_x(same), first_x)
 
     other = run(5, reuse=True, lines=other_lines)  # another seed: independent integration and events
     source = other.sources[0]
     assert not any("step" in line for line in other_lines)
-    assert source.n_calls == 4000 + source.weighted_points  # integration + weighted sampling, no training
+    assert source.training_calls == 0 and source.weighted_points >= 4000  # the integration's points are weighted
+    assert source.n_calls == source.weighted_points + 300 == source.result.n_points + 300  # + event records
     assert other.cross_section != first.cross_section
     assert abs(other.cross_section - first.cross_section) < 5 * np.hypot(other.error, first.error)
     assert abs(other.cross_section - CamelBack1D().exact) < 5 * other.error
@@ -163,17 +164,26 @@ def test_unusable_saved_sampler_fails_in_one_line_before_training(tmp_path):
     assert MadNIS.load(path, source.integrand).integrand.n_calls > 0  # re-use off: trains and overwrites the file
 
 
-def test_diagnostics_make_no_integrand_calls(tmp_path):
-    """Prior-channel shares and the observable of the events come from the points drawn: every integrand call
-    is a training, integration or weighted point, and all are counted."""
-    calls = []
-    source = replace(toy_source("P1_a", 1), observable=lambda momenta: momenta[:, 0, 0].numpy())
+def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
+    """Prior-channel shares and the observable of the events come from the points drawn; every integrand call
+    (training, weighted points, event records) is counted in the results and in the printed line."""
+    calls, lines = [], []
+
+    def counted_records(r, channel, generator):
+        calls.append(len(r))
+        return toy_records(r, channel, generator)
+
+    source = replace(toy_source("P1_a", 1, counted_records), observable=lambda momenta: momenta[:, 0, 0].numpy())
     source.integrand.evaluate = _with_momenta(source.integrand.evaluate, calls)
     config = settings(tmp_path, 200)
-    result = run_processes([source], config, Banner(), LHEInit(processes=[]), log=lambda line: None).sources[0]
-    assert sum(calls) == result.n_calls == 15 * 256 + 4000 + result.weighted_points
-    assert len(result.event_observable) == 200 and len(result.sample_observable) == config.weighted_batch
-    assert result.prior_fractions.sum() == pytest.approx(1.0) and (result.prior_fractions > 0.2).all()
+    run = run_processes([source], config, Banner(), LHEInit(processes=[]), log=lines.append)
+    result = run.sources[0]
+    assert sum(calls) == run.n_calls == result.n_calls == result.training_calls + result.weighted_points + 200
+    assert result.training_calls >= 15 * 256 and result.event_record_calls == 200
+    assert f"MadNIS: {sum(calls)} matrix-element calls in all" in "\n".join(lines)
+    assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000
+    prior = result.events.prior_fractions
+    assert prior.sum() == pytest.approx(1.0) and (prior > 0.2).all()
 
 
 def _with_momenta(evaluate, calls: list[int]):

@@ -24,8 +24,8 @@ def plot_training(run: RunResult, directory: Path) -> Path:
     """Training loss and the running cross-section estimate per step, one line per source."""
     fig, (ax_loss, ax_sigma) = plt.subplots(1, 2, figsize=(10, 3.6))
     for s in run.sources:
-        ax_loss.plot(s.losses, label=s.source.name, lw=1)
-        ax_sigma.plot(s.running_integrals, label=s.source.name, lw=0.8)
+        ax_loss.plot(s.trained.losses, label=s.source.name, lw=1)
+        ax_sigma.plot(s.trained.running_integrals, label=s.source.name, lw=0.8)
         ax_sigma.axhline(s.result.integral, ls="--", lw=0.8, color="k")
     ax_loss.set(xlabel="training step", ylabel="loss", yscale="log", title="training loss")
     ax_sigma.set(xlabel="training step", ylabel="batch estimate of sigma [pb]", title="running cross section")
@@ -39,7 +39,7 @@ def plot_channels(source: SourceResult, directory: Path) -> Path:
     learned = [c.fraction for c in source.result.channels]
     x = np.arange(len(learned))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(x) + 2), 3.4))
-    ax.bar(x - 0.2, source.prior_fractions, width=0.4, label="prior alpha (single-diagram)")
+    ax.bar(x - 0.2, source.events.prior_fractions, width=0.4, label="prior alpha (single-diagram)")
     ax.bar(x + 0.2, learned, width=0.4, label="MadNIS (trained)")
     ax.set_xticks(x, names, rotation=45 if len(x) > 8 else 0)
     ax.set(ylabel="fraction of sigma", title=f"{source.source.name}: channel contributions")
@@ -48,12 +48,17 @@ def plot_channels(source: SourceResult, directory: Path) -> Path:
 
 
 def plot_weights(source: SourceResult, directory: Path) -> Path:
-    """Distribution of w / <w> of the first weighted batch with the unweighting w_max."""
-    w = source.sample_weights[source.sample_weights > 0]
+    """Distribution of w / <w> of the integration's points (the first weighted sample) with the unweighting w_max."""
+    w = source.events.sample_weights[source.events.sample_weights > 0]
     mean = w.mean()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.hist(np.log10(w / mean), bins=80, histtype="step")
-    ax.axvline(np.log10(source.w_max / mean), color="r", ls="--", label=f"w_max (eff. {100 * source.efficiency:.1f}%)")
+    ax.axvline(
+        np.log10(source.events.w_max / mean),
+        color="r",
+        ls="--",
+        label=f"w_max (eff. {100 * source.events.efficiency:.1f}%)",
+    )
     ax.set(xlabel="log10(w / <w>)", ylabel="points", yscale="log", title=f"{source.source.name}: weights")
     ax.legend(fontsize=8)
     return _save(fig, directory / f"weights_{source.source.name}.png")
@@ -62,17 +67,17 @@ def plot_weights(source: SourceResult, directory: Path) -> Path:
 def plot_observable(source: SourceResult, directory: Path, bins: np.ndarray) -> Path:
     """Normalised histogram of the observable: unweighted events vs the weighted sample (truth)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    w = source.sample_weights
+    w = source.events.sample_weights
     ax.hist(
-        source.sample_observable,
+        source.events.sample_observable,
         bins=bins,
         weights=w / w.sum(),
         histtype="stepfilled",
         alpha=0.35,
         label=f"weighted truth ({len(w)} points)",
     )
-    n = len(source.event_observable)
-    counts, edges = np.histogram(source.event_observable, bins=bins)
+    n = len(source.events.event_observable)
+    counts, edges = np.histogram(source.events.event_observable, bins=bins)
     centres = 0.5 * (edges[1:] + edges[:-1])
     ax.errorbar(centres, counts / n, yerr=np.sqrt(counts) / n, fmt="k.", ms=3, label=f"unweighted events ({n})")
     log_x = bins[0] > 0 and bins[-1] / bins[0] > 20
@@ -92,8 +97,11 @@ def plot_run(run: RunResult, directory: Path, observable_bins: np.ndarray | None
     paths = [plot_training(run, directory)]
     for s in run.sources:
         paths.append(plot_channels(s, directory))
-        if s.sample_weights is not None:
-            paths.append(plot_weights(s, directory))
-        if observable_bins is not None and s.sample_observable is not None and s.event_observable is not None:
+        paths.append(plot_weights(s, directory))
+        if (
+            observable_bins is not None
+            and s.events.sample_observable is not None
+            and s.events.event_observable is not None
+        ):
             paths.append(plot_observable(s, directory, observable_bins))
     return paths

@@ -18,12 +18,12 @@ def write_report(run: RunResult, path: Path, plots: Sequence[Path], title: str, 
             rows.append(
                 f"<tr><td>{html.escape(s.source.name)}</td><td>{html.escape(name)}</td>"
                 f"<td>{c.integral:.5g}</td><td>{c.error:.3g}</td><td>{100 * c.fraction:.2f}%</td>"
-                f"<td>{100 * s.prior_fractions[c.channel]:.2f}%</td></tr>"
+                f"<td>{100 * s.events.prior_fractions[c.channel]:.2f}%</td></tr>"
             )
     sources = "".join(
         f"<tr><td>{html.escape(s.source.name)}</td><td>{s.result.integral:.6g} &plusmn; {s.result.error:.3g}</td>"
-        f"<td>{s.n_events}</td><td>{100 * s.efficiency:.2f}%</td><td>{s.n_overweight}</td><td>{s.n_calls}</td>"
-        f"<td>{s.train_seconds:.1f}{' (sampler re-used)' if s.reused_from else ''}</td></tr>"
+        f"<td>{s.n_events}</td><td>{100 * s.events.efficiency:.2f}%</td><td>{s.events.n_overweight}</td><td>{s.n_calls:,} ({s.training_calls:,} + {s.weighted_points:,} + {s.event_record_calls:,})</td>"
+        f"<td>{s.trained.seconds:.1f}{' (sampler re-used)' if s.trained.reused_from else ''}</td></tr>"
         for s in run.sources
     )
     images = "".join(
@@ -37,9 +37,9 @@ figure{{display:inline-block;margin:8px}}img{{max-width:620px}}</style></head><b
 <h1>{html.escape(title)}</h1>
 <p><b>Cross section: {run.cross_section:.6g} &plusmn; {run.error:.3g} pb</b>, {run.nevents} unweighted events in
 <code>{html.escape(run.lhe_path.name if run.lhe_path else "-")}</code>, unweighting efficiency {100 * run.efficiency:.2f}%,
-wall time {run.seconds:.1f} s.</p>
+{run.n_calls:,} matrix-element calls, wall time {run.seconds:.1f} s.</p>
 <h2>Processes</h2><table><tr><th>process</th><th>sigma [pb]</th><th>events</th><th>efficiency</th><th>overweight</th>
-<th>integrand calls</th><th>training+integration [s]</th></tr>{sources}</table>
+<th>matrix-element calls (training + weighted points + event records)</th><th>training [s]</th></tr>{sources}</table>
 <h2>Channels</h2><table><tr><th>process</th><th>channel</th><th>sigma_i [pb]</th><th>error</th><th>share (trained)</th>
 <th>share (prior alpha)</th></tr>{"".join(rows)}</table>
 <h2>Plots</h2>{images}

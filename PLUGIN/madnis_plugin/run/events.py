@@ -1,0 +1,59 @@
+"""Steps 4 and 5, records and write: events shared over the sources, their LHE records, one atomic LHE file.
+
+Why apart: the split of ``nevents`` must add up exactly, the records cost one more matrix-element evaluation
+per event (counted by the caller), and the file must appear only complete (``write_lhe`` is atomic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..lhe import BannerLike, EventRecords, LHEInit, LHEProcessInfo, write_lhe
+from .sample import Unweighted
+from .source import ProcessSource
+
+
+def share_events(nevents: int, cross_sections: Sequence[float]) -> list[int]:
+    """Split ``nevents`` proportionally to the cross sections (largest remainder: sums to nevents exactly)."""
+    sigma = np.clip(np.asarray(cross_sections, dtype=np.float64), 0, None)
+    if sigma.sum() <= 0:
+        raise ValueError("all processes have zero cross section: no events can be generated")
+    exact = nevents * sigma / sigma.sum()
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts))[: nevents - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def event_records(source: ProcessSource, events: Unweighted, rng: np.random.Generator) -> EventRecords | None:
+    """Step 4: the LHE records of a source's accepted points (one matrix-element evaluation per event)."""
+    if len(events.r) == 0:
+        return None
+    records = source.event_records(events.r, events.channel, rng)
+    records.subprocess[:] = source.lprup
+    return records
+
+
+def write_events(
+    path: Path,
+    parts: Sequence[tuple[ProcessSource, Unweighted, EventRecords | None]],
+    sigma: float,
+    banner: BannerLike,
+    init: LHEInit,
+    rng: np.random.Generator,
+) -> Path:
+    """Step 5: all sources' events shuffled together, weights averaging ``sigma`` (MadEvent's
+    ``event_norm = average``; each source's events average 1 before), one ``<init>`` line per source."""
+    written = [(records, unweighted) for _, unweighted, records in parts if records is not None]
+    records = EventRecords.concatenate([r for r, _ in written])
+    weights = sigma * np.concatenate([u.relative_weight / u.relative_weight.mean() for _, u in written])
+    order = rng.permutation(len(records))
+    processes = [
+        LHEProcessInfo(u.cross_section.integral, u.cross_section.error, float(weights.max()), source.lprup)
+        for source, u, _ in parts
+    ]
+    return write_lhe(path, records.take(order), weights[order], replace(init, processes=processes), banner)

@@ -1,0 +1,159 @@
+"""Steps 2 and 3, integrate and unweight: the fixed trained sampler's points serve the integral and the events.
+
+As MadEvent's refine points serve both, the final integration's points are the first weighted sample for
+unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted against MadEvent's
+w_max of all points drawn (:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``; every
+point gets its uniform number u once, overweight events keep weight w / w_max). Every point drawn from the
+fixed sampler also enters the quoted cross section: per channel i all its points are draws of the same
+q_i whatever the channel probabilities of their batch, so I = sum_i mean_i(w) over all of them with
+dI^2 = sum_i Var_i(w) / n_i (the integration's own accumulator). Training points are not pooled: their
+sampler changed while they were drawn. The diagnostics (prior channel shares, the observable of the weighted
+points and of the events) are accumulated from the points drawn, without integrand calls of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from madnis import IntegrationResult, MadNIS, WeightedSample
+from madnis.integration import ChannelAccumulator
+from madnis.unweighting import max_weight, overweight_share, unweighting_efficiency
+
+from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
+
+
+class WeightedPoints:
+    """Every weighted point drawn from one fixed sampler: pooled sigma, unweighting inputs, diagnostics."""
+
+    def __init__(self, madnis: MadNIS, source: ProcessSource):
+        """Only what unweighting and the diagnostics need is kept of each point (not its momenta or alpha)."""
+        self.group_of_channel = madnis.sampler.group_of_channel.cpu()
+        self.cross_section = ChannelAccumulator(source.integrand.n_channels)
+        self.observable = source.observable
+        self.r: list[torch.Tensor] = []
+        self.channel: list[torch.Tensor] = []
+        self.weight: list[torch.Tensor] = []
+        self.observable_values: list[np.ndarray] = []
+        self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
+        self.prior_total = 0.0
+
+    def add(self, sample: WeightedSample) -> None:
+        weight = sample.weight.double().cpu()
+        channel = sample.channel.cpu()
+        self.cross_section.add(channel, weight * sample.channel_probability.double().cpu(), sample.ok.cpu())
+        self.r.append(sample.r.cpu())
+        self.channel.append(channel)
+        self.weight.append(weight)
+        if self.observable is not None and sample.momenta is not None:
+            self.observable_values.append(self.observable(sample.momenta.double().cpu()))
+        if sample.alpha_prior is not None:
+            self.prior_weighted += (weight[:, None] * sample.alpha_prior.double().cpu()).sum(0)
+            self.prior_total += float(weight.sum())
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self.weight)
+
+    def prior_fractions(self) -> np.ndarray:
+        """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
+        n = len(self.prior_weighted)
+        if self.prior_total <= 0:
+            return np.full(n, 1.0 / n)
+        return (self.prior_weighted / self.prior_total).numpy()
+
+
+@dataclass
+class Unweighted:
+    """Step 3's result: the accepted events and what all weighted points drawn say."""
+
+    r: torch.Tensor  # the accepted points, (n_events, ndim)
+    channel: torch.Tensor
+    relative_weight: np.ndarray  # signed event weight / w_max: 1, or |w| / w_max > 1 for an overweight event
+    cross_section: IntegrationResult  # pooled over every weighted point drawn (integration + unweighting)
+    weighted_points: int
+    w_max: float
+    efficiency: float
+    overweight_share: float  # share of sigma above w_max
+    n_overweight: int
+    max_event_weight_ratio: float  # largest event weight / mean event weight
+    prior_fractions: np.ndarray
+    sample_weights: np.ndarray  # the first weighted sample's (the integration's), for the weight plot
+    sample_observable: np.ndarray | None
+    event_observable: np.ndarray | None
+
+
+def integrate(
+    madnis: MadNIS, source: ProcessSource, settings: RunSettings, seed: int, log: Callable[[str], None]
+) -> tuple[IntegrationResult, WeightedPoints]:
+    """Step 2: the final integration, and its points as the first weighted points for unweighting."""
+    result, sample = madnis.integrate_sample(settings.integration_points, seed=seed)
+    log(
+        f"  [{source.name}] integration: sigma = {result.integral:.6g} +- {result.error:.3g} pb, {result.n_points} points"
+    )
+    points = WeightedPoints(madnis, source)
+    points.add(sample)
+    return result, points
+
+
+def unweight(
+    madnis: MadNIS,
+    points: WeightedPoints,
+    n_events: int,
+    source: ProcessSource,
+    settings: RunSettings,
+    seed: int,
+    log: Callable[[str], None],
+) -> Unweighted:
+    """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them."""
+    generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
+    uniform = torch.zeros(0, dtype=torch.float64)
+    while True:
+        weights = torch.cat(points.weight)
+        fresh = torch.rand(len(weights) - len(uniform), generator=generator, dtype=torch.float64)
+        uniform = torch.cat([uniform, fresh])  # each point's u drawn once
+        if n_events == 0:
+            w_max, accepted = 0.0, torch.zeros(0, dtype=torch.long)
+            break
+        if not (weights.abs() > 0).any():
+            raise RuntimeError(f"{source.name}: no positive weight in {len(weights)} points")
+        w_max = max_weight(weights, settings.training.max_overweight)
+        accepted = torch.nonzero(uniform * w_max < weights.abs())[:, 0]
+        if len(accepted) >= n_events:
+            break
+        if len(weights) >= settings.max_weighted_points:
+            raise RuntimeError(
+                f"{source.name}: only {len(accepted)} of {n_events} events after {len(weights)} weighted points "
+                f"(unweighting efficiency {len(accepted) / len(weights):.2e}); train longer or ask fewer events"
+            )
+        points.add(madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights)))
+    index = accepted[:n_events]
+    relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max) / w_max).numpy()
+    observable = np.concatenate(points.observable_values) if points.observable_values else None
+    out = Unweighted(
+        r=torch.cat(points.r)[index],
+        channel=torch.cat(points.channel)[index],
+        relative_weight=relative,
+        cross_section=points.cross_section.result(points.group_of_channel),
+        weighted_points=len(weights),
+        w_max=w_max,
+        efficiency=unweighting_efficiency(weights, w_max) if n_events else 0.0,
+        overweight_share=overweight_share(weights, w_max) if n_events else 0.0,
+        n_overweight=int((weights[index].abs() > w_max).sum()),
+        max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if n_events else 0.0,
+        prior_fractions=points.prior_fractions(),
+        sample_weights=points.weight[0].numpy(),
+        sample_observable=None if observable is None else points.observable_values[0],
+        event_observable=None if observable is None else observable[index.numpy()],
+    )
+    sigma = out.cross_section
+    log(
+        f"  [{source.name}] {n_events} events from {len(weights)} weighted points: efficiency "
+        f"{100 * out.efficiency:.2f}% (MadEvent's rule: w_max {w_max:.4g} pb, {100 * out.overweight_share:.3f}% "
+        f"of sigma above it), {out.n_overweight} overweight events kept with weight w/w_max, "
+        f"largest event weight / mean {out.max_event_weight_ratio:.3g}; "
+        f"sigma = {sigma.integral:.6g} +- {sigma.error:.3g} pb from all {sigma.n_points} weighted points"
+    )
+    return out

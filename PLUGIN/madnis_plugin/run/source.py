@@ -1,0 +1,88 @@
+"""What a run is given: its process sources and settings, the pre-flight check, seeds and sampler paths.
+
+Why apart: every step of the pipeline (:mod:`.train`, :mod:`.sample`, :mod:`.events`) reads these, and
+:func:`check_run` runs before any of them (MadEvent's ``checked_settings`` calls it before compiling).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from madnis import TrainingConfig
+from madnis.integrand import Integrand
+
+from ..lhe import EventRecords
+
+EventRecordFn = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], EventRecords]
+Observable = Callable[[torch.Tensor], np.ndarray]  # momenta (n, nexternal, 4) -> one value per point
+
+
+@dataclass
+class ProcessSource:
+    """One process (a MadEvent P-dir or a built-in process) as the orchestration sees it.
+
+    ``event_records`` evaluates the matrix element once more per accepted point (flavour, colour and helicity
+    are drawn from it); ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted
+    events vs the weighted truth in the report, e.g. m_ll for Drell-Yan.
+    """
+
+    name: str
+    integrand: Integrand
+    event_records: EventRecordFn
+    lprup: int = 1
+    channel_names: list[str] | None = None
+    observable: Observable | None = None
+    observable_label: str = ""
+
+
+@dataclass
+class RunSettings:
+    """What one run does; ``training`` is shared by all sources (seed offset by the source index)."""
+
+    nevents: int
+    output_dir: Path
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    integration_points: int = 100_000
+    events_file: str = "events.lhe.gz"
+    run_name: str = "run_01"
+    tag: str = "tag_1"
+    weighted_batch: int = 20_000
+    max_weighted_points: int = 20_000_000
+    progress_every: int = 10
+    save_models: bool = True  # write output_dir/{name}.madnis.pt after training
+    reuse: bool = False  # load output_dir/{name}.madnis.pt instead of training (trains when the file is absent)
+
+
+class RunCheckError(ValueError):
+    """The run cannot succeed as set up; found before any training (one-line message)."""
+
+
+def check_run(settings: RunSettings) -> None:
+    """Everything about the settings that could fail after training: ``nevents`` and writable directories."""
+    if settings.nevents < 1:
+        raise RunCheckError(f"nevents = {settings.nevents}: at least one event must be asked for")
+    for directory in dict.fromkeys([settings.output_dir, (settings.output_dir / settings.events_file).parent]):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
+        except OSError as error:
+            raise RunCheckError(f"cannot write to {directory}: {error.strerror or error}") from None
+
+
+INTEGRATION, SAMPLING, UNWEIGHTING = 1, 2, 3  # random streams of one source (and of its sampling seed)
+
+
+def stream_seed(seed: int, index: int, stream: int) -> int:
+    """Seed of one random stream (integration or sampling) of source ``index`` in a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed % 2**63, index, stream]).generate_state(1, np.uint64)[0] % 2**63)
+
+
+def saved_sampler_path(output_dir: Path, name: str) -> Path:
+    """Where a source's trained sampler is saved and re-used from."""
+    return output_dir / f"{name}.madnis.pt"

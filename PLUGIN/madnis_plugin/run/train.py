@@ -1,0 +1,91 @@
+"""Step 1, train or load: a source's sampler, trained with live progress lines or re-used from a saved file.
+
+Why apart: re-use must be decided for every source before any training (an unusable file fails the run in
+one line before minutes of training), and the training calls are counted here, apart from the points the
+fixed sampler draws afterwards (only those enter the quoted cross section).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from madnis import MadNIS, TrainingProgress
+
+from .source import ProcessSource, RunSettings, saved_sampler_path
+
+
+class SamplerReuseError(ValueError):
+    """Re-use was asked for but the saved sampler cannot serve the process (unreadable, other ndim/channels)."""
+
+
+@dataclass
+class TrainedSampler:
+    """A fixed sampler ready to draw, with its training history (empty when re-used)."""
+
+    madnis: MadNIS
+    losses: list[float]
+    running_integrals: list[float]
+    seconds: float
+    calls: int  # integrand calls spent training (0 when re-used)
+    reused_from: Path | None = None
+
+
+def progress_printer(name: str, every: int, log: Callable[[str], None]) -> Callable[[TrainingProgress], None]:
+    """A training callback printing one line every ``every`` steps (and the last)."""
+
+    def callback(p: TrainingProgress) -> None:
+        if p.step % every == 0 or p.step == p.steps - 1:
+            dropped = f"  dropped {p.dropped_channels}" if p.dropped_channels else ""
+            log(
+                f"  [{name}] step {p.step + 1:5d}/{p.steps}  loss {p.loss:10.4e}  "
+                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{dropped}"
+            )
+
+    return callback
+
+
+def saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[str], None]) -> MadNIS | None:
+    """The sampler saved by an earlier run when ``settings.reuse`` is on and the file exists, else None (train)."""
+    if not settings.reuse:
+        return None
+    path = saved_sampler_path(settings.output_dir, source.name)
+    if not path.exists():
+        log(f"No trained sampler {path} to re-use for {source.name}: training it")
+        return None
+    try:
+        madnis = MadNIS.load(path, source.integrand, device=settings.training.device)
+    except ValueError as error:  # another checkpoint format version, ndim or number of channels
+        reason = str(error).removeprefix(f"{path}: ")
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:  # torch.load, load_state_dict
+        reason = f"not a MadNIS checkpoint for this process ({type(error).__name__})"
+    else:
+        madnis.integrand.n_calls = 0  # count this run's integrand calls only
+        log(f"Reusing trained sampler from {path} for {source.name}: training skipped")
+        return madnis
+    raise SamplerReuseError(
+        f"cannot re-use the trained sampler {path} for {source.name}: {reason} "
+        f"(delete it or switch re-use off to train again)"
+    )
+
+
+def train_or_load(
+    index: int, source: ProcessSource, saved: MadNIS | None, settings: RunSettings, log: Callable[[str], None]
+) -> TrainedSampler:
+    """Train source ``index`` (seed offset by the index), or take ``saved`` as it is."""
+    if saved is not None:
+        return TrainedSampler(saved, [], [], 0.0, 0, saved_sampler_path(settings.output_dir, source.name))
+    start = time.time()
+    config = replace(settings.training, seed=settings.training.seed + index)
+    log(
+        f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
+        f"{config.steps} steps x {config.batch_size} points"
+    )
+    madnis = MadNIS(source.integrand, config)
+    progress = madnis.train(progress_printer(source.name, settings.progress_every, log)).progress
+    return TrainedSampler(
+        madnis, [p.loss for p in progress], [p.integral for p in progress], time.time() - start, madnis.n_calls
+    )

@@ -1,0 +1,123 @@
+"""The run's steps alone on the CamelBack1D toy: train or load, integrate, unweight (pooled sigma), records, write."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from madnis_plugin.lhe import Banner, LHEInit
+from madnis_plugin.run import RunSettings, saved_sampler_path
+from madnis_plugin.run.events import event_records, write_events
+from madnis_plugin.run.sample import integrate, unweight
+from madnis_plugin.run.train import train_or_load
+from test_orchestrate import toy_records, toy_source
+
+from madnis import MadNIS, TrainingConfig
+from madnis.toys import CamelBack1D
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture
+def settings(tmp_path) -> RunSettings:
+    return RunSettings(
+        nevents=100,
+        output_dir=tmp_path,
+        integration_points=4000,
+        weighted_batch=2000,
+        training=TrainingConfig(steps=15, batch_size=256, seed=2),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One trained toy sampler shared by the tests that only draw from it."""
+    source = toy_source("P1_a", 1)
+    config = RunSettings(nevents=1, output_dir=None, training=TrainingConfig(steps=15, batch_size=256, seed=2))
+    return source, train_or_load(0, source, None, config, quiet)
+
+
+def test_training_counts_its_calls(trained):
+    _, t = trained
+    assert t.calls == t.madnis.n_calls > 0 and len(t.losses) == len(t.running_integrals) == 15
+    assert t.reused_from is None and t.seconds > 0
+
+
+def test_a_saved_sampler_is_taken_as_it_is(settings):
+    source = toy_source("P1_a", 1)
+    saved = MadNIS(source.integrand, TrainingConfig(steps=0))
+    t = train_or_load(0, source, saved, settings, quiet)
+    assert t.madnis is saved and t.calls == 0 == saved.n_calls and t.losses == []
+    assert t.reused_from == saved_sampler_path(settings.output_dir, "P1_a")
+
+
+def test_the_integration_points_are_the_first_weighted_points(trained, settings):
+    source, t = trained
+    before = t.madnis.n_calls
+    result, points = integrate(t.madnis, source, settings, seed=7, log=quiet)
+    assert len(points) == result.n_points == 4000 == t.madnis.n_calls - before
+    pooled = points.cross_section.result(points.group_of_channel)
+    assert pooled.integral == pytest.approx(result.integral, rel=1e-10)
+    assert pooled.error == pytest.approx(result.error, rel=1e-6)
+    first = points.channel[0][:200]  # shuffled: the channels mix from the start (integration draws them in order)
+    assert 0 < first.float().mean() < 1
+
+
+def test_unweighting_draws_nothing_more_when_the_integration_suffices(trained, settings):
+    source, t = trained
+    _, points = integrate(t.madnis, source, settings, seed=8, log=quiet)
+    before = t.madnis.n_calls
+    events = unweight(t.madnis, points, 300, source, settings, seed=9, log=quiet)
+    assert t.madnis.n_calls == before and events.weighted_points == 4000 == events.cross_section.n_points
+    x = toy_records(events.r, events.channel, None).momenta[:, 0, 2]
+    assert np.mean(x < 0.5) == pytest.approx(0.5, abs=0.1)  # the stratified sample's events follow f (two equal peaks)
+
+
+def test_the_quoted_sigma_pools_every_weighted_point(trained, settings):
+    source, t = trained
+    integration, points = integrate(t.madnis, source, settings, seed=10, log=quiet)
+    before = t.madnis.n_calls
+    events = unweight(t.madnis, points, 4000, source, settings, seed=11, log=quiet)
+    sigma = events.cross_section
+    assert events.weighted_points > 4000 and len(events.r) == 4000
+    assert sigma.n_points == events.weighted_points == 4000 + t.madnis.n_calls - before
+    assert sigma.error < integration.error * np.sqrt(4000 / sigma.n_points) * 1.2
+    assert abs(sigma.integral - CamelBack1D().exact) < 5 * sigma.error
+
+
+def test_pooled_sigma_has_unit_pulls(settings):
+    """Integration (stratified) and unweighting (multinomial) points of one untrained sampler, pooled per channel:
+    no bias and a true error over independent seeds."""
+    source = toy_source("P1_a", 1)
+    t = train_or_load(0, source, MadNIS(source.integrand, TrainingConfig(steps=0)), settings, quiet)
+    settings.integration_points, settings.weighted_batch = 500, 500
+    pulls = []
+    for seed in range(30):
+        _, points = integrate(t.madnis, source, settings, seed=100 + seed, log=quiet)
+        sigma = unweight(t.madnis, points, 480, source, settings, seed=200 + seed, log=quiet).cross_section
+        assert sigma.n_points > 500
+        pulls.append((sigma.integral - CamelBack1D().exact) / sigma.error)
+    assert abs(np.mean(pulls)) < 0.6 and 0.6 < np.std(pulls) < 1.5
+
+
+def test_records_and_file_of_sources_with_and_without_events(trained, settings):
+    source, t = trained
+    parts = []
+    for index, (n_events, lprup) in enumerate([(40, 1), (0, 2)]):
+        s = toy_source(f"P{lprup}", lprup)
+        _, points = integrate(t.madnis, s, settings, seed=20 + index, log=quiet)
+        events = unweight(t.madnis, points, n_events, s, settings, seed=30 + index, log=quiet)
+        records = event_records(s, events, np.random.default_rng(1))
+        assert (records is None) == (n_events == 0)
+        parts.append((s, events, records))
+    path = write_events(
+        settings.output_dir / "events.lhe.gz", parts, 2.5, Banner(), LHEInit(processes=[]), np.random.default_rng(2)
+    )
+    text = gzip.open(path, "rt").read()
+    weights = [float(block.splitlines()[0].split()[2]) for block in text.split("<event>\n")[1:]]
+    assert len(weights) == 40 and np.mean(weights) == pytest.approx(2.5)
+    init = text.split("<init>\n")[1].splitlines()
+    assert init[0].endswith("-4 2") and init[2].split()[3] == "2"
