@@ -11,8 +11,9 @@ Every measurement runs in a fresh Python process with ``torch.set_num_threads(1)
 ``--worktree`` unless it exists); the Fortran bridge is this tree's in both, so only the Python side
 differs. Measurements:
 
-- ``step``: wall ms per training step (online, integrand included), batch 1024, default
-  ``TrainingConfig`` (``stratified_warmup_steps=0``), after a 3-step warm-up; as benchmarks/toys.py.
+- ``step``: ms per training step (online, integrand included), batch 1024, default ``TrainingConfig``
+  but ``stratified_warmup_steps=0`` and ``vegas_pretraining=False`` (the steps alone, whatever the
+  defaults), after a 3-step warm-up; wall and CPU time of the process.
 - ``point`` (with ``--pdir``, a SubProcesses/P* dir of ``g g > w+ d u~ g``): a sampler with the default
   ``TrainingConfig`` is trained for ``--point-train-steps`` steps, then ``sample_weighted`` draws ``--points``
   points (one batch of ``integration_batch_size``); per point: total wall time, Fortran time inside
@@ -51,8 +52,9 @@ def measure_step(toy: str, steps: int) -> dict[str, float]:
     from madnis import toys as toy_module
 
     integrand = getattr(toy_module, TOYS[toy])()
-    MadNIS(integrand, TrainingConfig(steps=3, batch_size=1024)).train()
-    madnis = MadNIS(integrand, TrainingConfig(steps=steps, batch_size=1024, stratified_warmup_steps=0))
+    settings = dict(batch_size=1024, stratified_warmup_steps=0, vegas_pretraining=False)
+    MadNIS(integrand, TrainingConfig(steps=3, **settings)).train()
+    madnis = MadNIS(integrand, TrainingConfig(steps=steps, **settings))
     start, cpu_start = time.perf_counter(), time.process_time()
     madnis.train()
     return {
@@ -87,7 +89,7 @@ def measure_point(pdir: str, points: int, train_steps: int) -> dict[str, float]:
     from fortran_bridge import ProcessLibrary
     from madnis import MadNIS, TrainingConfig
 
-    config = TrainingConfig(steps=train_steps, integration_batch_size=points)
+    config = TrainingConfig(steps=train_steps, integration_batch_size=points, vegas_pretraining=False)
     with ProcessLibrary(Path(pdir), seed=1, workers=1) as library:
         madnis = MadNIS(BridgeIntegrand(library), config)
         madnis.train()
@@ -184,7 +186,7 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "Training step: time per step including the toy integrand, default TrainingConfig at batch 1024; wall "
+        "Training step: time per step including the toy integrand, batch 1024, no VEGAS pre-training; wall "
         "time and the process's CPU time (less sensitive to other jobs on the shared cores: it leaves out the "
         "time spent waiting for a core).",
         "Weighted point: `sample_weighted` on a sampler with the default TrainingConfig after a short training; "

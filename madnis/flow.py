@@ -26,6 +26,11 @@ import torch.nn as nn
 from .permutations import IndexPermutation, SoftRotation, default_blocks, masks_for
 from .splines import MIN_BIN_HEIGHT, MIN_BIN_WIDTH, MIN_DERIVATIVE, SplineConstants, rq_spline_unconstrained
 
+# Points per flow evaluation when sampling: large batches are drawn in chunks this size, whose
+# intermediates (~1.6 MB each in 10D) stay in the cache (measured ~25 % less CPU time per point at
+# batch 100k, one thread), while the per-call overhead (~5 ms in 10D) stays small per point.
+SAMPLE_CHUNK = 4096
+
 
 @dataclass
 class _Grouping:
@@ -267,7 +272,14 @@ class Flow(nn.Module):
         z = torch.rand(
             (condition.shape[0], self.dims), generator=generator, dtype=reference.dtype, device=reference.device
         )
-        r, log_det = self.forward(z, condition)
+        if z.shape[0] <= SAMPLE_CHUNK:
+            r, log_det = self.forward(z, condition)
+        else:
+            parts = [
+                self.forward(z[i : i + SAMPLE_CHUNK], condition[i : i + SAMPLE_CHUNK])
+                for i in range(0, len(z), SAMPLE_CHUNK)
+            ]
+            r, log_det = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
         return r, -log_det
 
     def log_prob(self, r: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:

@@ -205,7 +205,8 @@ class Trainer:
             self.scale = abs(integral) if integral != 0 and math.isfinite(integral) else 1.0
         rel_error = math.sqrt(float(variance.sum())) / abs(integral) if integral != 0 else math.inf
         value = torch.where(draw.ok, draw.value.double(), torch.zeros_like(draw.value, dtype=torch.float64))
-        self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
+        if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
+            self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         return batch, integral, rel_error
 
