@@ -70,13 +70,13 @@ class TrainingConfig:
     steps: int = card_field(1000, "training budget: optimiser steps (online + buffered) per process")
     batch_size: int = card_field(1024, "points per training step")
     learning_rate: float = card_field(1e-3, "learning rate")
-    lr_schedule: str = card_field("cosine", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
+    lr_schedule: str = card_field("constant", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
     lr_final_fraction: float = 0.01
     loss: str = card_field("stratified_variance", "training loss: " + ", ".join(LOSSES))
     buffer_capacity: int = card_field(10, "batches kept in the sample buffer for buffered training")
     buffered_steps: int = card_field(0, "buffered training steps after each online step")
     buffer_top_m: int | None = 4
-    vegas_pretraining: bool = card_field(False, "initialise the flows from a VEGAS grid per channel group")
+    vegas_pretraining: bool = card_field(True, "initialise the flows from a VEGAS grid per channel group")
     vegas_iterations: int = 10
     vegas_bins: int = 64
     train_channel_weights: bool = card_field(

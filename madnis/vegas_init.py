@@ -16,7 +16,9 @@ y -> r, so the spline of dimension j gets *input* knots at the grid's cumulative
    slopes s_{i-1}, s_i, followed by a *linear* bin (both derivatives s_i). Consequences, exactly:
    the CDF equals the grid's at every reduced grid edge, and the density equals the grid's
    everywhere outside the transition bins (each as narrow as the minimum bin width/height allow).
-   Spare spline bins split the widest linear bins (still exact).
+   Spare spline bins cut linear bins into equal pieces (still exact) where every piece clears the
+   minimum width *and* height; where that is impossible (a very peaked grid), the grid is blended
+   with the identity just enough that it is.
 3. :func:`init_flow_from_grids` loads the knots into the *last* coupling blocks (walking backwards
    until every dimension is transformed once, following the flow's layouts/permutations); those
    conditioners get zero weights and per-condition output biases = the unconstrained spline
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from .flow import Flow
 
 MARGIN = 1.5  # every spline bin at least MARGIN times the minimum width/height
+BLEND_STEPS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)  # blends of a grid with the identity tried in turn (grid_to_spline)
 
 
 def _log_density(z: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -89,10 +92,11 @@ class SplineKnots:
         return unconstrain(self.z.diff(), self.r.diff(), self.derivatives, constants)
 
 
-def grid_to_spline(edges: torch.Tensor, bins: int, constants: SplineConstants = SplineConstants()) -> SplineKnots:
-    """One VEGAS grid (edges in r) -> knots of a ``bins``-bin RQ spline reproducing it (see module doc)."""
-    min_w, min_h = MARGIN * constants.min_bin_width, MARGIN * constants.min_bin_height
-    z_grid, r_grid = reduce_grid(edges, (bins + 1) // 2, 2 * min_w, 2 * min_h)
+def _grid_knots(
+    z_grid: torch.Tensor, r_grid: torch.Tensor, bins: int, min_w: float, min_h: float
+) -> SplineKnots | None:
+    """Knots of a ``bins``-bin spline reproducing the reduced grid (z_grid, r_grid), or None when the
+    spare bins cannot be spent exactly (no linear bin splits into pieces all above ``min_w``/``min_h``)."""
     slopes = r_grid.diff() / z_grid.diff()
     z, r, d, linear = [0.0], [0.0], [float(slopes[0])], []
     for i, slope in enumerate(slopes.tolist()):
@@ -106,15 +110,48 @@ def grid_to_spline(edges: torch.Tensor, bins: int, constants: SplineConstants = 
         r.append(float(r_grid[i + 1]))
         d.append(slope)
         linear.append(True)
-    while len(linear) < bins:  # split the widest linear bin in two (exact)
-        k = max((k for k in range(len(linear)) if linear[k]), key=lambda k: z[k + 1] - z[k])
-        z.insert(k + 1, (z[k] + z[k + 1]) / 2)
-        r.insert(k + 1, (r[k] + r[k + 1]) / 2)
-        d.insert(k + 1, d[k + 1])
-        linear.insert(k, True)
-    z[-1] = r[-1] = 1.0
-    z_t, r_t, d_t = (torch.tensor(values, dtype=torch.float64) for values in (z, r, d))
-    return SplineKnots(z_t, r_t, d_t, torch.tensor(linear))
+    # Spare bins cut linear bins into equal pieces (exact). A piece must clear the minimum in z *and* in
+    # r: a linear bin wide in z can be narrow in r, so the capacity of bin k is how many pieces it allows.
+    capacity = [
+        min((z[k + 1] - z[k]) / min_w, (r[k + 1] - r[k]) / min_h) if linear[k] else 0.0 for k in range(len(linear))
+    ]
+    pieces = [1] * len(linear)
+    for _ in range(bins - len(linear)):
+        k = max(range(len(linear)), key=lambda k: capacity[k] / (pieces[k] + 1))
+        if capacity[k] < pieces[k] + 1:
+            return None
+        pieces[k] += 1
+    knots: list[tuple[float, float, float]] = [(z[0], r[0], d[0])]
+    is_linear: list[bool] = []
+    for k, n in enumerate(pieces):
+        for j in range(1, n + 1):
+            t = j / n
+            knots.append((z[k] + t * (z[k + 1] - z[k]), r[k] + t * (r[k + 1] - r[k]), d[k + 1]))
+            is_linear.append(linear[k])
+    z_t, r_t, d_t = (torch.tensor(values, dtype=torch.float64) for values in zip(*knots))
+    z_t[-1] = r_t[-1] = 1.0
+    return SplineKnots(z_t, r_t, d_t, torch.tensor(is_linear))
+
+
+def grid_to_spline(edges: torch.Tensor, bins: int, constants: SplineConstants = SplineConstants()) -> SplineKnots:
+    """One VEGAS grid (edges in r) -> knots of a ``bins``-bin RQ spline reproducing it (see module doc).
+
+    Exact when the spare spline bins fit (:func:`_grid_knots`). When they do not (a grid so peaked
+    that too few bins can clear the minimum height in its dense region and the minimum width in the
+    rest), the reduced grid's map is blended with the identity, (z, r) -> (1 - eps) (z, r) + eps (z + r) / 2,
+    with the smallest eps of :data:`BLEND_STEPS` that fits: the nearest representable spline on the
+    way to the identity (eps = 1), which always fits.
+    """
+    min_w, min_h = MARGIN * constants.min_bin_width, MARGIN * constants.min_bin_height
+    z_grid, r_grid = reduce_grid(edges, (bins + 1) // 2, 2 * min_w, 2 * min_h)
+    for eps in BLEND_STEPS:
+        diagonal = (z_grid + r_grid) / 2
+        knots = _grid_knots(
+            (1 - eps) * z_grid + eps * diagonal, (1 - eps) * r_grid + eps * diagonal, bins, min_w, min_h
+        )
+        if knots is not None:
+            return knots
+    raise ValueError(f"a {bins}-bin spline cannot have every bin wider than {min_w} and higher than {min_h}")
 
 
 def grid_blocks(flow: Flow) -> dict[int, list[int]]:

