@@ -153,7 +153,7 @@ class CouplingBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, condition, grouping, inverse: bool = False):
-        x_cond, x_trans = x[:, : self.n_cond], x[:, self.n_cond :]
+        x_cond, x_trans = x.split((self.n_cond, self.n_transformed), dim=1)  # one cat in the backward
         params = self.conditioner(x_cond, condition, grouping).view(x.shape[0], self.n_transformed, -1)
         y, log_det = rq_spline_unconstrained(x_trans, params, inverse, self.constants)
         return torch.cat((x_cond, y), dim=1), log_det.sum(dim=1)
