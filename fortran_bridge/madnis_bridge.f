@@ -225,55 +225,59 @@ c     config whose G directory integrates it (symfact.dat, else symfact_orig.dat
  40   return
       end
 
-      integer function madnis_nsub()
+c     The one enumeration of (subprocess k, flavour ip, mirror m) entries, in the order of
+c     madnis_subprocesses' list: n entries, entry i is (ks(i), ips(i), ms(i)), m = 2 mirrored.
+      subroutine madnis_sub_list(n, ks, ips, ms)
       implicit none
       include 'nexternal.inc'
       include 'maxamps.inc'
+      integer n, ks(2*maxproc*maxsproc), ips(2*maxproc*maxsproc)
+      integer ms(2*maxproc*maxsproc)
       integer idup(nexternal, maxproc, maxsproc)
       integer mothup(2, nexternal)
       integer icolup(2, nexternal, maxflow, maxsproc)
       include 'leshouche.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
-      integer k, ip, i
-      madnis_nsub = 0
-      do k = 1, maxsproc
-         do ip = 1, maxproc
-            if (idup(1, ip, k) .ne. 0) then
-               madnis_nsub = madnis_nsub + 1
-               if (mirrorprocs(k)) madnis_nsub = madnis_nsub + 1
-            endif
-         enddo
-      enddo
-      end
-
-c     Index (1-based) of (subprocess k, flavour ipsel, mirror m) in madnis_subprocesses' list.
-      integer function madnis_sub_index(kk, ipsel, m)
-      implicit none
-      include 'nexternal.inc'
-      include 'maxamps.inc'
-      integer kk, ipsel, m
-      integer idup(nexternal, maxproc, maxsproc)
-      integer mothup(2, nexternal)
-      integer icolup(2, nexternal, maxflow, maxsproc)
-      include 'leshouche.inc'
-      logical mirrorprocs(maxsproc)
-      include 'mirrorprocs.inc'
-      integer k, ip, n, im, i
+      integer k, ip, im, i
       n = 0
-      madnis_sub_index = 0
       do k = 1, maxsproc
          do ip = 1, maxproc
             if (idup(1, ip, k) .ne. 0) then
                do im = 1, 2
                   if (im .eq. 1 .or. mirrorprocs(k)) then
                      n = n + 1
-                     if (k .eq. kk .and. ip .eq. ipsel .and. im .eq. m)
-     &                    madnis_sub_index = n
+                     ks(n) = k
+                     ips(n) = ip
+                     ms(n) = im
                   endif
                enddo
             endif
          enddo
+      enddo
+      end
+
+      integer function madnis_nsub()
+      implicit none
+      include 'maxamps.inc'
+      integer n, ks(2*maxproc*maxsproc), ips(2*maxproc*maxsproc)
+      integer ms(2*maxproc*maxsproc)
+      call madnis_sub_list(n, ks, ips, ms)
+      madnis_nsub = n
+      end
+
+c     Index (1-based) of (subprocess k, flavour ipsel, mirror m) in madnis_subprocesses' list.
+      integer function madnis_sub_index(kk, ipsel, m)
+      implicit none
+      include 'maxamps.inc'
+      integer kk, ipsel, m
+      integer n, i, ks(2*maxproc*maxsproc), ips(2*maxproc*maxsproc)
+      integer ms(2*maxproc*maxsproc)
+      call madnis_sub_list(n, ks, ips, ms)
+      madnis_sub_index = 0
+      do i = 1, n
+         if (ks(i) .eq. kk .and. ips(i) .eq. ipsel .and. ms(i) .eq. m)
+     &        madnis_sub_index = i
       enddo
       end
 
@@ -288,28 +292,18 @@ c     Index (1-based) of (subprocess k, flavour ipsel, mirror m) in madnis_subpr
       integer mothup(2, nexternal)
       integer icolup(2, nexternal, maxflow, maxsproc)
       include 'leshouche.inc'
-      logical mirrorprocs(maxsproc)
-      include 'mirrorprocs.inc'
-      integer k, ip, n, i, im
-      n = 0
-      do k = 1, maxsproc
-         do ip = 1, maxproc
-            if (idup(1, ip, k) .ne. 0) then
-               do im = 1, 2
-                  if (im .eq. 1 .or. mirrorprocs(k)) then
-                     n = n + 1
-                     do i = 1, nexternal
-                        pdg(i, n) = idup(i, ip, k)
-                     enddo
-                     mirror(n) = im - 1
-                     if (im .eq. 2) then
-                        pdg(1, n) = idup(2, ip, k)
-                        pdg(2, n) = idup(1, ip, k)
-                     endif
-                  endif
-               enddo
-            endif
+      integer n, i, j, ks(2*maxproc*maxsproc), ips(2*maxproc*maxsproc)
+      integer ms(2*maxproc*maxsproc)
+      call madnis_sub_list(n, ks, ips, ms)
+      do i = 1, n
+         do j = 1, nexternal
+            pdg(j, i) = idup(j, ips(i), ks(i))
          enddo
+         mirror(i) = ms(i) - 1
+         if (ms(i) .eq. 2) then
+            pdg(1, i) = idup(2, ips(i), ks(i))
+            pdg(2, i) = idup(1, ips(i), ks(i))
+         endif
       enddo
       end
 
