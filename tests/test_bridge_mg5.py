@@ -28,10 +28,10 @@ REFERENCE_PB = {"dy": (844.3, 1.85), "ttg": (412.9, 1.24), "wjj": (109.9, 0.284)
 MASSES = {"dy": [0, 0, 0, 0], "ttg": [0, 0, 173.0, 173.0, 0]}
 
 
-def generate(mg5_dir: Path, out: Path, names: list[str]) -> dict[str, Path]:
-    """``output madevent`` the named processes into ``out``; their SubProcesses/P* dirs."""
+def generate(mg5_dir: Path, out: Path, names: list[str], processes: dict[str, str] = PROCESSES) -> dict[str, Path]:
+    """``output madevent`` the named processes (definitions in ``processes``) into ``out``; their first P* dirs."""
     script = out / "generate.mg5"
-    script.write_text("".join(f"generate {PROCESSES[n]}\noutput madevent {out / n} -nojpeg\n" for n in names))
+    script.write_text("".join(f"generate {processes[n]}\noutput madevent {out / n} -nojpeg\n" for n in names))
     result = subprocess.run(
         [str(mg5_dir / "bin" / "mg5_aMC"), str(script)], cwd=out, capture_output=True, text=True, timeout=1800
     )
