@@ -373,6 +373,55 @@ c     channel's set_peaks then shapes them for its own tree, as in its own G dir
       enddo
       end
 
+c     DSIGPROC for subprocess k, mirror m at the generated momenta p with channel ichan alone in
+c     SYMCONF (so ICONFIG = ichan: its permutation, scale clustering and single-diagram weight), as
+c     MadEvent calls it for one config: AMP2/JAMP2 zeroed, cuts redone, /to_mirror/ set; afterwards
+c     the beam fractions and rapidity that DSIGPROC flips for the mirror are restored. f in pb.
+      subroutine madnis_dsigproc(p, k, m, ichan, f)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      include 'run.inc'
+      double precision p(0:3, max_particles+1), f
+      integer k, m, ichan
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      double precision amp2(maxamps), jamp2(0:maxflow)
+      common/to_amps/amp2, jamp2
+      logical cutsdone, cutspassed
+      common/to_cutsdone/cutsdone, cutspassed
+      double precision cm_rap
+      logical set_cm_rap
+      common/to_cm_rap/set_cm_rap, cm_rap
+      integer mirror_now, sproc_now
+      common/to_mirror/mirror_now, sproc_now
+      integer i, symconf(0:lmaxconfigs)
+      double precision cmrap0, xdum, dsigproc
+      external dsigproc
+      symconf(0) = 1
+      symconf(1) = ichan
+      cmrap0 = cm_rap
+      do i = 1, maxamps
+         amp2(i) = 0d0
+      enddo
+      jamp2(0) = maxflow
+      do i = 1, maxflow
+         jamp2(i) = 0d0
+      enddo
+      cutsdone = .false.
+      sproc_now = k
+      mirror_now = m
+      f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, 0)
+      if (m .eq. 2) then
+         xdum = xbk(1)
+         xbk(1) = xbk(2)
+         xbk(2) = xdum
+      endif
+      cm_rap = cmrap0
+      end
+
 c     One point: fills the generated momenta p (gen_mom's order), the momenta pout that the
 c     matrix elements see (config ichan's permutation of p), x1, x2, value (= f*J, pb),
 c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror).
@@ -403,18 +452,13 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
       common/to_amps/amp2, jamp2
       logical cutsdone, cutspassed
       common/to_cutsdone/cutsdone, cutspassed
-      double precision cm_rap
-      logical set_cm_rap
-      common/to_cm_rap/set_cm_rap, cm_rap
-      integer mirror_now, sproc_now
-      common/to_mirror/mirror_now, sproc_now
-      integer rep(lmaxconfigs), nconf, symconf(0:lmaxconfigs)
+      integer rep(lmaxconfigs), nconf
       integer i, j, k, m, jc(nexternal), ninvar
       double precision x(maxinvar), wgt
       double precision p1(0:3, nexternal), f, ftot, w(lmaxconfigs)
-      double precision xtot, xdum, cmrap0
-      double precision dsigproc, get_channel_cut
-      external dsigproc, get_channel_cut
+      double precision xtot
+      double precision get_channel_cut
+      external get_channel_cut
       logical first, passed
       save first, rep, nconf
       data first/.true./
@@ -452,31 +496,12 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
          goto 90
       endif
       call switchmom(p, pout, perms(1, mapconfig(ichan)), jc, nexternal)
-      symconf(0) = 1
-      symconf(1) = ichan
-      cmrap0 = cm_rap
       passed = .false.
       ftot = 0d0
       do k = 1, maxsproc
          do m = 1, 2
             if (m .eq. 1 .or. mirrorprocs(k)) then
-               do i = 1, maxamps
-                  amp2(i) = 0d0
-               enddo
-               jamp2(0) = maxflow
-               do i = 1, maxflow
-                  jamp2(i) = 0d0
-               enddo
-               cutsdone = .false.
-               sproc_now = k
-               mirror_now = m
-               f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, 0)
-               if (m .eq. 2) then
-                  xdum = xbk(1)
-                  xbk(1) = xbk(2)
-                  xbk(2) = xdum
-               endif
-               cm_rap = cmrap0
+               call madnis_dsigproc(p, k, m, ichan, f)
                if (cutspassed) passed = .true.
                fk(m, k) = f
                if (f .ne. 0d0) then
@@ -606,28 +631,15 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       include 'maxamps.inc'
       include 'run.inc'
       include 'madnis_glue.inc'
-      integer confsub(maxsproc, lmaxconfigs)
-      include 'config_subproc_map.inc'
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
-      double precision amp2(maxamps), jamp2(0:maxflow)
-      common/to_amps/amp2, jamp2
-      logical cutsdone, cutspassed
-      common/to_cutsdone/cutsdone, cutspassed
-      double precision cm_rap
-      logical set_cm_rap
-      common/to_cm_rap/set_cm_rap, cm_rap
       integer ipsel
       common/subproc/ipsel
-      integer mirror_now, sproc_now
-      common/to_mirror/mirror_now, sproc_now
-      integer ipt, nconf, ist, k, m, i, j, kc, mc, symconf(0:lmaxconfigs)
+      integer ipt, nconf, ist, k, m, i, kc, mc
       integer madnis_sub_index
       double precision fk(2, maxsproc), pt(0:3, nexternal), x1, x2
-      double precision value, alpha(lmaxconfigs), tot, acc, f, xdum
-      double precision p(0:3, max_particles+1), cmrap0
-      double precision dsigproc
-      external dsigproc
+      double precision value, alpha(lmaxconfigs), tot, acc, f
+      double precision p(0:3, max_particles+1)
       nconf = mapconfig(0)
       if (maxnup .lt. 2*nexternal - 3) then
          madnis_event_record = 2
@@ -675,29 +687,10 @@ c        choose the subprocess and mirror with probability proportional to its c
             enddo
          endif
 c        rerun that subprocess with MadEvent's event writer switched on
-         symconf(0) = 1
-         symconf(1) = channel(ipt) + 1
-         cmrap0 = cm_rap
-         do i = 1, maxamps
-            amp2(i) = 0d0
-         enddo
-         jamp2(0) = maxflow
-         do i = 1, maxflow
-            jamp2(i) = 0d0
-         enddo
-         cutsdone = .false.
          mg_rec_npart = 0
          mg_record = .true.
-         sproc_now = kc
-         mirror_now = mc
-         f = dsigproc(p, 1, kc, mc, symconf, confsub, 1d0, 0)
+         call madnis_dsigproc(p, kc, mc, channel(ipt) + 1, f)
          mg_record = .false.
-         if (mc .eq. 2) then
-            xdum = xbk(1)
-            xbk(1) = xbk(2)
-            xbk(2) = xdum
-         endif
-         cm_rap = cmrap0
          nup(ipt) = mg_rec_npart
          subproc(ipt) = madnis_sub_index(kc, ipsel, mc) - 1
          do i = 1, mg_rec_npart
