@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,21 @@ def output(mg5: Path, process: str, directory: Path) -> None:
     )  # MG5aMC leaves parser tables (py.py) in its working directory
     if not (directory / "SubProcesses" / "subproc.mg").exists():
         raise SystemExit(f"output madnis failed for {process!r} (is the plugin installed?)")
+
+
+def process_directories(mg5: Path, processes: list[str], prefix: str, keep: bool) -> Iterator[tuple[str, Path]]:
+    """(process, its fresh ``output madnis`` directory) in a temporary work directory, removed at the end
+    unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"work directory: {work}", flush=True)
+    try:
+        for i, process in enumerate(processes):
+            directory = work / f"proc{i}"
+            output(mg5, process, directory)
+            yield process, directory
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def launch(directory: Path, **entries: object) -> tuple[str, float]:
@@ -177,25 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
     parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="mg5_vs_madnis_"))
-    print(f"work directory: {work}", flush=True)
     rows, failures = [], []
-    try:
-        for i, process in enumerate(args.processes):
-            directory = work / f"proc{i}"
-            output(args.mg5, process, directory)
-            try:
-                s = stock(directory, args.nevents)
-                m = madnis(directory, args.nevents, args.steps)
-            except RunFailed as error:
-                failures.append(f"{process}` failed: `{error}")
-                print(f"{process}: FAILED {error}", flush=True)
-                continue
-            print(f"{process}: stock {s}\n{' ' * len(process)}  MadNIS {m}", flush=True)
-            rows.append((process, s, m))
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+    for process, directory in process_directories(args.mg5, args.processes, "mg5_vs_madnis_", args.keep):
+        try:
+            s = stock(directory, args.nevents)
+            m = madnis(directory, args.nevents, args.steps)
+        except RunFailed as error:
+            failures.append(f"{process}` failed: `{error}")
+            print(f"{process}: FAILED {error}", flush=True)
+            continue
+        print(f"{process}: stock {s}\n{' ' * len(process)}  MadNIS {m}", flush=True)
+        rows.append((process, s, m))
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
         [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"]
     )

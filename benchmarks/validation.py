@@ -26,12 +26,11 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mg5_vs_madnis import RESULTS, RunFailed, madnis, output, stock  # noqa: E402
+from mg5_vs_madnis import RESULTS, RunFailed, madnis, process_directories, stock  # noqa: E402
 
 
 @dataclass
@@ -155,36 +154,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
     parser.add_argument("--keep", action="store_true", help="keep the process directories")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="validation_"))
-    print(f"work directory: {work}", flush=True)
     rows = []
-    try:
-        for i, process in enumerate(args.processes):
-            directory = work / f"proc{i}"
-            output(args.mg5, process, directory)
-            try:
-                s = stock(directory, args.nevents)
-                channels = madevent_converged(directory, args.points, args.iterations)
-                m = madnis(directory, args.nevents, args.steps)
-            except RunFailed as error:
-                print(f"{process}: FAILED {error}", flush=True)
-                continue
-            converged = total(channels, "converged")
-            row = {
-                "process": process,
-                "stock": [s.sigma, s.error],
-                "converged": list(converged),
-                "madnis": [m.sigma, m.error],
-                "pull_madnis_converged": pull((m.sigma, m.error), converged),
-                "pull_stock_converged": pull((s.sigma, s.error), converged),
-                "pull_madnis_stock": pull((m.sigma, m.error), (s.sigma, s.error)),
-                "channels": [asdict(c) for c in channels],
-            }
-            print(json.dumps({k: v for k, v in row.items() if k != "channels"}), flush=True)
-            rows.append(row)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+    for process, directory in process_directories(args.mg5, args.processes, "validation_", args.keep):
+        try:
+            s = stock(directory, args.nevents)
+            channels = madevent_converged(directory, args.points, args.iterations)
+            m = madnis(directory, args.nevents, args.steps)
+        except RunFailed as error:
+            print(f"{process}: FAILED {error}", flush=True)
+            continue
+        converged = total(channels, "converged")
+        row = {
+            "process": process,
+            "stock": [s.sigma, s.error],
+            "converged": list(converged),
+            "madnis": [m.sigma, m.error],
+            "pull_madnis_converged": pull((m.sigma, m.error), converged),
+            "pull_stock_converged": pull((s.sigma, s.error), converged),
+            "pull_madnis_stock": pull((m.sigma, m.error), (s.sigma, s.error)),
+            "channels": [asdict(c) for c in channels],
+        }
+        print(json.dumps({k: v for k, v in row.items() if k != "channels"}), flush=True)
+        rows.append(row)
     command = "python benchmarks/validation.py " + " ".join(
         [f'"{p}"' for p in args.processes]
         + [f"--nevents {args.nevents}", f"--steps {args.steps}", f"--points {args.points}"]
