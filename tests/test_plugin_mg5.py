@@ -44,6 +44,19 @@ def run_mg5(mg5_dir: Path, script: str, workdir: Path, *options: str, env: dict[
     return done.stdout + done.stderr
 
 
+def generate_events(run_dir: Path, timeout: int = 600) -> str:
+    """``run_dir/bin/generate_events -f`` (one torch thread); its stdout and stderr."""
+    done = subprocess.run(
+        [str(run_dir / "bin" / "generate_events"), "-f"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    return done.stdout + done.stderr
+
+
 def set_card(card: Path, **entries: object) -> None:
     text = card.read_text()
     for name, value in entries.items():
@@ -82,15 +95,7 @@ def test_invalid_madnis_entry_stops_before_compiling(dy_output, tmp_path):
     run_dir = tmp_path / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
     set_card(run_dir / "Cards" / "run_card.dat", madnis_learning_rate="-0.5")
-    done = subprocess.run(
-        [str(run_dir / "bin" / "generate_events"), "-f"],
-        cwd=run_dir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    out = done.stdout + done.stderr
+    out = generate_events(run_dir, timeout=300)
     assert "run_card entry madnis_learning_rate = -0.5: must be > 0" in out
     assert not (run_dir / "lib" / "libmodel.a").exists(), "compiled although the card was invalid"
     assert not list((run_dir / "Events").glob("run_*/*.lhe*"))
@@ -102,15 +107,8 @@ def dy_stock_run(dy_output, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dy_stock") / "DY"
     subprocess.run(["cp", "-r", str(dy_output), str(run_dir)], check=True)
     set_card(run_dir / "Cards" / "run_card.dat", madnis="False", nevents=1000)
-    done = subprocess.run(
-        [str(run_dir / "bin" / "generate_events"), "-f"],
-        cwd=run_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    return run_dir, done.stdout + done.stderr
+    out = generate_events(run_dir, timeout=600)
+    return run_dir, out
 
 
 def test_madnis_false_runs_stock_madevent(dy_stock_run):
@@ -226,15 +224,7 @@ def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
     first = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
     before = first.read_bytes()
     set_card(run_dir / "Cards" / "run_card.dat", nevents=200, madnis_steps=20, dynamical_scale_choice=3)
-    done = subprocess.run(
-        [str(run_dir / "bin" / "generate_events"), "-f"],
-        cwd=run_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    out = done.stdout + done.stderr
+    out = generate_events(run_dir, timeout=600)
     cross_section(out)
     assert "kept at MadEvent's alpha" not in out and "channel weights are not trained" not in out
     second = run_dir / "Events" / "run_02" / "unweighted_events.lhe.gz"
@@ -255,17 +245,9 @@ def test_reuse_skips_training_and_gives_new_events(dy_launch):
     card = run_dir / "Cards" / "run_card.dat"
     set_card(card, nevents=200, madnis_reuse=True)
     try:
-        done = subprocess.run(
-            [str(run_dir / "bin" / "generate_events"), "-f"],
-            cwd=run_dir,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=dict(os.environ, OMP_NUM_THREADS="1"),
-        )
+        out = generate_events(run_dir, timeout=600)
     finally:
         set_card(card, madnis_reuse=False)
-    out = done.stdout + done.stderr
     sigma, error = cross_section(out)
     assert f"Reusing trained sampler from {run_dir / 'madnis' / 'P1_qq_ll.madnis.pt'}" in out
     assert "Training MadNIS" not in out
