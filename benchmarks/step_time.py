@@ -12,11 +12,12 @@ Every measurement runs in a fresh Python process with ``torch.set_num_threads(1)
 differs. Measurements:
 
 - ``step``: ms per training step (online, integrand included), batch 1024, default ``TrainingConfig``
-  but ``stratified_warmup_steps=0`` and ``vegas_pretraining=False`` (the steps alone, whatever the
-  defaults), after a 3-step warm-up; wall and CPU time of the process.
+  but ``stratified_warmup_steps=0``, ``vegas_pretraining=False`` and a constant learning rate (the
+  steps alone, whatever the defaults), after a 3-step warm-up; wall and CPU time of the process.
 - ``point`` (with ``--pdir``, a SubProcesses/P* dir of ``g g > w+ d u~ g``): a sampler with the default
-  ``TrainingConfig`` is trained for ``--point-train-steps`` steps, then ``sample_weighted`` draws ``--points``
-  points (one batch of ``integration_batch_size``); per point: total wall time, Fortran time inside
+  ``TrainingConfig`` (but no VEGAS pre-training and a constant learning rate, the same in both trees) is
+  trained for ``--point-train-steps`` steps, then ``sample_weighted`` draws ``--points`` points (one
+  batch of ``integration_batch_size``); per point: total wall time, Fortran time inside
   the bridge worker (``ProcessLibrary.fortran_seconds``), the rest of the integrand call (transfer to
   and from the worker, conversions) and MadNIS's own share (flow, channel weights, weights, Python).
 
@@ -52,7 +53,7 @@ def measure_step(toy: str, steps: int) -> dict[str, float]:
     from madnis import toys as toy_module
 
     integrand = getattr(toy_module, TOYS[toy])()
-    settings = dict(batch_size=1024, stratified_warmup_steps=0, vegas_pretraining=False)
+    settings = dict(batch_size=1024, stratified_warmup_steps=0, vegas_pretraining=False, lr_schedule="constant")
     MadNIS(integrand, TrainingConfig(steps=3, **settings)).train()
     madnis = MadNIS(integrand, TrainingConfig(steps=steps, **settings))
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -89,7 +90,10 @@ def measure_point(pdir: str, points: int, train_steps: int) -> dict[str, float]:
     from fortran_bridge import ProcessLibrary
     from madnis import MadNIS, TrainingConfig
 
-    config = TrainingConfig(steps=train_steps, integration_batch_size=points, vegas_pretraining=False)
+    # the same training in both trees whatever their defaults: the same points, so the same Fortran cost
+    config = TrainingConfig(
+        steps=train_steps, integration_batch_size=points, vegas_pretraining=False, lr_schedule="constant"
+    )
     with ProcessLibrary(Path(pdir), seed=1, workers=1) as library:
         madnis = MadNIS(BridgeIntegrand(library), config)
         madnis.train()

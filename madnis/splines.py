@@ -195,6 +195,32 @@ def _bin_tables(bins: int, dtype: torch.dtype, device: torch.device, constants: 
     return minimum, 1 - bins * minimum, inner_edges, torch.tensor([0, bins], device=device)
 
 
+def _spline_forward(x: torch.Tensor, params: torch.Tensor, inverse: bool, constants: SplineConstants):
+    """Forward of :class:`_UnconstrainedSpline`: (image, log|det|, what its backward needs)."""
+    bins = (params.shape[-1] - 1) // 3
+    params = params.contiguous()
+    minimum, scale, inner_edges, halves = _bin_tables(bins, params.dtype, params.device, constants)
+    exp = params[..., : 2 * bins].clamp(max=50.0).unflatten(-1, (2, bins)).exp_()
+    cumulative = exp.cumsum(dim=-1)
+    total = cumulative[..., -1]
+    unit = scale / total  # (..., 2): the softmax normalisation times ``scale``
+    searched = 1 if inverse else 0
+    edges = torch.addcmul(inner_edges[searched], unit[..., searched, None], cumulative[..., searched, :-1])
+    x = x.clamp(0.0, 1.0)
+    index = torch.searchsorted(edges, x[..., None])[..., 0]
+    rows = torch.arange(x.numel(), device=x.device).view(x.shape)
+    flat = torch.add(index, rows, alpha=2 * bins)[..., None] + halves  # (..., 2) into exp.view(-1)
+    exp_k = exp.take(flat)
+    before = cumulative.take(flat) - exp_k  # unnormalised sum of the sizes before the bin
+    w, h = torch.addcmul(minimum, unit, exp_k).unbind(-1)
+    x_k, y_k = torch.addcmul(minimum * index[..., None], unit, before).unbind(-1)
+    pair = torch.add(index + 2 * bins, rows, alpha=3 * bins + 1)[..., None] + halves.clamp(max=1)
+    raw_derivative = params.take(pair) + constants.derivative_shift()
+    d0, d1 = (constants.min_derivative + F.softplus(raw_derivative)).unbind(-1)
+    out, log_det, saved = _rq_forward(x, x_k, y_k, w, h, d0, d1, inverse)
+    return out, log_det, (index, exp, total, unit, exp_k, before, raw_derivative, *saved)
+
+
 class _UnconstrainedSpline(torch.autograd.Function):
     """The whole spline from network outputs (..., 3K+1) as one autograd node (see :func:`constrain`).
 
@@ -212,29 +238,9 @@ class _UnconstrainedSpline(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, params, inverse: bool, constants: SplineConstants):
-        bins = (params.shape[-1] - 1) // 3
-        params = params.contiguous()
-        minimum, scale, inner_edges, halves = _bin_tables(bins, params.dtype, params.device, constants)
-        exp = params[..., : 2 * bins].clamp(max=50.0).unflatten(-1, (2, bins)).exp_()
-        cumulative = exp.cumsum(dim=-1)
-        total = cumulative[..., -1]
-        unit = scale / total  # (..., 2): the softmax normalisation times ``scale``
-        searched = 1 if inverse else 0
-        edges = torch.addcmul(inner_edges[searched], unit[..., searched, None], cumulative[..., searched, :-1])
-        x = x.clamp(0.0, 1.0)
-        index = torch.searchsorted(edges, x[..., None])[..., 0]
-        rows = torch.arange(x.numel(), device=x.device).view(x.shape)
-        flat = torch.add(index, rows, alpha=2 * bins)[..., None] + halves  # (..., 2) into exp.view(-1)
-        exp_k = exp.take(flat)
-        before = cumulative.take(flat) - exp_k  # unnormalised sum of the sizes before the bin
-        w, h = torch.addcmul(minimum, unit, exp_k).unbind(-1)
-        x_k, y_k = torch.addcmul(minimum * index[..., None], unit, before).unbind(-1)
-        pair = torch.add(index + 2 * bins, rows, alpha=3 * bins + 1)[..., None] + halves.clamp(max=1)
-        raw_derivative = params.take(pair) + constants.derivative_shift()
-        d0, d1 = (constants.min_derivative + F.softplus(raw_derivative)).unbind(-1)
-        out, log_det, saved = _rq_forward(x, x_k, y_k, w, h, d0, d1, inverse)
-        ctx.inverse, ctx.bins = inverse, bins
-        ctx.save_for_backward(index, exp, total, unit, exp_k, before, raw_derivative, *saved)
+        out, log_det, saved = _spline_forward(x, params, inverse, constants)
+        ctx.inverse, ctx.bins = inverse, (params.shape[-1] - 1) // 3
+        ctx.save_for_backward(*saved)
         return out, log_det
 
     @staticmethod
@@ -294,4 +300,7 @@ def rq_spline_unconstrained(
     Same result as ``rq_spline(x, *constrain(params))`` but one autograd node with an analytic
     backward (kernel launches and autograd bookkeeping dominate the cost at batch ~1000 on CPUs).
     """
-    return _UnconstrainedSpline.apply(x, params, inverse, constants)
+    if torch.is_grad_enabled() and (x.requires_grad or params.requires_grad):
+        return _UnconstrainedSpline.apply(x, params, inverse, constants)
+    out, log_det, _ = _spline_forward(x, params, inverse, constants)  # no autograd node when sampling
+    return out, log_det
