@@ -65,7 +65,9 @@ class MadnisSettings:
     training: TrainingConfig = field(default_factory=card_training)
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
     integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
-    workers: int = _entry(1, "parallel Fortran evaluation workers per P-dir")
+    workers: str = _entry(
+        "auto", "Fortran evaluation workers per P-dir: auto (MadEvent's cores: nb_core, 1 per cluster job) or N"
+    )
     reuse: bool = _entry(False, "re-use the trained sampler DIR/madnis/P*.madnis.pt (skips training)")
 
     def __post_init__(self) -> None:
@@ -109,6 +111,10 @@ class MadnisSettings:
     def training_config(self, seed: int = 0) -> TrainingConfig:
         """The ``madnis.TrainingConfig`` these entries describe (``seed``: the run's random seed)."""
         return replace(self.training, device=self.torch_device(), seed=seed)
+
+    def fixed_workers(self) -> int | None:
+        """The card's number of bridge workers per P-dir, None for ``auto`` (the run's cores decide)."""
+        return None if self.workers.lower() == "auto" else int(self.workers)
 
     def torch_device(self) -> str:
         """The torch device string; ``auto`` picks cuda when available."""
@@ -205,8 +211,8 @@ def _validate(s: MadnisSettings) -> None:
         fail("device", "must be cpu, cuda, cuda:N or auto")
     if s.integration_points < 2:
         fail("integration_points", "must be >= 2")
-    if s.workers < 1:
-        fail("workers", "must be >= 1")
+    if s.workers.lower() != "auto" and not (s.workers.isdigit() and int(s.workers) >= 1):
+        fail("workers", "must be auto or an integer >= 1")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,19 @@ from typing import Any
 from .. import mg5_version_supported
 from ..bridge_integrand import BridgeIntegrand
 from ..lhe import LHEInit
-from ..run import ProcessSource, RunCheckError, RunSettings, SamplerReuseError, check_run, run_processes
+from ..run import (
+    ProcessSource,
+    RunCheckError,
+    RunResult,
+    RunSettings,
+    SamplerReuseError,
+    check_run,
+    run_processes,
+)
 from ..run.orchestrate import channel_names
 from ..run.plots import plot_run
 from ..settings import MadnisSettings
+from .cluster_jobs import run_as_jobs
 
 logger = logging.getLogger("madevent.madnis")
 
@@ -45,6 +54,21 @@ def run_madnis(cmd: Any) -> None:
 
     me_dir = Path(cmd.me_dir)
     run_settings = madnis_run_settings(cmd, settings, seed)
+    header = MadEventHeader(cmd, module, seed)
+    if cmd.cluster_mode in (1, 2):  # MG5aMC's cluster or multicore pool: MadNIS as jobs
+        run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress)
+    else:
+        run = run_in_process(cmd, settings, run_settings, header, seed)
+    html_dir = me_dir / "HTML" / cmd.run_name
+    html_dir.mkdir(parents=True, exist_ok=True)
+    plots = plot_run(run, html_dir)
+    publish(cmd, module, run, [p.name for p in plots])
+
+
+def run_in_process(
+    cmd: Any, settings: MadnisSettings, run_settings: RunSettings, header: MadEventHeader, seed: int
+) -> RunResult:
+    """``run_mode = 0``: every P-dir in this process, one after the other."""
     sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
     fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
     if fixed and settings.training.train_channel_weights:
@@ -55,18 +79,12 @@ def run_madnis(cmd: Any) -> None:
             ", ".join(fixed),
         )
     try:
-        run = run_processes(
-            sources, run_settings, MadEventHeader(cmd, module, seed), lhe_init(cmd.run_card), log=log_progress
-        )
+        return run_processes(sources, run_settings, header, lhe_init(cmd.run_card), log=log_progress)
     except SamplerReuseError as error:
         raise cmd.InvalidCmd(f"madnis_reuse = True: {error}") from None
     finally:
         for source in sources:
             source.integrand.library.close()
-    html_dir = me_dir / "HTML" / cmd.run_name
-    html_dir.mkdir(parents=True, exist_ok=True)
-    plots = plot_run(run, html_dir)
-    publish(cmd, module, run, [p.name for p in plots])
 
 
 def log_progress(text: str) -> None:
@@ -79,7 +97,7 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSo
     """Build (or reuse) the P-dir's bridge library and wrap it as an orchestration source."""
     import fortran_bridge
 
-    library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.workers)
+    library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.fixed_workers() or 1)
     integrand = BridgeIntegrand(library)
     return ProcessSource(
         name=pdir.name,

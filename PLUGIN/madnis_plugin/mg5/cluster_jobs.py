@@ -1,0 +1,131 @@
+"""MadNIS jobs through the launch's own ``cmd.cluster`` (``run_mode`` 1: cluster, 2: multicore).
+
+Why MG5aMC's object: it is what survey and refine submit to, so every cluster type MG5aMC knows (condor,
+slurm, lsf, pbs, sge, htcaas, cluster plugins) and its multicore pool with ``nb_core`` run MadNIS's jobs
+unchanged. A job is a small shell script in its own directory running ``python -m madnis_plugin.run.job``;
+it always exits 0 (MG5aMC's multicore pool stops every job on a non-zero status), and it succeeded when it
+left ``result.json``. Failed jobs are resubmitted once, as MadEvent does; a job failing twice stops the run
+with one line naming its P-dir and its log. Nothing here imports ``madgraph``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..lhe import BannerLike, LHEInit
+from ..run import RunResult, RunSettings
+from ..run.jobs import LOG, JobSpec, read_result
+from ..run.parallel import run_in_jobs
+from ..settings import MadnisSettings
+
+logger = logging.getLogger("madevent.madnis")
+
+SCRIPT = """#!/bin/bash
+# MadNIS {kind} job of {name} (madnis-mg5): reads spec.json, writes result.json; always exits 0
+cd {job_dir}
+export PYTHONPATH={pythonpath}
+export OMP_NUM_THREADS={threads}
+export FC={fc}
+{python} -m madnis_plugin.run.job {job_dir} >> {log} 2>&1
+exit 0
+"""
+
+
+class JobFailed(RuntimeError):
+    """A MadNIS job failed twice (one-line message naming the P-dir and the job's log)."""
+
+
+def python_path() -> str:
+    """Where the job's Python finds madnis_plugin (as loaded here), madnis and fortran_bridge."""
+    import fortran_bridge
+    import madnis
+
+    packages = [Path(__file__).parents[2], Path(madnis.__file__).parents[1], Path(fortran_bridge.__file__).parents[1]]
+    entries = [str(p) for p in packages] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
+def write_script(job_dir: Path) -> Path:
+    spec = JobSpec.read(job_dir)
+    script = job_dir / "job.sh"
+    script.write_text(
+        SCRIPT.format(
+            kind=spec.kind,
+            name=spec.name,
+            job_dir=shlex.quote(str(job_dir)),
+            pythonpath=shlex.quote(python_path()),
+            threads=spec.threads,
+            fc=shlex.quote(os.environ.get("FC", "gfortran")),
+            python=shlex.quote(sys.executable),
+            log=shlex.quote(str(job_dir / LOG)),
+        )
+    )
+    script.chmod(0o755)
+    return script
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return lines[-1].strip() if lines else "no output"
+
+
+class ClusterJobs:
+    """``run_jobs`` of :func:`madnis_plugin.run.parallel.run_in_jobs` on ``cmd.cluster``."""
+
+    def __init__(self, cmd: Any):
+        self.cmd = cmd
+
+    def __call__(self, job_dirs: list[Path], what: str) -> None:
+        pending = list(job_dirs)
+        for attempt in (1, 2):
+            for job_dir in pending:
+                (job_dir / "result.json").unlink(missing_ok=True)
+                self.cmd.cluster.submit(str(write_script(job_dir)), argument=[], cwd=str(job_dir))
+            self.cmd.cluster.wait(self.cmd.me_dir, self.progress(what, len(pending)))
+            pending = [d for d in pending if read_result(d) is None]
+            if not pending:
+                return
+            if attempt == 1:
+                names = ", ".join(f"{JobSpec.read(d).name}/{d.name}" for d in pending)
+                logger.warning("MadNIS: %d %s job(s) failed (%s): resubmitting once", len(pending), what, names)
+        job_dir = pending[0]
+        log = job_dir / LOG
+        raise JobFailed(
+            f"MadNIS {what} job of {JobSpec.read(job_dir).name} failed twice: {last_line(log)} (log: {log})"
+        )
+
+    def progress(self, what: str, n_jobs: int) -> Any:
+        """The cluster's status callback: a progress line whenever the counts change."""
+        last: list[tuple[int, int, int]] = []
+
+        def update(idle: int, running: int, finished: int) -> None:
+            if [(idle, running, finished)] != last:
+                last[:] = [(idle, running, finished)]
+                logger.info(
+                    "MadNIS %s: %d job(s) waiting, %d running, %d done of %d", what, idle, running, finished, n_jobs
+                )
+
+        return update
+
+
+def run_as_jobs(
+    cmd: Any,
+    settings: MadnisSettings,
+    run_settings: RunSettings,
+    banner: BannerLike,
+    init: LHEInit,
+    log: Callable[[str], None],
+) -> RunResult:
+    """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode, one core per cluster job."""
+    cores = 1 if cmd.cluster_mode == 1 else int(cmd.options.get("nb_core") or os.cpu_count() or 1)
+    pdirs = [Path(p) for p in cmd.get_Pdir()]
+    try:
+        return run_in_jobs(pdirs, run_settings, banner, init, ClusterJobs(cmd), cores, settings.fixed_workers(), log)
+    except JobFailed as error:
+        raise cmd.InvalidCmd(str(error)) from None

@@ -1,0 +1,112 @@
+"""``python -m madnis_plugin.run.job JOB_DIR``: one job of a parallel run, files in, files out.
+
+Why a process of its own: MG5aMC's cluster object (multicore threads, condor, slurm, a cluster plugin) runs
+programs, not Python calls. The job reads ``JOB_DIR/spec.json`` (:class:`.jobs.JobSpec`) and either trains a
+P-dir and integrates with the trained sampler (``sampler.pt``, ``points.npz``: the integration's weights and
+accumulated sigma), or loads that sampler and generates one seeded chunk of events (``events.npz``). Its
+``result.json`` is written last; progress lines go to stdout (the job's log).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from madnis import MadNIS
+from madnis.unweighting import max_weight, unweighting_efficiency
+
+from ..settings import MadnisSettings
+from .events import event_records
+from .jobs import (
+    POINTS,
+    SAMPLER,
+    Accumulated,
+    JobSpec,
+    chunk_seed,
+    integration_from_dict,
+    settings_from_dict,
+    write_events_file,
+    write_result,
+)
+from .sample import WeightedPoints, integrate, unweight
+from .source import INTEGRATION, ProcessSource, RunSettings, stream_seed
+from .train import saved_sampler, train_or_load
+
+MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
+    """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files."""
+    trained = train_or_load(spec.index, source, saved_sampler(source, settings, log), settings, log)
+    seed = stream_seed(spec.seed, spec.index, INTEGRATION)
+    integration, points = integrate(trained.madnis, source, settings, seed, log)
+    trained.madnis.save(job_dir / SAMPLER)
+    weights = points.weight[0]
+    np.savez(job_dir / POINTS, weights=weights.numpy(), **Accumulated.of(points).arrays())
+    efficiency = unweighting_efficiency(weights, max_weight(weights, settings.training.max_overweight))
+    return {
+        "integration": asdict(integration),
+        "efficiency": efficiency,
+        "losses": trained.losses,
+        "running_integrals": trained.running_integrals,
+        "seconds": trained.seconds,
+        "calls": trained.calls,
+        "reused_from": None if trained.reused_from is None else str(trained.reused_from),
+        "lprup": source.lprup,
+        "channel_names": source.channel_names,
+    }
+
+
+def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
+    """Chunk ``spec.chunk``: exactly ``spec.n_events`` events from the trained sampler, seeded by the chunk."""
+    madnis = MadNIS.load(spec.sampler, source.integrand, device=settings.training.device)
+    madnis.last_result = integration_from_dict(spec.integration or {})  # channel probabilities of the run
+    seed = chunk_seed(spec.seed, spec.index, spec.chunk)
+    points = WeightedPoints(madnis, source)
+    expected = math.ceil(1.2 * spec.n_events / max(spec.efficiency, 1e-6))
+    points.add(madnis.sample_weighted(min(max(expected, MIN_FIRST_BATCH), settings.weighted_batch), seed=seed))
+    events = unweight(madnis, points, spec.n_events, source, settings, seed, log)
+    write_events_file(
+        job_dir, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points)
+    )
+    return {
+        "weighted_points": events.weighted_points,
+        "w_max": events.w_max,
+        "efficiency": events.efficiency,
+        "overweight_share": events.overweight_share,
+        "n_overweight": events.n_overweight,
+    }
+
+
+def run(job_dir: Path) -> None:
+    from ..mg5.madevent_run import process_source
+
+    start = time.time()
+    spec = JobSpec.read(job_dir)
+    torch.set_num_threads(spec.threads)
+    settings = settings_from_dict(spec.settings)
+    log(
+        f"MadNIS {spec.kind} job {job_dir}: {spec.name}, {spec.workers} bridge worker(s), {spec.threads} torch thread(s)"
+    )
+    source = process_source(Path(spec.pdir), MadnisSettings(workers=str(spec.workers)), spec.seed)
+    try:
+        result = (train if spec.kind == "train" else generate)(spec, source, settings, job_dir)
+    finally:
+        source.integrand.library.close()
+    write_result(job_dir, {**result, "job_seconds": time.time() - start})
+    log(f"MadNIS {spec.kind} job done in {time.time() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]).resolve())

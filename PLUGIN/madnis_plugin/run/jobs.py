@@ -1,0 +1,280 @@
+"""Jobs of a parallel run: what one job is asked (a JSON spec) and what it leaves (files), chunking, merging.
+
+Why: with MG5aMC's ``run_mode`` 1 (cluster) or 2 (multicore) every P-dir trains in a job of its own and its
+events come from independent seeded chunks, each a job; jobs share nothing but files in their own directory
+(``spec.json`` in; ``result.json``, the sampler checkpoint or ``events.npz`` out), so any cluster MG5aMC
+submits to can run them. ``result.json`` is written last (atomically): a job without it failed.
+
+Events never depend on how jobs are spread over cores: a P-dir's events are cut into chunks of at most
+:data:`CHUNK_EVENTS` (a function of the event count alone), and chunk c of P-dir i draws with
+:func:`chunk_seed` (run seed, i, c). Merging takes the chunks in chunk order, so the same seed gives the same
+events whatever ran where and in which order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from madnis import ChannelContribution, IntegrationResult, TrainingConfig
+
+from ..lhe import EventRecords
+from .sample import Unweighted
+from .source import RunSettings
+
+CHUNK_EVENTS = 2500  # events per generation job at most
+GENERATION = 4  # random stream of the generation chunks (beside source.INTEGRATION, SAMPLING)
+SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS = (
+    "spec.json",
+    "result.json",
+    "job.log",
+    "sampler.pt",
+    "points.npz",
+    "events.npz",
+)
+
+
+@dataclass
+class JobSpec:
+    """One job: train P-dir ``pdir`` (index ``index`` in the run) or generate its chunk ``chunk`` of events."""
+
+    kind: str  # "train" or "generate"
+    pdir: str
+    index: int
+    seed: int  # the run's seed
+    settings: dict[str, Any]  # settings_to_dict of the run's RunSettings
+    workers: int = 1  # bridge workers of this job
+    threads: int = 1  # torch intra-op threads of this job
+    chunk: int = 0
+    n_events: int = 0
+    sampler: str = ""  # generate: the trained checkpoint
+    integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
+    efficiency: float = 1.0  # generate: expected unweighting efficiency (sizes the first weighted batch)
+
+    @property
+    def name(self) -> str:
+        return Path(self.pdir).name
+
+    def write(self, job_dir: Path) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / SPEC).write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def read(cls, job_dir: Path) -> JobSpec:
+        return cls(**json.loads((job_dir / SPEC).read_text()))
+
+
+def settings_to_dict(settings: RunSettings) -> dict[str, Any]:
+    """A RunSettings as JSON values (paths as strings, training as TrainingConfig.to_dict)."""
+    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    values["output_dir"] = str(settings.output_dir)
+    values["training"] = settings.training.to_dict()
+    return values
+
+
+def settings_from_dict(values: dict[str, Any]) -> RunSettings:
+    return RunSettings(
+        **{
+            **values,
+            "output_dir": Path(values["output_dir"]),
+            "training": TrainingConfig.from_dict(values["training"]),
+        }
+    )
+
+
+def integration_from_dict(values: dict[str, Any]) -> IntegrationResult:
+    channels = [ChannelContribution(**c) for c in values["channels"]]
+    return IntegrationResult(**{**values, "channels": channels})
+
+
+def chunk_sizes(n_events: int, chunk_events: int = CHUNK_EVENTS) -> list[int]:
+    """Events of each chunk: ceil(n / chunk_events) chunks as equal as possible (a function of n alone)."""
+    if n_events <= 0:
+        return []
+    n_chunks = math.ceil(n_events / chunk_events)
+    return [n_events // n_chunks + (1 if c < n_events % n_chunks else 0) for c in range(n_chunks)]
+
+
+def chunk_seed(seed: int, index: int, chunk: int) -> int:
+    """Seed of chunk ``chunk`` of source ``index`` in a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed % 2**63, index, GENERATION, chunk]).generate_state(1, np.uint64)[0] % 2**62)
+
+
+def core_share(cores: int, jobs: int) -> tuple[int, int]:
+    """(bridge workers, torch threads) of each of ``jobs`` concurrent jobs on ``cores`` cores.
+
+    A job's flow (torch) and its bridge workers take turns on a batch, so the job's cores go to its workers;
+    torch gets one thread as soon as several jobs or workers run (more only spin), all cores when alone.
+    """
+    workers = max(1, cores // max(1, min(jobs, cores)))
+    return workers, (cores if jobs <= 1 and workers == 1 else 1)
+
+
+def write_result(job_dir: Path, values: dict[str, Any]) -> None:
+    """The job's last act: result.json, atomically (its presence means the job succeeded)."""
+    tmp = job_dir / f".{RESULT}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(values))
+    os.replace(tmp, job_dir / RESULT)
+
+
+def read_result(job_dir: Path) -> dict[str, Any] | None:
+    """The job's result.json, None if the job did not finish."""
+    path = job_dir / RESULT
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass
+class Accumulated:
+    """Per-channel point counts, means and M2 (madnis' ChannelAccumulator state) of weighted points, mergeable."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    n_failed: int = 0
+    prior_weighted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sum w alpha^prior per channel
+    prior_total: float = 0.0
+
+    @classmethod
+    def of(cls, points: Any) -> Accumulated:
+        """From a :class:`~.sample.WeightedPoints`."""
+        acc = points.cross_section
+        return cls(
+            acc.n.numpy(),
+            acc.mean.numpy(),
+            acc.m2.numpy(),
+            acc.n_failed,
+            points.prior_weighted.numpy(),
+            points.prior_total,
+        )
+
+    def arrays(self, prefix: str = "acc_") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}n": self.n,
+            f"{prefix}mean": self.mean,
+            f"{prefix}m2": self.m2,
+            f"{prefix}n_failed": np.array(self.n_failed),
+            f"{prefix}prior_weighted": self.prior_weighted,
+            f"{prefix}prior_total": np.array(self.prior_total),
+        }
+
+    @classmethod
+    def from_arrays(cls, data: Any, prefix: str = "acc_") -> Accumulated:
+        return cls(
+            *(np.asarray(data[f"{prefix}{k}"]) for k in ("n", "mean", "m2")),
+            int(data[f"{prefix}n_failed"]),
+            np.asarray(data[f"{prefix}prior_weighted"]),
+            float(data[f"{prefix}prior_total"]),
+        )
+
+    def merge(self, other: Accumulated) -> Accumulated:
+        """Both sets of points as one (Chan et al.'s parallel update, as ChannelAccumulator.add)."""
+        total = self.n + other.n
+        share = other.n / np.maximum(total, 1)
+        delta = other.mean - self.mean
+        return Accumulated(
+            total,
+            self.mean + delta * share,
+            self.m2 + other.m2 + delta**2 * self.n * share,
+            self.n_failed + other.n_failed,
+            self.prior_weighted + other.prior_weighted,
+            self.prior_total + other.prior_total,
+        )
+
+    def result(self, group_of_channel: list[int]) -> IntegrationResult:
+        """The pooled cross section (as ChannelAccumulator.result)."""
+        from madnis.integration import ChannelAccumulator
+
+        acc = ChannelAccumulator(len(self.n))
+        acc.n, acc.mean, acc.m2 = (
+            torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in (self.n, self.mean, self.m2)
+        )
+        acc.n_failed = self.n_failed
+        return acc.result(torch.tensor(group_of_channel))
+
+    def prior_fractions(self) -> np.ndarray:
+        n = len(self.prior_weighted)
+        return self.prior_weighted / self.prior_total if self.prior_total > 0 else np.full(n, 1.0 / n)
+
+
+RECORD_FIELDS = [f.name for f in fields(EventRecords)]
+
+
+def write_events_file(job_dir: Path, events: Unweighted, records: EventRecords | None, acc: Accumulated) -> None:
+    """A generation chunk's accepted events (points, channels, weights, LHE records) and its weighted points."""
+    arrays = {"r": events.r.numpy(), "channel": events.channel.numpy(), "relative_weight": events.relative_weight}
+    if records is not None:
+        arrays.update({f"record_{name}": getattr(records, name) for name in RECORD_FIELDS})
+    tmp = job_dir / f".{EVENTS}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, **arrays, **acc.arrays())
+    os.replace(tmp, job_dir / EVENTS)
+
+
+@dataclass
+class Chunk:
+    """One generation job's output, read back."""
+
+    r: torch.Tensor
+    channel: torch.Tensor
+    relative_weight: np.ndarray
+    records: EventRecords | None
+    accumulated: Accumulated
+    result: dict[str, Any]
+
+    @classmethod
+    def read(cls, job_dir: Path) -> Chunk:
+        result = read_result(job_dir)
+        if result is None:
+            raise FileNotFoundError(f"{job_dir / RESULT}: the job did not finish")
+        with np.load(job_dir / EVENTS) as data:
+            has_records = "record_nup" in data
+            records = EventRecords(**{n: data[f"record_{n}"] for n in RECORD_FIELDS}) if has_records else None
+            return cls(
+                torch.from_numpy(data["r"]),
+                torch.from_numpy(data["channel"]),
+                data["relative_weight"],
+                records,
+                Accumulated.from_arrays(data),
+                result,
+            )
+
+
+def merge_chunks(
+    integration: IntegrationResult, first: Accumulated, sample_weights: np.ndarray, chunks: list[Chunk]
+) -> tuple[Unweighted, EventRecords | None]:
+    """One source's events from its chunks (in chunk order) and sigma pooled over every weighted point:
+    the integration's (``first``) and every chunk's."""
+    accumulated = first
+    for chunk in chunks:
+        accumulated = accumulated.merge(chunk.accumulated)
+    drawn = [c.result["weighted_points"] for c in chunks]
+    n_drawn = sum(drawn)
+
+    def mean_over_points(key: str) -> float:
+        return sum(c.result[key] * n for c, n in zip(chunks, drawn)) / n_drawn if n_drawn else 0.0
+
+    relative = np.concatenate([c.relative_weight for c in chunks]) if chunks else np.zeros(0)
+    with_records = [c.records for c in chunks if c.records is not None]
+    events = Unweighted(
+        r=torch.cat([c.r for c in chunks]) if chunks else torch.zeros(0),
+        channel=torch.cat([c.channel for c in chunks]) if chunks else torch.zeros(0, dtype=torch.long),
+        relative_weight=relative,
+        cross_section=accumulated.result([c.group for c in integration.channels]),
+        weighted_points=int(accumulated.n.sum()),
+        w_max=max((c.result["w_max"] for c in chunks), default=0.0),
+        efficiency=mean_over_points("efficiency"),
+        overweight_share=mean_over_points("overweight_share"),
+        n_overweight=sum(c.result["n_overweight"] for c in chunks),
+        max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if len(relative) else 0.0,
+        prior_fractions=accumulated.prior_fractions(),
+        sample_weights=sample_weights,
+        sample_observable=None,
+        event_observable=None,
+    )
+    return events, EventRecords.concatenate(with_records) if with_records else None
