@@ -1,0 +1,156 @@
+"""Jobs of a parallel run without MG5aMC: spec files, chunking, seeds, core shares, pooled sigma, merging."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from madnis_plugin.lhe import EventRecords
+from madnis_plugin.run.jobs import (
+    Accumulated,
+    Chunk,
+    JobSpec,
+    chunk_seed,
+    chunk_sizes,
+    core_share,
+    integration_from_dict,
+    merge_chunks,
+    read_result,
+    settings_from_dict,
+    settings_to_dict,
+    write_events_file,
+    write_result,
+)
+from madnis_plugin.run.sample import Unweighted
+from madnis_plugin.run.source import RunSettings
+
+from madnis import TrainingConfig
+from madnis.integration import ChannelAccumulator
+
+
+def test_spec_and_settings_travel_as_json(tmp_path):
+    settings = RunSettings(nevents=10, output_dir=tmp_path / "out", training=TrainingConfig(steps=7, seed=3))
+    spec = JobSpec("generate", "/x/P1_qq_ll", 2, 11, settings_to_dict(settings), workers=2, chunk=4, n_events=9)
+    spec.write(tmp_path / "job")
+    back = JobSpec.read(tmp_path / "job")
+    assert back == spec and back.name == "P1_qq_ll"
+    assert settings_from_dict(back.settings) == settings
+
+
+def test_result_file_marks_a_finished_job(tmp_path):
+    assert read_result(tmp_path) is None
+    write_result(tmp_path, {"sigma": 1.5})
+    assert read_result(tmp_path) == {"sigma": 1.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("n", [1, 2499, 2500, 2501, 10_000, 100_001])
+def test_chunks_add_up_and_depend_on_the_event_count_alone(n):
+    sizes = chunk_sizes(n)
+    assert sum(sizes) == n and max(sizes) <= 2500 and max(sizes) - min(sizes) <= 1
+    assert chunk_sizes(0) == []
+
+
+def test_chunk_seeds_differ_by_source_and_chunk_and_repeat():
+    seeds = {chunk_seed(21, i, c) for i in range(3) for c in range(50)}
+    assert len(seeds) == 150
+    assert chunk_seed(21, 1, 7) == chunk_seed(21, 1, 7) != chunk_seed(22, 1, 7)
+
+
+@pytest.mark.parametrize(
+    ("cores", "jobs", "expected"),
+    [(2, 1, (2, 1)), (2, 2, (1, 1)), (2, 8, (1, 1)), (1, 1, (1, 1)), (8, 2, (4, 1)), (4, 3, (1, 1))],
+)
+def test_core_share_never_runs_more_busy_processes_than_cores(cores, jobs, expected):
+    workers, threads = core_share(cores, jobs)
+    assert (workers, threads) == expected
+    assert min(jobs, cores) * workers <= cores
+
+
+def accumulate(channel: torch.Tensor, weight: torch.Tensor) -> ChannelAccumulator:
+    acc = ChannelAccumulator(3)
+    acc.add(channel, weight, torch.ones(len(weight), dtype=torch.bool))
+    return acc
+
+
+def as_accumulated(acc: ChannelAccumulator) -> Accumulated:
+    return Accumulated(acc.n.numpy(), acc.mean.numpy(), acc.m2.numpy(), acc.n_failed, np.ones(3), 3.0)
+
+
+def test_merged_accumulators_equal_one_accumulator_over_all_points():
+    generator = torch.Generator().manual_seed(1)
+    channel = torch.randint(0, 3, (3000,), generator=generator)
+    weight = torch.rand(3000, generator=generator, dtype=torch.float64) * (1 + channel)
+    whole = accumulate(channel, weight).result(torch.tensor([0, 0, 1]))
+    parts = [
+        as_accumulated(accumulate(channel[s], weight[s])) for s in (slice(0, 500), slice(500, 2000), slice(2000, None))
+    ]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    pooled = merged.result([0, 0, 1])
+    assert pooled.integral == pytest.approx(whole.integral, rel=1e-12)
+    assert pooled.error == pytest.approx(whole.error, rel=1e-10)
+    assert pooled.n_points == 3000 and merged.prior_total == 9.0
+    assert asdict(integration_from_dict(asdict(pooled))) == asdict(pooled)
+
+
+def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
+    """A chunk job's output with ``n`` events whose momenta encode ``offset`` + event index."""
+    job_dir = tmp_path / name
+    job_dir.mkdir()
+    records = EventRecords.empty(n, 4)
+    records.momenta[:, 0, 3] = offset + np.arange(n)
+    relative = np.ones(n)
+    events = Unweighted(
+        r=torch.rand(n, 4, dtype=torch.float64),
+        channel=torch.zeros(n, dtype=torch.long),
+        relative_weight=relative,
+        cross_section=None,  # type: ignore[arg-type]
+        weighted_points=10 * n,
+        w_max=1.0,
+        efficiency=0.1,
+        overweight_share=0.001,
+        n_overweight=0,
+        max_event_weight_ratio=1.0,
+        prior_fractions=np.ones(3) / 3,
+        sample_weights=np.ones(1),
+        sample_observable=None,
+        event_observable=None,
+    )
+    acc = as_accumulated(
+        accumulate(torch.zeros(10 * n, dtype=torch.long), torch.full((10 * n,), 2.0, dtype=torch.float64))
+    )
+    write_events_file(job_dir, events, records, acc)
+    write_result(
+        job_dir,
+        {
+            "weighted_points": 10 * n,
+            "w_max": 1.0 + offset,
+            "efficiency": 0.1,
+            "overweight_share": 0.001,
+            "n_overweight": 1,
+        },
+    )
+    return job_dir
+
+
+def test_merge_takes_chunks_in_chunk_order_and_pools_every_weighted_point(tmp_path):
+    dirs = [chunk_file(tmp_path, f"chunk_{c:03d}", n, 1000 * c) for c, n in enumerate([3, 2, 4])]
+    integration_points = as_accumulated(
+        accumulate(torch.tensor([0, 1, 2, 2]), torch.tensor([2.0, 0, 0, 0], dtype=torch.float64))
+    )
+    integration = integration_points.result([0, 1, 2])
+    chunks = [Chunk.read(d) for d in dirs]
+    events, records = merge_chunks(integration, integration_points, np.ones(4), chunks)
+    assert list(records.momenta[:, 0, 3]) == [0, 1, 2, 1000, 1001, 2000, 2001, 2002, 2003]
+    assert events.weighted_points == 4 + 90 and events.n_overweight == 3 and events.w_max == 2001.0
+    assert events.cross_section.channels[0].n_points == 1 + 90
+    assert events.cross_section.channels[0].integral == pytest.approx(2.0)
+    assert len(events.r) == len(events.relative_weight) == 9
+
+
+def test_a_chunk_that_did_not_finish_is_not_read(tmp_path):
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        Chunk.read(tmp_path)
