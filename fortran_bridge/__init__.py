@@ -1,11 +1,12 @@
 """MadEvent SubProcesses/P* directories as batched shared libraries with a small C ABI, loaded with cffi."""
 
-from .build import BuildError, build
+from .build import BuildError, build, built_library
 from .library import ChannelInfo, Evaluation, EventRecords, ProcessInfo, ProcessLibrary, SubprocessInfo
 from .workers import BridgeError
 
 __all__ = [
     "build",
+    "built_library",
     "BuildError",
     "BridgeError",
     "ProcessLibrary",

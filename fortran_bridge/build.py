@@ -37,7 +37,7 @@ def build(pdir: Path | str, force: bool = False) -> Path:
         raise BuildError(f"{pdir} is not a MadEvent SubProcesses/P* directory (no auto_dsig.f/genps.f)")
     fc = os.environ.get("FC", "gfortran")
     out = pdir / BUILD_DIRNAME
-    lib = out / f"libmadnis_{pdir.name}.so"
+    lib = library_path(pdir)
     card = read_run_card(proc / "Cards" / "run_card.dat")
     make_vars = _make_variables(card, fc)
     with _lock(proc):
@@ -68,6 +68,24 @@ def build(pdir: Path | str, force: bool = False) -> Path:
         )
         pdf_stamp.write_text(pdlabel)
         stamp.write_text(key)
+    return lib
+
+
+def library_path(pdir: Path) -> Path:
+    """Where the bridge library of P-dir ``pdir`` is cached."""
+    return pdir / BUILD_DIRNAME / f"libmadnis_{pdir.name}.so"
+
+
+def built_library(pdir: Path | str) -> Path:
+    """The library :func:`build` cached in ``pdir``, taken as it is: no fingerprint check, never a compile.
+
+    For a copy of a process directory moved elsewhere (a gridpack unpacked on another machine, maybe without a
+    Fortran compiler), where the library compiled with it is the one to load.
+    """
+    pdir = Path(pdir).resolve()
+    lib = library_path(pdir)
+    if not lib.is_file():
+        raise BuildError(f"{pdir} holds no compiled bridge library ({lib.relative_to(pdir)} missing)")
     return lib
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from madnis_plugin.mg5.madevent_hook import madnis_requested, register_run_card_entries
 from madnis_plugin.mg5.madevent_run import checked_settings, mg5_version_of
+from madnis_plugin.settings import MadnisSettings
 
 
 class FakeMadEvent:
@@ -38,11 +39,14 @@ def test_valid_card_passes(tmp_path):
     assert settings.training.steps == 5
 
 
-def test_invalid_entry_missing_compiler_version_gridpack(tmp_path):
+def test_invalid_entry_missing_compiler_version(tmp_path):
     assert "madnis_batch_size" in one_line_error(FakeMadEvent(tmp_path, madnis_batch_size="0"))
     assert "no-such-fortran not found" in one_line_error(FakeMadEvent(tmp_path, compiler="no-such-fortran"))
     assert "MG5aMC 3.6.0" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", version="3.6.0"))
-    assert "gridpack" in one_line_error(FakeMadEvent(tmp_path, compiler="sh", gridpack=True))
+
+
+def test_gridpack_is_accepted(tmp_path):
+    assert checked_settings(FakeMadEvent(tmp_path, compiler="sh", gridpack=True)).madnis is True
 
 
 def test_nevents_and_unwritable_events_fail_before_anything_compiles(tmp_path):
@@ -79,11 +83,11 @@ def test_run_card_registration_keeps_entries_out_of_fortran_and_stock_cards(mg5_
     register_run_card_entries(banner.RunCardLO)
     register_run_card_entries(banner.RunCardLO)  # idempotent
     card = banner.RunCardLO()
-    assert card["madnis"] is False and card["madnis_steps"] == 1000
+    assert card["madnis"] is False and card["madnis_steps"] == "auto"
     assert "madnis" not in card.includepath[True] and "madnis_lr" in card.includepath[False]
     stock = tmp_path / "run_card.dat"
     card.write(str(stock), template=str(mg5_dir / "Template" / "LO" / "Cards" / "run_card.dat"))
     assert "madnis" not in stock.read_text()  # a stock output's card never shows the entries
     card.read(str(stock))
     card["madnis_steps"] = "250"
-    assert card["madnis_steps"] == 250
+    assert MadnisSettings.from_card(card).training.steps == 250

@@ -35,19 +35,29 @@ from ..run.orchestrate import channel_names
 from ..run.plots import plot_run
 from ..settings import MadnisSettings
 from .cluster_jobs import run_as_jobs
+from .gridpack import create_gridpack
 
 logger = logging.getLogger("madevent.madnis")
 
 
 def run_madnis(cmd: Any) -> None:
-    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up)."""
-    module = sys.modules[_madevent_class(cmd).__module__]
+    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up); with
+    ``gridpack = True`` the run is packed into MadEvent's gridpack afterwards."""
     settings = checked_settings(cmd)
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
     cmd.configure_directory()
     seed = int(cmd.random)
     cmd.update_random()
     cmd.save_random()
+    generate_events(cmd, settings, seed)
+    if cmd.run_card["gridpack"]:
+        create_gridpack(cmd)
+
+
+def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: bool = False) -> None:
+    """Train (or re-use), integrate and unweight every P-dir, write the events, publish the results in MadEvent's
+    pages; ``prebuilt``: load the bridge libraries compiled before (a gridpack's), never compile."""
+    module = sys.modules[_madevent_class(cmd).__module__]
     nevents = int(cmd.run_card["nevents"])
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
     cmd.update_status("MadNIS: build, train, integrate", level=None)
@@ -55,10 +65,10 @@ def run_madnis(cmd: Any) -> None:
     me_dir = Path(cmd.me_dir)
     run_settings = madnis_run_settings(cmd, settings, seed)
     header = MadEventHeader(cmd, module, seed)
-    if cmd.cluster_mode in (1, 2):  # MG5aMC's cluster or multicore pool: MadNIS as jobs
+    if cmd.cluster_mode in (1, 2) and not prebuilt:  # MG5aMC's cluster or multicore pool: MadNIS as jobs
         run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress)
     else:
-        run = run_in_process(cmd, settings, run_settings, header, seed)
+        run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_run(run, html_dir)
@@ -66,10 +76,10 @@ def run_madnis(cmd: Any) -> None:
 
 
 def run_in_process(
-    cmd: Any, settings: MadnisSettings, run_settings: RunSettings, header: MadEventHeader, seed: int
+    cmd: Any, settings: MadnisSettings, run_settings: RunSettings, header: MadEventHeader, seed: int, prebuilt: bool
 ) -> RunResult:
     """``run_mode = 0``: every P-dir in this process, one after the other."""
-    sources = [process_source(Path(pdir), settings, seed) for pdir in cmd.get_Pdir()]
+    sources = [process_source(Path(pdir), settings, seed, prebuilt) for pdir in cmd.get_Pdir()]
     fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
     if fixed and settings.training.train_channel_weights:
         logger.info(
@@ -93,11 +103,17 @@ def log_progress(text: str) -> None:
         logger.info(text)
 
 
-def process_source(pdir: Path, settings: MadnisSettings, seed: int) -> ProcessSource:
-    """Build (or reuse) the P-dir's bridge library and wrap it as an orchestration source."""
+def process_source(pdir: Path, settings: MadnisSettings, seed: int, prebuilt: bool = False) -> ProcessSource:
+    """Build (or reuse; ``prebuilt``: load as it is) the P-dir's bridge library, wrapped as an orchestration
+    source."""
     import fortran_bridge
 
-    library = fortran_bridge.ProcessLibrary(pdir, seed=seed, workers=settings.fixed_workers() or 1)
+    library = fortran_bridge.ProcessLibrary(
+        pdir,
+        seed=seed,
+        workers=settings.fixed_workers() or 1,
+        library=fortran_bridge.built_library(pdir) if prebuilt else None,
+    )
     integrand = BridgeIntegrand(library)
     return ProcessSource(
         name=pdir.name,
@@ -161,8 +177,6 @@ def checked_settings(cmd: Any) -> MadnisSettings:
             f"madnis = True: this directory was written by MG5aMC {'.'.join(map(str, version))}, "
             f"madnis-mg5 supports 3.5.x"
         )
-    if cmd.run_card["gridpack"]:
-        raise cmd.InvalidCmd("madnis = True does not make gridpacks: set gridpack = False or madnis = False")
     try:
         check_run(madnis_run_settings(cmd, settings, seed=0))
     except RunCheckError as error:

@@ -1,0 +1,86 @@
+"""run_mode 2 (multicore) and run_mode 1 (cluster, through a cluster plugin) launches of ``p p > e+ e-``.
+
+Jobs go through MG5aMC's own cluster object: the multicore pool with nb_core = 2, and the test cluster plugin
+``tests/cluster_plugin`` (each job a separate subprocess in its own directory). Same seed, same events,
+whatever ran where; a job failing once is resubmitted; a job always failing stops the run in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_plugin_mg5 import DY_REFERENCE, check_events, cross_section, plugin_path, read_events, run_mg5, set_card
+
+pytestmark = pytest.mark.mg5
+
+CLUSTER_PLUGIN = Path(__file__).resolve().parent / "cluster_plugin"
+TINY = dict(nevents=3000, madnis_steps=60, madnis_batch_size=512, madnis_integration_points=20000, iseed=33)
+
+
+@pytest.fixture(scope="module")
+def dy_jobs_output(mg5_dir, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("dy_jobs")
+    log = run_mg5(mg5_dir, f"generate p p > e+ e-\noutput madnis {work / 'DY'}\n", work)
+    assert (work / "DY" / "SubProcesses" / "P1_qq_ll").is_dir(), log[-3000:]
+    return work / "DY"
+
+
+def launch(output: Path, run_dir: Path, fail: str = "", **options: object) -> str:
+    """A copy of ``output`` with TINY cards and these me5_configuration ``options``, run by generate_events."""
+    subprocess.run(["cp", "-r", str(output), str(run_dir)], check=True)
+    set_card(run_dir / "Cards" / "run_card.dat", **TINY)
+    config = run_dir / "Cards" / "me5_configuration.txt"
+    config.write_text(config.read_text() + "".join(f"\n{k} = {v}" for k, v in options.items()) + "\n")
+    root = plugin_path(run_dir.parent / "pp")
+    link = root / "MG5aMC_PLUGIN" / "madnis_test_cluster"
+    if not link.exists():
+        link.symlink_to(CLUSTER_PLUGIN, target_is_directory=True)
+    done = subprocess.run(
+        [str(run_dir / "bin" / "generate_events"), "-f"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), MADNIS_TEST_FAIL=fail),
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def multicore_run(dy_jobs_output, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("multicore") / "DY"
+    return run_dir, launch(dy_jobs_output, run_dir, run_mode=2, nb_core=2)
+
+
+def test_multicore_launch_cross_section_and_exact_events(multicore_run):
+    run_dir, out = multicore_run
+    sigma, error = cross_section(out)
+    assert abs(sigma - DY_REFERENCE[0]) < 3 * (error**2 + DY_REFERENCE[1] ** 2) ** 0.5, (sigma, error)
+    assert "MadNIS: 1 training job(s) on 2 core(s)" in out and "2 generation job(s)" in out, out[-3000:]
+    check_events(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", TINY["nevents"])
+    job_log = (run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log").read_text()
+    assert "2 bridge worker(s), 1 torch thread(s)" in job_log  # madnis_workers = auto: nb_core for one job
+    assert list((run_dir / "madnis").glob("P1_qq_ll*.pt"))
+
+
+def test_cluster_jobs_resubmitted_once_give_the_same_events(dy_jobs_output, multicore_run, tmp_path):
+    run_dir = tmp_path / "DY"
+    out = launch(dy_jobs_output, run_dir, "once:chunk_001", run_mode=1, cluster_type="madnis_subprocess")
+    assert re.search(r"1 event generation job\(s\) failed \(P1_qq_ll/chunk_001\): resubmitting once", out), out[-3000:]
+    lhe = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
+    check_events(lhe, TINY["nevents"])
+    assert cross_section(out) == cross_section(multicore_run[1])
+    # same seed: the same events, although the jobs ran elsewhere (1 worker each) and one twice
+    assert read_events(lhe) == read_events(multicore_run[0] / "Events" / "run_01" / "unweighted_events.lhe.gz")
+
+
+def test_a_job_failing_twice_stops_the_run_in_one_line(dy_jobs_output, tmp_path):
+    run_dir = tmp_path / "DY"
+    out = launch(dy_jobs_output, run_dir, "always:train", run_mode=1, cluster_type="madnis_subprocess")
+    log = run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log"
+    assert f"MadNIS training job of P1_qq_ll failed twice: injected failure (log: {log})" in out, out[-3000:]
+    assert not (run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz").exists()
