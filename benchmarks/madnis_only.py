@@ -6,6 +6,7 @@ plugin's default run_card settings (``MadnisSettings``), through the same pieces
 (``fortran_bridge.ProcessLibrary`` -> ``BridgeIntegrand`` -> ``madnis.MadNIS``), and records what the
 plugin's launch does not print: matrix-element calls, time per training step, the unweighting
 efficiency of the final sampler on many weighted points and the projected time to 1e6 events.
+Writes ``benchmarks/results/<output>`` (markdown) and the same name with ``.json`` (settings and measurements).
 
     python benchmarks/madnis_only.py /tmp/wjj/SubProcesses/P1_gg_wpqqg --reference 109.9 0.284 \
         --reference-efficiency 0.016 --reference-seconds 179 --reference-points 1581732 \
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -247,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     text = table(args.process, runs, args, settings, command)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / args.output).write_text(f"# {args.process}: MadNIS vs stock MadEvent\n\n" + text)
+    record = dict(
+        process=args.process,
+        pdir=Path(args.pdir).name,
+        command=command,
+        settings=settings.training.to_dict(),
+        integration_points=settings.integration_points,
+        seed=args.seed,
+        reference=dict(sigma=args.reference[0], error=args.reference[1], efficiency=args.reference_efficiency),
+        runs=[asdict(m) for m in runs],
+    )
+    (RESULTS / args.output).with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(text)
     return 0
 
