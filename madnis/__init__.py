@@ -2,7 +2,7 @@
 
 Pure torch; knows nothing of MG5aMC. One module per idea: flow (+ splines, permutations), cwnet (channel
 weights), losses, buffer, stratification, dropping, vegas/vegas_init (pre-training), integration,
-unweighting, sampler (composition), training (the loop), checkpoint. :class:`MadNIS` is the facade::
+unweighting, sampler (composition), training (the loop), stopping (``steps = "auto"``), checkpoint. :class:`MadNIS` is the facade::
 
     m = MadNIS(integrand, TrainingConfig(steps=500))
     history = m.train()
@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainingConfig
+from .config import AUTO, TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
+from .stopping import Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -47,11 +48,24 @@ class MadNIS:
         """Integrand points evaluated so far (training, integration, sampling)."""
         return self.integrand.n_calls
 
-    def train(self, callback: Callable[[TrainingProgress], None] | None = None) -> History:
-        """Run ``config.steps`` training steps (after VEGAS pre-training if configured)."""
+    def train(
+        self,
+        callback: Callable[[TrainingProgress], None] | None = None,
+        n_events: float | Callable[[float], float] | None = None,
+    ) -> History:
+        """Run ``config.steps`` training steps (after VEGAS pre-training if configured).
+
+        With ``config.steps = "auto"``, train while the projected time to ``n_events`` unweighted events falls
+        (a number, or a function of the running integral); the clock starts before VEGAS pre-training.
+        """
+        stopping = None
+        if self.config.steps == AUTO:
+            if n_events is None:
+                raise ValueError('steps = "auto" needs n_events: the unweighted events to project the time to')
+            stopping = StoppingRule.from_config(self.config, n_events)
         if self.config.vegas_pretraining and self.vegas_grids is None:
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
-        return self.trainer.train(callback)
+        return self.trainer.train(callback, stopping)
 
     def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:
@@ -157,6 +171,9 @@ __all__ = [
     "IntegrandResult",
     "IntegrationResult",
     "MadNIS",
+    "Projection",
+    "StopReason",
+    "StoppingRule",
     "TrainingConfig",
     "TrainingProgress",
     "WeightedSample",

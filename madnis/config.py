@@ -19,6 +19,7 @@ LR_SCHEDULES = ("cosine", "constant", "exponential")
 LOSSES = ("stratified_variance", "variance", "kl", "rkl")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
+AUTO = "auto"  # steps = AUTO: train until the projected time to the wanted events stops falling (madnis.stopping)
 
 
 def card_field(default: Any, help: str) -> Any:
@@ -39,7 +40,12 @@ class TrainingConfig:
     """Settings of one MadNIS run (training, integration, sampling).
 
     Attributes:
-        steps: optimiser steps in total (online + buffered).
+        steps: optimiser steps in total (online + buffered), or "auto": train while the projected time to the
+            wanted events falls (:mod:`madnis.stopping`; needs a constant learning rate).
+        max_minutes: with ``steps = "auto"``, the most minutes of training (VEGAS pre-training included).
+        auto_min_steps, auto_patience, auto_window: with ``steps = "auto"``, the steps always made, the online
+            steps without a new smallest projection that stop training, and the online batches pooled for the
+            efficiency estimate (:class:`madnis.stopping.StoppingRule`).
         batch_size: points per online step (integrand calls per online step).
         learning_rate, lr_schedule, lr_final_fraction: Adam learning rate and its decay to
             ``learning_rate * lr_final_fraction`` at the last step ("cosine", "exponential") or none ("constant").
@@ -54,7 +60,7 @@ class TrainingConfig:
         stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
         drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
-        drop_after_steps: step at which channels are dropped (None: half of ``steps``).
+        drop_after_steps: step at which channels are dropped (None: half of ``steps``, or of ``auto_min_steps``).
         flow_*: spline bins, coupling blocks (None: flow default), permutations, hidden layers/units.
         per_group_flows: one independent network per channel group instead of one conditional network.
         cwnet_hidden_layers, cwnet_hidden_units: size of the channel-weight net.
@@ -67,7 +73,13 @@ class TrainingConfig:
         integration_batch_size: points per batch when integrating and sampling.
     """
 
-    steps: int = card_field(1000, "training budget: optimiser steps (online + buffered) per process")
+    steps: int | str = card_field(
+        1000, "training steps (online + buffered) per process, or auto: while the projected time to nevents falls"
+    )
+    max_minutes: float = card_field(10.0, "with steps = auto: most minutes of training per process")
+    auto_min_steps: int = 100
+    auto_patience: int = 10
+    auto_window: int = 8
     batch_size: int = card_field(1024, "points per training step")
     learning_rate: float = card_field(1e-3, "learning rate")
     lr_schedule: str = card_field("constant", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
@@ -110,7 +122,12 @@ class TrainingConfig:
             if not ok:
                 raise ConfigError(name, getattr(self, name), what)
 
-        for name in ("steps", "buffered_steps", "stratified_warmup_steps", "vegas_iterations"):
+        steps_ok = self.steps == AUTO or (type(self.steps) is int and self.steps >= 0)
+        require(steps_ok, "steps", f"an integer >= 0 or {AUTO!r}")
+        require(self.max_minutes > 0, "max_minutes", "> 0")
+        require(self.auto_patience >= 1, "auto_patience", ">= 1")
+        require(self.auto_window >= 1, "auto_window", ">= 1")
+        for name in ("auto_min_steps", "buffered_steps", "stratified_warmup_steps", "vegas_iterations"):
             require(getattr(self, name) >= 0, name, ">= 0")
         for name in ("batch_size", "integration_batch_size"):
             require(getattr(self, name) >= 2, name, ">= 2")
@@ -121,6 +138,11 @@ class TrainingConfig:
         require(self.learning_rate > 0, "learning_rate", "> 0")
         require(0 < self.lr_final_fraction <= 1, "lr_final_fraction", "in (0, 1]")
         require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
+        require(
+            self.steps != AUTO or self.lr_schedule == "constant",
+            "lr_schedule",
+            f"constant with steps = {AUTO!r} (a decay needs a known number of steps)",
+        )
         require(self.loss in LOSSES, "loss", f"one of {LOSSES}")
         require(self.buffer_top_m is None or self.buffer_top_m >= 1, "buffer_top_m", "None or >= 1")
         require(0 <= self.uniform_fraction <= 1, "uniform_fraction", "in [0, 1]")
@@ -142,7 +164,9 @@ class TrainingConfig:
     @property
     def drop_step(self) -> int:
         """The step at which channels are dropped."""
-        return self.steps // 2 if self.drop_after_steps is None else self.drop_after_steps
+        if self.drop_after_steps is not None:
+            return self.drop_after_steps
+        return (self.auto_min_steps if self.steps == AUTO else self.steps) // 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

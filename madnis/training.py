@@ -5,14 +5,17 @@ Every ``buffered_steps + 1``-th step is *online*: a fresh batch is drawn with po
 the other steps reuse a stored batch, reweighted by q_model / q_sample in :mod:`madnis.losses`. Online
 batches update the running I_i and sigma_i; at ``config.drop_step`` the negligible channels are dropped
 (:mod:`madnis.dropping`). A step whose loss or gradient is not finite is skipped and counted, so a NaN never
-reaches the weights. Integrand values are divided by a fixed scale (the first batch's |I|) so the loss
+reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.StoppingRule` fed by the online
+batches decides when to stop (the steps run otherwise are exactly ``config.steps``). Integrand values are divided by a fixed scale (the first batch's |I|) so the loss
 and gradient clipping do not depend on the units of the cross section. Losses run in float64.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +27,7 @@ from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES
 from .sampler import CountingIntegrand, MultiChannelSampler
+from .stopping import Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
 from .vegas import VegasGrid
 
@@ -32,10 +36,14 @@ log = logging.getLogger("madnis")
 
 @dataclass
 class TrainingProgress:
-    """State after one training step; ``integral``/``rel_error`` are the last online batch's estimate."""
+    """State after one training step; ``integral``/``rel_error`` are the last online batch's estimate.
+
+    ``steps`` is the budget (an integer or "auto"), ``last`` whether this step is the last one, ``projection`` the
+    automatic stopping rule's latest projection (None with a fixed budget).
+    """
 
     step: int
-    steps: int
+    steps: int | str
     loss: float
     lr: float
     integral: float
@@ -46,14 +54,18 @@ class TrainingProgress:
     online: bool = True
     n_skipped: int = 0
     message: str = ""
+    last: bool = False
+    projection: Projection | None = None
 
 
 @dataclass
 class History:
-    """All progress records of a training run, plus the steps skipped for a non-finite loss or gradient."""
+    """All progress records of a training run, the steps skipped for a non-finite loss or gradient, and why
+    automatic training stopped (None with a fixed budget)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
+    stop: StopReason | None = None
 
     def __len__(self) -> int:
         return len(self.progress)
@@ -97,17 +109,29 @@ def pretrain_vegas(
 
 def lr_factor(step: int, config: TrainingConfig) -> float:
     """Learning-rate multiplier at ``step``: cosine or exponential decay to ``lr_final_fraction``, held after the last step."""
+    if config.lr_schedule == "constant":
+        return 1.0
     t = min(step, config.steps) / max(config.steps, 1)
     final = config.lr_final_fraction
     if config.lr_schedule == "cosine":
         return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
-    if config.lr_schedule == "exponential":
-        return final**t
-    return 1.0
+    return final**t
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+
+
+@dataclass
+class OnlineBatch:
+    """An online batch with its estimates: I and dI/I, each point's w / p_i (p_i: its channel's share of the
+    batch, so the batch is a weighted sample for unweighting) and the seconds drawing it took."""
+
+    batch: BufferedBatch
+    integral: float
+    rel_error: float
+    event_weights: torch.Tensor
+    draw_seconds: float
 
 
 class Trainer:
@@ -134,23 +158,32 @@ class Trainer:
         self.dropping_done = False
         self.online_steps = 0
 
-    def train(self, callback: Callable[[TrainingProgress], None] | None = None) -> History:
+    def train(
+        self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None
+    ) -> History:
+        """Run ``config.steps`` steps, or with ``stopping`` (``steps = "auto"``) until it says stop."""
         history = History()
         message = ""
         if self.config.train_channel_weights and not self.sampler.train_channel_weights:
             message = "channel weights are not trained: the integrand forbids it (channel_weights_trainable=False); using alpha_prior"
             log.info(message)
         integral = rel_error = math.nan
-        for step in range(self.config.steps):
+        projection = None
+        for step in range(self.config.steps) if stopping is None else itertools.count():
             online = step % (self.config.buffered_steps + 1) == 0
             if online:
                 if step >= self.config.drop_step and not self.dropping_done and self.config.drop_threshold > 0:
                     message = self._drop_channels() or message
-                batch, integral, rel_error = self._online_batch(self.online_steps)
+                drawn = self._online_batch(self.online_steps)
+                batch, integral, rel_error = drawn.batch, drawn.integral, drawn.rel_error
                 self.online_steps += 1
+                if stopping is not None:
+                    projection = stopping.observe(step, drawn.event_weights, drawn.draw_seconds, integral)
             else:
                 batch = self.buffer.sample(self.generator)
             loss = self._optimise(batch)
+            if stopping is not None:
+                history.stop = stopping.stop(step)
             progress = TrainingProgress(
                 step=step,
                 steps=self.config.steps,
@@ -164,11 +197,15 @@ class Trainer:
                 online=online,
                 n_skipped=self.n_skipped,
                 message=message,
+                last=step == self.config.steps - 1 if stopping is None else history.stop is not None,
+                projection=projection,
             )
             message = ""
             history.progress.append(progress)
             if callback is not None:
                 callback(progress)
+            if progress.last:
+                break
         history.n_skipped = self.n_skipped
         return history
 
@@ -190,11 +227,13 @@ class Trainer:
         self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
         self.online_steps, self.n_skipped = state["online_steps"], state["n_skipped"]
 
-    def _online_batch(self, online_step: int) -> tuple[BufferedBatch, float, float]:
-        """Draw a stratified batch, update the running channel statistics, store it; return it with I and dI/I."""
+    def _online_batch(self, online_step: int) -> OnlineBatch:
+        """Draw a stratified batch, update the running channel statistics, store it; return it with its estimates."""
         counts = self.stratifier.counts(self.config.batch_size, self.sampler.active.cpu(), online_step)
         channel = torch.repeat_interleave(torch.arange(self.sampler.n_channels), counts)
+        start = time.perf_counter()
         draw = self.sampler.draw(self.integrand, channel, self.generator)
+        draw_seconds = time.perf_counter() - start
         accumulator = ChannelAccumulator(self.sampler.n_channels)
         accumulator.add(draw.channel, draw.weight, draw.ok)
         mean, variance = accumulator.channel_estimates()
@@ -208,7 +247,8 @@ class Trainer:
         if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
             self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
-        return batch, integral, rel_error
+        share = (counts.double() / counts.sum()).to(draw.weight.device)
+        return OnlineBatch(batch, integral, rel_error, draw.weight / share[draw.channel], draw_seconds)
 
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""

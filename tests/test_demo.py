@@ -140,3 +140,18 @@ def test_mg5_lhe_parser_reads_demo_events(sm_run, mg5_dir):
     sigma = lhe_cross_section(sm_run / "events.lhe.gz")[0]
     assert np.mean([event.wgt for event in events]) == pytest.approx(sigma, rel=1e-6)
     assert np.median([event.wgt for event in events]) <= sigma * (1 + 1e-6)
+
+
+def test_auto_steps_stop_soon_say_why_and_agree_with_vegas(tmp_path, capsys):
+    """Drell-Yan is cheap: with --steps auto training stops after few steps, and says why."""
+    from madnis_plugin.builtin.drell_yan import DrellYanSetup
+
+    run_demo(tmp_path, "--steps", "auto")  # the last --steps wins over DEMO's
+    printed = capsys.readouterr().out
+    stop = [line for line in printed.splitlines() if "training stopped:" in line]
+    assert len(stop) == 1 and "projected time to 300 events stopped falling at step" in stop[0], printed
+    steps = [int(line.split("step")[1].split("/")[0]) for line in printed.splitlines() if "/auto" in line]
+    assert steps and max(steps) <= 200 and "events in" in printed
+    reference = vegas_drell_yan(DrellYanSetup(), seed=11)
+    sigma, error = lhe_cross_section(tmp_path / "events.lhe.gz")
+    assert abs(sigma - reference.mean) < 3 * np.hypot(error, reference.sdev), (sigma, error, reference)

@@ -18,6 +18,7 @@ from madnis_plugin.run import (
     saved_sampler_path,
     share_events,
 )
+from madnis_plugin.run.events import training_share
 
 from madnis import MadNIS, TrainingConfig
 from madnis.toys import CamelBack1D, TwoResonances4D
@@ -55,6 +56,13 @@ def test_share_events_is_exact_and_proportional():
     assert share_events(1000, [3.0, 1.0, 0.0]) == [750, 250, 0]
     with pytest.raises(ValueError):
         share_events(5, [0.0, 0.0])
+
+
+def test_training_share_counts_sources_not_yet_trained_at_the_mean_of_those_known():
+    assert training_share(900, 3, [])(5.0) == 300
+    assert training_share(900, 3, [1.0])(2.0) == pytest.approx(900 * 2 / 4.5)
+    assert training_share(900, 3, [1.0, 4.0])(-3.0) == pytest.approx(900 * 3 / 8)
+    assert training_share(900, 3, [0.0])(0.0) == 300
 
 
 def test_two_sources_give_exactly_n_events(tmp_path):
@@ -197,3 +205,25 @@ def _with_momenta(evaluate, calls: list[int]):
         return result
 
     return with_momenta
+
+
+def test_auto_steps_project_each_source_share_stop_and_say_why(tmp_path):
+    lines: list[str] = []
+    training = TrainingConfig(
+        steps="auto", batch_size=256, seed=2, auto_min_steps=20, auto_window=4, auto_patience=3, max_minutes=1.0
+    )
+    run_settings = replace(settings(tmp_path, 600), training=training)
+    result = run_processes(
+        [toy_source("P1_a", 1), toy_source("P2_b", 2)], run_settings, Banner(), LHEInit(processes=[]), lines.append
+    )
+    for name in ("P1_a", "P2_b"):
+        stop = [line for line in lines if line.startswith(f"  [{name}] training stopped: ")]
+        assert len(stop) == 1 and "stopped falling at step" in stop[0]
+        assert any(line.startswith(f"  [{name}] step") and "/auto" in line and "events in" in line for line in lines)
+    first, second = (s.trained for s in result.sources)
+    assert first.stop_reason.startswith("projected time to 300 events")  # nevents / 2: nothing else is known
+    best = int(second.stop_reason.split("stopped falling at step ")[1].split(":")[0]) - 1
+    integral = second.running_integrals[best]  # the estimate the rule was given at its best step
+    share = 600 * integral / (first.running_integral + integral)  # its share of the running sigmas known
+    assert second.stop_reason.startswith(f"projected time to {share:.0f} events")
+    assert abs(result.cross_section - 2 * CamelBack1D().exact) < 5 * result.error

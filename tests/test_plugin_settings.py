@@ -25,6 +25,7 @@ INVALID = {
     "madnis_uniform_fraction": "1.5",
     "madnis_drop_threshold": "1",
     "madnis_max_overweight": "1",
+    "madnis_max_minutes": "0",
     "madnis_device": "tpu",
     "madnis_integration_points": "1",
     "madnis_workers": "0",
@@ -69,6 +70,15 @@ def test_card_strings_are_converted_like_madevent_writes_them():
     )
 
 
+def test_steps_are_auto_by_default_or_an_integer():
+    assert MadnisSettings().training.steps == "auto"
+    for value, steps in (("auto", "auto"), (" AUTO ", "auto"), ("500", 500), (500, 500), ("1e3", 1000)):
+        assert MadnisSettings.from_card({"madnis_steps": value}).training.steps == steps
+    for value in ("many", "2.5", True):
+        with pytest.raises(ValueError, match=r"^run_card entry madnis_steps = .*: expected auto or an integer$"):
+            MadnisSettings.from_card({"madnis_steps": value})
+
+
 def test_card_block_round_trips_through_the_reader():
     settings = MadnisSettings(training=replace(card_training(), steps=77, loss="kl"))
     text = card_block(settings)
@@ -91,7 +101,7 @@ def test_training_entries_are_the_card_fields_of_training_config():
     library = {f.name: f.default for f in dataclasses.fields(TrainingConfig) if CARD in f.metadata}
     entries = {e.field: e.default for e in MadnisSettings.entries() if e.training}
     assert entries == {**library, **CARD_DEFAULTS}
-    assert CARD_DEFAULTS == {"buffered_steps": 3}  # the run_card default users get since the first release
+    assert CARD_DEFAULTS == {"buffered_steps": 3, "steps": "auto"}  # buffered: since the first release
 
 
 def test_renamed_entry_is_refused_in_one_line():

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from madnis.config import AUTO
+
 from .builtin.drell_yan import DrellYan, DrellYanSetup, ZPrime
 from .lhe import Banner, LHEInit, run_card_text
 
@@ -25,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=10000, help="unweighted events to write (default 10000)")
     parser.add_argument("--zprime", action="store_true", help="add a narrow Z' (400 GeV, width 2 GeV, Z couplings)")
     parser.add_argument("--output", default="madnis_demo", help="output directory (default ./madnis_demo)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    parser.add_argument(
+        "--steps",
+        type=steps_argument,
+        default=AUTO,
+        help="training steps, or auto (default): while the projected time to --events falls",
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="points per training step (default 1024)")
     parser.add_argument("--integration-points", type=int, default=100_000, help="points for the final integral")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -36,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="re-use the sampler an earlier run trained in the output directory (skips training; "
         "another --seed gives independent events)",
     )
+
+
+def steps_argument(text: str) -> int | str:
+    """``--steps``: ``auto`` or a number of steps."""
+    return AUTO if text.strip().lower() == AUTO else int(text)
 
 
 def m_ll(momenta: torch.Tensor) -> np.ndarray:
@@ -121,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=output,
         training=training,
         integration_points=args.integration_points,
-        progress_every=max(1, args.steps // 15),
+        progress_every=10 if args.steps == AUTO else max(1, args.steps // 15),
         reuse=args.reuse,
     )
     try:

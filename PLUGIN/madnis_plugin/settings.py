@@ -14,15 +14,16 @@ TrainingConfig checks the training entries, ``_validate`` the plugin's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from madnis.config import CARD, ConfigError, TrainingConfig
+from madnis.config import AUTO, CARD, ConfigError, TrainingConfig
 
-# The plugin's default where it differs from the library's: MadEvent matrix elements are expensive,
-# and buffered steps train on points already evaluated.
-CARD_DEFAULTS = {"buffered_steps": 3}
+# The plugin's defaults where they differ from the library's: MadEvent matrix elements are expensive,
+# buffered steps train on points already evaluated, and training lasts while it pays (``madnis.stopping``).
+CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO}
 # Entries renamed to their TrainingConfig field: an old card naming them gets a one-line error.
 RENAMED = {"madnis_lr": "madnis_learning_rate", "madnis_buffer_size": "madnis_buffer_capacity"}
 TRUE_WORDS = ("true", "t", "1", "on", "yes")
@@ -163,11 +164,28 @@ def _card_value(value: Any) -> str:
 def _training(values: dict[str, Any]) -> TrainingConfig:
     """The card's TrainingConfig; TrainingConfig's own checks, reported by card entry name."""
     for name, value in values.items():
-        _check_type(card_name(name), value, type(getattr(card_training(), name)))
+        if getattr(card_training(), name) == AUTO:
+            values[name] = _auto_or_int(card_name(name), value)
+        else:
+            _check_type(card_name(name), value, type(getattr(card_training(), name)))
     try:
         return replace(card_training(), **values)
     except ConfigError as error:
         raise ValueError(f"run_card entry {card_name(error.field)} = {error.value}: must be {error.rule}") from None
+
+
+def _auto_or_int(name: str, value: Any) -> int | str:
+    """An entry whose card default is ``auto``: ``auto`` or an integer (a card gives either as text)."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    try:
+        number = float(text) if not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise ValueError(f"run_card entry {name} = {value}: expected auto or an integer")
+    return int(number)
 
 
 def _convert(value: Any, target: type, name: str) -> Any:

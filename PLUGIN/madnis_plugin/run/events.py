@@ -6,7 +6,8 @@ per event (counted by the caller), and the file must appear only complete (``wri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,23 @@ def share_events(nevents: int, cross_sections: Sequence[float]) -> list[int]:
     for i in np.argsort(-(exact - counts))[: nevents - counts.sum()]:
         counts[i] += 1
     return counts.tolist()
+
+
+def training_share(nevents: int, n_sources: int, known: Sequence[float]) -> Callable[[float], float]:
+    """A training source's share of ``nevents`` as a function of its running integral, for ``steps = auto``.
+
+    Before training ends the final split (:func:`share_events`) is unknown, so the share uses the running
+    cross sections known at that point: ``known`` (the sources trained before) and the training source's own,
+    with each source not yet trained counted at the mean of those; the first source thus gets
+    ``nevents / n_sources`` and the last its fraction of the summed running cross sections.
+    """
+
+    def share(integral: float) -> float:
+        sigma = [abs(s) for s in known] + [abs(integral)]
+        total = sum(sigma) * n_sources / len(sigma)
+        return nevents * sigma[-1] / total if total > 0 and math.isfinite(total) else nevents / n_sources
+
+    return share
 
 
 def event_records(source: ProcessSource, events: Unweighted, rng: np.random.Generator) -> EventRecords | None:

@@ -28,7 +28,7 @@ import numpy as np
 from madnis import IntegrationResult
 
 from ..lhe import BannerLike, LHEInit
-from .events import event_records, share_events, write_events
+from .events import event_records, share_events, training_share, write_events
 from .sample import Unweighted, integrate, unweight
 from .source import INTEGRATION, SAMPLING, ProcessSource, RunSettings, check_run, saved_sampler_path, stream_seed
 from .train import TrainedSampler, saved_sampler, train_or_load
@@ -123,7 +123,10 @@ def run_processes(
     check_run(settings)
     seed = settings.training.seed
     saved = [saved_sampler(s, settings, log) for s in sources]  # an unusable file fails before any training
-    trained = [train_or_load(i, s, m, settings, log) for i, (s, m) in enumerate(zip(sources, saved))]
+    trained: list[TrainedSampler] = []
+    for i, (s, m) in enumerate(zip(sources, saved)):
+        n_events = training_share(settings.nevents, len(sources), [t.running_integral for t in trained])
+        trained.append(train_or_load(i, s, m, settings, log, n_events))
     integrations = [
         integrate(t.madnis, s, settings, stream_seed(seed, i, INTEGRATION), log)
         for i, (s, t) in enumerate(zip(sources, trained))

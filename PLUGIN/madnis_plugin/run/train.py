@@ -2,7 +2,8 @@
 
 Why apart: re-use must be decided for every source before any training (an unusable file fails the run in
 one line before minutes of training), and the training calls are counted here, apart from the points the
-fixed sampler draws afterwards (only those enter the quoted cross section).
+fixed sampler draws afterwards (only those enter the quoted cross section). With ``madnis_steps = auto`` the
+progress lines show the projected time to the source's events and the end of training says why it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from madnis import MadNIS, TrainingProgress
+from madnis.config import AUTO
 
 from .source import ProcessSource, RunSettings, saved_sampler_path
 
@@ -32,17 +34,30 @@ class TrainedSampler:
     seconds: float
     calls: int  # integrand calls spent training (0 when re-used)
     reused_from: Path | None = None
+    stop_reason: str = ""  # why automatic training (steps = auto) stopped
+
+    @property
+    def running_integral(self) -> float:
+        """The sum of the running channel integrals: the sampler's cross-section estimate before integrating."""
+        return float(self.madnis.statistics.integral.sum())
 
 
 def progress_printer(name: str, every: int, log: Callable[[str], None]) -> Callable[[TrainingProgress], None]:
-    """A training callback printing one line every ``every`` steps (and the last)."""
+    """A training callback printing one line every ``every`` steps (and the last), with the projection of
+    ``steps = auto``: the projected seconds to the events and the estimated unweighting efficiency."""
 
     def callback(p: TrainingProgress) -> None:
-        if p.step % every == 0 or p.step == p.steps - 1:
+        if p.step % every == 0 or p.last:
             dropped = f"  dropped {p.dropped_channels}" if p.dropped_channels else ""
+            projection = ""
+            if p.projection is not None:
+                projection = (
+                    f"  -> {p.projection.n_events:.0f} events in {p.projection.total:.1f} s "
+                    f"(eff {100 * p.projection.efficiency:.1f}%)"
+                )
             log(
                 f"  [{name}] step {p.step + 1:5d}/{p.steps}  loss {p.loss:10.4e}  "
-                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{dropped}"
+                f"sigma {p.integral:11.5g} pb +- {100 * p.rel_error:5.2f}%  lr {p.lr:8.2e}{projection}{dropped}"
             )
 
     return callback
@@ -73,19 +88,41 @@ def saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[s
 
 
 def train_or_load(
-    index: int, source: ProcessSource, saved: MadNIS | None, settings: RunSettings, log: Callable[[str], None]
+    index: int,
+    source: ProcessSource,
+    saved: MadNIS | None,
+    settings: RunSettings,
+    log: Callable[[str], None],
+    n_events: float | Callable[[float], float] | None = None,
 ) -> TrainedSampler:
-    """Train source ``index`` (seed offset by the index), or take ``saved`` as it is."""
+    """Train source ``index`` (seed offset by the index), or take ``saved`` as it is.
+
+    ``n_events``: the source's events that ``steps = auto`` projects to (a number or a function of the running
+    integral, see :func:`.events.training_share`); None: all of ``settings.nevents`` (one source).
+    """
     if saved is not None:
         return TrainedSampler(saved, [], [], 0.0, 0, saved_sampler_path(settings.output_dir, source.name))
     start = time.time()
     config = replace(settings.training, seed=settings.training.seed + index)
+    budget = f"{config.steps} steps"
+    if config.steps == AUTO:
+        budget = f"steps while the projected time to the events falls (at most {config.max_minutes:g} min)"
     log(
         f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim}, "
-        f"{config.steps} steps x {config.batch_size} points"
+        f"{budget} x {config.batch_size} points"
     )
     madnis = MadNIS(source.integrand, config)
-    progress = madnis.train(progress_printer(source.name, settings.progress_every, log)).progress
+    printer = progress_printer(source.name, settings.progress_every, log)
+    history = madnis.train(printer, settings.nevents if n_events is None else n_events)
+    reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
+    if reason:
+        log(f"  [{source.name}] training stopped: {reason}")
+    progress = history.progress
     return TrainedSampler(
-        madnis, [p.loss for p in progress], [p.integral for p in progress], time.time() - start, madnis.n_calls
+        madnis,
+        [p.loss for p in progress],
+        [p.integral for p in progress],
+        time.time() - start,
+        madnis.n_calls,
+        stop_reason=reason,
     )

@@ -1,0 +1,126 @@
+"""``steps = "auto"``: the stopping rule on synthetic efficiency sequences (injected clock), and in training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from madnis import MadNIS, StoppingRule, TrainingConfig
+from madnis.config import ConfigError
+from madnis.toys import CamelBack1D
+
+POINTS = 1000
+
+
+def weights_with_efficiency(efficiency: float) -> torch.Tensor:
+    """POINTS weights whose efficiency is ``efficiency`` with w_max the largest weight (max_overweight = 0)."""
+    big = (POINTS - 1) / (efficiency * POINTS - 1)
+    return torch.cat([torch.tensor([big]), torch.ones(POINTS - 1)])
+
+
+class Clock:
+    """A clock the test advances: one training step = ``step_seconds``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_rule(efficiencies, n_events: float, step_seconds: float = 1.0, seconds_per_point: float = 1e-3, **rule):
+    """Feed one online step per efficiency; the step after which the rule stops (None: never) and the rule."""
+    clock = Clock()
+    stopping = StoppingRule(n_events, max_overweight=0.0, clock=clock, **rule)
+    for step, efficiency in enumerate(efficiencies):
+        clock.now += step_seconds
+        stopping.observe(step, weights_with_efficiency(efficiency), seconds_per_point * POINTS, integral=1.0)
+        reason = stopping.stop(step)
+        if reason is not None:
+            return step, reason
+    return None, None
+
+
+def test_efficiency_of_the_synthetic_weights():
+    from madnis.unweighting import max_weight, unweighting_efficiency
+
+    w = weights_with_efficiency(0.2)
+    assert unweighting_efficiency(w, max_weight(w, 0.0)) == pytest.approx(0.2)
+
+
+def test_falls_then_flattens_stops_after_the_patience():
+    # efficiency rises to 0.5 at step 40 and stays: the projection k + 1 + 1e5 / eps * 1e-3 s falls until 40
+    efficiencies = [min(0.1 + 0.01 * k, 0.5) for k in range(200)]
+    step, reason = run_rule(efficiencies, 1e5, window=1, patience=5, min_steps=10, patience_share=0.0)
+    assert reason.best.step == 40 and reason.best.efficiency == pytest.approx(0.5)
+    assert step == 40 + 5
+    text = reason.describe()
+    assert text.startswith("projected time to 100000 events stopped falling at step 41: 241.0 s ")
+    assert "stopped after step 46" in text
+
+
+def test_cheap_stops_at_min_steps_and_expensive_trains_longer():
+    efficiencies = [min(0.1 + 0.002 * k, 0.6) for k in range(600)]
+    cheap, _ = run_rule(efficiencies, 1e2, window=4, patience=5, min_steps=20)
+    expensive, reason = run_rule(efficiencies, 1e6, window=4, patience=5, min_steps=20)
+    assert cheap == 19  # the first projection is already the best: training never pays
+    assert expensive is not None and expensive > 250 and reason.best.step >= 240
+
+
+def test_noisy_plateau_does_not_stop_training_early():
+    # rises to 0.3, a noisy plateau of 40 steps, then rises to 0.6 (1e6 events at 1 ms per point: a 1 s step pays)
+    generator = torch.Generator().manual_seed(1)
+    noise = 1 + 0.1 * (torch.rand(300, generator=generator) - 0.5)
+    trend = [0.1 + 0.01 * k for k in range(20)] + [0.3] * 40 + [min(0.3 + 0.01 * k, 0.6) for k in range(240)]
+    efficiencies = [float(e * n) for e, n in zip(trend, noise)]
+    step, reason = run_rule(efficiencies, 1e6, window=5, patience=5, min_steps=10)
+    assert step is None or reason.best.step > 80  # past the plateau
+    early, _ = run_rule(efficiencies, 1e6, window=5, patience=5, min_steps=10, patience_share=0.0)
+    assert early < 60  # the time share is what carries training over the plateau
+
+
+def test_max_minutes_with_an_injected_clock():
+    efficiencies = [min(0.1 + 0.001 * k, 0.9) for k in range(1000)]
+    step, reason = run_rule(efficiencies, 1e9, step_seconds=6.0, max_seconds=60 * 2, window=3)
+    assert step == 19 and reason.max_minutes_reached  # 20 steps x 6 s = 2 min
+    text = reason.describe("madnis_max_minutes")
+    assert text.startswith("madnis_max_minutes reached after step 20 (120.0 s of training)")
+
+
+def test_no_projection_counts_before_the_window_is_full():
+    clock = Clock()
+    stopping = StoppingRule(1e3, window=3, patience=1, min_steps=0, patience_share=0.0, clock=clock)
+    for step in range(2):
+        stopping.observe(step, weights_with_efficiency(0.9 - 0.1 * step), 1.0, 1.0)
+        assert stopping.best is None and stopping.stop(step) is None
+
+
+def test_events_may_follow_the_running_integral():
+    stopping = StoppingRule(lambda integral: 100 * integral, window=1, clock=Clock())
+    assert stopping.observe(0, weights_with_efficiency(0.5), 1.0, integral=3.0).n_events == 300
+
+
+def test_auto_steps_need_a_constant_learning_rate_and_events():
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainingConfig(steps="auto", lr_schedule="cosine")
+    with pytest.raises(ConfigError, match="steps"):
+        TrainingConfig(steps="many")
+    with pytest.raises(ValueError, match="n_events"):
+        MadNIS(CamelBack1D(), TrainingConfig(steps="auto", vegas_pretraining=False)).train()
+
+
+def test_auto_training_stops_and_says_why():
+    config = TrainingConfig(steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3)
+    progress = []
+    history = MadNIS(CamelBack1D(prior="bw"), config).train(progress.append, n_events=100)
+    assert history.stop is not None and not history.stop.max_minutes_reached
+    assert len(history) == history.stop.steps >= 20 and progress[-1].last and not progress[-2].last
+    assert all(p.projection is not None and math.isfinite(p.projection.total) for p in progress)
+    assert "stopped falling" in history.stop.describe()
+
+
+def test_fixed_steps_are_unchanged():
+    history = MadNIS(CamelBack1D(), TrainingConfig(steps=7, batch_size=128, vegas_pretraining=False)).train()
+    assert len(history) == 7 and history.stop is None and history[-1].last and history[-1].projection is None
