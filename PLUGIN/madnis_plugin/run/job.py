@@ -48,7 +48,8 @@ def log(text: str) -> None:
 
 def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
     """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files."""
-    trained = train_or_load(spec.index, source, saved_sampler(source, settings, log), settings, log)
+    saved = saved_sampler(source, settings, log)
+    trained = train_or_load(spec.index, source, saved, settings, log, spec.n_events or None)
     seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, seed, log)
     trained.madnis.save(job_dir / SAMPLER)

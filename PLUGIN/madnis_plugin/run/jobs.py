@@ -53,7 +53,7 @@ class JobSpec:
     workers: int = 1  # bridge workers of this job
     threads: int = 1  # torch intra-op threads of this job
     chunk: int = 0
-    n_events: int = 0
+    n_events: int = 0  # generate: the chunk's events; train: the events steps = auto projects to
     sampler: str = ""  # generate: the trained checkpoint
     integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
     efficiency: float = 1.0  # generate: expected unweighting efficiency (sizes the first weighted batch)

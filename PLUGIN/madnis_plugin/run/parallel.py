@@ -68,8 +68,12 @@ def run_in_jobs(
     shutil.rmtree(root, ignore_errors=True)
     common = settings_to_dict(settings)
     log(f"MadNIS: {len(pdirs)} training job(s) on {cores} core(s)")
+    share = math.ceil(settings.nevents / len(pdirs))  # what steps = auto projects to: no sigma is known yet
     train_dirs = job_specs(
-        [(root / p.name / "train", JobSpec("train", str(p), i, seed, common)) for i, p in enumerate(pdirs)],
+        [
+            (root / p.name / "train", JobSpec("train", str(p), i, seed, common, n_events=share))
+            for i, p in enumerate(pdirs)
+        ],
         cores,
         workers,
     )
