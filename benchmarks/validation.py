@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("processes", nargs="+", help='MG5aMC process definitions, e.g. "u d~ > w+ z z"')
     parser.add_argument("--nevents", type=int, default=10000)
-    parser.add_argument("--steps", default="1000", help="madnis_steps")
+    parser.add_argument("--steps", default="auto", help="madnis_steps")
     parser.add_argument("--points", type=int, default=50000, help="MadEvent converged: points per iteration")
     parser.add_argument("--iterations", type=int, default=8, help="MadEvent converged: iterations")
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
