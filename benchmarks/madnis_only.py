@@ -84,7 +84,7 @@ def w_max_values(weights: torch.Tensor) -> dict[str, float]:
 def measure(pdir: Path, settings: MadnisSettings, seed: int, weighted_points: int, log=print) -> Measurement:
     """Train with ``settings``, integrate, draw ``weighted_points`` and unweight them against w_max."""
     config = settings.training_config(seed)
-    with ProcessLibrary(pdir, seed=seed, workers=settings.workers) as library:
+    with ProcessLibrary(pdir, seed=seed, workers=settings.fixed_workers() or 1) as library:
         integrand = BridgeIntegrand(library)
         channel_weights = "trained" if integrand.channel_weights_trainable else "fixed at alpha^MG"
         log(
@@ -191,7 +191,7 @@ def table(
             "",
             f"- command: `{command}`",
             f"- machine: {platform.node()}, {os.cpu_count()} cores ({_cpu_model()}), python {platform.python_version()}, "
-            f"torch {torch.__version__}, 1 torch thread, {settings.workers} bridge worker(s); "
+            f"torch {torch.__version__}, 1 torch thread, {settings.fixed_workers() or 1} bridge worker(s); "
             f"the 2 cores were shared with other jobs (load average {load:.1f} at the end): times are noisy",
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
             f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.training.buffered_steps} buffered per "
