@@ -339,3 +339,21 @@ def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
     sigma, error = cross_section(out)
     assert abs(sigma - 412.9) < 3 * (error**2 + 1.24**2) ** 0.5, (sigma, error)
     check_events(tmp_path / "TTG" / "Events" / "run_01" / "unweighted_events.lhe.gz", 200)
+
+
+def test_auto_training_budget_stops_and_says_why(dy_launch):
+    """``madnis_steps = auto`` (the card default) ends training by the projected time to nevents and says why."""
+    run_dir = dy_launch[0]
+    card = run_dir / "Cards" / "run_card.dat"
+    set_card(card, nevents=500, madnis_steps="auto")
+    try:
+        out = generate_events(run_dir, timeout=600)
+    finally:
+        set_card(card, nevents=TINY["nevents"], madnis_steps=TINY["madnis_steps"])
+    assert re.search(
+        r"\[P1_qq_ll\] training stopped: (projected time to \d+ events stopped falling|madnis_max_minutes)", out
+    ), out[-3000:]
+    sigma, error = cross_section(out)
+    assert abs(sigma - DY_REFERENCE[0]) < 3 * (error**2 + DY_REFERENCE[1] ** 2) ** 0.5, (sigma, error)
+    newest = max((run_dir / "Events").glob("run_*"))
+    check_events(newest / "unweighted_events.lhe.gz", 500)

@@ -40,6 +40,7 @@ from .source import INTEGRATION, ProcessSource, RunSettings, stream_seed
 from .train import saved_sampler, train_or_load
 
 MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
+SUMMARY_KEYS = ("Training MadNIS", "training stopped", "Reusing trained sampler")
 
 
 def log(text: str) -> None:
@@ -48,8 +49,15 @@ def log(text: str) -> None:
 
 def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
     """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files."""
-    saved = saved_sampler(source, settings, log)
-    trained = train_or_load(spec.index, source, saved, settings, log, spec.n_events or None)
+    summary: list[str] = []  # the lines the launch's own log repeats: what was trained or re-used, why it stopped
+
+    def log_and_keep(text: str) -> None:
+        log(text)
+        if any(key in text for key in SUMMARY_KEYS):
+            summary.append(text)
+
+    saved = saved_sampler(source, settings, log_and_keep)
+    trained = train_or_load(spec.index, source, saved, settings, log_and_keep, spec.n_events or None)
     seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, seed, log)
     trained.madnis.save(job_dir / SAMPLER)
@@ -66,6 +74,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         "reused_from": None if trained.reused_from is None else str(trained.reused_from),
         "lprup": source.lprup,
         "channel_names": source.channel_names,
+        "summary": summary,
     }
 
 

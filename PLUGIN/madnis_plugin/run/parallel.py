@@ -80,7 +80,9 @@ def run_in_jobs(
     run_jobs(train_dirs, "training")
     trained = [read_result(d) or {} for d in train_dirs]
     integrations = [integration_from_dict(t["integration"]) for t in trained]
-    for p, integration in zip(pdirs, integrations):
+    for p, t, integration in zip(pdirs, trained, integrations):
+        for line in t.get("summary", []):
+            log(line)
         log(f"  [{p.name}] integration: sigma = {integration.integral:.6g} +- {integration.error:.3g} pb")
     shares = share_events(settings.nevents, [r.integral for r in integrations])
     chunks: list[list[Path]] = []
