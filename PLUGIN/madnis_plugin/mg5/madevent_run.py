@@ -62,6 +62,12 @@ def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: boo
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
     cmd.update_status("MadNIS: build, train, integrate", level=None)
 
+    if settings.training.train_channel_weights and scale_depends_on_channel(cmd.run_card):
+        logger.info(
+            "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s): channel weights "
+            "kept at MadEvent's alpha (learning them would change the cross section)",
+            cmd.run_card["dynamical_scale_choice"],
+        )
     me_dir = Path(cmd.me_dir)
     run_settings = madnis_run_settings(cmd, settings, seed)
     header = MadEventHeader(cmd, module, seed)
@@ -75,19 +81,18 @@ def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: boo
     publish(cmd, module, run, [p.name for p in plots])
 
 
+def scale_depends_on_channel(run_card: Any) -> bool:
+    """MadEvent's rule, as the bridge reads it from run.inc (madnis_info): with ``dynamical_scale_choice = -1``
+    the clustering scale follows the channel's diagram unless every scale is fixed."""
+    fixed = all(run_card[name] for name in ("fixed_ren_scale", "fixed_fac_scale1", "fixed_fac_scale2"))
+    return int(run_card["dynamical_scale_choice"]) == -1 and not fixed
+
+
 def run_in_process(
     cmd: Any, settings: MadnisSettings, run_settings: RunSettings, header: MadEventHeader, seed: int, prebuilt: bool
 ) -> RunResult:
     """``run_mode = 0``: every P-dir in this process, one after the other."""
     sources = [process_source(Path(pdir), settings, seed, prebuilt) for pdir in cmd.get_Pdir()]
-    fixed = [s.name for s in sources if not s.integrand.channel_weights_trainable]
-    if fixed and settings.training.train_channel_weights:
-        logger.info(
-            "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s) in %s: channel weights "
-            "kept at MadEvent's alpha (learning them would change the cross section)",
-            cmd.run_card["dynamical_scale_choice"],
-            ", ".join(fixed),
-        )
     try:
         return run_processes(sources, run_settings, header, lhe_init(cmd.run_card), log=log_progress)
     except SamplerReuseError as error:
