@@ -80,11 +80,12 @@ def test_wzz_integral_equals_madevent_converged(libraries):
             ev = library.evaluate(np.full(len(x), channel), np.asarray(x))
             return ev.alpha[:, channel] * ev.value
 
-        integrator = vegas.Integrator([[0, 1]] * library.info.ndim)
-        integrator(weight, nitn=4, neval=10_000)
-        result = integrator(weight, nitn=4, neval=25_000, adapt=False)
+        rng = np.random.default_rng(channel + 1)  # seeded: the same points in every run
+        integrator = vegas.Integrator([[0, 1]] * library.info.ndim, ran_array_generator=rng.random)
+        integrator(weight, nitn=5, neval=20_000)
+        result = integrator(weight, nitn=4, neval=60_000, adapt=False)  # about 0.11 % in all
         estimate, variance = estimate + result.mean, variance + result.sdev**2
     sigma, error = reference["converged"]
     combined = (variance + error**2) ** 0.5
     assert abs(estimate - sigma) < 3 * combined, f"{estimate:.6g} +- {variance**0.5:.2g} pb vs {sigma:.6g}"
-    assert combined < 2.5e-3 * sigma, "too imprecise to resolve the 1 % stock-launch deficit"
+    assert combined < 2e-3 * sigma, "too imprecise to resolve the 1 % stock-launch deficit"
