@@ -115,7 +115,11 @@ def write_outputs(rows: list[dict]) -> Path:
     lines = [
         "# Validation: MadNIS vs MadEvent",
         "",
-        *[f"- `{row['process']}`: `{row['command']}` ({row['machine']}, {row['date']})" for row in rows],
+        *[
+            f"- `{row['process']}`: `{row['command']}` ({row['machine']}, {row['date']})"
+            + (f"; note: {row['note']}" if row.get("note") else "")
+            for row in rows
+        ],
         "- reference: MadEvent converged (each G channel of the stock launch re-run by MadEvent's own `madevent`",
         "  with more points and iterations; see the script's docstring for why the stock launch is not the reference)",
         "",
