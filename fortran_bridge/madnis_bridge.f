@@ -165,6 +165,7 @@ c ---------------------------------------------------------------------------
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
       integer madnis_ndim, madnis_nsub
+      logical madnis_scale_dep
       ndim = madnis_ndim()
       nchan = mapconfig(0)
       nexter = nexternal
@@ -173,9 +174,18 @@ c ---------------------------------------------------------------------------
       ebeams(1) = ebeam(1)
       ebeams(2) = ebeam(2)
       scale_dep = 0
-      if (dynamical_scale_choice .eq. -1 .and. (.not. fixed_ren_scale
-     &     .or. .not. fixed_fac_scale1 .or. .not. fixed_fac_scale2))
-     &     scale_dep = 1
+      if (madnis_scale_dep()) scale_dep = 1
+      end
+
+c     MadEvent's scale depends on the channel: dynamical_scale_choice = -1 clusters with the
+c     channel's diagram (ICONFIG) unless every scale is fixed.
+      logical function madnis_scale_dep()
+      implicit none
+      include 'genps.inc'
+      include 'run.inc'
+      madnis_scale_dep = dynamical_scale_choice .eq. -1 .and.
+     &     (.not. fixed_ren_scale .or. .not. fixed_fac_scale1
+     &     .or. .not. fixed_fac_scale2)
       end
 
 c     Channels are MadEvent's configs 1..mapconfig(0); symmetry group = the representative
@@ -459,13 +469,14 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
       double precision xtot
       double precision get_channel_cut
       external get_channel_cut
-      logical first, passed
-      save first, rep, nconf
+      logical first, passed, scale_dep, madnis_scale_dep
+      save first, rep, nconf, scale_dep
       data first/.true./
       if (first) then
          first = .false.
          call madnis_representatives(rep)
          nconf = mapconfig(0)
+         scale_dep = madnis_scale_dep()
       endif
       do k = 1, maxsproc
          fk(1, k) = 0d0
@@ -499,6 +510,12 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
       passed = .false.
       ftot = 0d0
       do k = 1, maxsproc
+c        As MadEvent's DSIG: a subprocess without the channel's diagram (CONFSUB = 0, e.g. the
+c        t-channel quark of u u~ > w+ w- vs d d~ > w+ w-) adds nothing to this channel (its alpha is
+c        0) and, with a channel-dependent scale, cannot be clustered with the channel's diagram:
+c        skipped then. With a channel-independent scale it is evaluated, so that alpha is the same
+c        function of the point in every channel (trained channel weights need that).
+         if (confsub(k, ichan) .eq. 0 .and. scale_dep) cycle
          do m = 1, 2
             if (m .eq. 1 .or. mirrorprocs(k)) then
                call madnis_dsigproc(p, k, m, ichan, f)
