@@ -27,12 +27,15 @@ from test_bridge_mg5 import generate  # noqa: E402
 pytestmark = pytest.mark.mg5
 
 PROCESSES = {"wzz": "u d~ > w+ z z", "uugg": "u u~ > g g"}
+# config 4 is config 3 with W+ <-> W-: the t-channel quark of d d~ > w+ w- vs u u~ > w+ w- (one subprocess each)
+SUBPROCESS_COPIES = {"ww": "p p > w+ w- QCD=0"}
 VALIDATION = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "validation.json"
 
 
 @pytest.fixture(scope="module")
 def libraries(mg5_dir, tmp_path_factory):
-    pdirs = generate(mg5_dir, tmp_path_factory.mktemp("bridge_symmetry"), list(PROCESSES), PROCESSES)
+    every = {**PROCESSES, **SUBPROCESS_COPIES}
+    pdirs = generate(mg5_dir, tmp_path_factory.mktemp("bridge_symmetry"), list(every), every)
     opened = {name: ProcessLibrary(pdir, workers=2) for name, pdir in pdirs.items()}
     yield opened
     for library in opened.values():
@@ -64,6 +67,22 @@ def test_symmetric_copies_are_images_of_their_representative(libraries, name):
             np.testing.assert_allclose(image.alpha[:, copy], representative.alpha[:, members[0]], rtol=0, atol=1e-12)
             swapped = np.abs(image.momenta - representative.momenta).max(axis=(1, 2)) > 1e-6
             assert swapped.mean() > 0.9, "the copy must see permuted momenta"
+
+
+def test_channel_missing_from_a_subprocess_is_evaluated_as_madevent_does(libraries):
+    """With the default (channel-dependent) scale MadEvent skips subprocesses without the channel's diagram;
+    clustering them with it STOPped or crashed MadEvent in every point of config 4 of p p > w+ w- QCD=0."""
+    library = libraries["ww"]
+    info = library.info
+    assert info.scale_depends_on_channel and len(info.subprocesses) > 1
+    rng = np.random.default_rng(23)
+    for channel in range(info.n_channels):
+        crashed = library.n_crashed
+        ev = library.evaluate(np.full(2000, channel), rng.random((2000, info.ndim)))
+        assert library.n_crashed == crashed and ev.ok.all(), f"channel {channel}"
+        assert (ev.value[ev.status == 0] > 0).mean() > 0.9
+        np.testing.assert_allclose(ev.alpha.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+        assert (ev.alpha[ev.status == 0, channel] > 0).mean() > 0.5
 
 
 @pytest.mark.slow
