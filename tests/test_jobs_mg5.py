@@ -13,20 +13,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_plugin_mg5 import DY_REFERENCE, check_events, cross_section, plugin_path, read_events, run_mg5, set_card
+import test_plugin_mg5
+from test_plugin_mg5 import (
+    DY_REFERENCE,
+    check_events,
+    cross_section,
+    plugin_path,
+    read_events,
+    set_card,
+)
 
 pytestmark = pytest.mark.mg5
 
+dy_output = test_plugin_mg5.dy_output  # the p p > e+ e- output fixture; every launch copies it
 CLUSTER_PLUGIN = Path(__file__).resolve().parent / "cluster_plugin"
 TINY = dict(nevents=3000, madnis_steps=60, madnis_batch_size=512, madnis_integration_points=20000, iseed=33)
-
-
-@pytest.fixture(scope="module")
-def dy_jobs_output(mg5_dir, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("dy_jobs")
-    log = run_mg5(mg5_dir, f"generate p p > e+ e-\noutput madnis {work / 'DY'}\n", work)
-    assert (work / "DY" / "SubProcesses" / "P1_qq_ll").is_dir(), log[-3000:]
-    return work / "DY"
 
 
 def launch(output: Path, run_dir: Path, fail: str = "", **options: object) -> str:
@@ -51,9 +52,9 @@ def launch(output: Path, run_dir: Path, fail: str = "", **options: object) -> st
 
 
 @pytest.fixture(scope="module")
-def multicore_run(dy_jobs_output, tmp_path_factory):
+def multicore_run(dy_output, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("multicore") / "DY"
-    return run_dir, launch(dy_jobs_output, run_dir, run_mode=2, nb_core=2)
+    return run_dir, launch(dy_output, run_dir, run_mode=2, nb_core=2)
 
 
 def test_multicore_launch_cross_section_and_exact_events(multicore_run):
@@ -67,9 +68,9 @@ def test_multicore_launch_cross_section_and_exact_events(multicore_run):
     assert list((run_dir / "madnis").glob("P1_qq_ll*.pt"))
 
 
-def test_cluster_jobs_resubmitted_once_give_the_same_events(dy_jobs_output, multicore_run, tmp_path):
+def test_cluster_jobs_resubmitted_once_give_the_same_events(dy_output, multicore_run, tmp_path):
     run_dir = tmp_path / "DY"
-    out = launch(dy_jobs_output, run_dir, "once:chunk_001", run_mode=1, cluster_type="madnis_subprocess")
+    out = launch(dy_output, run_dir, "once:chunk_001", run_mode=1, cluster_type="madnis_subprocess")
     assert re.search(r"1 event generation job\(s\) failed \(P1_qq_ll/chunk_001\): resubmitting once", out), out[-3000:]
     lhe = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
     check_events(lhe, TINY["nevents"])
@@ -78,9 +79,9 @@ def test_cluster_jobs_resubmitted_once_give_the_same_events(dy_jobs_output, mult
     assert read_events(lhe) == read_events(multicore_run[0] / "Events" / "run_01" / "unweighted_events.lhe.gz")
 
 
-def test_a_job_failing_twice_stops_the_run_in_one_line(dy_jobs_output, tmp_path):
+def test_a_job_failing_twice_stops_the_run_in_one_line(dy_output, tmp_path):
     run_dir = tmp_path / "DY"
-    out = launch(dy_jobs_output, run_dir, "always:train", run_mode=1, cluster_type="madnis_subprocess")
+    out = launch(dy_output, run_dir, "always:train", run_mode=1, cluster_type="madnis_subprocess")
     log = run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log"
     assert f"MadNIS training job of P1_qq_ll failed twice: injected failure (log: {log})" in out, out[-3000:]
     assert not (run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz").exists()
