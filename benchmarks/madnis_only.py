@@ -196,7 +196,7 @@ def table(
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
             f"- settings: plugin defaults (`MadnisSettings()`: steps = online + {settings.training.buffered_steps} buffered per "
             f"online, batch {settings.training.batch_size}, lr {settings.training.learning_rate} {settings.training.lr_schedule}, loss {settings.training.loss}, "
-            f"integration {settings.integration_points:,} points) except madnis_steps; seed {args.seed}; "
+            f"integration {settings.integration_points:,} points) except madnis_steps{overridden(args.set)}; seed {args.seed}; "
             f"{args.weighted_points:,} weighted points for the unweighting efficiency; run_card of the process "
             f"directory (channel weights {', '.join(sorted({m.channel_weights for m in runs}))})",
             "- stock MadEvent: reference numbers from ../shared/reference/mg5_3.5.7_baselines.md (not rerun)",
@@ -214,11 +214,24 @@ def table(
     )
 
 
+def overridden(assignments: list[str]) -> str:
+    return "".join(f" and `{a}`" for a in assignments)
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` with VALUE read as JSON (numbers, true/false, null), else as a string."""
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,11 +250,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weighted-points", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="wjj.md", help="file under benchmarks/results")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainingConfig field of the defaults, e.g. train_channel_weights=false (repeatable)",
+    )
     args = parser.parse_args(argv)
+    overrides = dict(parse_override(text) for text in args.set)
     torch.set_num_threads(1)
     runs = []
     for steps in args.steps:
-        settings = MadnisSettings(training=replace(card_training(), steps=steps))
+        settings = MadnisSettings(training=replace(card_training(), steps=steps, **overrides))
         runs.append(
             measure(args.pdir, settings, args.seed, args.weighted_points, log=lambda text: print(text, flush=True))
         )

@@ -1,20 +1,23 @@
-"""Stock MadEvent (survey/refine) vs MadNIS on the same ``output madnis`` directory, for given processes.
+"""Stock MadEvent (survey/refine) vs MadNIS on the same ``output madnis`` directory, back to back (issue 12).
 
-For each process: ``generate PROCESS; output madnis DIR`` once, then ``bin/generate_events`` twice on the
-same directory and cards, with ``madnis = False`` (stock) and ``madnis = True``. Records cross section,
-error, wall time, integrand points, unweighting efficiency and the points that stopped the Fortran
-(isolated and zeroed by the bridge); writes
-``benchmarks/results/mg5_vs_madnis.md`` and ``mg5_vs_madnis.png`` (with command, machine and date).
+For each case (process, nevents): ``generate PROCESS; output madnis DIR`` once, then ``bin/generate_events``
+twice on the same directory, default cards, the same ``nb_core`` (``run_mode = 2``), first with
+``madnis = False`` (stock) and then ``madnis = True``. Records wall time (compilation included in both),
+cross section, matrix-element calls and unweighting efficiency; writes
+``benchmarks/results/mg5_vs_madnis.json`` (one row per launch: process, mode, nevents, nb_core, wall_s, xsec,
+err, me_calls, efficiency_madevent_rule, events_per_call), ``mg5_vs_madnis.md`` and ``mg5_vs_madnis.png``.
 
-    python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 --steps 1000
+    python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 \
+        --case "g g > w+ d u~ g" 100000
 
-Needs MG5aMC (MG5AMC_HOME or /opt/mg5amc), gfortran and the plugin installed (madnis-mg5 install-plugin).
+Needs MG5aMC (MG5AMC_HOME or /opt/mg5amc), gfortran and the plugin importable by MG5aMC.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -24,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,6 +35,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 @dataclass
 class Measurement:
+    """One launch. ``efficiency``: MadEvent's unweighting efficiency (stock: primary unweighted events / refine
+    points from SubProcesses/results.dat; MadNIS: unweighted events / weighted points with w_max by MadEvent's
+    rule and the run_card's madnis_max_overweight, as the run prints it)."""
+
     sigma: float
     error: float
     seconds: float
@@ -77,9 +84,16 @@ def process_directories(mg5: Path, processes: list[str], prefix: str, keep: bool
             shutil.rmtree(work, ignore_errors=True)
 
 
-def launch(directory: Path, **entries: object) -> tuple[str, float]:
-    """generate_events' output (also saved next to the directory, kept with --keep) and wall time."""
+def launch(directory: Path, nb_core: int | None = None, **entries: object) -> tuple[str, float]:
+    """generate_events' output (also saved next to the directory, kept with --keep) and wall time.
+
+    ``nb_core``: multicore mode (``run_mode = 2``) with that many cores, written to the directory's
+    me5_configuration; None keeps the directory's configuration.
+    """
     set_card(directory / "Cards" / "run_card.dat", **entries)
+    if nb_core is not None:
+        config = directory / "Cards" / "me5_configuration.txt"
+        config.write_text(config.read_text() + f"\nrun_mode = 2\nnb_core = {nb_core}\n")
     start = time.time()
     done = subprocess.run(
         [str(directory / "bin" / "generate_events"), "-f"],
@@ -105,79 +119,132 @@ def cross_section(log: str) -> tuple[float, float]:
     return float(found[-1][0]), float(found[-1][1])
 
 
-def stock(directory: Path, nevents: int) -> Measurement:
-    log, seconds = launch(directory, madnis="False", nevents=nevents)
+def stock(directory: Path, nevents: int, nb_core: int | None = None) -> Measurement:
+    """A stock launch; points: the survey/refine points that SubProcesses/results.dat counts."""
+    log, seconds = launch(directory, nb_core, madnis="False", nevents=nevents)
     sigma, error = cross_section(log)
     fields = (directory / "SubProcesses" / "results.dat").read_text().split()
-    points = int(fields[3])
-    return Measurement(sigma, error, seconds, points, nevents / points)
+    points, primary_unweighted = int(fields[3]), int(fields[4])
+    return Measurement(sigma, error, seconds, points, primary_unweighted / points)
 
 
-def madnis(directory: Path, nevents: int, steps: int) -> Measurement:
-    log, seconds = launch(directory, madnis="True", nevents=nevents, madnis_steps=steps)
+def madnis(directory: Path, nevents: int, steps: object = None, nb_core: int | None = None) -> Measurement:
+    """A MadNIS launch (``steps``: madnis_steps, None keeps the card's); every matrix-element call counted."""
+    entries = {} if steps is None else {"madnis_steps": steps}
+    log, seconds = launch(directory, nb_core, madnis="True", nevents=nevents, **entries)
     sigma, error = cross_section(log)
-    drawn = sum(int(m) for m in re.findall(r"events from (\d+) weighted points", log))
-    points = sum(int(m) for m in re.findall(r"MadNIS: (\d+) matrix-element calls in all", log))
+    found = re.findall(r"MadNIS: (\d+) matrix-element calls in all, unweighting efficiency ([\d.]+)%", log)
+    if not found:
+        raise RunFailed("the MadNIS launch printed no matrix-element count")
     crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
-    return Measurement(sigma, error, seconds, points, nevents / drawn if drawn else 0.0, crashed)
+    return Measurement(sigma, error, seconds, int(found[-1][0]), float(found[-1][1]) / 100, crashed)
 
 
-def write_outputs(
-    rows: list[tuple[str, Measurement, Measurement]], failures: list[str], command: str, notes: list[str]
-) -> Path:
+@dataclass
+class Case:
+    """One process at one number of events, launched stock and MadNIS back to back."""
+
+    process: str
+    nevents: int
+    stock: Measurement
+    madnis: Measurement
+
+    @property
+    def pull(self) -> float:
+        return (self.madnis.sigma - self.stock.sigma) / (self.stock.error**2 + self.madnis.error**2) ** 0.5
+
+    @property
+    def time_ratio(self) -> float:
+        return self.madnis.seconds / self.stock.seconds
+
+    def rows(self, nb_core: int) -> list[dict]:
+        """The JSON rows of issue 12: one per launch."""
+        return [
+            dict(
+                process=self.process,
+                mode=mode,
+                nevents=self.nevents,
+                nb_core=nb_core,
+                wall_s=round(m.seconds, 1),
+                xsec=m.sigma,
+                err=m.error,
+                me_calls=m.points,
+                efficiency_madevent_rule=round(m.efficiency, 5),
+                events_per_call=round(self.nevents / m.points, 5),
+            )
+            for mode, m in (("stock", self.stock), ("madnis", self.madnis))
+        ]
+
+
+def write_outputs(cases: list[Case], failures: list[str], command: str, notes: list[str], nb_core: int) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = (
+        f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+        f"python {platform.python_version()}"
+    )
+    date = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    record = dict(
+        command=command,
+        machine=machine,
+        date=date,
+        notes=notes,
+        rows=[row for case in cases for row in case.rows(nb_core)],
+        failures=failures,
+    )
+    (RESULTS / "mg5_vs_madnis.json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [
-        "# Stock MadEvent vs MadNIS (same `output madnis` directory, default cards)",
+        "# Stock MadEvent vs MadNIS (same `output madnis` directory, default cards, same cores)",
         "",
         f"- command: `{command}`",
-        f"- machine: {platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
-        f"python {platform.python_version()}",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine}; `run_mode = 2`, `nb_core = {nb_core}` for both",
+        f"- date: {date}",
         *[f"- note: {note}" for note in notes],
         "",
-        "| process | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
-        "| stock points | MadNIS points | stock events/points | MadNIS events/weighted points "
-        "| MadNIS points stopping the Fortran |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| process | events | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
+        "| time MadNIS / stock | stock calls | MadNIS calls | stock efficiency | MadNIS efficiency "
+        "| events per call stock / MadNIS | MadNIS points stopping the Fortran |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for process, s, m in rows:
-        pull = (m.sigma - s.sigma) / (s.error**2 + m.error**2) ** 0.5
+    for c in cases:
+        s, m = c.stock, c.madnis
         lines.append(
-            f"| `{process}` | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} | {pull:+.1f} "
-            f"| {s.seconds:.0f} | {m.seconds:.0f} | {s.points:,} | {m.points:,} | {100 * s.efficiency:.2f} % "
-            f"| {100 * m.efficiency:.2f} % | {m.crashed:,} |"
+            f"| `{c.process}` | {c.nevents:,} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
+            f"| {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
+            f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
+            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} |"
         )
     lines += [f"| `{failure}` |" for failure in failures]
     lines += [
         "",
-        "MadNIS points: every matrix-element call the run printed (training, integration and unweighting points, "
-        "one per event record); "
-        "stock points: the points counted in SubProcesses/results.dat (the refine's; the survey adds ~10 %).",
-        "MadNIS events/weighted points counts the integration's points and whole weighted batches (20,000 "
-        "points), so it is a lower bound on the unweighting efficiency.",
+        "Calls: stock, the points SubProcesses/results.dat counts (the survey/refine results the events come from; "
+        "survey iterations that were superseded are not counted, so this is a lower bound); MadNIS, every "
+        "matrix-element call the run printed (training, integration, weighted points, one per event record).",
+        "Efficiency: stock, primary unweighted events / those points; MadNIS, unweighted events / weighted points "
+        "with w_max by MadEvent's rule (at most `madnis_max_overweight` = 0.1 % of the weight above it), as the run "
+        "prints it.",
         "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
         "(set to zero weight, counted in its warnings).",
-        "Wall times include compilation and share 2 cores with other jobs (noisy).",
+        "Wall times include compilation; the cores are shared with other jobs (noisy), so compare the ratio.",
         "",
     ]
     table = RESULTS / "mg5_vs_madnis.md"
     table.write_text("\n".join(lines))
-    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(9, 3.4))
-    x = range(len(rows))
-    names = [p for p, _, _ in rows]
-    ax_t.bar([i - 0.2 for i in x], [s.seconds for _, s, _ in rows], 0.4, label="stock MadEvent")
-    ax_t.bar([i + 0.2 for i in x], [m.seconds for _, _, m in rows], 0.4, label="MadNIS")
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = range(len(cases))
+    names = [f"{c.process}\n{c.nevents:,}" for c in cases]
+    ax_t.bar([i - 0.2 for i in x], [c.stock.seconds for c in cases], 0.4, label="stock MadEvent")
+    ax_t.bar([i + 0.2 for i in x], [c.madnis.seconds for c in cases], 0.4, label="MadNIS")
     ax_t.set(ylabel="wall time [s]", title="launch wall time")
-    ax_e.bar([i - 0.2 for i in x], [100 * s.efficiency for _, s, _ in rows], 0.4, label="stock: events / points")
-    ax_e.bar([i + 0.2 for i in x], [100 * m.efficiency for _, _, m in rows], 0.4, label="MadNIS: unweighting eff.")
-    ax_e.set(ylabel="%", title="efficiency")
+    ax_e.bar([i - 0.2 for i in x], [100 * c.nevents / c.stock.points for c in cases], 0.4, label="stock")
+    ax_e.bar([i + 0.2 for i in x], [100 * c.nevents / c.madnis.points for c in cases], 0.4, label="MadNIS")
+    ax_e.set(ylabel="%", title="events per matrix-element call")
     for ax in (ax_t, ax_e):
-        ax.set_xticks(list(x), names, fontsize=8)
+        ax.set_xticks(list(x), names, fontsize=7)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "mg5_vs_madnis.png", dpi=110)
@@ -186,28 +253,44 @@ def write_outputs(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("processes", nargs="+", help='MG5aMC process definitions, e.g. "p p > e+ e-"')
+    parser.add_argument("processes", nargs="*", help='MG5aMC process definitions at --nevents, e.g. "p p > e+ e-"')
     parser.add_argument("--nevents", type=int, default=10000)
-    parser.add_argument("--steps", type=int, default=1000, help="madnis_steps")
+    parser.add_argument(
+        "--case",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PROCESS", "NEVENTS"),
+        help="a process at its own nevents",
+    )
+    parser.add_argument("--nb-core", type=int, default=os.cpu_count() or 1, help="cores of both launches (run_mode 2)")
+    parser.add_argument("--steps", default=None, help="madnis_steps (default: the card's)")
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
     parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
     parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
     args = parser.parse_args(argv)
-    rows, failures = [], []
-    for process, directory in process_directories(args.mg5, args.processes, "mg5_vs_madnis_", args.keep):
+    wanted = [(p, args.nevents) for p in args.processes] + [(p, int(n)) for p, n in args.case]
+    if not wanted:
+        parser.error("give at least one process or --case")
+    cases, failures = [], []
+    directories = process_directories(args.mg5, [p for p, _ in wanted], "mg5_vs_madnis_", args.keep)
+    for (process, directory), (_, nevents) in zip(directories, wanted):
         try:
-            s = stock(directory, args.nevents)
-            m = madnis(directory, args.nevents, args.steps)
+            s = stock(directory, nevents, args.nb_core)
+            m = madnis(directory, nevents, args.steps)
         except RunFailed as error:
-            failures.append(f"{process}` failed: `{error}")
+            failures.append(f"{process}` ({nevents} events) failed: `{error}")
             print(f"{process}: FAILED {error}", flush=True)
             continue
-        print(f"{process}: stock {s}\n{' ' * len(process)}  MadNIS {m}", flush=True)
-        rows.append((process, s, m))
+        cases.append(Case(process, nevents, s, m))
+        print(f"{process} ({nevents} events): stock {asdict(s)}\n  MadNIS {asdict(m)}", flush=True)
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
-        [f'"{p}"' for p in args.processes] + [f"--nevents {args.nevents}", f"--steps {args.steps}"]
+        [f'"{p}"' for p in args.processes]
+        + [f"--nevents {args.nevents}", f"--nb-core {args.nb_core}"]
+        + [f'--case "{p}" {n}' for p, n in args.case]
+        + ([f"--steps {args.steps}"] if args.steps else [])
     )
-    print(write_outputs(rows, failures, command, args.note).read_text())
+    print(write_outputs(cases, failures, command, args.note, args.nb_core).read_text())
     return 0
 
 

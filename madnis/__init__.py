@@ -110,16 +110,23 @@ class MadNIS:
             return draw.weight, draw.ok
 
         group = self.sampler.group_of_channel.cpu()
-        self.last_result = integrate(weight_fn, counts, group, self.config.integration_batch_size, callback)
+        self.last_result = integrate(
+            weight_fn, counts, group, self.config.integration_batch_size, callback, self.config.max_overweight
+        )
         return self.last_result
 
-    def sample_weighted(self, n: int, seed: int | None = None) -> WeightedSample:
-        """``n`` weighted points, channel i drawn with p_i ∝ I_i (last integration, else training estimates)."""
+    def sample_weighted(self, n: int, seed: int | None = None, share: torch.Tensor | None = None) -> WeightedSample:
+        """``n`` weighted points, channel i drawn with p_i ∝ ``share[i]``; by default ∝ its w_max of the last
+        integration, which maximises the unweighting efficiency (:mod:`madnis.unweighting`), or ∝ I_i
+        (training estimates) before any."""
         generator = self._generator(seed)
-        integral = self.statistics.integral
-        if self.last_result is not None:
-            integral = torch.tensor([c.integral for c in self.last_result.channels], dtype=torch.float64)
-        p = channel_probabilities(integral.cpu(), self.sampler.active.cpu()).to(self.config.device)
+        if share is None:
+            share = self.statistics.integral
+            if self.last_result is not None:
+                integral = torch.tensor([c.integral for c in self.last_result.channels], dtype=torch.float64)
+                max_weights = torch.tensor([c.max_weight for c in self.last_result.channels], dtype=torch.float64)
+                share = max_weights if bool((max_weights > 0).any()) else integral
+        p = channel_probabilities(share.cpu(), self.sampler.active.cpu()).to(self.config.device)
         draws = []
         for start in range(0, n, self.config.integration_batch_size):
             size = min(self.config.integration_batch_size, n - start)

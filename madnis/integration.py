@@ -3,7 +3,9 @@
 I = sum_i I_i with I_i the mean weight of channel i and dI^2 = sum_i Var(w_i) / N_i. Sums of w and w^2
 are kept in float64 whatever the training precision (float32 sums of 10^6 weights lose the variance and
 give pulls of hundreds). Failed points (``ok`` False) count as weight 0 and are reported, never NaN.
-The result carries a per-channel and a per-group contribution table (:meth:`IntegrationResult.format_table`).
+The result carries a per-channel and a per-group contribution table (:meth:`IntegrationResult.format_table`),
+with each channel's maximum weight by MadEvent's rule (:func:`madnis.unweighting.channel_max_weights`): they
+choose the channels of the points drawn for unweighting.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .unweighting import channel_max_weights, multichannel_efficiency
+
 
 @dataclass
 class ChannelContribution:
-    """One channel's (or group's) share: ``fraction`` = integral / total integral."""
+    """One channel's (or group's) share: ``fraction`` = integral / total integral; ``max_weight``: w_max of its
+    weights by MadEvent's rule (a group's: the sum of its channels'; 0 when not measured)."""
 
     channel: int
     group: int
@@ -25,6 +30,7 @@ class ChannelContribution:
     error: float
     n_points: int
     fraction: float
+    max_weight: float = 0.0
 
 
 @dataclass
@@ -39,6 +45,13 @@ class IntegrationResult:
     def rel_error(self) -> float:
         return self.error / abs(self.integral) if self.integral != 0 else math.inf
 
+    @property
+    def unweighting_efficiency(self) -> float:
+        """sum_i |I_i| / sum_i w_max_i: the efficiency of unweighting points drawn with p_i ∝ w_max_i."""
+        return multichannel_efficiency(
+            torch.tensor([c.integral for c in self.channels]), torch.tensor([c.max_weight for c in self.channels])
+        )
+
     def groups(self) -> list[ChannelContribution]:
         """Contributions summed per channel group (``channel`` is then the group's first channel)."""
         by_group: dict[int, list[ChannelContribution]] = {}
@@ -52,6 +65,7 @@ class IntegrationResult:
                 error=math.sqrt(sum(c.error**2 for c in members)),
                 n_points=sum(c.n_points for c in members),
                 fraction=sum(c.fraction for c in members),
+                max_weight=sum(c.max_weight for c in members),
             )
             for g, members in sorted(by_group.items())
         ]
@@ -133,18 +147,27 @@ def integrate(
     group_of_channel: torch.Tensor,
     batch_size: int,
     callback: Callable[[IntegrationResult], None] | None = None,
+    max_overweight: float = 1e-3,
 ) -> IntegrationResult:
     """Integrate with ``counts[i]`` points in channel i, in batches of at most ``batch_size`` points.
 
     ``weight_fn(channel)`` draws one point per entry of ``channel`` and returns (weight, ok).
-    ``callback`` receives the running result after each batch.
+    ``callback`` receives the running result after each batch. The final result's channels carry their
+    w_max with ``max_overweight``.
     """
     accumulator = ChannelAccumulator(len(counts))
     channels = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu())
+    weights = []
     for start in range(0, len(channels), batch_size):
         channel = channels[start : start + batch_size]
         weight, ok = weight_fn(channel)
         accumulator.add(channel, weight, ok)
+        weights.append(torch.where(ok.cpu(), weight.detach().cpu().double(), torch.zeros((), dtype=torch.float64)))
         if callback is not None:
             callback(accumulator.result(group_of_channel))
-    return accumulator.result(group_of_channel)
+    result = accumulator.result(group_of_channel)
+    if weights:
+        max_weights = channel_max_weights(torch.cat(weights), channels, len(counts), max_overweight)
+        for contribution, w_max in zip(result.channels, max_weights.tolist()):
+            contribution.max_weight = w_max
+    return result

@@ -200,10 +200,11 @@ class WeightedSample:
         return WeightedSample(*(pick(getattr(self, f.name)) for f in fields(self)))
 
 
-def channel_probabilities(integral: torch.Tensor, active: torch.Tensor, uniform_fraction: float = 0.01) -> torch.Tensor:
-    """p_i ∝ max(I_i, 0) over active channels, mixed with a small uniform share so no active channel has p_i = 0."""
+def channel_probabilities(share: torch.Tensor, active: torch.Tensor, uniform_fraction: float = 0.01) -> torch.Tensor:
+    """p_i ∝ max(share_i, 0) (e.g. I_i or w_max_i) over active channels, mixed with a small uniform share so no
+    active channel has p_i = 0."""
     uniform = active.double() / active.sum()
-    positive = torch.where(active, integral.double().clamp_min(0.0), torch.zeros_like(integral, dtype=torch.float64))
+    positive = torch.where(active, share.double().clamp_min(0.0), torch.zeros_like(share, dtype=torch.float64))
     if positive.sum() <= 0:
         return uniform
     return (1 - uniform_fraction) * positive / positive.sum() + uniform_fraction * uniform

@@ -11,6 +11,16 @@ Events above w_max (overweights) are not truncated: they are kept (always accept
 |w| / w_max in units of the unit weight, i.e. |w| instead of w_max, so the sum of the unweighted event
 weights still estimates the integral without bias. The share of the total weight above w_max is the
 share of sigma carried by these non-unit weights.
+
+Several channels: the weighted points of channel i (weights w with mean I_i) are drawn with probability p_i
+and carry w / p_i. Hit-or-miss against one w_max then needs w_max >= max_i w_max_i / p_i, so the efficiency
+is sum_i I_i / max_i (w_max_i / p_i). With p_i ∝ I_i (every channel's weights on one scale) that is the worst
+channel's own efficiency: one channel with a long tail sets w_max for all. With p_i ∝ w_max_i (each channel's
+own w_max by the rule above, :func:`channel_max_weights`) every channel reaches w_max / p_i at the same value
+and the efficiency is sum_i I_i / sum_i w_max_i (:func:`multichannel_efficiency`), the largest any choice of
+p_i gives; it is what MadEvent does when every G channel unweights against its own maximum and the channels'
+events are combined by cross section. The share above w_max stays within ``max_overweight`` per channel,
+hence in total.
 """
 
 from __future__ import annotations
@@ -40,6 +50,24 @@ def max_weight(weights: torch.Tensor, max_overweight: float = 1e-3) -> float:
     if j == ordered.numel() - 1:
         return float(ordered[-1])
     return max(float(ordered[j + 1]), (float(cumulative[j]) - allowed) / (j + 1))
+
+
+def channel_max_weights(
+    weights: torch.Tensor, channel: torch.Tensor, n_channels: int, max_overweight: float = 1e-3
+) -> torch.Tensor:
+    """(n_channels,) float64: :func:`max_weight` of each channel's own weights (0 for a channel without a
+    non-zero weight)."""
+    magnitude, channel = weights.detach().abs().double().cpu(), channel.cpu()
+    out = torch.zeros(n_channels, dtype=torch.float64)
+    for i in torch.unique(channel[magnitude > 0]).tolist():
+        out[i] = max_weight(magnitude[channel == i], max_overweight)
+    return out
+
+
+def multichannel_efficiency(integrals: torch.Tensor, max_weights: torch.Tensor) -> float:
+    """sum_i |I_i| / sum_i w_max_i: the efficiency with channel i drawn with p_i ∝ w_max_i (module docstring)."""
+    total = float(max_weights.double().sum())
+    return float(integrals.double().abs().sum()) / total if total > 0 else 0.0
 
 
 def overweight_share(weights: torch.Tensor, w_max: float) -> float:

@@ -86,6 +86,12 @@ def test_the_quoted_sigma_pools_every_weighted_point(trained, settings):
     assert sigma.n_points == events.weighted_points == 4000 + t.madnis.n_calls - before
     assert sigma.error < integration.error * np.sqrt(4000 / sigma.n_points) * 1.2
     assert abs(sigma.integral - CamelBack1D().exact) < 5 * sigma.error
+    # the batches drawn after the integration take their channels by w_max_i, not as the integration did; the
+    # events still follow f (two equal peaks: 0.5 +- 0.008)
+    shares = [float((c == 0).double().mean()) for c in points.channel]
+    assert abs(shares[0] - shares[-1]) > 0.02
+    x = toy_records(events.r, events.channel, None).momenta[:, 0, 2]
+    assert np.mean(x < 0.5) == pytest.approx(0.5, abs=0.03)
 
 
 def test_pooled_sigma_has_unit_pulls(settings):

@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from madnis.unweighting import max_weight, overweight_share, unweight, unweighting_efficiency
+from madnis.unweighting import (
+    channel_max_weights,
+    max_weight,
+    multichannel_efficiency,
+    overweight_share,
+    unweight,
+    unweighting_efficiency,
+)
 
 
 def test_uniform_weights_have_efficiency_one_and_are_all_kept():
@@ -90,3 +97,31 @@ def test_negative_weights_keep_their_sign_and_first_n_events():
     assert len(selection.indices) == 500
     assert torch.equal(torch.sign(selection.weights), torch.sign(weights[selection.indices]))
     assert (selection.indices.diff() > 0).all()
+
+
+
+def pooled_efficiency(parts: list[torch.Tensor]) -> float:
+    """Hit-or-miss efficiency against the largest W = w / P_i, P_i = n_i / n the channel's share of the pool."""
+    n = sum(len(w) for w in parts)
+    weights = torch.cat([w / (len(w) / n) for w in parts])
+    return unweighting_efficiency(weights, max_weight(weights, 0.0))
+
+
+def test_channels_in_proportion_to_their_max_weight_reach_the_multichannel_efficiency():
+    """Channel 0 is flat, channel 1 has a long tail. With points ∝ I_i, channel 1's tail sets w_max for both (the
+    efficiency is channel 1's own); with points ∝ w_max_i it is sum_i I_i / sum_i w_max_i, three times higher here."""
+    torch.manual_seed(3)
+    tail = torch.distributions.Pareto(1.0, 2.5).sample((20000,)).double()
+    flat = lambda n: torch.full((n,), 5.0, dtype=torch.float64)  # noqa: E731
+    within = torch.cat([flat(100), tail])
+    channel = torch.cat([torch.zeros(100, dtype=torch.long), torch.ones(20000, dtype=torch.long)])
+    max_weights = channel_max_weights(within, channel, 2, 0.0)
+    assert max_weights.tolist() == [5.0, float(tail.max())]
+    by_max = multichannel_efficiency(torch.tensor([5.0, float(tail.mean())]), max_weights)
+    assert by_max == pytest.approx((5 + float(tail.mean())) / (5 + float(tail.max())))
+
+    n_flat = lambda share: round(20000 * share[0] / share[1])  # noqa: E731
+    by_integral = pooled_efficiency([flat(n_flat([5.0, float(tail.mean())])), tail])
+    assert by_integral == pytest.approx(float(tail.mean() / tail.max()), rel=1e-3)
+    assert pooled_efficiency([flat(n_flat(max_weights.tolist())), tail]) == pytest.approx(by_max, rel=1e-2)
+    assert by_max > 3 * by_integral

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from madnis import MadNIS
-from madnis.unweighting import max_weight, unweighting_efficiency
 
 from ..settings import MadnisSettings
 from .events import event_records
@@ -61,12 +60,10 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, seed, log)
     trained.madnis.save(job_dir / SAMPLER)
-    weights = points.weight[0]
-    np.savez(job_dir / POINTS, weights=weights.numpy(), **Accumulated.of(points).arrays())
-    efficiency = unweighting_efficiency(weights, max_weight(weights, settings.training.max_overweight))
+    np.savez(job_dir / POINTS, weights=points.weight[0].numpy(), **Accumulated.of(points).arrays())
     return {
         "integration": asdict(integration),
-        "efficiency": efficiency,
+        "efficiency": integration.unweighting_efficiency,
         "losses": trained.losses,
         "running_integrals": trained.running_integrals,
         "seconds": trained.seconds,

@@ -1,14 +1,22 @@
 """Steps 2 and 3, integrate and unweight: the fixed trained sampler's points serve the integral and the events.
 
 As MadEvent's refine points serve both, the final integration's points are the first weighted sample for
-unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted against MadEvent's
-w_max of all points drawn (:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``; every
-point gets its uniform number u once, overweight events keep weight w / w_max). Every point drawn from the
-fixed sampler also enters the quoted cross section: per channel i all its points are draws of the same
-q_i whatever the channel probabilities of their batch, so I = sum_i mean_i(w) over all of them with
+unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted. Every point drawn
+from the fixed sampler also enters the quoted cross section: per channel i all its points are draws of the
+same q_i whatever the channel probabilities of their batch, so I = sum_i mean_i(w) over all of them with
 dI^2 = sum_i Var_i(w) / n_i (the integration's own accumulator). Training points are not pooled: their
-sampler changed while they were drawn. The diagnostics (prior channel shares, the observable of the weighted
-points and of the events) are accumulated from the points drawn, without integrand calls of their own.
+sampler changed while they were drawn.
+
+Unweighting treats all points drawn as one sample: a point of channel i with weight w in its channel carries
+W = w / P_i, P_i = n_i / n its channel's share of all points (unbiased whatever the batches' channel
+probabilities: each batch's n_i are fixed before it is drawn), and is accepted against MadEvent's w_max of all W
+(:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``; every point gets its uniform
+number u once, overweight events keep weight W / w_max). The efficiency is highest when n_i ∝ w_max_i, each
+channel's own maximum (:mod:`madnis.unweighting`), so each new batch fills the channels up towards that
+allocation. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
+priority per point), so the events' channel mix is not tilted towards the first batches. The diagnostics
+(prior channel shares, the observable of the weighted points and of the events) are accumulated from the
+points drawn, without integrand calls of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +29,13 @@ import torch
 
 from madnis import IntegrationResult, MadNIS, WeightedSample
 from madnis.integration import ChannelAccumulator
-from madnis.unweighting import max_weight, overweight_share, unweighting_efficiency
+from madnis.unweighting import (
+    channel_max_weights,
+    max_weight,
+    multichannel_efficiency,
+    overweight_share,
+    unweighting_efficiency,
+)
 
 from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
 
@@ -36,7 +50,8 @@ class WeightedPoints:
         self.observable = source.observable
         self.r: list[torch.Tensor] = []
         self.channel: list[torch.Tensor] = []
-        self.weight: list[torch.Tensor] = []
+        self.weight: list[torch.Tensor] = []  # w / p_i with p_i the channel probability of the point's batch
+        self.within: list[torch.Tensor] = []  # w: the weight in its channel (mean I_i)
         self.observable_values: list[np.ndarray] = []
         self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
         self.prior_total = 0.0
@@ -44,10 +59,12 @@ class WeightedPoints:
     def add(self, sample: WeightedSample) -> None:
         weight = sample.weight.double().cpu()
         channel = sample.channel.cpu()
-        self.cross_section.add(channel, weight * sample.channel_probability.double().cpu(), sample.ok.cpu())
+        within = weight * sample.channel_probability.double().cpu()
+        self.cross_section.add(channel, within, sample.ok.cpu())
         self.r.append(sample.r.cpu())
         self.channel.append(channel)
         self.weight.append(weight)
+        self.within.append(within)
         if self.observable is not None and sample.momenta is not None:
             self.observable_values.append(self.observable(sample.momenta.double().cpu()))
         if sample.alpha_prior is not None:
@@ -56,6 +73,25 @@ class WeightedPoints:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.weight)
+
+    def unweighting_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, channel) of every point: W = w / P_i with P_i its channel's share of all points (module docstring)."""
+        channel = torch.cat(self.channel)
+        share = torch.bincount(channel, minlength=len(self.prior_weighted)).double() / len(channel)
+        return torch.cat(self.within) / share[channel], channel
+
+    def top_up_shares(self, n_events: int, max_overweight: float) -> torch.Tensor:
+        """Channel shares of the next batch: towards n_i ∝ w_max_i for a sample of the size ``n_events`` needs."""
+        channel, within = torch.cat(self.channel), torch.cat(self.within)
+        n_channels = len(self.prior_weighted)
+        max_weights = channel_max_weights(within, channel, n_channels, max_overweight)
+        integrals, _ = self.cross_section.channel_estimates()
+        efficiency = multichannel_efficiency(integrals, max_weights)
+        if efficiency <= 0:
+            return max_weights
+        target = n_events / efficiency * max_weights / max_weights.sum()
+        deficit = (target - torch.bincount(channel, minlength=n_channels).double()).clamp_min(0.0)
+        return deficit if deficit.sum() > 0 else max_weights
 
     def prior_fractions(self) -> np.ndarray:
         """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
@@ -110,10 +146,11 @@ def unweight(
     """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them."""
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
     uniform = torch.zeros(0, dtype=torch.float64)
+    priority = torch.zeros(0, dtype=torch.float64)
     while True:
-        weights = torch.cat(points.weight)
-        fresh = torch.rand(len(weights) - len(uniform), generator=generator, dtype=torch.float64)
-        uniform = torch.cat([uniform, fresh])  # each point's u drawn once
+        weights, _ = points.unweighting_weights()
+        fresh = torch.rand(2, len(weights) - len(uniform), generator=generator, dtype=torch.float64)
+        uniform, priority = torch.cat([uniform, fresh[0]]), torch.cat([priority, fresh[1]])  # drawn once per point
         if n_events == 0:
             w_max, accepted = 0.0, torch.zeros(0, dtype=torch.long)
             break
@@ -128,8 +165,9 @@ def unweight(
                 f"{source.name}: only {len(accepted)} of {n_events} events after {len(weights)} weighted points "
                 f"(unweighting efficiency {len(accepted) / len(weights):.2e}); train longer or ask fewer events"
             )
-        points.add(madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights)))
-    index = accepted[:n_events]
+        share = points.top_up_shares(n_events, settings.training.max_overweight)
+        points.add(madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights), share=share))
+    index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max) / w_max).numpy()
     observable = np.concatenate(points.observable_values) if points.observable_values else None
     out = Unweighted(
