@@ -92,7 +92,9 @@ def total(channels: list[ChannelResult], which: str) -> tuple[float, float]:
 
 
 def pull(a: tuple[float, float], b: tuple[float, float]) -> float:
-    return (a[0] - b[0]) / (a[1] ** 2 + b[1] ** 2) ** 0.5
+    """(a - b) / combined error; 0 for two exact zeros (a channel that no subprocess feeds, e.g. q q~ > g g's G1)."""
+    error = (a[1] ** 2 + b[1] ** 2) ** 0.5
+    return (a[0] - b[0]) / error if error > 0 else 0.0 if a[0] == b[0] else float("inf")
 
 
 def merged_rows(rows: list[dict], command: str) -> list[dict]:
