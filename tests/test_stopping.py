@@ -62,11 +62,12 @@ def test_falls_then_flattens_stops_after_the_patience():
 
 
 def test_cheap_stops_at_min_steps_and_expensive_trains_longer():
-    efficiencies = [min(0.1 + 0.002 * k, 0.6) for k in range(600)]
+    efficiencies = [min(0.1 + 0.002 * k, 0.6) for k in range(1000)]
     cheap, _ = run_rule(efficiencies, 1e2, window=4, patience=5, min_steps=20)
     expensive, reason = run_rule(efficiencies, 1e6, window=4, patience=5, min_steps=20)
     assert cheap == 19  # the first projection is already the best: training never pays
     assert expensive is not None and expensive > 250 and reason.best.step >= 240
+    assert expensive - reason.best.step >= 0.25 * reason.best.total  # 1 s per step: a quarter of the best projection
 
 
 def test_noisy_plateau_does_not_stop_training_early():
