@@ -106,6 +106,13 @@ def madevent_summary(run_name: str, tag: str, cross_section: float, error: float
     )
 
 
+def log_summary(run: RunResult, settings: RunSettings, log: Callable[[str], None]) -> None:
+    """The end of a run's log, whichever path ran it: MadEvent's results block, then every matrix-element call."""
+    log("")
+    log(madevent_summary(settings.run_name, settings.tag, run.cross_section, run.error, run.nevents))
+    log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
+
+
 def run_processes(
     sources: Sequence[ProcessSource],
     settings: RunSettings,
@@ -148,7 +155,5 @@ def run_processes(
             if t.reused_from is None:
                 t.madnis.save(saved_sampler_path(settings.output_dir, source.name))
     run = RunResult(sigma, error, settings.nevents, lhe_path, results, time.time() - start)
-    log("")
-    log(madevent_summary(settings.run_name, settings.tag, sigma, error, run.nevents))
-    log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
+    log_summary(run, settings, log)
     return run

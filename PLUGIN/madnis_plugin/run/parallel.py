@@ -34,7 +34,7 @@ from .jobs import (
     read_result,
     settings_to_dict,
 )
-from .orchestrate import RunResult, SourceResult, madevent_summary
+from .orchestrate import RunResult, SourceResult, log_summary
 from .source import ProcessSource, RunSettings, check_run, saved_sampler_path
 from .train import TrainedSampler
 
@@ -129,9 +129,7 @@ def run_in_jobs(
                 shutil.copyfile(train_dir / SAMPLER, target.with_name(f".{target.name}.tmp"))
                 os.replace(target.with_name(f".{target.name}.tmp"), target)
     run = RunResult(sigma, error, settings.nevents, lhe_path, results, time.time() - start)
-    log("")
-    log(madevent_summary(settings.run_name, settings.tag, sigma, error, run.nevents))
-    log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
+    log_summary(run, settings, log)
     return run
 
 
