@@ -124,7 +124,7 @@ def stock(directory: Path, nevents: int, nb_core: int | None = None) -> Measurem
     log, seconds = launch(directory, nb_core, madnis="False", nevents=nevents)
     sigma, error = cross_section(log)
     fields = (directory / "SubProcesses" / "results.dat").read_text().split()
-    points, primary_unweighted = int(fields[3]), int(fields[4])
+    points, primary_unweighted = int(fields[3]), int(fields[6])  # results.dat: nevents, ..., nunwgt
     return Measurement(sigma, error, seconds, points, primary_unweighted / points)
 
 

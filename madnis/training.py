@@ -147,8 +147,9 @@ class Trainer:
     ):
         self.sampler, self.integrand, self.config, self.statistics = sampler, integrand, config, statistics
         self.generator = generator
-        self.optimizer = torch.optim.Adam(sampler.trainable_parameters(), lr=config.learning_rate, fused=True)
-        self.scheduler = make_scheduler(self.optimizer, config)
+        self._optimizer: torch.optim.Optimizer | None = None  # made on first use (see ``optimizer``)
+        self._scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self._pending_state: dict | None = None
         self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
         self.loss_fn = LOSSES[config.loss]
@@ -209,11 +210,33 @@ class Trainer:
         history.n_skipped = self.n_skipped
         return history
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the trainable parameters, made when first needed: constructing a torch optimiser imports
+        torch's compiler stack (1.7 s measured), which a sampler loaded only to draw points never needs."""
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(
+                self.sampler.trainable_parameters(), lr=self.config.learning_rate, fused=True
+            )
+            self._scheduler = make_scheduler(self._optimizer, self.config)
+            if self._pending_state is not None:
+                self._optimizer.load_state_dict(self._pending_state["optimizer"])
+                self._scheduler.load_state_dict(self._pending_state["scheduler"])
+                self._pending_state = None
+        return self._optimizer
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        self.optimizer  # noqa: B018  # makes both
+        assert self._scheduler is not None
+        return self._scheduler
+
     def state_dict(self) -> dict:
         """Optimiser, schedule and counters: what continuing the training needs besides the sampler."""
+        untouched = self._optimizer is None and self._pending_state is not None
         return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self._pending_state["optimizer"] if untouched else self.optimizer.state_dict(),
+            "scheduler": self._pending_state["scheduler"] if untouched else self.scheduler.state_dict(),
             "scale": self.scale,
             "dropped": list(self.dropped),
             "dropping_done": self.dropping_done,
@@ -222,8 +245,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self._optimizer is None:
+            self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+        else:
+            self._optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
         self.online_steps, self.n_skipped = state["online_steps"], state["n_skipped"]
 

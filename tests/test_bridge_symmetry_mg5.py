@@ -4,7 +4,7 @@ MadEvent integrates, in the G directory of a representative config c, the sum ov
 (symfact, ``symconf``) of f(perm_j p) alpha_j(perm_j p) with p from c's phase-space tree. The bridge makes
 each copy j a channel of its own, generated with c's tree and evaluated at perm_j p: the sum of a group's
 channels is MadEvent's G-directory integrand point by point, and the copies are exact images of c (checked
-here to rounding). The integral of ``u d~ > w+ z z`` is checked against MadEvent converged: MadEvent's own
+here to rounding). The integrals of ``u d~ > w+ z z`` and ``u u~ > g g`` are checked against MadEvent converged: MadEvent's own
 ``madevent`` re-run in every G channel with more points (``benchmarks/validation.py``); a default stock launch
 is up to 6 % low in its poorly mapped t-channel configs and 1 % low in total, see
 ``benchmarks/results/validation.md`` and ``fortran_bridge/README.md``.
@@ -86,11 +86,13 @@ def test_channel_missing_from_a_subprocess_is_evaluated_as_madevent_does(librari
 
 
 @pytest.mark.slow
-def test_wzz_integral_equals_madevent_converged(libraries):
-    """Per-channel VEGAS of the bridge against MadEvent converged (benchmarks/results/validation.json)."""
+@pytest.mark.parametrize("name", list(PROCESSES))
+def test_integral_equals_madevent_converged(libraries, name):
+    """Per-channel VEGAS of the bridge against MadEvent converged (benchmarks/results/validation.json) at 0.15 %:
+    identical Z bosons (``u d~ > w+ z z``) and identical gluons (``u u~ > g g``)."""
     vegas = pytest.importorskip("vegas")
-    reference = next(row for row in json.loads(VALIDATION.read_text())["rows"] if row["process"] == PROCESSES["wzz"])
-    library = libraries["wzz"]
+    reference = next(row for row in json.loads(VALIDATION.read_text())["rows"] if row["process"] == PROCESSES[name])
+    library = libraries[name]
     estimate, variance = 0.0, 0.0
     for channel in range(library.info.n_channels):
 
@@ -107,4 +109,4 @@ def test_wzz_integral_equals_madevent_converged(libraries):
     sigma, error = reference["converged"]
     combined = (variance + error**2) ** 0.5
     assert abs(estimate - sigma) < 3 * combined, f"{estimate:.6g} +- {variance**0.5:.2g} pb vs {sigma:.6g}"
-    assert combined < 2e-3 * sigma, "too imprecise to resolve the 1 % stock-launch deficit"
+    assert combined < 1.5e-3 * sigma, "too imprecise to resolve the 1 % stock-launch deficit"

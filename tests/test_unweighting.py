@@ -99,7 +99,6 @@ def test_negative_weights_keep_their_sign_and_first_n_events():
     assert (selection.indices.diff() > 0).all()
 
 
-
 def pooled_efficiency(parts: list[torch.Tensor]) -> float:
     """Hit-or-miss efficiency against the largest W = w / P_i, P_i = n_i / n the channel's share of the pool."""
     n = sum(len(w) for w in parts)
