@@ -22,7 +22,7 @@ from .config import AUTO, TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import Projection, StoppingRule, StopReason
+from .stopping import CHECK_TOLERANCE, EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -65,7 +65,28 @@ class MadNIS:
             stopping = StoppingRule.from_config(self.config, n_events)
         if self.config.vegas_pretraining and self.vegas_grids is None:
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
-        return self.trainer.train(callback, stopping)
+        history = self.trainer.train(callback, stopping)
+        while stopping is not None and self._resume_after_check(stopping, history):
+            history.extend(self.trainer.train(callback, stopping))
+        return history
+
+    def _resume_after_check(self, stopping: StoppingRule, history: History) -> bool:
+        """Measure on fresh points the efficiency that the best projection, on which the rule stopped, claimed
+        (:mod:`madnis.stopping`); if it is far lower, recalibrate the rule and say that training goes on."""
+        if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
+            return False
+        if self.config.auto_check_points == 0:
+            return False
+        seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
+        measured = self.integrate(self.config.auto_check_points, seed=seed).unweighting_efficiency
+        estimate = stopping.best.efficiency
+        resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
+        history.checks.append(
+            EfficiencyCheck(self.trainer.steps_done, self.config.auto_check_points, estimate, measured, resume)
+        )
+        if resume:
+            stopping.recalibrate(measured / estimate)
+        return resume
 
     def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:

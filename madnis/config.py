@@ -45,7 +45,8 @@ class TrainingConfig:
         max_minutes: with ``steps = "auto"``, the most minutes of training (VEGAS pre-training included).
         auto_min_steps, auto_patience, auto_window: with ``steps = "auto"``, the steps always made, the online
             steps without a new smallest projection that stop training, and the online batches pooled for the
-            efficiency estimate (:class:`madnis.stopping.StoppingRule`).
+            efficiency estimate (:class:`madnis.stopping.StoppingRule`); ``auto_check_points``: the fresh points
+            that check the estimate when the rule says stop (0: no check).
         batch_size: points per online step (integrand calls per online step).
         learning_rate, lr_schedule, lr_final_fraction: Adam learning rate and its decay to
             ``learning_rate * lr_final_fraction`` at the last step ("cosine", "exponential") or none ("constant").
@@ -80,6 +81,7 @@ class TrainingConfig:
     auto_min_steps: int = 100
     auto_patience: int = 10
     auto_window: int = 8
+    auto_check_points: int = 100_000
     batch_size: int = card_field(1024, "points per training step")
     learning_rate: float = card_field(1e-3, "learning rate")
     lr_schedule: str = card_field("constant", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
@@ -127,7 +129,13 @@ class TrainingConfig:
         require(self.max_minutes > 0, "max_minutes", "> 0")
         require(self.auto_patience >= 1, "auto_patience", ">= 1")
         require(self.auto_window >= 1, "auto_window", ">= 1")
-        for name in ("auto_min_steps", "buffered_steps", "stratified_warmup_steps", "vegas_iterations"):
+        for name in (
+            "auto_min_steps",
+            "auto_check_points",
+            "buffered_steps",
+            "stratified_warmup_steps",
+            "vegas_iterations",
+        ):
             require(getattr(self, name) >= 0, name, ">= 0")
         for name in ("batch_size", "integration_batch_size"):
             require(getattr(self, name) >= 2, name, ">= 2")

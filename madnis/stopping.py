@@ -33,6 +33,14 @@ The estimates use only what training already has (no extra integrand call):
   training then runs somewhat longer than the optimum, not shorter.
 - N: the caller's function of the running integral (e.g. this process's share of the run's events).
 
+Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
+it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on ``auto_check_points``
+fresh points (an integration; counted calls). If that is below ``CHECK_TOLERANCE`` x the best projection's
+estimate (the sampler has only improved since), every later
+estimate is scaled by measured / estimate, the best projection is forgotten and training goes on; the next stop
+is checked again. Measured on ``g g > w+ d u~ g``, 10k events: training stopped at step 499 on an estimate of
+1.32 % where the run's events came at 0.46 %.
+
 Rule: the smallest projection so far and its step are kept; training stops once at least ``min_steps``
 steps were made, ``patience`` online steps in a row brought no new smallest projection *and* the training
 seconds since that step reach ``patience_share`` (25 %) of the smallest projection; or as soon as
@@ -61,6 +69,7 @@ from .config import TrainingConfig
 from .unweighting import max_weight, unweighting_efficiency
 
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
+CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,25 @@ class StopReason:
         )
 
 
+@dataclass(frozen=True)
+class EfficiencyCheck:
+    """After ``step`` steps, the multichannel efficiency of ``points`` fresh points (``measured``) against the
+    rule's estimate; ``resumed``: training went on with the estimates scaled by measured / estimate."""
+
+    step: int
+    points: int
+    estimate: float
+    measured: float
+    resumed: bool
+
+    def describe(self) -> str:
+        verdict = "training goes on with the estimates scaled to it" if self.resumed else "the estimate holds"
+        return (
+            f"efficiency check after step {self.step}: {100 * self.measured:.2f}% on {self.points} points, "
+            f"estimated {100 * self.estimate:.2f}%; {verdict}"
+        )
+
+
 class StoppingRule:
     """Decides when automatic training stops; see the module docstring for the projection and the rule.
 
@@ -138,7 +166,9 @@ class StoppingRule:
         self.batches: deque[torch.Tensor] = deque(maxlen=window)
         self.draw_seconds, self.points = 0.0, 0
         self.best: Projection | None = None
+        self.last: Projection | None = None
         self.since_best = 0
+        self.calibration = 1.0
 
     @classmethod
     def from_config(
@@ -170,6 +200,7 @@ class StoppingRule:
         efficiency = self.efficiency(n_events)
         cost = self.draw_seconds / self.points
         projection = Projection(step, self.elapsed(), n_events, efficiency, cost)
+        self.last = projection
         if len(self.batches) < self.window:
             return projection
         if self.best is None or projection.total < self.best.total:
@@ -184,12 +215,18 @@ class StoppingRule:
         pooled = torch.cat(batches)
         full = self._efficiency(pooled)
         if len(batches) < 2 or full <= 0:
-            return full
+            return self.calibration * full
         half = len(batches) // 2
         halves = 0.5 * (self._efficiency(torch.cat(batches[:half])) + self._efficiency(torch.cat(batches[half:])))
         loss_per_doubling = min(1.0, full / halves) if halves > 0 else 1.0
         doublings = max(0.0, math.log2(n_events / full / pooled.numel()))
-        return full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
+        return self.calibration * full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
+
+    def recalibrate(self, factor: float) -> None:
+        """Scale every later efficiency estimate by ``factor`` (an efficiency check found them off) and forget the
+        best projection, which rested on the old scale; the clock and the window go on."""
+        self.calibration *= factor
+        self.best, self.since_best = None, 0
 
     def _efficiency(self, weights: torch.Tensor) -> float:
         return unweighting_efficiency(weights, max_weight(weights, self.max_overweight)) if weights.sum() > 0 else 0.0

@@ -27,7 +27,7 @@ from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES
 from .sampler import CountingIntegrand, MultiChannelSampler
-from .stopping import Projection, StoppingRule, StopReason
+from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
 from .vegas import VegasGrid
 
@@ -60,12 +60,18 @@ class TrainingProgress:
 
 @dataclass
 class History:
-    """All progress records of a training run, the steps skipped for a non-finite loss or gradient, and why
-    automatic training stopped (None with a fixed budget)."""
+    """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
+    automatic training stopped (None with a fixed budget) and its efficiency checks."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
+    checks: list[EfficiencyCheck] = field(default_factory=list)
+
+    def extend(self, part: History) -> None:
+        """Append a later part of the same training (after an efficiency check)."""
+        self.progress += part.progress
+        self.n_skipped, self.stop = part.n_skipped, part.stop
 
     def __len__(self) -> int:
         return len(self.progress)
@@ -158,6 +164,7 @@ class Trainer:
         self.dropped: list[int] = []
         self.dropping_done = False
         self.online_steps = 0
+        self.steps_done = 0  # steps made so far; automatic training goes on from here after an efficiency check
 
     def train(
         self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None
@@ -170,7 +177,8 @@ class Trainer:
             log.info(message)
         integral = rel_error = math.nan
         projection = None
-        for step in range(self.config.steps) if stopping is None else itertools.count():
+        steps = range(self.config.steps) if stopping is None else itertools.count(self.steps_done)
+        for step in steps:
             online = step % (self.config.buffered_steps + 1) == 0
             if online:
                 if step >= self.config.drop_step and not self.dropping_done and self.config.drop_threshold > 0:
@@ -207,6 +215,7 @@ class Trainer:
                 callback(progress)
             if progress.last:
                 break
+        self.steps_done = len(history) if stopping is None else self.steps_done + len(history)
         history.n_skipped = self.n_skipped
         return history
 

@@ -125,3 +125,29 @@ def test_auto_training_stops_and_says_why():
 def test_fixed_steps_are_unchanged():
     history = MadNIS(CamelBack1D(), TrainingConfig(steps=7, batch_size=128, vegas_pretraining=False)).train()
     assert len(history) == 7 and history.stop is None and history[-1].last and history[-1].projection is None
+
+
+def test_recalibration_scales_the_estimates_and_forgets_the_best():
+    stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=Clock())
+    stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0)
+    assert stopping.best is not None and stopping.last.efficiency == pytest.approx(0.5)
+    stopping.recalibrate(0.2)
+    assert stopping.best is None
+    assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.1)
+
+
+def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch):
+    """The window claims 100 % efficiency: the first check measures far less, scales the estimates to it and training
+    resumes; the next check agrees with the scaled estimate and training stops. The checks' points are counted."""
+    monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 1.0)
+    config = TrainingConfig(
+        steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3, auto_check_points=5000
+    )
+    m = MadNIS(CamelBack1D(prior="bw"), config)
+    history = m.train(n_events=100)
+    first, last = history.checks[0], history.checks[-1]
+    assert first.estimate == 1.0 and first.measured < 0.7 and first.resumed
+    assert not last.resumed and len(history.checks) >= 2 and "efficiency check after step" in first.describe()
+    assert history.stop.steps == len(history) > first.step  # the step count goes on after the check
+    trained = sum(256 for p in history.progress if p.online)
+    assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)

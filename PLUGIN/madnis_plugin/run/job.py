@@ -39,7 +39,7 @@ from .source import INTEGRATION, ProcessSource, RunSettings, stream_seed
 from .train import saved_sampler, train_or_load
 
 MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
-SUMMARY_KEYS = ("Training MadNIS", "training stopped", "Reusing trained sampler")
+SUMMARY_KEYS = ("Training MadNIS", "efficiency check", "training stopped", "Reusing trained sampler")
 
 
 def log(text: str) -> None:

@@ -114,6 +114,8 @@ def train_or_load(
     madnis = MadNIS(source.integrand, config)
     printer = progress_printer(source.name, settings.progress_every, log)
     history = madnis.train(printer, settings.nevents if n_events is None else n_events)
+    for check in history.checks:
+        log(f"  [{source.name}] {check.describe()}")
     reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")

@@ -1,0 +1,118 @@
+"""How well does ``steps = auto`` know the unweighting efficiency while it trains? Estimators against the truth.
+
+Trains one P-dir with the plugin's default settings in segments of ``--segment`` steps; after each segment the
+truth is the multichannel efficiency (:attr:`madnis.IntegrationResult.unweighting_efficiency`, MadEvent's rule
+with share 1e-3 per channel, channels drawn ∝ w_max_i as the plugin's unweighting does) of a fresh integration
+with ``--points`` points, and the estimators use only the last ``--window`` online training batches:
+
+- median: the median of each batch's own efficiency (the rule before this study),
+- pooled: the efficiency of the window's batches pooled (what :mod:`madnis.stopping` uses, then extrapolated),
+- pooled multichannel: sum_i I_i / sum_i w_max_i of the pooled window per channel,
+- pooled 4 windows: the last 4 x ``--window`` batches pooled.
+
+Writes ``benchmarks/results/stopping_estimates.md``.
+
+    python benchmarks/stopping_estimates.py WJJ/SubProcesses/P1_gg_wpqqg --segment 250 --segments 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from madnis_plugin.bridge_integrand import BridgeIntegrand
+from madnis_plugin.settings import MadnisSettings, card_training
+
+from fortran_bridge import ProcessLibrary
+from madnis import MadNIS
+from madnis.training import OnlineBatch, Trainer
+from madnis.unweighting import channel_max_weights, max_weight, multichannel_efficiency, unweighting_efficiency
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RULE = 1e-3
+
+
+def efficiency(weights: torch.Tensor) -> float:
+    return unweighting_efficiency(weights, max_weight(weights, RULE))
+
+
+def estimates(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], window: int, n: int) -> dict:
+    """The estimators of the module docstring from (channel, w / p_i, p_i per channel) of the online batches."""
+    last = batches[-window:]
+    channel = torch.cat([c for c, _, _ in last])
+    within = torch.cat([w * share[c] for c, w, share in last])
+    integrals = torch.zeros(n, dtype=torch.float64).index_add(0, channel, within)
+    integrals /= torch.bincount(channel, minlength=n).clamp_min(1)
+    return {
+        "median": float(torch.tensor([efficiency(w) for _, w, _ in last]).median()),
+        "pooled": efficiency(torch.cat([w for _, w, _ in last])),
+        "pooled multichannel": multichannel_efficiency(integrals, channel_max_weights(within, channel, n, RULE)),
+        "pooled 4 windows": efficiency(torch.cat([w for _, w, _ in batches[-4 * window :]])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pdir", type=Path)
+    parser.add_argument("--segment", type=int, default=250)
+    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--points", type=int, default=100_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    online_batch = Trainer._online_batch
+
+    def recording(self: Trainer, online_step: int) -> OnlineBatch:
+        drawn = online_batch(self, online_step)
+        channel = drawn.batch.channel.cpu()
+        share = torch.bincount(channel, minlength=self.sampler.n_channels).double() / len(channel)
+        batches.append((channel, drawn.event_weights.double().abs().cpu(), share))
+        return drawn
+
+    Trainer._online_batch = recording  # type: ignore[method-assign]
+    settings = MadnisSettings(training=replace(card_training(), steps=args.segment))
+    rows = []
+    with ProcessLibrary(args.pdir, seed=0, workers=1) as library:
+        madnis = MadNIS(BridgeIntegrand(library), settings.training_config(0))
+        for segment in range(args.segments):
+            madnis.train()
+            truth = madnis.integrate(args.points, seed=100 + segment).unweighting_efficiency
+            rows.append(
+                {
+                    "steps": (segment + 1) * args.segment,
+                    "truth": truth,
+                    **estimates(batches, args.window, madnis.sampler.n_channels),
+                }
+            )
+            print(rows[-1], flush=True)
+    names = list(rows[0])[1:]
+    lines = [
+        "# The efficiency `steps = auto` sees while training, against the truth",
+        "",
+        f"- command: `python benchmarks/stopping_estimates.py {args.pdir.name} --segment {args.segment} "
+        f"--segments {args.segments} --window {args.window} --points {args.points}` (the P-dir of `output madnis`)",
+        f"- machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| steps | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        *[f"| {r['steps']} | " + " | ".join(f"{100 * r[k]:.2f} %" for k in names) + " |" for r in rows],
+        "",
+        "truth: multichannel efficiency of a fresh integration (share 1e-3 per channel); the others from the last "
+        f"{args.window} online batches of 1024 points (see the script's docstring).",
+        "",
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "stopping_estimates.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
