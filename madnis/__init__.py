@@ -12,6 +12,7 @@ unweighting, sampler (composition), training (the loop), stopping (``steps = "au
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .config import AUTO, TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import CHECK_TOLERANCE, EfficiencyCheck, Projection, StoppingRule, StopReason
+from .stopping import CHECK_TOLERANCE, MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -78,12 +79,12 @@ class MadNIS:
         if self.config.auto_check_points == 0:
             return False
         seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
-        measured = self.integrate(self.config.auto_check_points, seed=seed).unweighting_efficiency
         estimate = stopping.best.efficiency
+        needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample
+        points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, 2 * needed)))
+        measured = self.integrate(points, seed=seed).unweighting_efficiency
         resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
-        history.checks.append(
-            EfficiencyCheck(self.trainer.steps_done, self.config.auto_check_points, estimate, measured, resume)
-        )
+        history.checks.append(EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, resume))
         if resume:
             stopping.recalibrate(measured / estimate)
         return resume

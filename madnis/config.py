@@ -45,7 +45,7 @@ class TrainingConfig:
         max_minutes: with ``steps = "auto"``, the most minutes of training (VEGAS pre-training included).
         auto_min_steps, auto_patience, auto_window: with ``steps = "auto"``, the steps always made, the online
             steps without a new smallest projection that stop training, and the online batches pooled for the
-            efficiency estimate (:class:`madnis.stopping.StoppingRule`); ``auto_check_points``: the fresh points
+            efficiency estimate (:class:`madnis.stopping.StoppingRule`); ``auto_check_points``: the most fresh points
             that check the estimate when the rule says stop (0: no check).
         batch_size: points per online step (integrand calls per online step).
         learning_rate, lr_schedule, lr_final_fraction: Adam learning rate and its decay to

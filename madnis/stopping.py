@@ -34,8 +34,9 @@ The estimates use only what training already has (no extra integrand call):
 - N: the caller's function of the running integral (e.g. this process's share of the run's events).
 
 Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
-it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on ``auto_check_points``
-fresh points (an integration; counted calls). If that is below ``CHECK_TOLERANCE`` x the best projection's
+it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: twice the
+sample the events need at the claimed efficiency, between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an
+integration; counted calls). If that is below ``CHECK_TOLERANCE`` x the best projection's
 estimate (the sampler has only improved since), every later
 estimate is scaled by measured / estimate, the best projection is forgotten and training goes on; the next stop
 is checked again. Measured on ``g g > w+ d u~ g``, 10k events: training stopped at step 499 on an estimate of
@@ -70,6 +71,7 @@ from .unweighting import max_weight, unweighting_efficiency
 
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
 CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
+MIN_CHECK_POINTS = 10_000  # an efficiency check draws at least these points
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ whatever ran where; a job failing once is resubmitted; a job always failing stop
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -85,3 +86,26 @@ def test_a_job_failing_twice_stops_the_run_in_one_line(dy_output, tmp_path):
     log = run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log"
     assert f"MadNIS training job of P1_qq_ll failed twice: injected failure (log: {log})" in out, out[-3000:]
     assert not (run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz").exists()
+
+
+def test_p_dirs_train_concurrently_and_agree_with_stock(mg5_dir, tmp_path):
+    """``p p > z j`` has two P-dirs (g q > z q and q q~ > z g, with mirrors): with run_mode 2 they train as two
+    concurrent jobs; the cross section agrees with a stock launch of the same directory, the events are exactly
+    nevents and the LHE's <init> block has one line per P-dir."""
+    out = test_plugin_mg5.run_mg5(mg5_dir, f"generate p p > z j\noutput madnis {tmp_path / 'ZJ'}\n", tmp_path)
+    output = tmp_path / "ZJ"
+    assert len(list((output / "SubProcesses").glob("P*"))) == 2, out[-2000:]
+    stock_dir = tmp_path / "stock"
+    subprocess.run(["cp", "-r", str(output), str(stock_dir)], check=True)
+    set_card(stock_dir / "Cards" / "run_card.dat", madnis=False, nevents=2000)
+    stock = test_plugin_mg5.generate_events(stock_dir)
+    run_dir = tmp_path / "madnis"
+    log = launch(output, run_dir, run_mode=2, nb_core=2)
+    assert "MadNIS: 2 training job(s) on 2 core(s)" in log, log[-3000:]
+    (s, ds), (m, dm) = cross_section(stock), cross_section(log)
+    assert abs(m - s) < 3 * (ds**2 + dm**2) ** 0.5, (m, dm, s, ds)
+    lhe = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
+    check_events(lhe, TINY["nevents"])
+    with gzip.open(lhe, "rt") as handle:
+        init = re.search(r"<init>\n(.*?)</init>", handle.read(), re.S).group(1).split("\n")
+    assert int(init[0].split()[-1]) == 2 and len([line for line in init[1:] if line.strip()]) == 2
