@@ -1,8 +1,9 @@
 """Stock MadEvent (survey/refine) vs MadNIS on the same ``output madnis`` directory, back to back (issue 12).
 
-For each case (process, nevents): ``generate PROCESS; output madnis DIR`` once, then ``bin/generate_events``
-twice on the same directory, default cards, the same ``nb_core`` (``run_mode = 2``), first with
-``madnis = False`` (stock) and then ``madnis = True``. Records wall time (compilation included in both),
+For each case (process, nevents): ``generate PROCESS; output madnis DIR`` once and a copy of it, then
+``bin/generate_events`` with ``madnis = False`` (stock) in the directory and ``madnis = True`` in the copy, default
+cards, the same ``nb_core`` (``run_mode = 2``): both launches compile (a MadNIS launch in the directory the stock
+launch compiled would only link the bridge). Records wall time (compilation included in both),
 cross section, matrix-element calls and unweighting efficiency; writes
 ``benchmarks/results/mg5_vs_madnis.json`` (one row per launch: process, mode, nevents, nb_core, wall_s, xsec,
 err, me_calls, efficiency_madevent_rule, events_per_call), ``mg5_vs_madnis.md`` and ``mg5_vs_madnis.png``.
@@ -229,7 +230,8 @@ def write_outputs(cases: list[Case], failures: list[str], command: str, notes: l
         "prints it.",
         "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
         "(set to zero weight, counted in its warnings).",
-        "Wall times include compilation; the cores are shared with other jobs (noisy), so compare the ratio.",
+        "Wall times include compilation (each launch in its own fresh copy); the cores are shared with other jobs "
+        "(noisy), so compare the ratio.",
         "",
     ]
     table = RESULTS / "mg5_vs_madnis.md"
@@ -276,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     directories = process_directories(args.mg5, [p for p, _ in wanted], "mg5_vs_madnis_", args.keep)
     for (process, directory), (_, nevents) in zip(directories, wanted):
         try:
+            fresh = directory.with_name(f"{directory.name}_madnis")  # compiles as the stock launch does
+            shutil.copytree(directory, fresh, symlinks=True)
             s = stock(directory, nevents, args.nb_core)
-            m = madnis(directory, nevents, args.steps)
+            m = madnis(fresh, nevents, args.steps, args.nb_core)
         except RunFailed as error:
             failures.append(f"{process}` ({nevents} events) failed: `{error}")
             print(f"{process}: FAILED {error}", flush=True)
