@@ -74,11 +74,11 @@ class WeightedPoints:
     def __len__(self) -> int:
         return sum(len(w) for w in self.weight)
 
-    def unweighting_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W, channel) of every point: W = w / P_i with P_i its channel's share of all points (module docstring)."""
+    def unweighting_weights(self) -> torch.Tensor:
+        """W of every point: w / P_i with P_i its channel's share of all points (module docstring)."""
         channel = torch.cat(self.channel)
         share = torch.bincount(channel, minlength=len(self.prior_weighted)).double() / len(channel)
-        return torch.cat(self.within) / share[channel], channel
+        return torch.cat(self.within) / share[channel]
 
     def top_up_shares(self, n_events: int, max_overweight: float) -> torch.Tensor:
         """Channel shares of the next batch: towards n_i ∝ w_max_i for a sample of the size ``n_events`` needs."""
@@ -148,7 +148,7 @@ def unweight(
     uniform = torch.zeros(0, dtype=torch.float64)
     priority = torch.zeros(0, dtype=torch.float64)
     while True:
-        weights, _ = points.unweighting_weights()
+        weights = points.unweighting_weights()
         fresh = torch.rand(2, len(weights) - len(uniform), generator=generator, dtype=torch.float64)
         uniform, priority = torch.cat([uniform, fresh[0]]), torch.cat([priority, fresh[1]])  # drawn once per point
         if n_events == 0:
