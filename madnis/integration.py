@@ -1,6 +1,8 @@
 """Multi-channel integration: I ± dI with points allocated by sigma_i, accumulated in float64.
 
-I = sum_i I_i with I_i the mean weight of channel i and dI^2 = sum_i Var(w_i) / N_i. Sums of w and w^2
+I = sum_i I_i with I_i the mean weight of channel i and dI^2 = sum_i (Var(w_i) / N_i + tail_i^2), tail_i the
+expected contribution of the weights beyond the largest one drawn (:mod:`madnis.tails`: a heavy weight tail
+that a finite sample misses would otherwise leave the error too small with the mean). Sums of w and w^2
 are kept in float64 whatever the training precision (float32 sums of 10^6 weights lose the variance and
 give pulls of hundreds). Failed points (``ok`` False) count as weight 0 and are reported, never NaN.
 The result carries a per-channel and a per-group contribution table (:meth:`IntegrationResult.format_table`),
@@ -16,13 +18,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .tails import TOP_WEIGHTS, channel_tails, merge_top
 from .unweighting import channel_max_weights, multichannel_efficiency
 
 
 @dataclass
 class ChannelContribution:
     """One channel's (or group's) share: ``fraction`` = integral / total integral; ``max_weight``: w_max of its
-    weights by MadEvent's rule (a group's: the sum of its channels'; 0 when not measured)."""
+    weights by MadEvent's rule (a group's: the sum of its channels'; 0 when not measured); ``error`` includes
+    ``tail``, the weight-tail term (:mod:`madnis.tails`), in quadrature."""
 
     channel: int
     group: int
@@ -31,6 +35,7 @@ class ChannelContribution:
     n_points: int
     fraction: float
     max_weight: float = 0.0
+    tail: float = 0.0
 
 
 @dataclass
@@ -44,6 +49,11 @@ class IntegrationResult:
     @property
     def rel_error(self) -> float:
         return self.error / abs(self.integral) if self.integral != 0 else math.inf
+
+    @property
+    def tail_error(self) -> float:
+        """The weight-tail part of ``error`` (:mod:`madnis.tails`), channels in quadrature."""
+        return math.sqrt(sum(c.tail**2 for c in self.channels))
 
     @property
     def unweighting_efficiency(self) -> float:
@@ -66,6 +76,7 @@ class IntegrationResult:
                 n_points=sum(c.n_points for c in members),
                 fraction=sum(c.fraction for c in members),
                 max_weight=sum(c.max_weight for c in members),
+                tail=math.sqrt(sum(c.tail**2 for c in members)),
             )
             for g, members in sorted(by_group.items())
         ]
@@ -90,39 +101,73 @@ class IntegrationResult:
 
 
 class ChannelAccumulator:
-    """float64 per-channel point counts, means and summed squared deviations (M2), failure count.
+    """float64 per-channel point counts, means, summed squared deviations (M2) and largest |w|, failure count.
 
     Batches are merged with Chan et al.'s parallel update, so the variance does not suffer from the
-    cancellation of sum(w^2)/n - mean^2 when the weights are nearly constant (a well-trained flow).
+    cancellation of sum(w^2)/n - mean^2 when the weights are nearly constant (a well-trained flow). The
+    largest |w| of each channel (``top``) feed the weight-tail term of the error (:mod:`madnis.tails`).
+    Accumulators of disjoint points merge (:meth:`merge`) and travel as arrays (:meth:`arrays`), so points drawn
+    by separate jobs pool into one cross section.
     """
+
+    FIELDS = ("n", "mean", "m2", "top")
 
     def __init__(self, n_channels: int):
         self.n = torch.zeros(n_channels, dtype=torch.float64)
         self.mean = torch.zeros(n_channels, dtype=torch.float64)
         self.m2 = torch.zeros(n_channels, dtype=torch.float64)
+        self.top = torch.zeros(n_channels, TOP_WEIGHTS, dtype=torch.float64)
         self.n_failed = 0
 
     def add(self, channel: torch.Tensor, weight: torch.Tensor, ok: torch.Tensor) -> None:
         channel, ok = channel.cpu(), ok.cpu()
         weight = torch.where(ok, weight.detach().cpu().double(), torch.zeros((), dtype=torch.float64))
-        n_batch = torch.zeros_like(self.n).index_add_(0, channel, torch.ones_like(weight))
-        mean_batch = torch.zeros_like(self.n).index_add_(0, channel, weight) / n_batch.clamp_min(1)
-        m2_batch = torch.zeros_like(self.n).index_add_(0, channel, (weight - mean_batch[channel]) ** 2)
-        total = self.n + n_batch
-        delta = mean_batch - self.mean
-        share = n_batch / total.clamp_min(1)
+        batch = ChannelAccumulator(len(self.n))
+        batch.n.index_add_(0, channel, torch.ones_like(weight))
+        batch.mean = batch.mean.index_add_(0, channel, weight) / batch.n.clamp_min(1)
+        batch.m2.index_add_(0, channel, (weight - batch.mean[channel]) ** 2)
+        for i in torch.unique(channel).tolist():
+            largest = merge_top(torch.zeros(0, dtype=torch.float64), weight[channel == i])
+            batch.top[i, : len(largest)] = largest
+        batch.n_failed = int((~ok).sum())
+        self.merge(batch)
+
+    def merge(self, other: ChannelAccumulator) -> None:
+        """Add ``other``'s points to these (Chan et al.'s parallel update of mean and M2)."""
+        total = self.n + other.n
+        delta = other.mean - self.mean
+        share = other.n / total.clamp_min(1)
         self.mean = self.mean + delta * share
-        self.m2 = self.m2 + m2_batch + delta**2 * self.n * share
+        self.m2 = self.m2 + other.m2 + delta**2 * self.n * share
         self.n = total
-        self.n_failed += int((~ok).sum())
+        self.top = torch.topk(torch.cat([self.top, other.top], dim=1), TOP_WEIGHTS, dim=1).values
+        self.n_failed += other.n_failed
+
+    def arrays(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The state as named arrays (for ``numpy.savez``), see :meth:`from_arrays`."""
+        return {f"{prefix}{k}": getattr(self, k) for k in self.FIELDS} | {
+            f"{prefix}n_failed": torch.tensor(self.n_failed)
+        }
+
+    @classmethod
+    def from_arrays(cls, data, prefix: str) -> ChannelAccumulator:
+        """The accumulator whose :meth:`arrays` (or their numpy copies) ``data`` holds."""
+        acc = cls(len(data[f"{prefix}n"]))
+        for k in cls.FIELDS:
+            setattr(acc, k, torch.as_tensor(data[f"{prefix}{k}"], dtype=torch.float64))
+        acc.n_failed = int(data[f"{prefix}n_failed"])
+        return acc
 
     def channel_estimates(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel I_i and the variance of its estimate (a channel with one point gets its |I_i|^2)."""
+        """Per-channel I_i and the statistical variance of its estimate (a channel with one point gets |I_i|^2)."""
         variance = self.m2 / (self.n * (self.n - 1)).clamp_min(1)
         return self.mean.clone(), torch.where(self.n == 1, self.mean**2, variance)
 
     def result(self, group_of_channel: torch.Tensor) -> IntegrationResult:
+        """I and dI: per channel the statistical variance plus the weight-tail term squared."""
         mean, variance = self.channel_estimates()
+        tails = channel_tails(self.top, self.n, self.mean)
+        variance = variance + tails**2
         total = float(mean.sum())
         channels = [
             ChannelContribution(
@@ -132,6 +177,7 @@ class ChannelAccumulator:
                 error=math.sqrt(float(variance[i])),
                 n_points=int(self.n[i]),
                 fraction=float(mean[i]) / total if total != 0 else 0.0,
+                tail=float(tails[i]),
             )
             for i in range(len(mean))
         ]

@@ -343,20 +343,19 @@ def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (issue 11): the launch under-samples a long weight tail and quotes too small an error; measured "
-    "0.0084549 +- 0.000023 pb with madnis_steps = auto (141 steps, -3.8 sigma) and 0.008509 +- 0.000012 with 1000 "
-    "steps (-2.9 sigma) against MadEvent converged 0.0085466 +- 0.0000045",
-)
 def test_launch_madnis_wzz_agrees_with_madevent_converged(mg5_dir, tmp_path):
     """u d~ > w+ z z (two identical Z, 13 configs, 6 symmetric copies): the whole ``output madnis`` + launch within
     2 combined sigma of MadEvent converged (benchmarks/results/validation.json), precise enough to see the 1 %
-    by which a stock launch is low there."""
+    by which a stock launch is low there.
+
+    10^6 integration points: after the default (automatic) training the weights have a tail (GPD shape ~0.4), and
+    200k points give 0.34 % (statistical and weight-tail error, madnis.tails), not the 0.2 % asked here. With 200k
+    points this seed's integration was 1.0 % low (-2.75 sigma with the tail term, -3.4 without; ten other
+    integration streams on the same sampler: pulls -0.9 to +2.0, benchmarks/results/coverage.md)."""
     validation = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "validation.json"
     row = next(r for r in json.loads(validation.read_text())["rows"] if r["process"] == "u d~ > w+ z z")
     reference, reference_error = row["converged"]
-    sets = "set nevents 1000\nset madnis_integration_points 200000\n"
+    sets = "set nevents 1000\nset madnis_integration_points 1000000\n"
     out = run_mg5(mg5_dir, f"generate u d~ > w+ z z\noutput madnis {tmp_path / 'WZZ'}\nlaunch\n{sets}", tmp_path)
     sigma, error = cross_section(out)
     assert error < 2e-3 * sigma, (sigma, error)

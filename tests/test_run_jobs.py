@@ -77,7 +77,8 @@ def accumulate(channel: torch.Tensor, weight: torch.Tensor) -> ChannelAccumulato
 
 
 def as_accumulated(acc: ChannelAccumulator) -> Accumulated:
-    return Accumulated(acc.n.numpy(), acc.mean.numpy(), acc.m2.numpy(), acc.n_failed, np.ones(3), 3.0)
+    """As a job writes it and the merge reads it back (through its arrays)."""
+    return Accumulated.from_arrays(Accumulated(acc, np.ones(3), 3.0).arrays())
 
 
 def test_merged_accumulators_equal_one_accumulator_over_all_points():
@@ -92,6 +93,7 @@ def test_merged_accumulators_equal_one_accumulator_over_all_points():
     pooled = merged.result([0, 0, 1])
     assert pooled.integral == pytest.approx(whole.integral, rel=1e-12)
     assert pooled.error == pytest.approx(whole.error, rel=1e-10)
+    assert pooled.tail_error == pytest.approx(whole.tail_error, rel=1e-10)
     assert pooled.n_points == 3000 and merged.prior_total == 9.0
     assert asdict(integration_from_dict(asdict(pooled))) == asdict(pooled)
 

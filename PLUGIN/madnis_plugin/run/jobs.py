@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from madnis import ChannelContribution, IntegrationResult, TrainingConfig
+from madnis.integration import ChannelAccumulator
 
 from ..lhe import EventRecords
 from .sample import Unweighted
@@ -132,34 +133,25 @@ def read_result(job_dir: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Accumulated:
-    """Per-channel point counts, means and M2 (madnis' ChannelAccumulator state) of weighted points, mergeable."""
+    """A job's weighted points as mergeable state: madnis' per-channel accumulator (counts, means, M2, largest
+    weights) and the prior-channel sums of the diagnostics."""
 
-    n: np.ndarray
-    mean: np.ndarray
-    m2: np.ndarray
-    n_failed: int = 0
-    prior_weighted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sum w alpha^prior per channel
+    cross_section: ChannelAccumulator
+    prior_weighted: np.ndarray  # sum w alpha^prior per channel
     prior_total: float = 0.0
 
     @classmethod
     def of(cls, points: Any) -> Accumulated:
         """From a :class:`~.sample.WeightedPoints`."""
-        acc = points.cross_section
-        return cls(
-            acc.n.numpy(),
-            acc.mean.numpy(),
-            acc.m2.numpy(),
-            acc.n_failed,
-            points.prior_weighted.numpy(),
-            points.prior_total,
-        )
+        return cls(points.cross_section, points.prior_weighted.numpy(), points.prior_total)
+
+    @property
+    def n_points(self) -> int:
+        return int(self.cross_section.n.sum())
 
     def arrays(self, prefix: str = "acc_") -> dict[str, np.ndarray]:
-        return {
-            f"{prefix}n": self.n,
-            f"{prefix}mean": self.mean,
-            f"{prefix}m2": self.m2,
-            f"{prefix}n_failed": np.array(self.n_failed),
+        state = {k: v.numpy() for k, v in self.cross_section.arrays(prefix).items()}
+        return state | {
             f"{prefix}prior_weighted": self.prior_weighted,
             f"{prefix}prior_total": np.array(self.prior_total),
         }
@@ -167,36 +159,23 @@ class Accumulated:
     @classmethod
     def from_arrays(cls, data: Any, prefix: str = "acc_") -> Accumulated:
         return cls(
-            *(np.asarray(data[f"{prefix}{k}"]) for k in ("n", "mean", "m2")),
-            int(data[f"{prefix}n_failed"]),
+            ChannelAccumulator.from_arrays(data, prefix),
             np.asarray(data[f"{prefix}prior_weighted"]),
             float(data[f"{prefix}prior_total"]),
         )
 
     def merge(self, other: Accumulated) -> Accumulated:
-        """Both sets of points as one (Chan et al.'s parallel update, as ChannelAccumulator.add)."""
-        total = self.n + other.n
-        share = other.n / np.maximum(total, 1)
-        delta = other.mean - self.mean
+        """Both sets of points as one."""
+        cross_section = ChannelAccumulator(len(self.prior_weighted))
+        cross_section.merge(self.cross_section)
+        cross_section.merge(other.cross_section)
         return Accumulated(
-            total,
-            self.mean + delta * share,
-            self.m2 + other.m2 + delta**2 * self.n * share,
-            self.n_failed + other.n_failed,
-            self.prior_weighted + other.prior_weighted,
-            self.prior_total + other.prior_total,
+            cross_section, self.prior_weighted + other.prior_weighted, self.prior_total + other.prior_total
         )
 
     def result(self, group_of_channel: list[int]) -> IntegrationResult:
-        """The pooled cross section (as ChannelAccumulator.result)."""
-        from madnis.integration import ChannelAccumulator
-
-        acc = ChannelAccumulator(len(self.n))
-        acc.n, acc.mean, acc.m2 = (
-            torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in (self.n, self.mean, self.m2)
-        )
-        acc.n_failed = self.n_failed
-        return acc.result(torch.tensor(group_of_channel))
+        """The pooled cross section."""
+        return self.cross_section.result(torch.tensor(group_of_channel))
 
     def prior_fractions(self) -> np.ndarray:
         n = len(self.prior_weighted)
@@ -266,7 +245,7 @@ def merge_chunks(
         channel=torch.cat([c.channel for c in chunks]) if chunks else torch.zeros(0, dtype=torch.long),
         relative_weight=relative,
         cross_section=accumulated.result([c.group for c in integration.channels]),
-        weighted_points=int(accumulated.n.sum()),
+        weighted_points=accumulated.n_points,
         w_max=max((c.result["w_max"] for c in chunks), default=0.0),
         efficiency=mean_over_points("efficiency"),
         overweight_share=mean_over_points("overweight_share"),

@@ -35,6 +35,7 @@ from .jobs import (
     settings_to_dict,
 )
 from .orchestrate import RunResult, SourceResult, log_summary
+from .sample import describe_sigma
 from .source import ProcessSource, RunSettings, check_run, saved_sampler_path
 from .train import TrainedSampler
 
@@ -83,7 +84,7 @@ def run_in_jobs(
     for p, t, integration in zip(pdirs, trained, integrations):
         for line in t.get("summary", []):
             log(line)
-        log(f"  [{p.name}] integration: sigma = {integration.integral:.6g} +- {integration.error:.3g} pb")
+        log(f"  [{p.name}] integration: {describe_sigma(integration)}")
     shares = share_events(settings.nevents, [r.integral for r in integrations])
     chunks: list[list[Path]] = []
     specs = []

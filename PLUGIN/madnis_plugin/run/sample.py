@@ -121,14 +121,20 @@ class Unweighted:
     event_observable: np.ndarray | None
 
 
+def describe_sigma(result: IntegrationResult) -> str:
+    """How the run prints a cross section: the error includes the weight-tail part (:mod:`madnis.tails`)."""
+    return (
+        f"sigma = {result.integral:.6g} +- {result.error:.3g} pb (weight-tail part {result.tail_error:.2g}), "
+        f"{result.n_points} points"
+    )
+
+
 def integrate(
     madnis: MadNIS, source: ProcessSource, settings: RunSettings, seed: int, log: Callable[[str], None]
 ) -> tuple[IntegrationResult, WeightedPoints]:
     """Step 2: the final integration, and its points as the first weighted points for unweighting."""
     result, sample = madnis.integrate_sample(settings.integration_points, seed=seed)
-    log(
-        f"  [{source.name}] integration: sigma = {result.integral:.6g} +- {result.error:.3g} pb, {result.n_points} points"
-    )
+    log(f"  [{source.name}] integration: {describe_sigma(result)}")
     points = WeightedPoints(madnis, source)
     points.add(sample)
     return result, points
@@ -192,6 +198,6 @@ def unweight(
         f"{100 * out.efficiency:.2f}% (MadEvent's rule: w_max {w_max:.4g} pb, {100 * out.overweight_share:.3f}% "
         f"of sigma above it), {out.n_overweight} overweight events kept with weight w/w_max, "
         f"largest event weight / mean {out.max_event_weight_ratio:.3g}; "
-        f"sigma = {sigma.integral:.6g} +- {sigma.error:.3g} pb from all {sigma.n_points} weighted points"
+        f"{describe_sigma(sigma)} (all weighted points)"
     )
     return out
