@@ -43,6 +43,7 @@ class MadNIS:
         self.trainer = Trainer(self.sampler, self.integrand, self.config, self.statistics, self.generator)
         self.vegas_grids: torch.Tensor | None = None
         self.last_result: IntegrationResult | None = None
+        self.check_sample: WeightedSample | None = None  # the points of the check that ended training
 
     @property
     def n_calls(self) -> int:
@@ -64,6 +65,7 @@ class MadNIS:
             if n_events is None:
                 raise ValueError('steps = "auto" needs n_events: the unweighted events to project the time to')
             stopping = StoppingRule.from_config(self.config, n_events)
+        self.check_sample = None
         if self.config.vegas_pretraining and self.vegas_grids is None:
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
         history = self.trainer.train(callback, stopping)
@@ -73,7 +75,10 @@ class MadNIS:
 
     def _resume_after_check(self, stopping: StoppingRule, history: History) -> bool:
         """Measure on fresh points the efficiency that the best projection, on which the rule stopped, claimed
-        (:mod:`madnis.stopping`); if it is far lower, recalibrate the rule and say that training goes on."""
+        (:mod:`madnis.stopping`); if it is far lower, recalibrate the rule and say that training goes on.
+
+        When training ends here, the check's points are points of the final sampler: they stay in
+        ``check_sample`` (see :meth:`take_check_sample`), so the final integration need not draw them again."""
         if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
             return False
         if self.config.auto_check_points == 0:
@@ -82,12 +87,22 @@ class MadNIS:
         estimate = stopping.best.efficiency
         needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample
         points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, 2 * needed)))
-        measured = self.integrate(points, seed=seed).unweighting_efficiency
+        result, sample = self.integrate_sample(points, seed=seed)
+        measured = result.unweighting_efficiency
         resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
         history.checks.append(EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, resume))
         if resume:
             stopping.recalibrate(measured / estimate)
+        else:
+            self.check_sample = sample
         return resume
+
+    def take_check_sample(self) -> WeightedSample | None:
+        """The weighted points of the efficiency check that ended the last training (drawn from the sampler as
+        it is now, channels allocated as :meth:`integrate` allocates them), once; None if training did not end
+        on a check. Their integrand calls are already counted in ``n_calls``."""
+        sample, self.check_sample = self.check_sample, None
+        return sample
 
     def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:

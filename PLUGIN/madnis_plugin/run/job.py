@@ -60,7 +60,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, seed, log)
     trained.madnis.save(job_dir / SAMPLER)
-    np.savez(job_dir / POINTS, weights=points.weight[0].numpy(), **Accumulated.of(points).arrays())
+    np.savez(job_dir / POINTS, weights=points.integration_weights().numpy(), **Accumulated.of(points).arrays())
     return {
         "integration": asdict(integration),
         "efficiency": integration.unweighting_efficiency,

@@ -55,6 +55,7 @@ class WeightedPoints:
         self.observable_values: list[np.ndarray] = []
         self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
         self.prior_total = 0.0
+        self.integration_batches = 0  # the first batches: the final integration's points
 
     def add(self, sample: WeightedSample) -> None:
         weight = sample.weight.double().cpu()
@@ -73,6 +74,20 @@ class WeightedPoints:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.weight)
+
+    def integration_result(self, max_overweight: float) -> IntegrationResult:
+        """sigma of all points so far, each channel with its w_max (MadEvent's rule)."""
+        result = self.cross_section.result(self.group_of_channel)
+        max_weights = channel_max_weights(
+            torch.cat(self.within), torch.cat(self.channel), len(self.prior_weighted), max_overweight
+        )
+        for contribution, w_max in zip(result.channels, max_weights.tolist()):
+            contribution.max_weight = w_max
+        return result
+
+    def integration_weights(self) -> torch.Tensor:
+        """W = w / p_i of the final integration's points (the weight plot's sample)."""
+        return torch.cat(self.weight[: self.integration_batches])
 
     def unweighting_weights(self) -> torch.Tensor:
         """W of every point: w / P_i with P_i its channel's share of all points (module docstring)."""
@@ -132,11 +147,23 @@ def describe_sigma(result: IntegrationResult) -> str:
 def integrate(
     madnis: MadNIS, source: ProcessSource, settings: RunSettings, seed: int, log: Callable[[str], None]
 ) -> tuple[IntegrationResult, WeightedPoints]:
-    """Step 2: the final integration, and its points as the first weighted points for unweighting."""
-    result, sample = madnis.integrate_sample(settings.integration_points, seed=seed)
-    log(f"  [{source.name}] integration: {describe_sigma(result)}")
+    """Step 2: the final integration, and its points as the first weighted points for unweighting.
+
+    The points of the efficiency check that ended training (:meth:`madnis.MadNIS.take_check_sample`) are points
+    of the same fixed sampler with the same channel allocation: they count towards ``integration_points``, and
+    only the rest is drawn."""
     points = WeightedPoints(madnis, source)
-    points.add(sample)
+    reused = madnis.take_check_sample()
+    if reused is not None:
+        points.add(reused)
+    fresh = settings.integration_points - len(points)
+    if fresh >= 2:
+        points.add(madnis.integrate_sample(fresh, seed=seed)[1])
+    points.integration_batches = len(points.weight)
+    result = points.integration_result(settings.training.max_overweight)
+    madnis.last_result = result
+    from_check = "" if reused is None else f", {len(reused.weight)} of them from the efficiency check"
+    log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}")
     return result, points
 
 
@@ -188,8 +215,10 @@ def unweight(
         n_overweight=int((weights[index].abs() > w_max).sum()),
         max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if n_events else 0.0,
         prior_fractions=points.prior_fractions(),
-        sample_weights=points.weight[0].numpy(),
-        sample_observable=None if observable is None else points.observable_values[0],
+        sample_weights=points.integration_weights().numpy(),
+        sample_observable=None
+        if observable is None
+        else np.concatenate(points.observable_values[: points.integration_batches]),
         event_observable=None if observable is None else observable[index.numpy()],
     )
     sigma = out.cross_section

@@ -32,7 +32,7 @@ class TrainedSampler:
     losses: list[float]
     running_integrals: list[float]
     seconds: float
-    calls: int  # integrand calls spent training (0 when re-used)
+    calls: int  # integrand calls spent training (0 when re-used; a final efficiency check's are the integration's)
     reused_from: Path | None = None
     stop_reason: str = ""  # why automatic training (steps = auto) stopped
 
@@ -120,11 +120,12 @@ def train_or_load(
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
     progress = history.progress
+    check = madnis.check_sample  # its points enter the final integration (.sample.integrate), counted there
     return TrainedSampler(
         madnis,
         [p.loss for p in progress],
         [p.integral for p in progress],
         time.time() - start,
-        madnis.n_calls,
+        madnis.n_calls - (0 if check is None else len(check.weight)),
         stop_reason=reason,
     )
