@@ -86,8 +86,13 @@ class WeightedPoints:
         return result
 
     def integration_weights(self) -> torch.Tensor:
-        """W = w / p_i of the final integration's points (the weight plot's sample)."""
-        return torch.cat(self.weight[: self.integration_batches])
+        """W = w / p_i of the final integration's points (the weight plot's sample); a generation chunk, which
+        integrates nothing, gives its first batch's."""
+        return torch.cat(self.weight[: self.first_batches])
+
+    @property
+    def first_batches(self) -> int:
+        return max(self.integration_batches, 1)
 
     def unweighting_weights(self) -> torch.Tensor:
         """W of every point: w / P_i with P_i its channel's share of all points (module docstring)."""
@@ -218,7 +223,7 @@ def unweight(
         sample_weights=points.integration_weights().numpy(),
         sample_observable=None
         if observable is None
-        else np.concatenate(points.observable_values[: points.integration_batches]),
+        else np.concatenate(points.observable_values[: points.first_batches]),
         event_observable=None if observable is None else observable[index.numpy()],
     )
     sigma = out.cross_section
