@@ -24,10 +24,12 @@ from madnis import MadNIS
 from ..settings import MadnisSettings
 from .events import event_records
 from .jobs import (
+    EVENTS_IN_TRAINING,
     POINTS,
     SAMPLER,
     Accumulated,
     JobSpec,
+    chunk_result,
     chunk_seed,
     integration_from_dict,
     settings_from_dict,
@@ -47,7 +49,9 @@ def log(text: str) -> None:
 
 
 def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
-    """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files."""
+    """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files.
+    With ``spec.events_here`` and events that need at most EVENTS_IN_TRAINING x the integration's points, also
+    unweight them here (as chunk 0 would, ``events.npz`` with every weighted point) instead of in chunk jobs."""
     summary: list[str] = []  # the lines the launch's own log repeats: what was trained or re-used, why it stopped
 
     def log_and_keep(text: str) -> None:
@@ -61,7 +65,15 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     integration, points = integrate(trained.madnis, source, settings, seed, log)
     trained.madnis.save(job_dir / SAMPLER)
     np.savez(job_dir / POINTS, weights=points.integration_weights().numpy(), **Accumulated.of(points).arrays())
-    return {
+    generated: dict[str, Any] = {}
+    needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need
+    if spec.events_here and needed <= EVENTS_IN_TRAINING * len(points):
+        seed = chunk_seed(spec.seed, spec.index, 0)
+        events = unweight(trained.madnis, points, spec.n_events, source, settings, seed, log)
+        records = event_records(source, events, np.random.default_rng(seed))
+        write_events_file(job_dir, events, records, Accumulated.of(points))
+        generated = {"events_here": True, **chunk_result(events)}
+    return generated | {
         "integration": asdict(integration),
         "efficiency": integration.unweighting_efficiency,
         "losses": trained.losses,
@@ -87,13 +99,7 @@ def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_di
     write_events_file(
         job_dir, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points)
     )
-    return {
-        "weighted_points": events.weighted_points,
-        "w_max": events.w_max,
-        "efficiency": events.efficiency,
-        "overweight_share": events.overweight_share,
-        "n_overweight": events.n_overweight,
-    }
+    return chunk_result(events)
 
 
 def run(job_dir: Path) -> None:
