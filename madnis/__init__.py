@@ -160,8 +160,7 @@ class MadNIS:
         if share is None:
             share = self.statistics.integral
             if self.last_result is not None:
-                integral = torch.tensor([c.integral for c in self.last_result.channels], dtype=torch.float64)
-                max_weights = torch.tensor([c.max_weight for c in self.last_result.channels], dtype=torch.float64)
+                integral, max_weights = self.last_result.channel_tensors()
                 share = max_weights if bool((max_weights > 0).any()) else integral
         p = channel_probabilities(share.cpu(), self.sampler.active.cpu()).to(self.config.device)
         draws = []

@@ -55,12 +55,15 @@ class IntegrationResult:
         """The weight-tail part of ``error`` (:mod:`madnis.tails`), channels in quadrature."""
         return math.sqrt(sum(c.tail**2 for c in self.channels))
 
+    def channel_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_channels,) float64 tensors of the channels' integrals I_i and maximum weights w_max_i."""
+        integral = torch.tensor([c.integral for c in self.channels], dtype=torch.float64)
+        return integral, torch.tensor([c.max_weight for c in self.channels], dtype=torch.float64)
+
     @property
     def unweighting_efficiency(self) -> float:
         """sum_i |I_i| / sum_i w_max_i: the efficiency of unweighting points drawn with p_i ∝ w_max_i."""
-        return multichannel_efficiency(
-            torch.tensor([c.integral for c in self.channels]), torch.tensor([c.max_weight for c in self.channels])
-        )
+        return multichannel_efficiency(*self.channel_tensors())
 
     def groups(self) -> list[ChannelContribution]:
         """Contributions summed per channel group (``channel`` is then the group's first channel)."""
