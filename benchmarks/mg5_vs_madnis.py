@@ -177,7 +177,9 @@ class Case:
         ]
 
 
-def write_outputs(cases: list[Case], failures: list[str], command: str, notes: list[str], nb_core: int) -> Path:
+def write_outputs(
+    cases: list[Case], failures: list[str], command: str, notes: list[str], nb_core: int, name: str
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,7 +199,7 @@ def write_outputs(cases: list[Case], failures: list[str], command: str, notes: l
         rows=[row for case in cases for row in case.rows(nb_core)],
         failures=failures,
     )
-    (RESULTS / "mg5_vs_madnis.json").write_text(json.dumps(record, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [
         "# Stock MadEvent vs MadNIS (same `output madnis` directory, default cards, same cores)",
         "",
@@ -234,7 +236,7 @@ def write_outputs(cases: list[Case], failures: list[str], command: str, notes: l
         "(noisy), so compare the ratio.",
         "",
     ]
-    table = RESULTS / "mg5_vs_madnis.md"
+    table = RESULTS / f"{name}.md"
     table.write_text("\n".join(lines))
     fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(10, 3.6))
     x = range(len(cases))
@@ -249,7 +251,7 @@ def write_outputs(cases: list[Case], failures: list[str], command: str, notes: l
         ax.set_xticks(list(x), names, fontsize=7)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "mg5_vs_madnis.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
     return table
 
 
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
     parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
     parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
+    parser.add_argument("--output", default="mg5_vs_madnis", help="results/<output>.json, .md, .png")
     args = parser.parse_args(argv)
     wanted = [(p, args.nevents) for p in args.processes] + [(p, int(n)) for p, n in args.case]
     if not wanted:
@@ -293,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         + [f"--nevents {args.nevents}", f"--nb-core {args.nb_core}"]
         + [f'--case "{p}" {n}' for p, n in args.case]
         + ([f"--steps {args.steps}"] if args.steps else [])
+        + ([f"--output {args.output}"] if args.output != "mg5_vs_madnis" else [])
     )
-    print(write_outputs(cases, failures, command, args.note, args.nb_core).read_text())
+    print(write_outputs(cases, failures, command, args.note, args.nb_core, args.output).read_text())
     return 0
 
 
