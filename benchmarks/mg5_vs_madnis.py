@@ -6,7 +6,7 @@ cards, the same ``nb_core`` (``run_mode = 2``): both launches compile (a MadNIS 
 launch compiled would only link the bridge). Records wall time (compilation included in both),
 cross section, matrix-element calls and unweighting efficiency; writes
 ``benchmarks/results/mg5_vs_madnis.json`` (one row per launch: process, mode, nevents, nb_core, wall_s, xsec,
-err, me_calls, efficiency_madevent_rule, events_per_call), ``mg5_vs_madnis.md`` and ``mg5_vs_madnis.png``.
+err, me_calls, efficiency_madevent_rule, events_per_call), ``mg5_vs_madnis.md`` and ``mg5_vs_madnis.png`` (``--output NAME`` renames them).
 
     python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 \
         --case "g g > w+ d u~ g" 100000
