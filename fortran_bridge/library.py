@@ -151,8 +151,9 @@ class ProcessLibrary:
     def event_record(self, channel: np.ndarray, r: np.ndarray, seed: int) -> EventRecords:
         """Les Houches records for the points; the subprocess/mirror is drawn with probability
         proportional to its contribution, helicity and colour as MadEvent draws them. Points that
-        crash the Fortran get no event (nup 0); the others are then drawn again in parts, each
-        part with ``seed``."""
+        crash the Fortran get no event (nup 0); the others are then drawn again. Every point's draws
+        come from ``seed`` and its own uniform number, so its record does not depend on how the
+        points are split over workers or batches."""
         channel, r = self._inputs(channel, r)
         u = np.random.default_rng(seed).random(len(channel))
         parts = self._map("event_record", channel, r, u, extra=(int(seed) % 2**31,), blank=self._blank_records)

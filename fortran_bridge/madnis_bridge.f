@@ -652,8 +652,10 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       common/to_mconfigs/mapconfig, this_config
       integer ipsel
       common/subproc/ipsel
-      integer ipt, nconf, ist, k, m, i, kc, mc
+      integer ipt, nconf, ist, k, m, i, kc, mc, useed, cseed
       integer madnis_sub_index
+      real ran1, flow
+      external ran1
       double precision fk(2, maxsproc), pt(0:3, nexternal), x1, x2
       double precision value, alpha(lmaxconfigs), tot, acc, f
       double precision p(0:3, max_particles+1)
@@ -662,7 +664,6 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
          madnis_event_record = 2
          return
       endif
-      call rmarin(1802 + mod(abs(seed), 29000), 9373 + mod(abs(seed)/29000, 20000))
       do ipt = 1, n
          if (channel(ipt) .lt. 0 .or. channel(ipt) .ge. nconf) then
             madnis_event_record = 1
@@ -672,6 +673,14 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       do ipt = 1, n
          nup(ipt) = 0
          subproc(ipt) = -1
+c        RANMAR (helicity) and ran1 (addmothers' colour flow) restart for every point from seed and the
+c        fine bits of u(ipt), which the mirror choice (the coarse bits) does not see: a point's record is
+c        the same whatever batch or worker it is in
+         useed = int(mod(u(ipt)*1048576d0, 1d0)*1073741824d0)
+         call rmarin(1802 + mod(mod(abs(seed), 29000) + mod(useed, 29000), 29000),
+     &        9373 + mod(abs(seed)/29000 + useed/29000, 20000))
+         cseed = -1 - mod(mod(abs(seed), 259199) + mod(useed, 259199), 259199)
+         flow = ran1(cseed)
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
      &        pt, x1, x2, value, alpha, ist, fk)
          tot = 0d0

@@ -207,6 +207,20 @@ def test_event_records(libraries, name):
         assert with_z.any() and (np.abs(mass[with_z] - 91.188) < 15 * 2.441404).all()
 
 
+def test_event_records_do_not_depend_on_the_split_over_workers(libraries, pdirs):
+    """ttg (colour flows, helicities drawn): the same points and seed give the same records with 2 workers
+    (each a part of the points) and with 1, so the events of a seeded run do not depend on its cores."""
+    rng = np.random.default_rng(4)
+    library = libraries["ttg"]
+    channel, r = rng.integers(0, library.info.n_channels, 200), rng.random((200, library.info.ndim))
+    with ProcessLibrary(pdirs["ttg"], workers=1) as alone:
+        one = alone.event_record(channel, r, seed=5)
+    two = library.event_record(channel, r, seed=5)
+    assert (one.nup > 0).sum() > 100
+    for field in ("pdg", "color", "helicity", "momenta", "subprocess"):
+        assert np.array_equal(getattr(one, field), getattr(two, field)), field
+
+
 def test_build_is_cached(pdirs):
     library = build(pdirs["dy"])
     stamp = library.stat().st_mtime_ns
