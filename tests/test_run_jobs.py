@@ -10,6 +10,7 @@ import pytest
 import torch
 from madnis_plugin.lhe import EventRecords
 from madnis_plugin.run.jobs import (
+    CHUNK_EVENTS,
     Accumulated,
     Chunk,
     JobSpec,
@@ -47,10 +48,11 @@ def test_result_file_marks_a_finished_job(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary left
 
 
-@pytest.mark.parametrize("n", [1, 2499, 2500, 2501, 10_000, 100_001])
+@pytest.mark.parametrize("n", [1, CHUNK_EVENTS - 1, CHUNK_EVENTS, CHUNK_EVENTS + 1, 10_000, 100_001])
 def test_chunks_add_up_and_depend_on_the_event_count_alone(n):
     sizes = chunk_sizes(n)
-    assert sum(sizes) == n and max(sizes) <= 2500 and max(sizes) - min(sizes) <= 1
+    assert sum(sizes) == n and max(sizes) <= CHUNK_EVENTS and max(sizes) - min(sizes) <= 1
+    assert len(sizes) == -(-n // CHUNK_EVENTS)
     assert chunk_sizes(0) == []
 
 

@@ -30,7 +30,7 @@ from ..lhe import EventRecords
 from .sample import Unweighted
 from .source import RunSettings
 
-CHUNK_EVENTS = 2500  # events per generation job at most
+CHUNK_EVENTS = 5000  # events per generation job at most (a job costs ~3.5 s of start-up: fewer, larger chunks)
 # A single P-dir's training job also generates its events when they need at most this many times its integration
 # points (measured: a job costs ~3.5 s of start-up, python, torch, bridge and sampler, before any work).
 EVENTS_IN_TRAINING = 2.0
