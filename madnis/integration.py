@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .tails import TOP_WEIGHTS, channel_tails, merge_top
+from .tails import TOP_WEIGHTS, channel_tails, largest_magnitudes
 from .unweighting import channel_max_weights, multichannel_efficiency
 
 
@@ -130,7 +130,7 @@ class ChannelAccumulator:
         batch.mean = batch.mean.index_add_(0, channel, weight) / batch.n.clamp_min(1)
         batch.m2.index_add_(0, channel, (weight - batch.mean[channel]) ** 2)
         for i in torch.unique(channel).tolist():
-            largest = merge_top(torch.zeros(0, dtype=torch.float64), weight[channel == i])
+            largest = largest_magnitudes(weight[channel == i])
             batch.top[i, : len(largest)] = largest
         batch.n_failed = int((~ok).sum())
         self.merge(batch)

@@ -33,10 +33,10 @@ MAX_SHAPE = 0.9
 SHAPE_PRIOR_WEIGHT, SHAPE_PRIOR = 10, 0.5  # the shape prior: 10 pseudo-points at xi = 0.5 (PSIS)
 
 
-def merge_top(top: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The TOP_WEIGHTS largest of ``top`` (descending) and ``weights`` (their magnitudes), descending."""
-    both = torch.cat([top, weights.detach().abs().double().flatten()])
-    return torch.topk(both, min(TOP_WEIGHTS, len(both))).values
+def largest_magnitudes(weights: torch.Tensor) -> torch.Tensor:
+    """The TOP_WEIGHTS largest |weights| (all of them if fewer), descending, float64."""
+    magnitudes = weights.detach().abs().double().flatten()
+    return torch.topk(magnitudes, min(TOP_WEIGHTS, len(magnitudes))).values
 
 
 def fit_gpd(excess: torch.Tensor) -> tuple[float, float]:

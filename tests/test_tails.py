@@ -6,11 +6,7 @@ import math
 import torch
 
 from madnis.integration import ChannelAccumulator
-from madnis.tails import TOP_WEIGHTS, fit_gpd, merge_top, tail_fit
-
-
-def top_of(weights: torch.Tensor) -> torch.Tensor:
-    return merge_top(torch.zeros(0, dtype=torch.float64), weights)
+from madnis.tails import TOP_WEIGHTS, fit_gpd, largest_magnitudes, tail_fit
 
 
 def test_gpd_fit_recovers_shape_and_scale():
@@ -27,7 +23,7 @@ def pulls(weights: torch.Tensor, mean: float) -> tuple[torch.Tensor, torch.Tenso
     n = weights.shape[1]
     estimate = weights.mean(1)
     statistical = weights.std(1) / math.sqrt(n)
-    tails = torch.tensor([tail_fit(top_of(w), n, float(w.mean()))[1] for w in weights])
+    tails = torch.tensor([tail_fit(largest_magnitudes(w), n, float(w.mean()))[1] for w in weights])
     return (estimate - mean) / statistical, (estimate - mean) / torch.hypot(statistical, tails)
 
 
@@ -55,8 +51,8 @@ def test_tail_term_is_small_for_light_tails():
 
 
 def test_tail_needs_enough_distinct_weights():
-    assert tail_fit(top_of(torch.ones(1000, dtype=torch.float64)), 1000, 1.0) is None
-    assert tail_fit(top_of(torch.rand(10, dtype=torch.float64)), 10, 0.5) is None
+    assert tail_fit(largest_magnitudes(torch.ones(1000, dtype=torch.float64)), 1000, 1.0) is None
+    assert tail_fit(largest_magnitudes(torch.rand(10, dtype=torch.float64)), 10, 0.5) is None
 
 
 def test_accumulators_merge_into_the_result_of_all_points():
