@@ -112,8 +112,6 @@ def run_in_jobs(
     for p, train_dir, t, integration, dirs, n in zip(pdirs, train_dirs, trained, integrations, chunks, shares):
         with np.load(train_dir / POINTS) as points:
             first, sample_weights = Accumulated.from_arrays(points), points["weights"]
-        if t.get("events_here"):  # its events file pools every weighted point, the integration's included
-            first = Accumulated.empty(len(integration.channels))
         events, records = merge_chunks(integration, first, sample_weights, [Chunk.read(d) for d in dirs])
         source = merged_source(p, t)
         sampler = TrainedSampler(
