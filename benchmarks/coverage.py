@@ -8,7 +8,7 @@ random streams of ``--points`` points, and reports for every integration the pul
 the statistical error alone and with the weight-tail term, then the share of pulls beyond 2 and 3.
 Writes ``benchmarks/results/<output>.json`` and ``.md``.
 
-    python benchmarks/coverage.py /tmp/WZZ/SubProcesses/P1_qq_wpzz --reference 0.0085466 0.0000045 \
+    python benchmarks/coverage.py WZZ/SubProcesses/P1_qq_wpzz --reference 0.0085466 0.0000045 \
         --seeds 0 1 2 3 --streams 5 --points 200000 --output coverage
 """
 
@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nevents", type=int, default=1000, help="the events madnis_steps = auto trains for")
     parser.add_argument("--output", default="coverage")
     args = parser.parse_args(argv)
-    command = "python benchmarks/coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = [
+        Path(a).relative_to(Path(args.pdir).parents[1].parent) if a == args.pdir else a for a in argv or sys.argv[1:]
+    ]
+    command = "python benchmarks/coverage.py " + " ".join(map(str, shown))  # the P-dir from its `output madnis` dir
     write(measure(args), args, command)
     return 0
 
