@@ -69,17 +69,22 @@ def converged_channel(pdir: Path, tag: str, points: int, iterations: int) -> tup
     return float(fields[0]), float(fields[1])
 
 
-def madevent_converged(directory: Path, points: int, iterations: int) -> list[ChannelResult]:
-    """Every channel of the directory's last stock launch, re-integrated by MadEvent with more points."""
+def madevent_converged(
+    directory: Path, points: int, iterations: int, known: dict[str, tuple[float, float]]
+) -> list[ChannelResult]:
+    """Every channel of the directory's last stock launch, re-integrated by MadEvent with more points.
+
+    ``known`` maps channel names to converged results measured before (see ``--reuse-converged``); those
+    channels are not re-run.
+    """
     results = []
     for pdir in sorted((directory / "SubProcesses").glob("P*")):
         for tag, multiplicity in g_channels(pdir):
             stock_fields = (pdir / f"G{tag}" / "results.dat").read_text().split()
-            sigma, error = converged_channel(pdir, tag, points, iterations)
+            name = f"{pdir.name}/G{tag}"
+            sigma, error = known[name] if name in known else converged_channel(pdir, tag, points, iterations)
             results.append(
-                ChannelResult(
-                    f"{pdir.name}/G{tag}", multiplicity, float(stock_fields[0]), float(stock_fields[1]), sigma, error
-                )
+                ChannelResult(name, multiplicity, float(stock_fields[0]), float(stock_fields[1]), sigma, error)
             )
             print(f"  {results[-1]}", flush=True)
     return results
@@ -97,6 +102,24 @@ def pull(a: tuple[float, float], b: tuple[float, float]) -> float:
     return (a[0] - b[0]) / error if error > 0 else 0.0 if a[0] == b[0] else float("inf")
 
 
+def earlier_rows() -> list[dict]:
+    path = RESULTS / "validation.json"
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def known_converged(process: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """The converged per-channel results of ``process``'s earlier row, and the date they were measured.
+
+    The converged reference is MadEvent's alone (same MG5aMC, cards and channels), so it does not change
+    with this project's code; re-measuring it costs most of a validation run.
+    """
+    for row in earlier_rows():
+        if row["process"] == process:
+            known = {c["channel"]: (c["converged"], c["converged_error"]) for c in row["channels"]}
+            return known, row.get("converged_date", row["date"])
+    return {}, ""
+
+
 def merged_rows(rows: list[dict], command: str) -> list[dict]:
     """The rows of validation.json with this run's rows added (replacing earlier rows of the same process)."""
     stamp = {
@@ -104,8 +127,7 @@ def merged_rows(rows: list[dict], command: str) -> list[dict]:
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
-    path = RESULTS / "validation.json"
-    earlier = json.loads(path.read_text())["rows"] if path.exists() else []
+    earlier = earlier_rows()
     new = {row["process"] for row in rows}
     return [row for row in earlier if row["process"] not in new] + [{**row, **stamp} for row in rows]
 
@@ -119,6 +141,7 @@ def write_outputs(rows: list[dict]) -> Path:
         "",
         *[
             f"- `{row['process']}`: `{row['command']}` ({row['machine']}, {row['date']})"
+            + (f"; MadEvent converged reference measured {row['converged_date']}" if "converged_date" in row else "")
             + (f"; note: {row['note']}" if row.get("note") else "")
             for row in rows
         ],
@@ -159,12 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=8, help="MadEvent converged: iterations")
     parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
     parser.add_argument("--keep", action="store_true", help="keep the process directories")
+    parser.add_argument(
+        "--reuse-converged",
+        action="store_true",
+        help="take MadEvent's converged per-channel results from validation.json's earlier row of the process",
+    )
     args = parser.parse_args(argv)
     rows = []
     for process, directory in process_directories(args.mg5, args.processes, "validation_", args.keep):
         try:
+            known, converged_date = known_converged(process) if args.reuse_converged else ({}, "")
             s = stock(directory, args.nevents)
-            channels = madevent_converged(directory, args.points, args.iterations)
+            channels = madevent_converged(directory, args.points, args.iterations, known)
             m = madnis(directory, args.nevents, args.steps)
         except RunFailed as error:
             print(f"{process}: FAILED {error}", flush=True)
@@ -179,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "pull_stock_converged": pull((s.sigma, s.error), converged),
             "pull_madnis_stock": pull((m.sigma, m.error), (s.sigma, s.error)),
             "channels": [asdict(c) for c in channels],
+            **({"converged_date": converged_date} if converged_date else {}),
         }
         print(json.dumps({k: v for k, v in row.items() if k != "channels"}), flush=True)
         rows.append(row)
@@ -186,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         [f'"{p}"' for p in args.processes]
         + [f"--nevents {args.nevents}", f"--steps {args.steps}", f"--points {args.points}"]
         + [f"--iterations {args.iterations}"]
+        + (["--reuse-converged"] if args.reuse_converged else [])
     )
     print(write_outputs(merged_rows(rows, command)).read_text())
     return 0
