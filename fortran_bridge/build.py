@@ -48,8 +48,8 @@ def build(pdir: Path | str, force: bool = False) -> Path:
             return lib
         if shutil.which(fc) is None:
             raise BuildError(f"Fortran compiler '{fc}' not found: install gfortran (apt-get install gfortran)")
-        if shutil.which("make") is None or shutil.which("objcopy") is None:
-            raise BuildError("'make' and 'objcopy' (binutils) are needed to build the bridge library")
+        if any(shutil.which(tool) is None for tool in ("make", "objcopy", "ranlib")):
+            raise BuildError("'make', 'objcopy' and 'ranlib' (binutils) are needed to build the bridge library")
         out.mkdir(exist_ok=True)
         stamp.unlink(missing_ok=True)
         log = out / "build.log"
@@ -59,6 +59,7 @@ def build(pdir: Path | str, force: bool = False) -> Path:
         if pdf_stamp.is_file() and pdf_stamp.read_text() != pdlabel:  # as MadEvent does on a PDF change
             _make(proc / "Source", ["clean4pdf"], make_vars, "cleaning the PDF libraries", log)
         _make(proc / "Source", [], make_vars, "compiling Source libraries", log)
+        _repair_source_race(proc, make_vars, log)
         _make(
             pdir,
             ["-f", "makefile", "-f", str(GLUE_DIR / "madnis_bridge.mk"), "madnis-lib"],
@@ -146,9 +147,9 @@ def _treat_cards(proc: Path) -> None:
 MAKE_JOBS = min(os.cpu_count() or 1, 8)  # parallel compilation, as MG5aMC's own compile step runs make
 
 
-def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path) -> None:
+def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path, jobs: int = MAKE_JOBS) -> None:
     result = subprocess.run(
-        ["make", "-s", f"-j{MAKE_JOBS}", *args, *variables],
+        ["make", "-s", f"-j{jobs}", *args, *variables],
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -160,6 +161,18 @@ def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path
         errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
         detail = errors[0] if errors else _last_line(result.stdout + result.stderr)
         raise BuildError(f"{what} in {cwd} failed: {detail.strip()} (full log: {log})")
+
+
+def _repair_source_race(proc: Path, make_vars: list[str], log: Path) -> None:
+    """Undo a race of MG5aMC's Source makefile under ``make -j``: libgammaUPC.a is made by two rules at once
+    (Source/makefile's own and PDF/makefile's, which also deletes it first), which can leave it missing or
+    without its index (seen: the bridge link failing with "archive has no index"). A sequential make rebuilds
+    what is missing (a no-op otherwise) and ranlib re-indexes every archive."""
+    _make(proc / "Source", [], make_vars, "compiling Source libraries (sequential pass)", log, jobs=1)
+    for archive in sorted((proc / "lib").glob("*.a")):
+        result = subprocess.run(["ranlib", str(archive)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"ranlib {archive} failed: {_last_line(result.stderr)} (full log: {log})")
 
 
 def _last_line(text: str) -> str:
