@@ -107,6 +107,7 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
     records = EventRecords.empty(n, 4)
     records.momenta[:, 0, 3] = offset + np.arange(n)
     relative = np.ones(n)
+    relative[0] = 1.5  # one overweight event kept with weight w/w_max
     events = Unweighted(
         r=torch.rand(n, 4, dtype=torch.float64),
         channel=torch.zeros(n, dtype=torch.long),
@@ -122,6 +123,7 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
         sample_weights=np.ones(1),
         sample_observable=None,
         event_observable=None,
+        priority=np.linspace(0, 1, n),
     )
     acc = as_accumulated(
         accumulate(torch.zeros(10 * n, dtype=torch.long), torch.full((10 * n,), 2.0, dtype=torch.float64))
@@ -134,7 +136,8 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
             "w_max": 1.0 + offset,
             "efficiency": 0.1,
             "overweight_share": 0.001,
-            "n_overweight": 1,
+            "events": n,
+            "record_calls": n,
         },
     )
     return job_dir
@@ -153,6 +156,15 @@ def test_merge_takes_chunks_in_chunk_order_and_pools_every_weighted_point(tmp_pa
     assert events.cross_section.channels[0].n_points == 1 + 90
     assert events.cross_section.channels[0].integral == pytest.approx(2.0)
     assert len(events.r) == len(events.relative_weight) == 9
+
+
+def test_a_share_of_a_chunk_is_its_events_of_lowest_priority_in_their_order(tmp_path):
+    chunk = Chunk.read(chunk_file(tmp_path, "train", 5, 0))
+    chunk.priority = np.array([0.9, 0.1, 0.5, 0.3, 0.7])
+    taken = chunk.first(3)
+    assert list(taken.records.momenta[:, 0, 3]) == [1, 2, 3] and list(taken.priority) == [0.1, 0.5, 0.3]
+    assert torch.equal(taken.r, chunk.r[1:4]) and len(chunk.first(0)) == 0 and chunk.first(0).records is None
+    assert taken.accumulated is chunk.accumulated  # a share still pools every weighted point of the job
 
 
 def test_a_chunk_that_did_not_finish_is_not_read(tmp_path):

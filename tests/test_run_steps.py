@@ -6,9 +6,11 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 from madnis_plugin.lhe import Banner, LHEInit
 from madnis_plugin.run import RunSettings, saved_sampler_path
 from madnis_plugin.run.events import event_records, write_events
+from madnis_plugin.run.jobs import Accumulated, Chunk, chunk_result, write_events_file, write_result
 from madnis_plugin.run.sample import integrate, unweight
 from madnis_plugin.run.train import train_or_load
 from test_orchestrate import toy_records, toy_source
@@ -92,6 +94,25 @@ def test_unweighting_draws_nothing_more_when_the_integration_suffices(trained, s
     assert t.madnis.n_calls == before and events.weighted_points == 4000 == events.cross_section.n_points
     x = toy_records(events.r, events.channel, None).momenta[:, 0, 2]
     assert np.mean(x < 0.5) == pytest.approx(0.5, abs=0.1)  # the stratified sample's events follow f (two equal peaks)
+
+
+def test_candidates_of_the_integration_points_give_any_share_exactly(trained, settings, tmp_path):
+    """A training job unweights its integration points once for up to n candidates (no more points drawn);
+    the m <= n of lowest priority are exactly the events an unweighting for m events accepts."""
+    source, t = trained
+    _, points = integrate(t.madnis, source, settings, seed=12, log=quiet)
+    before = t.madnis.n_calls
+    candidates = unweight(t.madnis, points, 100_000, source, settings, seed=13, log=quiet, draw_more=False)
+    assert t.madnis.n_calls == before and 0 < len(candidates.r) < 4000 == candidates.weighted_points
+    write_events_file(tmp_path, candidates, None, Accumulated.empty(1))
+    write_result(tmp_path, chunk_result(candidates))
+    chunk = Chunk.read(tmp_path)
+    for m in (0, 1, len(candidates.r) // 3, len(candidates.r)):
+        share = unweight(t.madnis, points, m, source, settings, seed=13, log=quiet)
+        assert t.madnis.n_calls == before
+        taken = chunk.first(m)
+        assert torch.equal(taken.r, share.r) and torch.equal(taken.channel, share.channel)
+        assert np.array_equal(taken.relative_weight, share.relative_weight)
 
 
 def test_the_quoted_sigma_pools_every_weighted_point(trained, settings):

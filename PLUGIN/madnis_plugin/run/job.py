@@ -3,8 +3,9 @@
 Why a process of its own: MG5aMC's cluster object (multicore threads, condor, slurm, a cluster plugin) runs
 programs, not Python calls. The job reads ``JOB_DIR/spec.json`` (:class:`.jobs.JobSpec`) and either trains a
 P-dir and integrates with the trained sampler (``sampler.pt``, ``points.npz``: the integration's weights and
-the accumulated sigma of every point the job drew; a lone P-dir may get its events here too), or loads that
-sampler and generates one seeded chunk of events (``events.npz``). Its
+the accumulated sigma of every point the job drew; ``events.npz``: the candidate events of its integration
+points, for a lone P-dir all its events when cheap), or loads that sampler and generates one seeded chunk of
+events (``events.npz``). Its
 ``result.json`` is written last; progress lines go to stdout (the job's log).
 """
 
@@ -51,9 +52,10 @@ def log(text: str) -> None:
 
 def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
     """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files.
-    With ``spec.events_here`` and events that need at most EVENTS_IN_TRAINING x the integration's points, also
-    unweight them here (as chunk 0 would, ``events.npz``) instead of in chunk jobs; ``points.npz`` then pools
-    every weighted point the job drew."""
+    Then unweight the integration's points (as chunk 0, ``events.npz``) for up to ``spec.max_events`` candidate
+    events; with ``spec.events_here`` and events that need at most EVENTS_IN_TRAINING x the integration's points,
+    draw more points for all ``spec.n_events`` here instead of in chunk jobs. ``points.npz`` pools every weighted
+    point the job drew."""
     summary: list[str] = []  # the lines the launch's own log repeats: what was trained or re-used, why it stopped
 
     def log_and_keep(text: str) -> None:
@@ -66,17 +68,17 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, integration_seed, log)
     trained.madnis.save(job_dir / SAMPLER)
-    generated: dict[str, Any] = {}
     needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need
-    if spec.events_here and needed <= EVENTS_IN_TRAINING * len(points):
-        seed = chunk_seed(spec.seed, spec.index, 0)
-        events = unweight(trained.madnis, points, spec.n_events, source, settings, seed, log)
-        records = event_records(source, events, np.random.default_rng(seed))
-        # every weighted point of this job is in points.npz below: the events file adds none
-        write_events_file(job_dir, events, records, Accumulated.empty(source.integrand.n_channels))
-        generated = {"events_here": True, **chunk_result(events)}
+    complete = spec.events_here and needed <= EVENTS_IN_TRAINING * len(points)
+    seed = chunk_seed(spec.seed, spec.index, 0)
+    n_events = spec.n_events if complete else spec.max_events
+    events = unweight(trained.madnis, points, n_events, source, settings, seed, log, draw_more=complete)
+    records = event_records(source, events, np.random.default_rng(seed))
+    # every weighted point of this job is in points.npz below: the events file adds none
+    write_events_file(job_dir, events, records, Accumulated.empty(source.integrand.n_channels))
     np.savez(job_dir / POINTS, weights=points.integration_weights().numpy(), **Accumulated.of(points).arrays())
-    return generated | {
+    return chunk_result(events) | {
+        "events_here": complete,
         "integration": asdict(integration),
         "efficiency": integration.unweighting_efficiency,
         "losses": trained.losses,

@@ -5,10 +5,13 @@ events come from independent seeded chunks, each a job; jobs share nothing but f
 (``spec.json`` in; ``result.json``, the sampler checkpoint or ``events.npz`` out), so any cluster MG5aMC
 submits to can run them. ``result.json`` is written last (atomically): a job without it failed.
 
-Events never depend on how jobs are spread over cores: a P-dir's events are cut into chunks of at most
-:data:`CHUNK_EVENTS` (a function of the event count alone), and chunk c of P-dir i draws with
-:func:`chunk_seed` (run seed, i, c). Merging takes the chunks in chunk order, so the same seed gives the same
-events whatever ran where and in which order.
+Every training job unweights its integration points (seeded as chunk 0) for up to ``max_events`` candidate
+events, with their LHE records: when a P-dir's share, known only once every P-dir is integrated, is at most
+its candidates, it takes the share of lowest priority (exactly the events an unweighting for the share would
+accept) and needs no generation job. Any rest is cut into chunks of at most :data:`CHUNK_EVENTS` (a function
+of the rest alone); chunk c >= 1 of P-dir i draws with :func:`chunk_seed` (run seed, i, c). Merging takes the
+candidates, then the chunks in chunk order, so the same seed gives the same events whatever ran where and in
+which order.
 """
 
 from __future__ import annotations
@@ -58,10 +61,11 @@ class JobSpec:
     threads: int = 1  # torch intra-op threads of this job
     chunk: int = 0
     n_events: int = 0  # generate: the chunk's events; train: the events steps = auto projects to
+    max_events: int = 0  # train: candidate events to unweight from the integration points at most
     sampler: str = ""  # generate: the trained checkpoint
     integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
     efficiency: float = 1.0  # generate: expected unweighting efficiency (sizes the first weighted batch)
-    events_here: bool = False  # train: n_events is the P-dir's share; generate them here if cheap (EVENTS_IN_TRAINING)
+    events_here: bool = False  # train: n_events is the P-dir's share; draw more points for them if cheap
 
     @property
     def name(self) -> str:
@@ -194,19 +198,26 @@ RECORD_FIELDS = [f.name for f in fields(EventRecords)]
 
 
 def chunk_result(events: Unweighted) -> dict[str, Any]:
-    """What a job that generated events reports of them (read back by :class:`Chunk`)."""
+    """What a job that generated events reports of them (read back by :class:`Chunk`); each event's LHE record
+    cost one matrix-element call."""
     return {
         "weighted_points": events.weighted_points,
         "w_max": events.w_max,
         "efficiency": events.efficiency,
         "overweight_share": events.overweight_share,
-        "n_overweight": events.n_overweight,
+        "events": len(events.r),
+        "record_calls": len(events.r),
     }
 
 
 def write_events_file(job_dir: Path, events: Unweighted, records: EventRecords | None, acc: Accumulated) -> None:
     """A generation chunk's accepted events (points, channels, weights, LHE records) and its weighted points."""
-    arrays = {"r": events.r.numpy(), "channel": events.channel.numpy(), "relative_weight": events.relative_weight}
+    arrays = {
+        "r": events.r.numpy(),
+        "channel": events.channel.numpy(),
+        "relative_weight": events.relative_weight,
+        "priority": events.priority,
+    }
     if records is not None:
         arrays.update({f"record_{name}": getattr(records, name) for name in RECORD_FIELDS})
     tmp = job_dir / f".{EVENTS}.{os.getpid()}.tmp.npz"
@@ -221,9 +232,28 @@ class Chunk:
     r: torch.Tensor
     channel: torch.Tensor
     relative_weight: np.ndarray
+    priority: np.ndarray
     records: EventRecords | None
     accumulated: Accumulated
     result: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.relative_weight)
+
+    def first(self, n: int) -> Chunk:
+        """Its ``n`` events of lowest priority, in their order (the events an unweighting for n accepts)."""
+        keep = np.sort(np.argsort(self.priority, kind="stable")[:n])
+        index = torch.from_numpy(keep)
+        records = None if self.records is None or n == 0 else self.records.take(keep)
+        return Chunk(
+            self.r[index],
+            self.channel[index],
+            self.relative_weight[keep],
+            self.priority[keep],
+            records,
+            self.accumulated,
+            self.result,
+        )
 
     @classmethod
     def read(cls, job_dir: Path) -> Chunk:
@@ -237,6 +267,7 @@ class Chunk:
                 torch.from_numpy(data["r"]),
                 torch.from_numpy(data["channel"]),
                 data["relative_weight"],
+                data["priority"],
                 records,
                 Accumulated.from_arrays(data),
                 result,
@@ -247,7 +278,8 @@ def merge_chunks(
     integration: IntegrationResult, first: Accumulated, sample_weights: np.ndarray, chunks: list[Chunk]
 ) -> tuple[Unweighted, EventRecords | None]:
     """One source's events from its chunks (in chunk order) and sigma pooled over every weighted point:
-    the integration's (``first``) and every chunk's."""
+    the integration's (``first``) and every chunk's. Every chunk counts all its weighted points (also where
+    only some of its events are taken)."""
     accumulated = first
     for chunk in chunks:
         accumulated = accumulated.merge(chunk.accumulated)
@@ -268,11 +300,12 @@ def merge_chunks(
         w_max=max((c.result["w_max"] for c in chunks), default=0.0),
         efficiency=mean_over_points("efficiency"),
         overweight_share=mean_over_points("overweight_share"),
-        n_overweight=sum(c.result["n_overweight"] for c in chunks),
+        n_overweight=int((np.abs(relative) > 1).sum()),
         max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if len(relative) else 0.0,
         prior_fractions=accumulated.prior_fractions(),
         sample_weights=sample_weights,
         sample_observable=None,
         event_observable=None,
+        priority=np.concatenate([c.priority for c in chunks]) if chunks else np.zeros(0),
     )
     return events, EventRecords.concatenate(with_records) if with_records else None

@@ -139,6 +139,7 @@ class Unweighted:
     sample_weights: np.ndarray  # the first weighted sample's (the integration's), for the weight plot
     sample_observable: np.ndarray | None
     event_observable: np.ndarray | None
+    priority: np.ndarray  # each event's random priority: the n of lowest priority are what a share of n keeps
 
 
 def describe_sigma(result: IntegrationResult) -> str:
@@ -180,8 +181,12 @@ def unweight(
     settings: RunSettings,
     seed: int,
     log: Callable[[str], None],
+    draw_more: bool = True,
 ) -> Unweighted:
-    """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them."""
+    """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them.
+
+    With ``draw_more = False`` no batch is drawn: at most ``n_events`` of ``points`` alone are accepted. Any
+    ``n`` of them with the lowest priorities are exactly the events a call for ``n`` events would accept."""
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
     uniform = torch.zeros(0, dtype=torch.float64)
     priority = torch.zeros(0, dtype=torch.float64)
@@ -196,7 +201,7 @@ def unweight(
             raise RuntimeError(f"{source.name}: no positive weight in {len(weights)} points")
         w_max = max_weight(weights, settings.training.max_overweight)
         accepted = torch.nonzero(uniform * w_max < weights.abs())[:, 0]
-        if len(accepted) >= n_events:
+        if len(accepted) >= n_events or not draw_more:
             break
         if len(weights) >= settings.max_weighted_points:
             raise RuntimeError(
@@ -218,17 +223,18 @@ def unweight(
         efficiency=unweighting_efficiency(weights, w_max) if n_events else 0.0,
         overweight_share=overweight_share(weights, w_max) if n_events else 0.0,
         n_overweight=int((weights[index].abs() > w_max).sum()),
-        max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if n_events else 0.0,
+        max_event_weight_ratio=float(np.abs(relative).max() / np.abs(relative).mean()) if len(relative) else 0.0,
         prior_fractions=points.prior_fractions(),
         sample_weights=points.integration_weights().numpy(),
         sample_observable=None
         if observable is None
         else np.concatenate(points.observable_values[: points.first_batches]),
         event_observable=None if observable is None else observable[index.numpy()],
+        priority=priority[index].numpy(),
     )
     sigma = out.cross_section
     log(
-        f"  [{source.name}] {n_events} events from {len(weights)} weighted points: efficiency "
+        f"  [{source.name}] {len(index)} events from {len(weights)} weighted points: efficiency "
         f"{100 * out.efficiency:.2f}% (MadEvent's rule: w_max {w_max:.4g} pb, {100 * out.overweight_share:.3f}% "
         f"of sigma above it), {out.n_overweight} overweight events kept with weight w/w_max, "
         f"largest event weight / mean {out.max_event_weight_ratio:.3g}; "
