@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 from madnis_plugin.lhe import EventRecords
+from madnis_plugin.run.events import share_events
 from madnis_plugin.run.jobs import (
     CHUNK_EVENTS,
+    INTEGRAL,
     Accumulated,
     Chunk,
     JobSpec,
@@ -22,7 +24,9 @@ from madnis_plugin.run.jobs import (
     read_result,
     settings_from_dict,
     settings_to_dict,
+    share_bound,
     write_events_file,
+    write_json,
     write_result,
 )
 from madnis_plugin.run.sample import Unweighted
@@ -30,6 +34,26 @@ from madnis_plugin.run.source import RunSettings
 
 from madnis import TrainingConfig
 from madnis.integration import ChannelAccumulator
+
+
+def test_share_bound_counts_only_the_p_dirs_integrated_before(tmp_path):
+    """A training job's candidates are capped by its share with the finished P-dirs alone in the sum: never below
+    the share every P-dir's integral gives (share_events), and exact once all are known."""
+    integrals = [414.7, 140.4, 21.4]
+    dirs = [tmp_path / f"P{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    shares = share_events(10000, integrals)
+    assert share_bound(10000, integrals[2], [str(d) for d in dirs[:2]]) == 10000  # nobody else finished yet
+    write_json(dirs[0] / INTEGRAL, {"integral": integrals[0]})
+    bound = share_bound(10000, integrals[2], [str(d) for d in dirs[:2]])
+    assert shares[2] < bound < 10000
+    write_json(dirs[1] / INTEGRAL, {"integral": integrals[1]})
+    assert shares[2] <= share_bound(10000, integrals[2], [str(d) for d in dirs[:2]]) <= shares[2] + 2
+    for i in range(3):
+        others = [str(d) for j, d in enumerate(dirs) if j != i]
+        write_json(dirs[i] / INTEGRAL, {"integral": integrals[i]})
+        assert share_bound(10000, integrals[i], others) >= shares[i]
 
 
 def test_spec_and_settings_travel_as_json(tmp_path):
@@ -158,12 +182,12 @@ def test_merge_takes_chunks_in_chunk_order_and_pools_every_weighted_point(tmp_pa
     assert len(events.r) == len(events.relative_weight) == 9
 
 
-def test_a_share_of_a_chunk_is_its_events_of_lowest_priority_in_their_order(tmp_path):
+def test_a_share_of_a_chunk_is_its_events_of_lowest_priority_in_priority_order(tmp_path):
     chunk = Chunk.read(chunk_file(tmp_path, "train", 5, 0))
     chunk.priority = np.array([0.9, 0.1, 0.5, 0.3, 0.7])
     taken = chunk.first(3)
-    assert list(taken.records.momenta[:, 0, 3]) == [1, 2, 3] and list(taken.priority) == [0.1, 0.5, 0.3]
-    assert torch.equal(taken.r, chunk.r[1:4]) and len(chunk.first(0)) == 0 and chunk.first(0).records is None
+    assert list(taken.records.momenta[:, 0, 3]) == [1, 3, 2] and list(taken.priority) == [0.1, 0.3, 0.5]
+    assert torch.equal(taken.r, chunk.r[[1, 3, 2]]) and len(chunk.first(0)) == 0 and chunk.first(0).records is None
     assert taken.accumulated is chunk.accumulated  # a share still pools every weighted point of the job
 
 

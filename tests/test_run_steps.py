@@ -104,11 +104,13 @@ def test_candidates_of_the_integration_points_give_any_share_exactly(trained, se
     before = t.madnis.n_calls
     candidates = unweight(t.madnis, points, 100_000, source, settings, seed=13, log=quiet, draw_more=False)
     assert t.madnis.n_calls == before and 0 < len(candidates.r) < 4000 == candidates.weighted_points
-    write_events_file(tmp_path, candidates, None, Accumulated.empty(1))
+    # stored in priority order (as a training job stores them): any prefix is a share's events
+    write_events_file(tmp_path, candidates.in_priority_order(), None, Accumulated.empty(1))
     write_result(tmp_path, chunk_result(candidates))
     chunk = Chunk.read(tmp_path)
+    assert np.all(np.diff(chunk.priority) > 0)
     for m in (0, 1, len(candidates.r) // 3, len(candidates.r)):
-        share = unweight(t.madnis, points, m, source, settings, seed=13, log=quiet)
+        share = unweight(t.madnis, points, m, source, settings, seed=13, log=quiet).in_priority_order()
         assert t.madnis.n_calls == before
         taken = chunk.first(m)
         assert torch.equal(taken.r, share.r) and torch.equal(taken.channel, share.channel)

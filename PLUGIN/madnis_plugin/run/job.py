@@ -27,6 +27,7 @@ from ..settings import MadnisSettings
 from .events import event_records
 from .jobs import (
     EVENTS_IN_TRAINING,
+    INTEGRAL,
     POINTS,
     SAMPLER,
     Accumulated,
@@ -35,7 +36,9 @@ from .jobs import (
     chunk_seed,
     integration_from_dict,
     settings_from_dict,
+    share_bound,
     write_events_file,
+    write_json,
     write_result,
 )
 from .sample import WeightedPoints, integrate, unweight
@@ -46,16 +49,20 @@ MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
 SUMMARY_KEYS = ("Training MadNIS", "efficiency check", "training stopped", "Reusing trained sampler")
 
 
+STARTED = time.time()
+
+
 def log(text: str) -> None:
-    print(text, flush=True)
+    """A line of the job's log, with the seconds since the job started (where a job's time goes)."""
+    print(f"[{time.time() - STARTED:6.1f} s] {text}", flush=True)
 
 
 def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
     """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files.
-    Then unweight the integration's points (as chunk 0, ``events.npz``) for up to ``spec.max_events`` candidate
-    events; with ``spec.events_here`` and events that need at most EVENTS_IN_TRAINING x the integration's points,
-    draw more points for all ``spec.n_events`` here instead of in chunk jobs. ``points.npz`` pools every weighted
-    point the job drew."""
+    Then unweight the integration's points (as chunk 0, ``events.npz``) for candidate events, as many as this
+    P-dir's share can be (:func:`.jobs.share_bound`), in priority order; with ``spec.events_here`` and events that
+    need at most EVENTS_IN_TRAINING x the integration's points, draw more points for all ``spec.n_events`` here
+    instead of in chunk jobs. ``points.npz`` pools every weighted point the job drew."""
     summary: list[str] = []  # the lines the launch's own log repeats: what was trained or re-used, why it stopped
 
     def log_and_keep(text: str) -> None:
@@ -68,12 +75,15 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, integration_seed, log)
     trained.madnis.save(job_dir / SAMPLER)
+    write_json(job_dir / INTEGRAL, {"integral": integration.integral})  # bounds the other P-dirs' shares
     needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need
     complete = spec.events_here and needed <= EVENTS_IN_TRAINING * len(points)
     seed = chunk_seed(spec.seed, spec.index, 0)
-    n_events = spec.n_events if complete else spec.max_events
+    n_events = spec.n_events if complete else share_bound(spec.max_events, integration.integral, spec.other_trainings)
     events = unweight(trained.madnis, points, n_events, source, settings, seed, log, draw_more=complete)
+    events = events.in_priority_order()  # each record then does not depend on how many candidates there are
     records = event_records(source, events, np.random.default_rng(seed))
+    log(f"  [{source.name}] LHE records of the {len(events.r)} candidate events")
     # every weighted point of this job is in points.npz below: the events file adds none
     write_events_file(job_dir, events, records, Accumulated.empty(source.integrand.n_channels))
     np.savez(job_dir / POINTS, weights=points.integration_weights().numpy(), **Accumulated.of(points).arrays())
@@ -110,7 +120,6 @@ def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_di
 def run(job_dir: Path) -> None:
     from ..mg5.madevent_run import process_source
 
-    start = time.time()
     spec = JobSpec.read(job_dir)
     torch.set_num_threads(spec.threads)
     settings = settings_from_dict(spec.settings)
@@ -122,8 +131,8 @@ def run(job_dir: Path) -> None:
         result = (train if spec.kind == "train" else generate)(spec, source, settings, job_dir)
     finally:
         source.integrand.library.close()
-    write_result(job_dir, {**result, "job_seconds": time.time() - start})
-    log(f"MadNIS {spec.kind} job done in {time.time() - start:.1f} s")
+    write_result(job_dir, {**result, "job_seconds": time.time() - STARTED})
+    log(f"MadNIS {spec.kind} job done in {time.time() - STARTED:.1f} s")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ events come from independent seeded chunks, each a job; jobs share nothing but f
 (``spec.json`` in; ``result.json``, the sampler checkpoint or ``events.npz`` out), so any cluster MG5aMC
 submits to can run them. ``result.json`` is written last (atomically): a job without it failed.
 
-Every training job unweights its integration points (seeded as chunk 0) for up to ``max_events`` candidate
-events, with their LHE records: when a P-dir's share, known only once every P-dir is integrated, is at most
-its candidates, it takes the share of lowest priority (exactly the events an unweighting for the share would
-accept) and needs no generation job. Any rest is cut into chunks of at most :data:`CHUNK_EVENTS` (a function
+Every training job unweights its integration points (seeded as chunk 0) for candidate events, with their LHE
+records: when a P-dir's share, known only once every P-dir is integrated, is at most its candidates, it takes
+the share of lowest priority (exactly the events an unweighting for the share would accept) and needs no
+generation job. The candidates are capped by :func:`share_bound` from the integrals of the training jobs
+that finished before (``integral.json``), since each record costs a matrix-element call; they are stored
+in priority order and their records drawn in that order, so a record does not depend on the cap. Any rest is cut into chunks of at most :data:`CHUNK_EVENTS` (a function
 of the rest alone); chunk c >= 1 of P-dir i draws with :func:`chunk_seed` (run seed, i, c). Merging takes the
 candidates, then the chunks in chunk order, so the same seed gives the same events whatever ran where and in
 which order.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,14 @@ CHUNK_EVENTS = 5000  # events per generation job at most (a job costs ~3.5 s of 
 # points (measured: a job costs ~3.5 s of start-up, python, torch, bridge and sampler, before any work).
 EVENTS_IN_TRAINING = 2.0
 GENERATION = 4  # random stream of the generation chunks (beside source.INTEGRATION, SAMPLING)
-SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS = (
+SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL = (
     "spec.json",
     "result.json",
     "job.log",
     "sampler.pt",
     "points.npz",
     "events.npz",
+    "integral.json",
 )
 
 
@@ -61,7 +64,8 @@ class JobSpec:
     threads: int = 1  # torch intra-op threads of this job
     chunk: int = 0
     n_events: int = 0  # generate: the chunk's events; train: the events steps = auto projects to
-    max_events: int = 0  # train: candidate events to unweight from the integration points at most
+    max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
+    other_trainings: list[str] = field(default_factory=list)  # train: the other P-dirs' training job directories
     sampler: str = ""  # generate: the trained checkpoint
     integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
     efficiency: float = 1.0  # generate: expected unweighting efficiency (sizes the first weighted batch)
@@ -126,11 +130,25 @@ def core_share(cores: int, jobs: int) -> tuple[int, int]:
     return workers, (cores if jobs <= 1 and workers == 1 else 1)
 
 
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    """``path`` appears complete or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(values))
+    os.replace(tmp, path)
+
+
 def write_result(job_dir: Path, values: dict[str, Any]) -> None:
     """The job's last act: result.json, atomically (its presence means the job succeeded)."""
-    tmp = job_dir / f".{RESULT}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(values))
-    os.replace(tmp, job_dir / RESULT)
+    write_json(job_dir / RESULT, values)
+
+
+def share_bound(nevents: int, integral: float, other_trainings: list[str]) -> int:
+    """The most events a P-dir with cross section ``integral`` can get of ``nevents``: its share with only the
+    other P-dirs already integrated (their ``integral.json``) in the sum; those still training count as zero.
+    :func:`.events.share_events` rounds by largest remainder, hence the + 1."""
+    files = [Path(d) / INTEGRAL for d in other_trainings]
+    total = abs(integral) + sum(abs(json.loads(f.read_text())["integral"]) for f in files if f.exists())
+    return nevents if total <= 0 else min(nevents, math.ceil(nevents * abs(integral) / total) + 1)
 
 
 def read_result(job_dir: Path) -> dict[str, Any] | None:
@@ -241,8 +259,8 @@ class Chunk:
         return len(self.relative_weight)
 
     def first(self, n: int) -> Chunk:
-        """Its ``n`` events of lowest priority, in their order (the events an unweighting for n accepts)."""
-        keep = np.sort(np.argsort(self.priority, kind="stable")[:n])
+        """Its ``n`` events of lowest priority in priority order (the events an unweighting for n accepts)."""
+        keep = np.argsort(self.priority, kind="stable")[:n]
         index = torch.from_numpy(keep)
         records = None if self.records is None or n == 0 else self.records.take(keep)
         return Chunk(

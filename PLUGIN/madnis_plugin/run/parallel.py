@@ -72,16 +72,16 @@ def run_in_jobs(
     log(f"MadNIS: {len(pdirs)} training job(s) on {cores} core(s)")
     share = math.ceil(settings.nevents / len(pdirs))  # what steps = auto projects to: no sigma is known yet
     alone = len(pdirs) == 1  # the share is exact: the training job may generate the events (EVENTS_IN_TRAINING)
-    # candidates: any P-dir may get every event (shares are known only after every integration)
+    # candidates: shares are known only after every integration; each job bounds its own from the integrals of
+    # the others that finished before it (jobs.share_bound)
+    train_dirs = [root / p.name / "train" for p in pdirs]
     specs = [
         JobSpec("train", str(p), i, seed, common, n_events=share, max_events=settings.nevents, events_here=alone)
         for i, p in enumerate(pdirs)
     ]
-    train_dirs = job_specs(
-        [(root / p.name / "train", spec) for p, spec in zip(pdirs, specs)],
-        cores,
-        workers,
-    )
+    for spec, job_dir in zip(specs, train_dirs):
+        spec.other_trainings = [str(d) for d in train_dirs if d != job_dir]
+    job_specs(list(zip(train_dirs, specs)), cores, workers)
     run_jobs(train_dirs, "training")
     trained = [read_result(d) or {} for d in train_dirs]
     integrations = [integration_from_dict(t["integration"]) for t in trained]

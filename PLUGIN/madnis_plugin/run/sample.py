@@ -22,7 +22,7 @@ points drawn, without integrand calls of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -140,6 +140,19 @@ class Unweighted:
     sample_observable: np.ndarray | None
     event_observable: np.ndarray | None
     priority: np.ndarray  # each event's random priority: the n of lowest priority are what a share of n keeps
+
+    def in_priority_order(self) -> Unweighted:
+        """The same events sorted by priority: any first n of them are what a share of n keeps."""
+        order = np.argsort(self.priority, kind="stable")
+        index = torch.from_numpy(order)
+        return replace(
+            self,
+            r=self.r[index],
+            channel=self.channel[index],
+            relative_weight=self.relative_weight[order],
+            priority=self.priority[order],
+            event_observable=None if self.event_observable is None else self.event_observable[order],
+        )
 
 
 def describe_sigma(result: IntegrationResult) -> str:
