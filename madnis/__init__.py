@@ -23,15 +23,7 @@ from .config import AUTO, TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import (
-    CHECK_TOLERANCE,
-    MIN_CHECK_POINTS,
-    EfficiencyCheck,
-    Projection,
-    StoppingRule,
-    StopReason,
-    check_efficiency,
-)
+from .stopping import CHECK_TOLERANCE, MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -95,20 +87,12 @@ class MadNIS:
         estimate = stopping.best.efficiency
         needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample
         points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, 2 * needed)))
-        _, sample = self.integrate_sample(points, seed=seed)
-        measured, extrapolated = check_efficiency(
-            sample.weight * sample.channel_probability,
-            sample.channel,
-            self.sampler.n_channels,
-            self.config.max_overweight,
-            stopping.best.n_events,
-        )
-        resume = extrapolated < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
-        history.checks.append(
-            EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, extrapolated, resume)
-        )
+        result, sample = self.integrate_sample(points, seed=seed)
+        measured = result.unweighting_efficiency
+        resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
+        history.checks.append(EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, resume))
         if resume:
-            stopping.recalibrate(extrapolated / estimate)
+            stopping.recalibrate(measured / estimate)
         else:
             self.check_sample = sample
         return resume

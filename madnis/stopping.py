@@ -36,15 +36,11 @@ The estimates use only what training already has (no extra integrand call):
 Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
 it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: twice the
 sample the events need at the claimed efficiency, between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an
-integration; counted calls). Where the events need more points than the check drew, the measured efficiency is
-extrapolated to their sample as the window's is (:func:`extrapolate`, from the check's two halves,
-:func:`check_efficiency`). If that is below ``CHECK_TOLERANCE`` x the best projection's
+integration; counted calls). If that is below ``CHECK_TOLERANCE`` x the best projection's
 estimate (the sampler has only improved since), every later
 estimate is scaled by measured / estimate, the best projection is forgotten and training goes on; the next stop
 is checked again. Measured on ``g g > w+ d u~ g``, 10k events: training stopped at step 499 on an estimate of
-1.32 % where the run's events came at 0.46 %; and, with a check of 100k points, at step 361 on a check of
-1.60 % (estimate 1.49 %) where the events, from 2.7M points, came at 0.39 % (w_max doubled and doubled again as
-the sample grew).
+1.32 % where the run's events came at 0.46 %.
 
 Rule: the smallest projection so far and its step are kept; training stops once at least ``min_steps``
 steps were made, ``patience`` online steps in a row brought no new smallest projection *and* the training
@@ -71,7 +67,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import TrainingConfig
-from .unweighting import channel_max_weights, max_weight, multichannel_efficiency, unweighting_efficiency
+from .unweighting import max_weight, unweighting_efficiency
 
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
 CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
@@ -127,64 +123,22 @@ class StopReason:
         )
 
 
-def extrapolate(full: float, halves: float, points: int, n_events: float) -> float:
-    """Efficiency ``full`` of ``points`` points, at the n_events / full points that ``n_events`` need: ``full``
-    against the mean efficiency ``halves`` of the sample's two halves is the loss per doubling of the sample,
-    applied for every doubling up to the needed sample (no gain beyond ``points``; at least
-    ``MIN_EXTRAPOLATION`` x ``full``)."""
-    if full <= 0:
-        return full
-    loss_per_doubling = min(1.0, full / halves) if halves > 0 else 1.0
-    doublings = max(0.0, math.log2(n_events / full / points))
-    return full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
-
-
-def _multichannel(within: torch.Tensor, channel: torch.Tensor, n_channels: int, max_overweight: float) -> float:
-    """sum_i |I_i| / sum_i w_max_i of a sample (``within``: each point's weight in its channel)."""
-    counts = torch.bincount(channel, minlength=n_channels).double()
-    sums = torch.zeros(n_channels, dtype=torch.float64).index_add_(0, channel, within)
-    integrals = torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums))
-    return multichannel_efficiency(integrals, channel_max_weights(within, channel, n_channels, max_overweight))
-
-
-def check_efficiency(
-    within: torch.Tensor, channel: torch.Tensor, n_channels: int, max_overweight: float, n_events: float
-) -> tuple[float, float]:
-    """(measured, extrapolated): the multichannel efficiency of a check's points (in random order; ``within``:
-    each point's weight in its channel) and that efficiency at the sample ``n_events`` need (:func:`extrapolate`)."""
-    within, channel = within.detach().double().cpu().abs(), channel.cpu()
-    within = torch.where(torch.isfinite(within), within, torch.zeros_like(within))
-    full = _multichannel(within, channel, n_channels, max_overweight)
-    half = len(within) // 2
-    halves = 0.5 * sum(
-        _multichannel(within[s], channel[s], n_channels, max_overweight) for s in (slice(0, half), slice(half, None))
-    )
-    return full, extrapolate(full, halves, len(within), n_events)
-
-
 @dataclass(frozen=True)
 class EfficiencyCheck:
-    """After ``step`` steps, the multichannel efficiency of ``points`` fresh points (``measured``; ``extrapolated``
-    to the sample the events need) against the rule's estimate; ``resumed``: training went on with the
-    estimates scaled by extrapolated / estimate."""
+    """After ``step`` steps, the multichannel efficiency of ``points`` fresh points (``measured``) against the
+    rule's estimate; ``resumed``: training went on with the estimates scaled by measured / estimate."""
 
     step: int
     points: int
     estimate: float
     measured: float
-    extrapolated: float
     resumed: bool
 
     def describe(self) -> str:
         verdict = "training goes on with the estimates scaled to it" if self.resumed else "the estimate holds"
-        extrapolated = (
-            f" ({100 * self.extrapolated:.2f}% for the sample the events need)"
-            if self.extrapolated < self.measured
-            else ""
-        )
         return (
-            f"efficiency check after step {self.step}: {100 * self.measured:.2f}% on {self.points} points"
-            f"{extrapolated}, estimated {100 * self.estimate:.2f}%; {verdict}"
+            f"efficiency check after step {self.step}: {100 * self.measured:.2f}% on {self.points} points, "
+            f"estimated {100 * self.estimate:.2f}%; {verdict}"
         )
 
 
@@ -266,7 +220,9 @@ class StoppingRule:
             return self.calibration * full
         half = len(batches) // 2
         halves = 0.5 * (self._efficiency(torch.cat(batches[:half])) + self._efficiency(torch.cat(batches[half:])))
-        return self.calibration * extrapolate(full, halves, pooled.numel(), n_events)
+        loss_per_doubling = min(1.0, full / halves) if halves > 0 else 1.0
+        doublings = max(0.0, math.log2(n_events / full / pooled.numel()))
+        return self.calibration * full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
 
     def recalibrate(self, factor: float) -> None:
         """Scale every later efficiency estimate by ``factor`` (an efficiency check found them off) and forget the

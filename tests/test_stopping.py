@@ -9,7 +9,6 @@ import torch
 
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
-from madnis.stopping import check_efficiency
 from madnis.toys import CamelBack1D
 
 POINTS = 1000
@@ -152,21 +151,3 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     assert history.stop.steps == len(history) > first.step  # the step count goes on after the check
     trained = sum(256 for p in history.progress if p.online)
     assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)
-
-
-def test_a_check_extrapolates_a_heavy_tail_to_the_sample_the_events_need():
-    """A check of 20k points whose weights have a Pareto tail (shape 0.8): for events that need 100x more points
-    its efficiency is extrapolated down (towards what those points measure); light weights keep theirs, and so
-    does a check that drew at least the points the events need."""
-    generator = torch.Generator().manual_seed(3)
-    channel = torch.randint(0, 2, (2_000_000,), generator=generator)
-    heavy = torch.rand(2_000_000, generator=generator, dtype=torch.float64) ** -0.8
-    check = slice(0, 20_000)
-    measured, extrapolated = check_efficiency(heavy[check], channel[check], 2, 1e-3, n_events=1e5 * 0.02)
-    truth, _ = check_efficiency(heavy, channel, 2, 1e-3, n_events=1)
-    assert extrapolated < 0.8 * measured and abs(math.log(extrapolated / truth)) < abs(math.log(measured / truth))
-    assert check_efficiency(heavy[check], channel[check], 2, 1e-3, n_events=1) == (measured, measured)
-    light = 1 + 0.1 * torch.rand(20_000, generator=generator, dtype=torch.float64)
-    assert check_efficiency(light, channel[check], 2, 1e-3, n_events=1e6)[1] == pytest.approx(
-        check_efficiency(light, channel[check], 2, 1e-3, n_events=1)[0], rel=0.02
-    )
