@@ -160,8 +160,6 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
             "w_max": 1.0 + offset,
             "efficiency": 0.1,
             "overweight_share": 0.001,
-            "events": n,
-            "record_calls": n,
         },
     )
     return job_dir

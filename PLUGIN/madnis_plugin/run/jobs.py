@@ -216,15 +216,12 @@ RECORD_FIELDS = [f.name for f in fields(EventRecords)]
 
 
 def chunk_result(events: Unweighted) -> dict[str, Any]:
-    """What a job that generated events reports of them (read back by :class:`Chunk`); each event's LHE record
-    cost one matrix-element call."""
+    """What a job that generated events reports of them (read back by :class:`Chunk`)."""
     return {
         "weighted_points": events.weighted_points,
         "w_max": events.w_max,
         "efficiency": events.efficiency,
         "overweight_share": events.overweight_share,
-        "events": len(events.r),
-        "record_calls": len(events.r),
     }
 
 

@@ -118,10 +118,10 @@ def run_in_jobs(
     ):
         with np.load(train_dir / POINTS) as points:
             first, sample_weights = Accumulated.from_arrays(points), points["weights"]
-        parts_of_events = [candidate.first(m)] + [Chunk.read(d) for d in dirs]
-        events, records = merge_chunks(integration, first, sample_weights, parts_of_events)
-        # every record computed counts, also the candidates' that were not taken
-        record_calls = sum(c.result["record_calls"] for c in parts_of_events)
+        generated = [Chunk.read(d) for d in dirs]
+        events, records = merge_chunks(integration, first, sample_weights, [candidate.first(m), *generated])
+        # one matrix-element call per record computed: every event in a job's file, also the candidates not taken
+        record_calls = len(candidate) + sum(len(c) for c in generated)
         source = merged_source(p, t)
         sampler = TrainedSampler(
             None,  # type: ignore[arg-type]  # the sampler lives in its job's checkpoint
