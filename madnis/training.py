@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .adam import Adam
 from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
 from .dropping import channels_to_drop
@@ -124,10 +125,6 @@ def lr_factor(step: int, config: TrainingConfig) -> float:
     return final**t
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
-
-
 @dataclass
 class OnlineBatch:
     """An online batch with its estimates: I and dI/I, each point's w / p_i (p_i: its channel's share of the
@@ -153,8 +150,7 @@ class Trainer:
     ):
         self.sampler, self.integrand, self.config, self.statistics = sampler, integrand, config, statistics
         self.generator = generator
-        self._optimizer: torch.optim.Optimizer | None = None  # made on first use (see ``optimizer``)
-        self._scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self._optimizer: Adam | None = None  # made on first use (see ``optimizer``)
         self._pending_state: dict | None = None
         self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
@@ -197,7 +193,7 @@ class Trainer:
                 step=step,
                 steps=self.config.steps,
                 loss=loss,
-                lr=self.optimizer.param_groups[0]["lr"],
+                lr=self.optimizer.lr,
                 integral=integral,
                 rel_error=rel_error,
                 active_channels=int(self.sampler.active.sum()),
@@ -220,32 +216,25 @@ class Trainer:
         return history
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters, made when first needed: constructing a torch optimiser imports
-        torch's compiler stack (1.7 s measured), which a sampler loaded only to draw points never needs."""
+    def optimizer(self) -> Adam:
+        """Adam over the trainable parameters (:mod:`madnis.adam`), made when first needed, with a saved state
+        loaded into it."""
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(
-                self.sampler.trainable_parameters(), lr=self.config.learning_rate, fused=True
+            config = self.config
+            self._optimizer = Adam(
+                self.sampler.trainable_parameters(), config.learning_rate, lambda step: lr_factor(step, config)
             )
-            self._scheduler = make_scheduler(self._optimizer, self.config)
             if self._pending_state is not None:
-                self._optimizer.load_state_dict(self._pending_state["optimizer"])
-                self._scheduler.load_state_dict(self._pending_state["scheduler"])
+                self._optimizer.load_state_dict(self._pending_state["optimizer"], self._pending_state["scheduler"])
                 self._pending_state = None
         return self._optimizer
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
-        self.optimizer  # noqa: B018  # makes both
-        assert self._scheduler is not None
-        return self._scheduler
 
     def state_dict(self) -> dict:
         """Optimiser, schedule and counters: what continuing the training needs besides the sampler."""
         untouched = self._optimizer is None and self._pending_state is not None
         return {
             "optimizer": self._pending_state["optimizer"] if untouched else self.optimizer.state_dict(),
-            "scheduler": self._pending_state["scheduler"] if untouched else self.scheduler.state_dict(),
+            "scheduler": self._pending_state["scheduler"] if untouched else self.optimizer.schedule_state_dict(),
             "scale": self.scale,
             "dropped": list(self.dropped),
             "dropping_done": self.dropping_done,
@@ -254,11 +243,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if self._optimizer is None:
-            self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
-        else:
-            self._optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
+        self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+        self._optimizer = None  # made again with the loaded state when first needed
         self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
         self.online_steps, self.n_skipped = state["online_steps"], state["n_skipped"]
 
@@ -287,7 +273,7 @@ class Trainer:
 
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
         alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
         loss = self.loss_fn(
@@ -301,14 +287,14 @@ class Trainer:
         if not torch.isfinite(norm):
             return self._skip(float(loss.detach()))
         self.optimizer.step()
-        self.scheduler.step()
+        self.optimizer.advance_schedule()
         return float(loss.detach())
 
     def _skip(self, loss: float) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         self.n_skipped += 1
         log.warning("skipped a training step with a non-finite loss or gradient (%d so far)", self.n_skipped)
-        self.scheduler.step()
+        self.optimizer.advance_schedule()
         return loss
 
     def _drop_channels(self) -> str:

@@ -32,7 +32,6 @@ from ..run import (
     run_processes,
 )
 from ..run.orchestrate import channel_names
-from ..run.plots import plot_run
 from ..settings import MadnisSettings
 from .cluster_jobs import run_as_jobs
 from .gridpack import create_gridpack
@@ -75,6 +74,8 @@ def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: boo
         run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress)
     else:
         run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
+    from ..run.plots import plot_run  # matplotlib (0.4 s) here only, not in every job that loads process_source
+
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_run(run, html_dir)
