@@ -86,7 +86,7 @@ class MadNIS:
         seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
         estimate = stopping.best.efficiency
         needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample
-        points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, 2 * needed)))
+        points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, needed)))
         result, sample = self.integrate_sample(points, seed=seed)
         measured = result.unweighting_efficiency
         resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds

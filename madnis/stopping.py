@@ -34,9 +34,12 @@ The estimates use only what training already has (no extra integrand call):
 - N: the caller's function of the running integral (e.g. this process's share of the run's events).
 
 Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
-it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: twice the
+it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: the
 sample the events need at the claimed efficiency, between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an
-integration; counted calls). If that is below ``CHECK_TOLERANCE`` x the best projection's
+integration; counted calls): a sample of the generation's size shows the w_max the generation will meet, and its
+points are not wasted (they are the final integration's and unweight into events). Twice that sample, as before,
+drew points no event needed where the events need fewer than the cap (``g g > t t~ g`` split in two channel
+parts: 2 x 100k check points where 2 x 50k serve the events). If that is below ``CHECK_TOLERANCE`` x the best projection's
 estimate (the sampler has only improved since), every later
 estimate is scaled by measured / estimate, the best projection is forgotten and training goes on; the next stop
 is checked again. Measured on ``g g > w+ d u~ g``, 10k events: training stopped at step 499 on an estimate of

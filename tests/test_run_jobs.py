@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def test_share_bound_counts_only_the_p_dirs_integrated_before(tmp_path):
         d.mkdir()
     shares = share_events(10000, integrals)
     assert share_bound(10000, integrals[2], [str(d) for d in dirs[:2]]) == 10000  # nobody else finished yet
+    write_json(dirs[0] / INTEGRAL, {"integral": 1.3 * integrals[0], "estimate": True})  # 30 % high: still no cap below
+    estimated = share_bound(10000, integrals[2], [str(d) for d in dirs[:2]])
+    assert estimated == math.ceil(10000 * 21.4 / (21.4 + 0.5 * 1.3 * 414.7)) + 1 and shares[2] < estimated < 10000
     write_json(dirs[0] / INTEGRAL, {"integral": integrals[0]})
     bound = share_bound(10000, integrals[2], [str(d) for d in dirs[:2]])
     assert shares[2] < bound < 10000

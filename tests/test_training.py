@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from madnis import MadNIS, TrainingConfig
-from madnis.toys import CamelBack1D, TwoResonances4D, cauchy_inverse
 from madnis.adam import Adam
+from madnis.toys import CamelBack1D, TwoResonances4D, cauchy_inverse
 from madnis.training import lr_factor
 
 TOY_4D = TwoResonances4D()

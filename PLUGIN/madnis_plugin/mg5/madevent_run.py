@@ -229,8 +229,11 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     """Cross section into MadEvent's results (results.dat, HTML page, crossx.html) and the shell summary."""
     sum_html = module.sum_html
     total = sum_html.Combine_results(cmd.run_name)
+    processes: dict[str, Any] = {}  # the parts of a P-dir's channels (channel_part) under their P-dir
     for source in run.sources:
-        p_comb = sum_html.Combine_results(source.source.name)
+        p_comb = processes.get(source.source.process_name)
+        if p_comb is None:
+            p_comb = processes[source.source.process_name] = sum_html.Combine_results(source.source.process_name)
         for c, name in zip(source.result.channels, channel_names(source)):
             leaf = sum_html.Combine_results(name)
             leaf.xsec, leaf.axsec, leaf.xerru = c.integral, abs(c.integral), c.error
@@ -238,6 +241,7 @@ def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
             leaf.nunwgt = round(source.n_events * c.fraction)
             leaf.luminosity = leaf.nunwgt / c.integral if c.integral > 0 else 0.0
             p_comb.append(leaf)
+    for p_comb in processes.values():
         p_comb.compute_values()
         total.append(p_comb)
     total.compute_values()

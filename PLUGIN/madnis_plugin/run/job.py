@@ -42,7 +42,7 @@ from .jobs import (
     write_result,
 )
 from .sample import WeightedPoints, integrate, unweight
-from .source import INTEGRATION, ProcessSource, RunSettings, stream_seed
+from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
 MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
@@ -71,7 +71,11 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
             summary.append(text)
 
     saved = saved_sampler(source, settings, log_and_keep)
-    trained = train_or_load(spec.index, source, saved, settings, log_and_keep, spec.n_events or None)
+
+    def estimate(integral: float) -> None:  # the other jobs' share_bound reads it until the integration is in
+        write_json(job_dir / INTEGRAL, {"integral": integral, "estimate": True})
+
+    trained = train_or_load(spec.index, source, saved, settings, log_and_keep, spec.n_events or None, estimate)
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, integration_seed, log)
     trained.madnis.save(job_dir / SAMPLER)
@@ -127,10 +131,13 @@ def run(job_dir: Path) -> None:
         f"MadNIS {spec.kind} job {job_dir}: {spec.name}, {spec.workers} bridge worker(s), {spec.threads} torch thread(s)"
     )
     source = process_source(Path(spec.pdir), MadnisSettings(workers=str(spec.workers)), spec.seed)
+    library = source.integrand.library
+    if spec.channels is not None:
+        source = channel_part(source, spec.channels, spec.name)
     try:
         result = (train if spec.kind == "train" else generate)(spec, source, settings, job_dir)
     finally:
-        source.integrand.library.close()
+        library.close()
     write_result(job_dir, {**result, "job_seconds": time.time() - STARTED})
     log(f"MadNIS {spec.kind} job done in {time.time() - STARTED:.1f} s")
 

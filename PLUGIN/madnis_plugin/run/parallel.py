@@ -1,11 +1,13 @@
-"""A run as jobs: every P-dir trains in a job, its events come from seeded chunk jobs, merged into one LHE.
+"""A run as jobs: every source trains in a job, its events come from seeded chunk jobs, merged into one LHE.
 
 Why: MG5aMC's ``run_mode`` 1 and 2 give a launch several cores or cluster slots; :func:`run_in_jobs` writes
 the jobs' specs (:mod:`.jobs`) and hands them to ``run_jobs`` (MG5aMC's cluster object, see
-``mg5/cluster_jobs.py``), which returns once every job left its result. Then, as :func:`.run_processes`:
+``mg5/cluster_jobs.py``), which returns once every job left its result. A source is a P-dir or a part of its
+channels (:class:`.jobs.JobSource`, :mod:`madnis.subset`: the parts' integrals and events add up to the P-dir's).
+Then, as :func:`.run_processes`:
 ``nevents`` shared by the integrated cross sections, each share taken from its training job's candidate events
 and what they lack cut into chunks (:func:`.jobs.chunk_sizes`), merged in order, sigma pooled over every
-weighted point from the fixed samplers, one LHE with one ``<init>`` line per P-dir, and the trained samplers
+weighted point from the fixed samplers, one LHE with one ``<init>`` line per source, and the trained samplers
 saved only once the LHE is written.
 """
 
@@ -27,6 +29,7 @@ from .jobs import (
     SAMPLER,
     Accumulated,
     Chunk,
+    JobSource,
     JobSpec,
     chunk_sizes,
     core_share,
@@ -53,7 +56,7 @@ def job_specs(specs: list[tuple[Path, JobSpec]], cores: int, workers: int | None
 
 
 def run_in_jobs(
-    pdirs: Sequence[Path],
+    sources: Sequence[JobSource],
     settings: RunSettings,
     banner: BannerLike,
     init: LHEInit,
@@ -62,22 +65,33 @@ def run_in_jobs(
     workers: int | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Train every P-dir and generate ``settings.nevents`` events in jobs; write the LHE; return the run."""
+    """Train every source (a P-dir or a part of its channels) and generate ``settings.nevents`` events in jobs;
+    write the LHE; return the run."""
     start = time.time()
     check_run(settings)
     seed = settings.training.seed
     root = settings.output_dir / "jobs" / settings.run_name
     shutil.rmtree(root, ignore_errors=True)
-    common = settings_to_dict(settings)
-    log(f"MadNIS: {len(pdirs)} training job(s) on {cores} core(s)")
-    share = math.ceil(settings.nevents / len(pdirs))  # what steps = auto projects to: no sigma is known yet
-    alone = len(pdirs) == 1  # the share is exact: the training job may generate the events (EVENTS_IN_TRAINING)
+    log(f"MadNIS: {len(sources)} training job(s) on {cores} core(s)")
+    share = math.ceil(settings.nevents / len(sources))  # what steps = auto projects to: no sigma is known yet
+    alone = len(sources) == 1  # the share is exact: the training job may generate the events (EVENTS_IN_TRAINING)
     # candidates: shares are known only after every integration; each job bounds its own from the integrals of
     # the others that finished before it (jobs.share_bound)
-    train_dirs = [root / p.name / "train" for p in pdirs]
+    train_dirs = [root / s.name / "train" for s in sources]
     specs = [
-        JobSpec("train", str(p), i, seed, common, n_events=share, max_events=settings.nevents, events_here=alone)
-        for i, p in enumerate(pdirs)
+        JobSpec(
+            "train",
+            str(s.pdir),
+            i,
+            seed,
+            settings_to_dict(s.settings(settings)),
+            n_events=share,
+            max_events=settings.nevents,
+            events_here=alone,
+            channels=s.channels,
+            label=s.name,
+        )
+        for i, s in enumerate(sources)
     ]
     for spec, job_dir in zip(specs, train_dirs):
         spec.other_trainings = [str(d) for d in train_dirs if d != job_dir]
@@ -85,23 +99,33 @@ def run_in_jobs(
     run_jobs(train_dirs, "training")
     trained = [read_result(d) or {} for d in train_dirs]
     integrations = [integration_from_dict(t["integration"]) for t in trained]
-    for p, t, integration in zip(pdirs, trained, integrations):
+    for s, t, integration in zip(sources, trained, integrations):
         for line in t.get("summary", []):
             log(line)
-        log(f"  [{p.name}] integration: {describe_sigma(integration)}")
+        log(f"  [{s.name}] integration: {describe_sigma(integration)}")
     shares = share_events(settings.nevents, [r.integral for r in integrations])
     candidates = [Chunk.read(d) for d in train_dirs]
     taken = [min(n, len(c)) for n, c in zip(shares, candidates)]
     chunks: list[list[Path]] = []
     specs = []
-    for i, (p, t, n, m) in enumerate(zip(pdirs, trained, shares, taken)):
+    for i, (s, t, n, m) in enumerate(zip(sources, trained, shares, taken)):
         # chunk 0 is the training job's: the rest's chunks are 1, 2, ...
-        dirs = [root / p.name / f"chunk_{c:03d}" for c in range(1, len(chunk_sizes(n - m)) + 1)]
+        dirs = [root / s.name / f"chunk_{c:03d}" for c in range(1, len(chunk_sizes(n - m)) + 1)]
         chunks.append(dirs)
         source_of_events = "generated by the training job" if t["events_here"] else "of the training job's points"
-        log(f"  [{p.name}] {n} events: {m} {source_of_events}, {n - m} in {len(dirs)} generation job(s)")
+        log(f"  [{s.name}] {n} events: {m} {source_of_events}, {n - m} in {len(dirs)} generation job(s)")
         for c, (job_dir, size) in enumerate(zip(dirs, chunk_sizes(n - m)), start=1):
-            spec = JobSpec("generate", str(p), i, seed, common, chunk=c, n_events=size)
+            spec = JobSpec(
+                "generate",
+                str(s.pdir),
+                i,
+                seed,
+                settings_to_dict(s.settings(settings)),
+                chunk=c,
+                n_events=size,
+                channels=s.channels,
+                label=s.name,
+            )
             spec.sampler, spec.integration, spec.efficiency = (
                 str(train_dirs[i] / SAMPLER),
                 t["integration"],
@@ -113,8 +137,8 @@ def run_in_jobs(
         run_jobs(job_specs(specs, cores, workers), "event generation")
 
     results, parts = [], []
-    for p, train_dir, t, integration, dirs, n, candidate, m in zip(
-        pdirs, train_dirs, trained, integrations, chunks, shares, candidates, taken
+    for s, train_dir, t, integration, dirs, n, candidate, m in zip(
+        sources, train_dirs, trained, integrations, chunks, shares, candidates, taken
     ):
         with np.load(train_dir / POINTS) as points:
             first, sample_weights = Accumulated.from_arrays(points), points["weights"]
@@ -122,7 +146,7 @@ def run_in_jobs(
         events, records = merge_chunks(integration, first, sample_weights, [candidate.first(m), *generated])
         # one matrix-element call per record computed: every event in a job's file, also the candidates not taken
         record_calls = len(candidate) + sum(len(c) for c in generated)
-        source = merged_source(p, t)
+        source = merged_source(s, t)
         sampler = TrainedSampler(
             None,  # type: ignore[arg-type]  # the sampler lives in its job's checkpoint
             t["losses"],
@@ -133,15 +157,15 @@ def run_in_jobs(
         )
         results.append(SourceResult(source, sampler, integration, events, n, event_record_calls=record_calls))
         parts.append((source, events, records))
-        log(f"  [{p.name}] {results[-1].calls_line()}")
+        log(f"  [{s.name}] {results[-1].calls_line()}")
     sigma = sum(r.result.integral for r in results)
     error = math.sqrt(sum(r.result.error**2 for r in results))
     rng = np.random.default_rng(seed)
     lhe_path = write_events(settings.output_dir / settings.events_file, parts, sigma, banner, init, rng)
     if settings.save_models:  # only now: a failed or interrupted run keeps the samplers saved before
-        for p, train_dir, t in zip(pdirs, train_dirs, trained):
+        for s, train_dir, t in zip(sources, train_dirs, trained):
             if t["reused_from"] is None:
-                target = saved_sampler_path(settings.output_dir, p.name)
+                target = saved_sampler_path(settings.output_dir, s.name)
                 shutil.copyfile(train_dir / SAMPLER, target.with_name(f".{target.name}.tmp"))
                 os.replace(target.with_name(f".{target.name}.tmp"), target)
     run = RunResult(sigma, error, settings.nevents, lhe_path, results, time.time() - start)
@@ -149,12 +173,13 @@ def run_in_jobs(
     return run
 
 
-def merged_source(pdir: Path, trained: dict) -> ProcessSource:
-    """The P-dir as reports see it (name, LPRUP, channel names); its integrand lived in the jobs."""
+def merged_source(source: JobSource, trained: dict) -> ProcessSource:
+    """The P-dir or part as reports see it (name, LPRUP, channel names); its integrand lived in the jobs."""
     return ProcessSource(
-        name=pdir.name,
+        name=source.name,
         integrand=None,  # type: ignore[arg-type]
         event_records=None,  # type: ignore[arg-type]
         lprup=trained["lprup"],
         channel_names=trained["channel_names"],
+        process=source.pdir.name if source.parts > 1 else "",
     )

@@ -16,6 +16,7 @@ import torch
 
 from madnis import TrainingConfig
 from madnis.integrand import Integrand
+from madnis.subset import ChannelSubset
 
 from ..lhe import EventRecords
 
@@ -39,6 +40,24 @@ class ProcessSource:
     channel_names: list[str] | None = None
     observable: Observable | None = None
     observable_label: str = ""
+    process: str = ""  # a channel part's P-dir (channel_part); empty: the source is the whole process ``name``
+
+    @property
+    def process_name(self) -> str:
+        """The process (P-dir) this source is or is a part of: MadEvent's results group parts under it."""
+        return self.process or self.name
+
+
+def channel_part(source: ProcessSource, channels: list[int], name: str) -> ProcessSource:
+    """The part of ``source`` that ``channels`` (whole groups) carry, as a source of its own (:mod:`madnis.subset`):
+    trained, integrated and unweighted apart; its events and cross section add to the other parts'."""
+    part = ChannelSubset(source.integrand, channels)
+
+    def event_records(r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
+        return source.event_records(r, part.global_channel[channel], generator)
+
+    names = None if source.channel_names is None else [source.channel_names[c] for c in part.channels]
+    return ProcessSource(name, part, event_records, source.lprup, names, process=source.process_name)
 
 
 @dataclass

@@ -94,11 +94,14 @@ def train_or_load(
     settings: RunSettings,
     log: Callable[[str], None],
     n_events: float | Callable[[float], float] | None = None,
+    on_stop: Callable[[float], None] | None = None,
 ) -> TrainedSampler:
     """Train source ``index`` (seed offset by the index), or take ``saved`` as it is.
 
     ``n_events``: the source's events that ``steps = auto`` projects to (a number or a function of the running
     integral, see :func:`.events.training_share`); None: all of ``settings.nevents`` (one source).
+    ``on_stop``: called with the running cross-section estimate whenever the steps stop (before an efficiency
+    check), for whoever waits on an estimate (:func:`.jobs.share_bound`).
     """
     if saved is not None:
         return TrainedSampler(saved, [], [], 0.0, 0, saved_sampler_path(settings.output_dir, source.name))
@@ -113,7 +116,13 @@ def train_or_load(
     )
     madnis = MadNIS(source.integrand, config)
     printer = progress_printer(source.name, settings.progress_every, log)
-    history = madnis.train(printer, settings.nevents if n_events is None else n_events)
+
+    def callback(p: TrainingProgress) -> None:
+        printer(p)
+        if p.last and on_stop is not None:
+            on_stop(float(madnis.statistics.integral.sum()))
+
+    history = madnis.train(callback, settings.nevents if n_events is None else n_events)
     for check in history.checks:
         log(f"  [{source.name}] {check.describe()}")
     reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
