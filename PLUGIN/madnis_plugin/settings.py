@@ -67,7 +67,9 @@ class MadnisSettings:
     madnis: bool = _entry(True, "use MadNIS instead of survey/refine (False: stock MadEvent)")
     training: TrainingConfig = field(default_factory=card_training)
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
-    integration_points: int = _entry(100000, "points of the final integration per P-dir (after training)")
+    integration_points: int = _entry(
+        100000, "points of the final integration per P-dir (after training; shared by its channel parts)"
+    )
     workers: str = _entry(
         "auto", "Fortran evaluation workers per P-dir: auto (MadEvent's cores: nb_core, 1 per cluster job) or N"
     )
