@@ -144,7 +144,8 @@ def job_sources(pdirs: list[Path], cores: int, split: bool, settings: RunSetting
     (MadEvent's survey runs one job per channel for the same reason). A part has at least
     :data:`MIN_GROUPS_PER_PART` channel groups: a few groups train in the minimum of steps, and a split then only
     adds a training and an efficiency check (measured, 2 cores, 10k events: ``p p > e+ e-``, 2 groups, 25 s split
-    against 22 s whole; ``g g > w+ d u~ g``, 24 groups, 114 s and 148 s split against 157 s and 182 s whole).
+    against 19 s whole; ``g g > w+ d u~ g``, 24 groups, 143 s and 148 s split, 114 s with checks of twice the
+    events' sample, against 157 s and 182 s whole in earlier launches).
     A P-dir whose whole sampler is re-used (``madnis_reuse`` and its file present) stays whole."""
     if not split or len(pdirs) >= cores:
         return [JobSource(p) for p in pdirs]
@@ -166,7 +167,7 @@ def channel_groups(pdir: Path) -> list[list[int]]:
     is not yet: the jobs then find it built)."""
     import fortran_bridge
 
-    from ..bridge_integrand import symmetry_groups
+    from ..bridge_integrand import BridgeIntegrand
 
     with fortran_bridge.ProcessLibrary(pdir) as library:
-        return symmetry_groups([c.symmetry_group for c in library.info.channels])
+        return BridgeIntegrand(library).groups()

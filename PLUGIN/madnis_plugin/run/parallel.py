@@ -75,8 +75,9 @@ def run_in_jobs(
     log(f"MadNIS: {len(sources)} training job(s) on {cores} core(s)")
     share = math.ceil(settings.nevents / len(sources))  # what steps = auto projects to: no sigma is known yet
     alone = len(sources) == 1  # the share is exact: the training job may generate the events (EVENTS_IN_TRAINING)
-    # candidates: shares are known only after every integration; each job bounds its own from the integrals of
-    # the others that finished before it (jobs.share_bound)
+    # candidates: shares are known only after every integration; each job bounds its own from the integrals or
+    # training estimates the others wrote so far (jobs.share_bound)
+    source_settings = [settings_to_dict(s.settings(settings)) for s in sources]
     train_dirs = [root / s.name / "train" for s in sources]
     specs = [
         JobSpec(
@@ -84,7 +85,7 @@ def run_in_jobs(
             str(s.pdir),
             i,
             seed,
-            settings_to_dict(s.settings(settings)),
+            source_settings[i],
             n_events=share,
             max_events=settings.nevents,
             events_here=alone,
@@ -120,7 +121,7 @@ def run_in_jobs(
                 str(s.pdir),
                 i,
                 seed,
-                settings_to_dict(s.settings(settings)),
+                source_settings[i],
                 chunk=c,
                 n_events=size,
                 channels=s.channels,
