@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -10,8 +12,19 @@ import torch
 from madnis_plugin.lhe import Banner, LHEInit
 from madnis_plugin.run import RunSettings, saved_sampler_path
 from madnis_plugin.run.events import event_records, write_events
-from madnis_plugin.run.jobs import Accumulated, Chunk, chunk_result, write_events_file, write_result
-from madnis_plugin.run.sample import integrate, unweight
+from madnis_plugin.run.job import make_chunk
+from madnis_plugin.run.jobs import (
+    CHUNK_EVENTS,
+    Accumulated,
+    Chunk,
+    JobSpec,
+    chunk_result,
+    integration_from_dict,
+    settings_to_dict,
+    write_events_file,
+    write_result,
+)
+from madnis_plugin.run.sample import UnweightingStopped, integrate, unweight
 from madnis_plugin.run.train import train_or_load
 from test_orchestrate import toy_records, toy_source
 
@@ -168,3 +181,28 @@ def test_records_and_file_of_sources_with_and_without_events(trained, settings):
     assert len(weights) == 40 and np.mean(weights) == pytest.approx(2.5)
     init = text.split("<init>\n")[1].splitlines()
     assert init[0].endswith("-4 2") and init[2].split()[3] == "2"
+
+
+def test_a_chunk_made_ahead_by_the_training_job_is_the_generation_jobs_chunk(settings, tmp_path):
+    """A training job makes chunk c with its sampler in memory after its candidates; a generation job makes it from
+    the saved sampler and the integration as JSON: the same points, events and result, so the run's events do not
+    depend on which job made a chunk. A chunk asked to stop writes nothing."""
+    source = toy_source("P1_a", 1)
+    trained = train_or_load(0, source, None, settings, quiet)
+    integration, points = integrate(trained.madnis, source, settings, 5, quiet)
+    trained.madnis.save(tmp_path / "sampler.pt")
+    unweight(trained.madnis, points, 50, source, settings, 9, quiet, draw_more=False)  # the candidates come first
+    efficiency = integration.unweighting_efficiency
+    spec = JobSpec("generate", "P1_a", 0, 21, settings_to_dict(settings), chunks=[3], efficiency=efficiency)
+    make_chunk(trained.madnis, source, settings, spec, 3, efficiency, tmp_path / "ahead")
+    loaded = MadNIS.load(tmp_path / "sampler.pt", source.integrand)
+    loaded.last_result = integration_from_dict(json.loads(json.dumps(asdict(integration))))
+    make_chunk(loaded, source, settings, spec, 3, efficiency, tmp_path / "generated")
+    ahead, generated = Chunk.read(tmp_path / "ahead"), Chunk.read(tmp_path / "generated")
+    assert len(ahead) == CHUNK_EVENTS and ahead.result == generated.result
+    assert torch.equal(ahead.r, generated.r) and np.array_equal(ahead.priority, generated.priority)
+    assert np.array_equal(ahead.records.momenta, generated.records.momenta)
+    few = replace(settings, weighted_batch=CHUNK_EVENTS // 2)  # the first batch cannot hold the chunk's events
+    with pytest.raises(UnweightingStopped):
+        make_chunk(loaded, source, few, spec, 4, efficiency, tmp_path / "stopped", stop=lambda: True)
+    assert not (tmp_path / "stopped").exists()

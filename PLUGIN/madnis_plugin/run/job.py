@@ -4,9 +4,10 @@ Why a process of its own: MG5aMC's cluster object (multicore threads, condor, sl
 programs, not Python calls. The job reads ``JOB_DIR/spec.json`` (:class:`.jobs.JobSpec`) and either trains a
 P-dir and integrates with the trained sampler (``sampler.pt``, ``points.npz``: the integration's weights and
 the accumulated sigma of every point the job drew; ``events.npz``: the candidate events of its integration
-points, for a lone P-dir all its events when cheap), or loads that sampler and generates one seeded chunk of
-events (``events.npz``). Its
-``result.json`` is written last; progress lines go to stdout (the job's log).
+points, for a lone P-dir all its events when cheap), or loads that sampler and generates seeded chunks of
+events (each ``chunk_NNN/events.npz``). Its ``result.json`` is written last; a training job then makes its
+source's first chunks ahead while other training jobs still train (:func:`ahead`). Progress lines go to stdout
+(the job's log).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,15 @@ from madnis import MadNIS
 from ..settings import MadnisSettings
 from .events import event_records
 from .jobs import (
+    CHUNK_EVENTS,
     EVENTS_IN_TRAINING,
     INTEGRAL,
     POINTS,
     SAMPLER,
     Accumulated,
     JobSpec,
+    ahead_open,
+    chunk_dir,
     chunk_result,
     chunk_seed,
     integration_from_dict,
@@ -41,7 +46,7 @@ from .jobs import (
     write_json,
     write_result,
 )
-from .sample import WeightedPoints, integrate, unweight
+from .sample import UnweightingStopped, WeightedPoints, integrate, unweight
 from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
@@ -57,7 +62,7 @@ def log(text: str) -> None:
     print(f"[{time.time() - STARTED:6.1f} s] {text}", flush=True)
 
 
-def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
+def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> tuple[dict[str, Any], MadNIS]:
     """Train (or re-use) the sampler, integrate with it; the sampler, the integration and its points to files.
     Then unweight the integration's points (as chunk 0, ``events.npz``) for candidate events, as many as this
     P-dir's share can be (:func:`.jobs.share_bound`), in priority order; with ``spec.events_here`` and events that
@@ -92,6 +97,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     write_events_file(job_dir, events, records, Accumulated.empty(source.integrand.n_channels))
     np.savez(job_dir / POINTS, weights=points.integration_weights().numpy(), **Accumulated.of(points).arrays())
     return chunk_result(events) | {
+        "candidates": len(events.r),
         "events_here": complete,
         "integration": asdict(integration),
         "efficiency": integration.unweighting_efficiency,
@@ -103,22 +109,63 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         "lprup": source.lprup,
         "channel_names": source.channel_names,
         "summary": summary,
-    }
+    }, trained.madnis
+
+
+def make_chunk(
+    madnis: MadNIS,
+    source: ProcessSource,
+    settings: RunSettings,
+    spec: JobSpec,
+    chunk: int,
+    efficiency: float,
+    out: Path,
+    stop: Callable[[], bool] | None = None,
+) -> None:
+    """Chunk ``chunk`` of the source: :data:`.jobs.CHUNK_EVENTS` events from the fixed sampler, seeded by the chunk
+    (the same whichever job makes it), into ``out`` (events, then ``result.json``). Raises
+    :class:`.sample.UnweightingStopped` when ``stop`` says so (nothing is written)."""
+    seed = chunk_seed(spec.seed, spec.index, chunk)
+    points = WeightedPoints(madnis, source)
+    expected = math.ceil(1.2 * CHUNK_EVENTS / max(efficiency, 1e-6))
+    points.add(madnis.sample_weighted(min(max(expected, MIN_FIRST_BATCH), settings.weighted_batch), seed=seed))
+    events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop)
+    out.mkdir(parents=True, exist_ok=True)
+    write_events_file(out, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points))
+    write_result(out, chunk_result(events))
 
 
 def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
-    """Chunk ``spec.chunk``: exactly ``spec.n_events`` events from the trained sampler, seeded by the chunk."""
+    """The chunks ``spec.chunks`` of the source, each into its own directory beside this job's."""
     madnis = MadNIS.load(spec.sampler, source.integrand, device=settings.training.device)
     madnis.last_result = integration_from_dict(spec.integration or {})  # channel probabilities of the run
-    seed = chunk_seed(spec.seed, spec.index, spec.chunk)
-    points = WeightedPoints(madnis, source)
-    expected = math.ceil(1.2 * spec.n_events / max(spec.efficiency, 1e-6))
-    points.add(madnis.sample_weighted(min(max(expected, MIN_FIRST_BATCH), settings.weighted_batch), seed=seed))
-    events = unweight(madnis, points, spec.n_events, source, settings, seed, log)
-    write_events_file(
-        job_dir, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points)
-    )
-    return chunk_result(events)
+    for chunk in spec.chunks:
+        make_chunk(madnis, source, settings, spec, chunk, spec.efficiency, chunk_dir(job_dir.parent, chunk))
+    return {"chunks": spec.chunks}
+
+
+def ahead(
+    spec: JobSpec, madnis: MadNIS, source: ProcessSource, settings: RunSettings, job_dir: Path, result: dict
+) -> None:
+    """After its result: while other training jobs still train (:func:`.jobs.ahead_open`), make the source's chunks
+    1, 2, ... on this otherwise idle core, up to what its share can need (:func:`.jobs.share_bound`); the chunk in
+    the making is dropped when the last of them ends. The parent takes those its share needs; the others'
+    calls are counted, not their points."""
+    if result["events_here"] or not spec.other_trainings:
+        return
+    integral = result["integration"]["integral"]
+    have, chunk = result["candidates"], 1
+    closed = lambda: not ahead_open(spec.other_trainings)  # noqa: E731
+    while not closed() and have < share_bound(spec.max_events, integral, spec.other_trainings):
+        try:
+            make_chunk(
+                madnis, source, settings, spec, chunk, result["efficiency"], chunk_dir(job_dir.parent, chunk), closed
+            )
+        except UnweightingStopped:
+            log(f"  [{source.name}] chunk {chunk} ahead dropped: every training job is done")
+            return
+        log(f"  [{source.name}] chunk {chunk} made ahead while other jobs train")
+        have, chunk = have + CHUNK_EVENTS, chunk + 1
 
 
 def run(job_dir: Path) -> None:
@@ -135,10 +182,14 @@ def run(job_dir: Path) -> None:
     if spec.channels is not None:
         source = channel_part(source, spec.channels, spec.name)
     try:
-        result = (train if spec.kind == "train" else generate)(spec, source, settings, job_dir)
+        if spec.kind == "train":
+            result, madnis = train(spec, source, settings, job_dir)
+            write_result(job_dir, {**result, "job_seconds": time.time() - STARTED})
+            ahead(spec, madnis, source, settings, job_dir, result)
+        else:
+            write_result(job_dir, {**generate(spec, source, settings, job_dir), "job_seconds": time.time() - STARTED})
     finally:
         library.close()
-    write_result(job_dir, {**result, "job_seconds": time.time() - STARTED})
     log(f"MadNIS {spec.kind} job done in {time.time() - STARTED:.1f} s")
 
 

@@ -10,10 +10,13 @@ records: when a P-dir's share, known only once every P-dir is integrated, is at 
 the share of lowest priority (exactly the events an unweighting for the share would accept) and needs no
 generation job. The candidates are capped by :func:`share_bound` from the integrals (or training estimates) the
 other training jobs wrote so far (``integral.json``), since each record costs a matrix-element call; they are stored
-in priority order and their records drawn in that order, so a record does not depend on the cap. Any rest is cut into chunks of at most :data:`CHUNK_EVENTS` (a function
-of the rest alone); chunk c >= 1 of P-dir i draws with :func:`chunk_seed` (run seed, i, c). Merging takes the
-candidates, then the chunks in chunk order, so the same seed gives the same events whatever ran where and in
-which order.
+in priority order and their records drawn in that order, so a record does not depend on the cap. Any rest comes
+from chunks 1, 2, ... of :data:`CHUNK_EVENTS` events each, chunk c of P-dir i drawn with :func:`chunk_seed` (run
+seed, i, c), the last one cut by priority: a chunk is the same whichever job makes it and whenever, so a training
+job that finishes while others still train makes its first chunks ahead on its otherwise idle core
+(:func:`ahead_open`), and generation jobs make only the missing ones, several per job (:func:`generation_jobs`).
+Merging takes the candidates, then the chunks in chunk order, so the same seed gives the same events whatever
+ran where and in which order.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ..lhe import EventRecords
 from .sample import Unweighted
 from .source import RunSettings
 
-CHUNK_EVENTS = 5000  # events per generation job at most (a job costs ~3.5 s of start-up: fewer, larger chunks)
+CHUNK_EVENTS = 1000  # events of every generation chunk (a job makes several: its ~3.5 s start-up is paid once)
 # A single P-dir's training job also generates its events when they need at most this many times its integration
 # points (measured: a job costs ~3.5 s of start-up, python, torch, bridge and sampler, before any work).
 EVENTS_IN_TRAINING = 2.0
@@ -85,8 +88,8 @@ class JobSpec:
     settings: dict[str, Any]  # settings_to_dict of the run's RunSettings
     workers: int = 1  # bridge workers of this job
     threads: int = 1  # torch intra-op threads of this job
-    chunk: int = 0
-    n_events: int = 0  # generate: the chunk's events; train: the events steps = auto projects to
+    chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
+    n_events: int = 0  # train: the events steps = auto projects to
     max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
     other_trainings: list[str] = field(default_factory=list)  # train: the other P-dirs' training job directories
     sampler: str = ""  # generate: the trained checkpoint
@@ -132,12 +135,30 @@ def integration_from_dict(values: dict[str, Any]) -> IntegrationResult:
     return IntegrationResult(**{**values, "channels": channels})
 
 
-def chunk_sizes(n_events: int, chunk_events: int = CHUNK_EVENTS) -> list[int]:
-    """Events of each chunk: ceil(n / chunk_events) chunks as equal as possible (a function of n alone)."""
-    if n_events <= 0:
-        return []
-    n_chunks = math.ceil(n_events / chunk_events)
-    return [n_events // n_chunks + (1 if c < n_events % n_chunks else 0) for c in range(n_chunks)]
+def chunk_count(n_events: int) -> int:
+    """Chunks that ``n_events`` events take: every chunk has :data:`CHUNK_EVENTS`, the last is cut by priority."""
+    return math.ceil(max(n_events, 0) / CHUNK_EVENTS)
+
+
+def chunk_dir(source_dir: Path, chunk: int) -> Path:
+    """Where chunk ``chunk`` of a source (``root/<source>``) leaves its events and result, whoever made it."""
+    return source_dir / f"chunk_{chunk:03d}"
+
+
+def generation_jobs(missing: list[tuple[int, list[int], float]], cores: int) -> list[tuple[int, list[int]]]:
+    """Generation jobs ``(source, chunks)`` for the ``missing`` chunks ``(source, chunks, cost of one chunk)``,
+    costliest first (the multicore pool starts jobs in order). A job makes consecutive chunks of one source, each
+    job about half a core's share of the cost (nearly balanced cores: a job costs ~3.5 s of start-up, so
+    not one per chunk), the cost of a chunk being its source's weighted points per event (1 / efficiency)."""
+    total = sum(len(chunks) * cost for _, chunks, cost in missing)
+    target = total / (2 * max(cores, 1))
+    jobs = []
+    for source, chunks, cost in missing:
+        n_jobs = min(len(chunks), max(1, round(len(chunks) * cost / target))) if target > 0 else 1
+        bounds = [len(chunks) * k // n_jobs for k in range(n_jobs + 1)]  # as equal as possible
+        jobs += [(source, chunks[a:b], cost * (b - a)) for a, b in zip(bounds, bounds[1:])]
+    jobs.sort(key=lambda job: -job[2])
+    return [(source, chunks) for source, chunks, _ in jobs]
 
 
 def chunk_seed(seed: int, index: int, chunk: int) -> int:
@@ -182,6 +203,14 @@ def share_bound(nevents: int, integral: float, other_trainings: list[str]) -> in
             other = json.loads(path.read_text())
             total += abs(other["integral"]) * (ESTIMATE_WEIGHT if other.get("estimate") else 1.0)
     return nevents if total <= 0 else min(nevents, math.ceil(nevents * abs(integral) / total) + 1)
+
+
+def ahead_open(other_trainings: list[str]) -> bool:
+    """Whether a finished training job may make chunks ahead: some other training job still trains, and every one
+    has started (its log exists), so no job waits for this core (MG5aMC's multicore pool starts queued jobs only
+    when one ends)."""
+    dirs = [Path(d) for d in other_trainings]
+    return all((d / LOG).exists() for d in dirs) and any(read_result(d) is None for d in dirs)
 
 
 def read_result(job_dir: Path) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ class SourceResult:
     events: Unweighted
     n_events: int
     event_record_calls: int  # one matrix-element evaluation per event record
+    spare_calls: int = 0  # chunks made ahead that the share did not need (points and records: not in sigma)
 
     @property
     def result(self) -> IntegrationResult:
@@ -61,13 +62,14 @@ class SourceResult:
 
     @property
     def n_calls(self) -> int:
-        """Matrix-element calls of this source in this run: training, weighted points, event records."""
-        return self.training_calls + self.weighted_points + self.event_record_calls
+        """Matrix-element calls of this source in this run: training, weighted points, event records, spare chunks."""
+        return self.training_calls + self.weighted_points + self.event_record_calls + self.spare_calls
 
     def calls_line(self) -> str:
         return (
             f"{self.n_calls} matrix-element calls: {self.training_calls} training + {self.weighted_points} weighted "
             f"(integration and unweighting, all in sigma) + {self.event_record_calls} event records"
+            + (f" + {self.spare_calls} in chunks made ahead and not needed" if self.spare_calls else "")
         )
 
 

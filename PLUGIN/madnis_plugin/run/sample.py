@@ -186,6 +186,10 @@ def integrate(
     return result, points
 
 
+class UnweightingStopped(Exception):
+    """:func:`unweight` was asked to stop (its ``stop`` said so) before it had its events."""
+
+
 def unweight(
     madnis: MadNIS,
     points: WeightedPoints,
@@ -195,11 +199,13 @@ def unweight(
     seed: int,
     log: Callable[[str], None],
     draw_more: bool = True,
+    stop: Callable[[], bool] | None = None,
 ) -> Unweighted:
     """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them.
 
     With ``draw_more = False`` no batch is drawn: at most ``n_events`` of ``points`` alone are accepted. Any
-    ``n`` of them with the lowest priorities are exactly the events a call for ``n`` events would accept."""
+    ``n`` of them with the lowest priorities are exactly the events a call for ``n`` events would accept.
+    ``stop`` is asked before each batch drawn; when it says so, :class:`UnweightingStopped` is raised."""
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
     uniform = torch.zeros(0, dtype=torch.float64)
     priority = torch.zeros(0, dtype=torch.float64)
@@ -221,6 +227,8 @@ def unweight(
                 f"{source.name}: only {len(accepted)} of {n_events} events after {len(weights)} weighted points "
                 f"(unweighting efficiency {len(accepted) / len(weights):.2e}); train longer or ask fewer events"
             )
+        if stop is not None and stop():
+            raise UnweightingStopped(f"{source.name}: stopped after {len(weights)} weighted points")
         share = points.top_up_shares(n_events, settings.training.max_overweight)
         points.add(madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights), share=share))
     index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
