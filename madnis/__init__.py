@@ -92,7 +92,7 @@ class MadNIS:
         resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
         history.checks.append(EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, resume))
         if resume:
-            stopping.recalibrate(measured / estimate)
+            stopping.recalibrate(measured / estimate, measured)
         else:
             self.check_sample = sample
         return resume

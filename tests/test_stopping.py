@@ -127,13 +127,19 @@ def test_fixed_steps_are_unchanged():
     assert len(history) == 7 and history.stop is None and history[-1].last and history[-1].projection is None
 
 
-def test_recalibration_scales_the_estimates_and_forgets_the_best():
-    stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=Clock())
+def test_recalibration_scales_the_estimates_and_the_check_becomes_the_best():
+    clock = Clock()
+    stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=clock, min_steps=0, patience=2)
     stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0)
     assert stopping.best is not None and stopping.last.efficiency == pytest.approx(0.5)
-    stopping.recalibrate(0.2)
-    assert stopping.best is None
+    clock.now = 10.0
+    stopping.recalibrate(0.2, measured=0.12)  # the check measured 0.12 (not the scaled 0.1) after 10 s
+    assert stopping.best.efficiency == 0.12 and stopping.best.elapsed == 10.0 and stopping.since_best == 0
     assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.1)
+    # scaled estimates that promise no less time than the check's measured projection do not keep training going
+    clock.now = 20.0
+    stopping.observe(2, weights_with_efficiency(0.55), 1.0, 1.0)
+    assert stopping.best.efficiency == 0.12 and stopping.stop(2) is not None
 
 
 def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch):
