@@ -89,12 +89,12 @@ def test_the_check_that_ends_training_is_part_of_the_integration(settings):
         steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3, auto_check_points=3000
     )
     t = train_or_load(0, source, None, settings, quiet)
-    assert t.stop_reason and t.madnis.check_sample is not None
-    checked = len(t.madnis.check_sample.weight)
+    assert t.stop_reason and len(t.madnis.check_samples) == 1
+    checked = len(t.madnis.check_samples[0].weight)
     assert checked == 3000 and t.calls == t.madnis.n_calls - checked
     result, points = integrate(t.madnis, source, settings, seed=7, log=quiet)
     assert len(points) == result.n_points == 4000 == t.madnis.n_calls - t.calls
-    assert t.madnis.take_check_sample() is None  # used once
+    assert t.madnis.take_check_samples() == []  # used once
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     assert sum(c.max_weight > 0 for c in result.channels) == 2  # channel maxima of all 4000 points
 

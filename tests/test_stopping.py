@@ -9,6 +9,7 @@ import torch
 
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
+from madnis.integration import ChannelAccumulator
 from madnis.toys import CamelBack1D
 
 POINTS = 1000
@@ -157,3 +158,14 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     assert history.stop.steps == len(history) > first.step  # the step count goes on after the check
     trained = sum(256 for p in history.progress if p.online)
     assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)
+    # every check's points are kept, also those of the sampler that a check sent back to training: pooled per
+    # channel (each weight unbiased under the density it was drawn from) they estimate the integral
+    samples = m.take_check_samples()
+    assert [len(sample.weight) for sample in samples] == [check.points for check in history.checks]
+    channel = torch.cat([sample.channel for sample in samples])
+    within = torch.cat([sample.weight * sample.channel_probability for sample in samples])
+    accumulator = ChannelAccumulator(m.sampler.n_channels)
+    accumulator.add(channel, within, torch.ones_like(within, dtype=torch.bool))
+    pooled = accumulator.result(m.sampler.group_of_channel.cpu())
+    assert pooled.n_points == 5000 * len(samples)
+    assert abs(pooled.integral - CamelBack1D().exact) < 4 * pooled.error

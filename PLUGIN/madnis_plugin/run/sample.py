@@ -168,20 +168,21 @@ def integrate(
 ) -> tuple[IntegrationResult, WeightedPoints]:
     """Step 2: the final integration, and its points as the first weighted points for unweighting.
 
-    The points of the efficiency check that ended training (:meth:`madnis.MadNIS.take_check_sample`) are points
-    of the same fixed sampler with the same channel allocation: they count towards ``integration_points``, and
-    only the rest is drawn."""
+    The points of the training's efficiency checks (:meth:`madnis.MadNIS.take_check_samples`: the one that ended
+    training, of the fixed sampler, and any that resumed it, of the sampler then; pooled per channel, see there)
+    count towards ``integration_points``, and only the rest is drawn."""
     points = WeightedPoints(madnis, source)
-    reused = madnis.take_check_sample()
-    if reused is not None:
-        points.add(reused)
+    reused = madnis.take_check_samples()
+    for sample in reused:
+        points.add(sample)
     fresh = settings.integration_points - len(points)
     if fresh >= 2:
         points.add(madnis.integrate_sample(fresh, seed=seed)[1])
     points.integration_batches = len(points.weight)
     result = points.integration_result(settings.training.max_overweight)
     madnis.last_result = result
-    from_check = "" if reused is None else f", {len(reused.weight)} of them from the efficiency check"
+    checked = sum(len(sample.weight) for sample in reused)
+    from_check = f", {checked} of them from {len(reused)} efficiency check(s)" if reused else ""
     log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}")
     return result, points
 

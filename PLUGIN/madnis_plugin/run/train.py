@@ -129,12 +129,12 @@ def train_or_load(
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
     progress = history.progress
-    check = madnis.check_sample  # its points enter the final integration (.sample.integrate), counted there
+    checked = sum(len(s.weight) for s in madnis.check_samples)  # the final integration's (.sample.integrate)
     return TrainedSampler(
         madnis,
         [p.loss for p in progress],
         [p.integral for p in progress],
         time.time() - start,
-        madnis.n_calls - (0 if check is None else len(check.weight)),
+        madnis.n_calls - checked,
         stop_reason=reason,
     )
