@@ -1,7 +1,7 @@
 """run_mode 2 (multicore) and run_mode 1 (cluster, through a cluster plugin) launches of ``p p > e+ e-``.
 
-Jobs go through MG5aMC's own cluster object: the multicore pool with nb_core = 2, and the test cluster plugin
-``tests/cluster_plugin`` (each job a separate subprocess in its own directory). Same seed, same events,
+Jobs go through MG5aMC's own cluster object: the multicore pool with nb_core = 2 (jobs forked by the launch's job
+server), and the test cluster plugin ``tests/cluster_plugin`` (each job a separate subprocess in its own directory). Same seed, same events,
 whatever ran where; a job failing once is resubmitted; a job always failing stops the run in one line.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import test_plugin_mg5
+from madnis_plugin.run.job_server import FORKED
 from test_plugin_mg5 import (
     DY_REFERENCE,
     check_events,
@@ -68,6 +69,7 @@ def test_multicore_launch_cross_section_and_exact_events(multicore_run):
     check_events(run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz", TINY["nevents"])
     job_log = (run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log").read_text()
     assert "2 bridge worker(s), 1 torch thread(s)" in job_log  # madnis_workers = auto: nb_core for one job
+    assert job_log.startswith(FORKED)  # multicore: forked by the launch's job server, not a new interpreter
     assert list((run_dir / "madnis").glob("P1_qq_ll*.pt"))
 
 
@@ -78,6 +80,7 @@ def test_cluster_jobs_resubmitted_once_give_the_same_events(dy_output, multicore
     lhe = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
     check_events(lhe, TINY["nevents"])
     assert cross_section(out) == cross_section(multicore_run[1])
+    assert FORKED not in (run_dir / "madnis" / "jobs" / "run_01" / "P1_qq_ll" / "train" / "job.log").read_text()
     # same seed: the same events, although the jobs ran elsewhere (1 worker each) and one twice
     assert read_events(lhe) == read_events(multicore_run[0] / "Events" / "run_01" / "unweighted_events.lhe.gz")
 

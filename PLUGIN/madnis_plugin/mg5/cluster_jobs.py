@@ -2,7 +2,8 @@
 
 Why MG5aMC's object: it is what survey and refine submit to, so every cluster type MG5aMC knows (condor,
 slurm, lsf, pbs, sge, htcaas, cluster plugins) and its multicore pool with ``nb_core`` run MadNIS's jobs
-unchanged. A job is a small shell script in its own directory running ``python -m madnis_plugin.run.job``;
+unchanged. A job is a small shell script in its own directory running ``python -m madnis_plugin.run.job`` (on a
+multicore launch it first asks the launch's job server to fork the job, :mod:`..run.job_server`);
 it always exits 0 (MG5aMC's multicore pool stops every job on a non-zero status), and it succeeded when it
 left ``result.json``. Failed jobs are resubmitted once, as MadEvent does; a job failing twice stops the run
 with one line naming its P-dir and its log. Nothing here imports ``madgraph``.
@@ -10,12 +11,13 @@ with one line naming its P-dir and its log. Nothing here imports ``madgraph``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from madnis.subset import partition_groups
 
 from ..lhe import BannerLike, LHEInit
 from ..run import RunResult, RunSettings, saved_sampler_path
+from ..run.job_server import JobServer, client_script
 from ..run.jobs import LOG, JobSource, JobSpec, read_result
 from ..run.parallel import run_in_jobs
 from ..settings import MadnisSettings
@@ -36,7 +39,7 @@ cd {job_dir}
 export PYTHONPATH={pythonpath}
 export OMP_NUM_THREADS={threads}
 export FC={fc}
-{python} -m madnis_plugin.run.job {job_dir} >> {log} 2>&1
+{{ {server}{python} -m madnis_plugin.run.job {job_dir}; }} >> {log} 2>&1
 exit 0
 """
 
@@ -55,8 +58,14 @@ def python_path() -> str:
     return os.pathsep.join(dict.fromkeys(entries))
 
 
-def write_script(job_dir: Path) -> Path:
+def write_script(job_dir: Path, server: str | None = None) -> Path:
+    """The job's script; with the address of a job server (:mod:`..run.job_server`), it asks the server to run
+    the job and runs it itself only when no server takes it."""
     spec = JobSpec.read(job_dir)
+    python = shlex.quote(sys.executable)
+    client = (
+        f"{python} -S {shlex.quote(client_script())} client {shlex.quote(server or '')} {shlex.quote(str(job_dir))}"
+    )
     script = job_dir / "job.sh"
     script.write_text(
         SCRIPT.format(
@@ -66,7 +75,8 @@ def write_script(job_dir: Path) -> Path:
             pythonpath=shlex.quote(python_path()),
             threads=spec.threads,
             fc=shlex.quote(os.environ.get("FC", "gfortran")),
-            python=shlex.quote(sys.executable),
+            python=python,
+            server=f"{client} || " if server else "",
             log=shlex.quote(str(job_dir / LOG)),
         )
     )
@@ -82,15 +92,15 @@ def last_line(path: Path) -> str:
 class ClusterJobs:
     """``run_jobs`` of :func:`madnis_plugin.run.parallel.run_in_jobs` on ``cmd.cluster``."""
 
-    def __init__(self, cmd: Any):
-        self.cmd = cmd
+    def __init__(self, cmd: Any, server: str | None = None):
+        self.cmd, self.server = cmd, server
 
     def __call__(self, job_dirs: list[Path], what: str) -> None:
         pending = list(job_dirs)
         for attempt in (1, 2):
             for job_dir in pending:
                 (job_dir / "result.json").unlink(missing_ok=True)
-                self.cmd.cluster.submit(str(write_script(job_dir)), argument=[], cwd=str(job_dir))
+                self.cmd.cluster.submit(str(write_script(job_dir, self.server)), argument=[], cwd=str(job_dir))
             self.cmd.cluster.wait(self.cmd.me_dir, self.progress(what, len(pending)))
             pending = [d for d in pending if read_result(d) is None]
             if not pending:
@@ -118,6 +128,20 @@ class ClusterJobs:
         return update
 
 
+@contextlib.contextmanager
+def job_server(cmd: Any) -> Iterator[str | None]:
+    """The address of a job server (:mod:`..run.job_server`) for a multicore launch, None otherwise (cluster jobs
+    run elsewhere). Started before MadEvent compiles, so that its imports overlap the compilation."""
+    if cmd.cluster_mode != 2:
+        yield None
+        return
+    log_path = Path(cmd.me_dir) / "madnis" / "jobs" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
+    with JobServer(env, log_path) as server:
+        yield server.address
+
+
 def run_as_jobs(
     cmd: Any,
     settings: MadnisSettings,
@@ -125,14 +149,18 @@ def run_as_jobs(
     banner: BannerLike,
     init: LHEInit,
     log: Callable[[str], None],
+    server: str | None = None,
 ) -> RunResult:
-    """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode, one core per cluster job."""
+    """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode (the jobs forked by the job server
+    at ``server`` when there is one), one core per cluster job."""
     cores = 1 if cmd.cluster_mode == 1 else int(cmd.options.get("nb_core") or os.cpu_count() or 1)
     pdirs = [Path(p) for p in cmd.get_Pdir()]
     split = not cmd.run_card["gridpack"]  # a gridpack carries one sampler per P-dir
     sources = job_sources(pdirs, cores, split, run_settings)
     try:
-        return run_in_jobs(sources, run_settings, banner, init, ClusterJobs(cmd), cores, settings.fixed_workers(), log)
+        return run_in_jobs(
+            sources, run_settings, banner, init, ClusterJobs(cmd, server), cores, settings.fixed_workers(), log
+        )
     except JobFailed as error:
         raise cmd.InvalidCmd(str(error)) from None
 

@@ -11,10 +11,12 @@ Fortran bridge. Nothing here imports ``madgraph``: MadEvent's modules come from 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +35,7 @@ from ..run import (
 )
 from ..run.orchestrate import channel_names
 from ..settings import MadnisSettings
-from .cluster_jobs import run_as_jobs
+from .cluster_jobs import job_server, run_as_jobs
 from .gridpack import create_gridpack
 
 logger = logging.getLogger("madevent.madnis")
@@ -44,18 +46,24 @@ def run_madnis(cmd: Any) -> None:
     ``gridpack = True`` the run is packed into MadEvent's gridpack afterwards."""
     settings = checked_settings(cmd)
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
-    cmd.configure_directory()
-    seed = int(cmd.random)
-    cmd.update_random()
-    cmd.save_random()
-    generate_events(cmd, settings, seed)
+    # matplotlib (0.3-0.5 s, seconds when its font cache is new) while this thread waits for compilers and jobs
+    threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
+    with job_server(cmd) as server:
+        cmd.configure_directory()
+        seed = int(cmd.random)
+        cmd.update_random()
+        cmd.save_random()
+        generate_events(cmd, settings, seed, server=server)
     if cmd.run_card["gridpack"]:
         create_gridpack(cmd)
 
 
-def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: bool = False) -> None:
+def generate_events(
+    cmd: Any, settings: MadnisSettings, seed: int, prebuilt: bool = False, server: str | None = None
+) -> None:
     """Train (or re-use), integrate and unweight every P-dir, write the events, publish the results in MadEvent's
-    pages; ``prebuilt``: load the bridge libraries compiled before (a gridpack's), never compile."""
+    pages; ``prebuilt``: load the bridge libraries compiled before (a gridpack's), never compile; ``server``: the
+    job server of a multicore launch (:func:`.cluster_jobs.job_server`)."""
     module = sys.modules[_madevent_class(cmd).__module__]
     nevents = int(cmd.run_card["nevents"])
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
@@ -71,10 +79,10 @@ def generate_events(cmd: Any, settings: MadnisSettings, seed: int, prebuilt: boo
     run_settings = madnis_run_settings(cmd, settings, seed)
     header = MadEventHeader(cmd, module, seed)
     if cmd.cluster_mode in (1, 2) and not prebuilt:  # MG5aMC's cluster or multicore pool: MadNIS as jobs
-        run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress)
+        run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress, server)
     else:
         run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
-    from ..run.plots import plot_run  # matplotlib (0.4 s) here only, not in every job that loads process_source
+    from ..run.plots import plot_run  # matplotlib here only (imported ahead by run_madnis), not in every job
 
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)

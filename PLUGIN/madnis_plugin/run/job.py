@@ -169,8 +169,12 @@ def ahead(
 
 
 def run(job_dir: Path) -> None:
+    """The job in ``job_dir``: as ``python -m``, or forked by the job server (:mod:`.job_server`), which imported
+    this module long before: the job's clock starts here."""
+    global STARTED
     from ..mg5.madevent_run import process_source
 
+    STARTED = time.time()
     spec = JobSpec.read(job_dir)
     torch.set_num_threads(spec.threads)
     settings = settings_from_dict(spec.settings)

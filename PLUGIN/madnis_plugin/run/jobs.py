@@ -38,9 +38,10 @@ from ..lhe import EventRecords
 from .sample import Unweighted
 from .source import RunSettings
 
-CHUNK_EVENTS = 1000  # events of every generation chunk (a job makes several: its ~3.5 s start-up is paid once)
+CHUNK_EVENTS = 1000  # events of every generation chunk (a job makes several: its start-up is paid once)
 # A single P-dir's training job also generates its events when they need at most this many times its integration
-# points (measured: a job costs ~3.5 s of start-up, python, torch, bridge and sampler, before any work).
+# points (measured: a job costs ~2 s of start-up, bridge and sampler, before any work; ~1.6 s more of python and
+# torch where no job server forks it, see job_server.py).
 EVENTS_IN_TRAINING = 2.0
 GENERATION = 4  # random stream of the generation chunks (beside source.INTEGRATION, SAMPLING)
 SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL = (
@@ -148,7 +149,7 @@ def chunk_dir(source_dir: Path, chunk: int) -> Path:
 def generation_jobs(missing: list[tuple[int, list[int], float]], cores: int) -> list[tuple[int, list[int]]]:
     """Generation jobs ``(source, chunks)`` for the ``missing`` chunks ``(source, chunks, cost of one chunk)``,
     costliest first (the multicore pool starts jobs in order). A job makes consecutive chunks of one source, each
-    job about half a core's share of the cost (nearly balanced cores: a job costs ~3.5 s of start-up, so
+    job about half a core's share of the cost (nearly balanced cores: a job costs ~2-3.5 s of start-up, so
     not one per chunk), the cost of a chunk being its source's weighted points per event (1 / efficiency)."""
     total = sum(len(chunks) * cost for _, chunks, cost in missing)
     target = total / (2 * max(cores, 1))
