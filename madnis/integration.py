@@ -122,18 +122,25 @@ class ChannelAccumulator:
         self.top = torch.zeros(n_channels, TOP_WEIGHTS, dtype=torch.float64)
         self.n_failed = 0
 
-    def add(self, channel: torch.Tensor, weight: torch.Tensor, ok: torch.Tensor) -> None:
+    @classmethod
+    def of(
+        cls, n_channels: int, channel: torch.Tensor, weight: torch.Tensor, ok: torch.Tensor, tails: bool = True
+    ) -> ChannelAccumulator:
+        """The accumulator of one batch; ``tails=False`` leaves ``top`` at zero (a training step's running
+        estimates need no tail term: its largest weights cost ~3 ms per 1024 points in 48 channels)."""
         channel, ok = channel.cpu(), ok.cpu()
         weight = torch.where(ok, weight.detach().cpu().double(), torch.zeros((), dtype=torch.float64))
-        batch = ChannelAccumulator(len(self.n))
+        batch = cls(n_channels)
         batch.n.index_add_(0, channel, torch.ones_like(weight))
         batch.mean = batch.mean.index_add_(0, channel, weight) / batch.n.clamp_min(1)
         batch.m2.index_add_(0, channel, (weight - batch.mean[channel]) ** 2)
-        for i in torch.unique(channel).tolist():
-            largest = largest_magnitudes(weight[channel == i])
-            batch.top[i, : len(largest)] = largest
+        if tails:
+            batch.top = largest_magnitudes(weight, channel, n_channels)
         batch.n_failed = int((~ok).sum())
-        self.merge(batch)
+        return batch
+
+    def add(self, channel: torch.Tensor, weight: torch.Tensor, ok: torch.Tensor) -> None:
+        self.merge(ChannelAccumulator.of(len(self.n), channel, weight, ok))
 
     def merge(self, other: ChannelAccumulator) -> None:
         """Add ``other``'s points to these (Chan et al.'s parallel update of mean and M2)."""

@@ -33,10 +33,22 @@ MAX_SHAPE = 0.9
 SHAPE_PRIOR_WEIGHT, SHAPE_PRIOR = 10, 0.5  # the shape prior: 10 pseudo-points at xi = 0.5 (PSIS)
 
 
-def largest_magnitudes(weights: torch.Tensor) -> torch.Tensor:
-    """The TOP_WEIGHTS largest |weights| (all of them if fewer), descending, float64."""
+def largest_magnitudes(
+    weights: torch.Tensor, channel: torch.Tensor | None = None, n_channels: int = 1
+) -> torch.Tensor:
+    """(n_channels, TOP_WEIGHTS) float64: each channel's TOP_WEIGHTS largest |weights|, descending, zero-padded
+    (``channel`` None: all in channel 0). One sort for all channels, no loop over them."""
     magnitudes = weights.detach().abs().double().flatten()
-    return torch.topk(magnitudes, min(TOP_WEIGHTS, len(magnitudes))).values
+    channel = torch.zeros(len(magnitudes), dtype=torch.long) if channel is None else channel.long()
+    order = torch.argsort(magnitudes, descending=True, stable=True)
+    order = order[torch.argsort(channel[order], stable=True)]  # by channel, each channel's weights descending
+    sorted_channel = channel[order]
+    counts = torch.bincount(sorted_channel, minlength=n_channels)
+    rank = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[sorted_channel]
+    keep = rank < TOP_WEIGHTS
+    top = torch.zeros(n_channels, TOP_WEIGHTS, dtype=torch.float64)
+    top[sorted_channel[keep], rank[keep]] = magnitudes[order[keep]]
+    return top
 
 
 def fit_gpd(excess: torch.Tensor) -> tuple[float, float]:

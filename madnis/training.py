@@ -255,8 +255,7 @@ class Trainer:
         start = time.perf_counter()
         draw = self.sampler.draw(self.integrand, channel, self.generator)
         draw_seconds = time.perf_counter() - start
-        accumulator = ChannelAccumulator(self.sampler.n_channels)
-        accumulator.add(draw.channel, draw.weight, draw.ok)
+        accumulator = ChannelAccumulator.of(self.sampler.n_channels, draw.channel, draw.weight, draw.ok, tails=False)
         mean, variance = accumulator.channel_estimates()
         measured = accumulator.n >= 2
         self.statistics.update(mean, torch.sqrt(variance * accumulator.n), measured)

@@ -23,7 +23,7 @@ def pulls(weights: torch.Tensor, mean: float) -> tuple[torch.Tensor, torch.Tenso
     n = weights.shape[1]
     estimate = weights.mean(1)
     statistical = weights.std(1) / math.sqrt(n)
-    tails = torch.tensor([tail_fit(largest_magnitudes(w), n, float(w.mean()))[1] for w in weights])
+    tails = torch.tensor([tail_fit(largest_magnitudes(w)[0], n, float(w.mean()))[1] for w in weights])
     return (estimate - mean) / statistical, (estimate - mean) / torch.hypot(statistical, tails)
 
 
@@ -51,8 +51,8 @@ def test_tail_term_is_small_for_light_tails():
 
 
 def test_tail_needs_enough_distinct_weights():
-    assert tail_fit(largest_magnitudes(torch.ones(1000, dtype=torch.float64)), 1000, 1.0) is None
-    assert tail_fit(largest_magnitudes(torch.rand(10, dtype=torch.float64)), 10, 0.5) is None
+    assert tail_fit(largest_magnitudes(torch.ones(1000, dtype=torch.float64))[0], 1000, 1.0) is None
+    assert tail_fit(largest_magnitudes(torch.rand(10, dtype=torch.float64))[0], 10, 0.5) is None
 
 
 def test_accumulators_merge_into_the_result_of_all_points():
@@ -83,3 +83,19 @@ def test_accumulators_merge_into_the_result_of_all_points():
     assert math.isclose(got.integral, expected.integral, rel_tol=1e-12)
     assert math.isclose(got.error, expected.error, rel_tol=1e-9)
     assert got.tail_error > 0 and math.isclose(got.tail_error, expected.tail_error, rel_tol=1e-9)
+
+
+def test_largest_magnitudes_per_channel_in_one_sort():
+    """Each channel's row: its own largest |w|, descending, zero-padded, the same as a top-k of that channel alone
+    (channels with more and with fewer than TOP_WEIGHTS points, one with none)."""
+    gen = torch.Generator().manual_seed(5)
+    channel = torch.cat([torch.zeros(3000, dtype=torch.long), torch.full((40,), 2), torch.full((1500,), 3)])
+    channel = channel[torch.randperm(len(channel), generator=gen)]
+    weights = torch.randn(len(channel), generator=gen, dtype=torch.float64)
+    top = largest_magnitudes(weights, channel, 5)
+    assert top.shape == (5, TOP_WEIGHTS)
+    for i in range(5):
+        own = weights[channel == i].abs()
+        expected = torch.topk(own, min(TOP_WEIGHTS, len(own))).values
+        assert torch.equal(top[i, : len(expected)], expected), i
+        assert not top[i, len(expected) :].any(), i
