@@ -33,9 +33,7 @@ MAX_SHAPE = 0.9
 SHAPE_PRIOR_WEIGHT, SHAPE_PRIOR = 10, 0.5  # the shape prior: 10 pseudo-points at xi = 0.5 (PSIS)
 
 
-def largest_magnitudes(
-    weights: torch.Tensor, channel: torch.Tensor | None = None, n_channels: int = 1
-) -> torch.Tensor:
+def largest_magnitudes(weights: torch.Tensor, channel: torch.Tensor | None = None, n_channels: int = 1) -> torch.Tensor:
     """(n_channels, TOP_WEIGHTS) float64: each channel's TOP_WEIGHTS largest |weights|, descending, zero-padded
     (``channel`` None: all in channel 0). One sort for all channels, no loop over them."""
     magnitudes = weights.detach().abs().double().flatten()
