@@ -107,7 +107,7 @@ class TrainingConfig:
     flow_blocks: int | None = None
     flow_permutations: str = "log"
     flow_hidden_layers: int = 3
-    flow_hidden_units: int = 32
+    flow_hidden_units: int = card_field(32, "hidden units per layer of the flow's coupling networks")
     per_group_flows: bool = False
     cwnet_hidden_layers: int = 2
     cwnet_hidden_units: int = 32

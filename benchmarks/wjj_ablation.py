@@ -1,0 +1,149 @@
+"""Ablation on matrix elements: which TrainingConfig setting shrinks the weight tail of a W+2j channel part (issue 8).
+
+Each run trains one channel part of ``g g > w+ d u~ g`` (the part a 2-core launch trains: the P-dir's channel groups
+dealt into ``--parts`` parts, ``madnis.subset``) for ``--steps`` fixed steps with the plugin's run_card defaults plus
+the row's overrides, then draws ``--points`` weighted points (batches of 100k, channels by their w_max as a launch
+draws them) and reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's rule (at most
+0.1 % of the weight above w_max), the median efficiency of the 100k batches (a launch's chunk of 1000 events
+unweights ~70k points against its own w_max), the largest weight / mean, and the training wall time. Runs are
+spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
+``benchmarks/results/wjj_ablation.{json,md}``.
+
+    OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg \\
+        --row '{}' --row '{"flow_hidden_units": 64}' --seeds 21 22 23 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BATCH = 100_000
+
+
+def run(pdir: str, parts: int, part: int, steps: int, points: int, overrides: dict, seed: int) -> dict:
+    """One training and evaluation (in a worker process)."""
+    import torch
+    from madnis_plugin.mg5.cluster_jobs import channel_groups
+    from madnis_plugin.mg5.madevent_run import process_source
+    from madnis_plugin.run.source import channel_part
+    from madnis_plugin.settings import MadnisSettings
+
+    from madnis import MadNIS
+    from madnis.subset import partition_groups
+    from madnis.unweighting import max_weight
+
+    torch.set_num_threads(1)
+    settings = MadnisSettings(workers="1")
+    channels = partition_groups(channel_groups(Path(pdir)), parts)[part - 1]
+    source = channel_part(process_source(Path(pdir), settings, seed), channels, f"part {part} of {parts}")
+    config = settings.training_config(seed=seed)
+    config = type(config).from_dict({**config.to_dict(), "steps": steps, **overrides})
+    madnis = MadNIS(source.integrand, config)
+    start = time.perf_counter()
+    madnis.train()
+    train_seconds = time.perf_counter() - start
+    madnis.integrate(BATCH, seed=seed + 1)  # the channel allocation of the weighted points, as in a launch
+    batches = []
+    for k in range(points // BATCH):
+        sample = madnis.sample_weighted(BATCH, seed=seed + 2 + k)
+        batches.append(torch.where(sample.ok, sample.weight.double(), torch.zeros((), dtype=torch.float64)))
+    weights = torch.cat(batches)
+    mean = float(weights.mean())
+
+    def efficiency(w: torch.Tensor) -> float:
+        return float(w.mean()) / float(max_weight(w, 1e-3))
+
+    return dict(
+        setting=", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",
+        seed=seed,
+        steps=steps,
+        train_s=round(train_seconds, 1),
+        ms_per_step=round(1e3 * train_seconds / max(steps, 1), 1),
+        sigma_over_I=float(weights.std()) / mean,
+        efficiency_all=efficiency(weights),
+        efficiency_batch_median=statistics.median(efficiency(w) for w in batches),
+        max_over_mean=float(weights.max()) / mean,
+    )
+
+
+def markdown(runs: list[dict], command: str, args: argparse.Namespace) -> str:
+    lines = [
+        "# W+2j channel-part ablation (issue 8)",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {platform.machine()}, {platform.platform()}, {args.jobs} runs at a time, 1 torch thread and 1 "
+        "bridge worker each",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- part {args.part} of {args.parts} of `g g > w+ d u~ g` (a 2-core launch's split), {args.steps} training steps "
+        f"x 1024 points with the plugin's run_card defaults plus the setting; {args.points} weighted points in "
+        f"batches of {BATCH}; efficiency = mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight "
+        "above it), of all points and (median) of each batch",
+        "",
+        "| setting | seed | train s | ms/step | sigma/I | efficiency, all points | efficiency, batch median | "
+        "largest w / mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['setting']} | {r['seed']} | {r['train_s']} | {r['ms_per_step']} | {r['sigma_over_I']:.2f} | "
+            f"{100 * r['efficiency_all']:.2f} % | {100 * r['efficiency_batch_median']:.2f} % | "
+            f"{r['max_over_mean']:.0f} |"
+        )
+    by_setting: dict[str, list[dict]] = {}
+    for r in runs:
+        by_setting.setdefault(r["setting"], []).append(r)
+    lines += ["", "| setting | seeds | mean sigma/I | mean efficiency, all | mean efficiency, batch median | mean s |"]
+    lines.append("|---|---|---|---|---|---|")
+    for setting, rows in by_setting.items():
+        mean = lambda key: statistics.fmean(r[key] for r in rows)  # noqa: E731
+        lines.append(
+            f"| {setting} | {len(rows)} | {mean('sigma_over_I'):.2f} | {100 * mean('efficiency_all'):.2f} % | "
+            f"{100 * mean('efficiency_batch_median'):.2f} % | {mean('train_s'):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pdir", help="SubProcesses/P1_gg_wpqqg of an `output madnis` of g g > w+ d u~ g")
+    parser.add_argument("--row", action="append", default=[], help="JSON dict of TrainingConfig overrides")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[21])
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--points", type=int, default=500_000)
+    parser.add_argument("--parts", type=int, default=2)
+    parser.add_argument("--part", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    tasks = [
+        (args.pdir, args.parts, args.part, args.steps, args.points, json.loads(row), seed)
+        for row in args.row or ["{}"]
+        for seed in args.seeds
+    ]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        runs = []
+        for result in pool.starmap(run, tasks, chunksize=1):
+            runs.append(result)
+    for r in runs:
+        print(json.dumps(r), flush=True)
+    command = "OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
+        f"'{a}'" if a.startswith("{") else a for a in (argv if argv is not None else sys.argv[1:])[1:]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "wjj_ablation.json").write_text(json.dumps(dict(command=command, runs=runs), indent=1) + "\n")
+    text = markdown(runs, command, args)
+    (args.out / "wjj_ablation.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
