@@ -6,7 +6,7 @@ are evaluated through ``ProcessLibrary.evaluate``. "Fortran" is the time of the 
 worker (``madnis_evaluate``), "API" the wall time of ``evaluate`` (transfer, sorting, checks).
 Writes benchmarks/results/bridge_throughput.md.
 
-    python benchmarks/bridge_throughput.py [--workdir /tmp/madnis_bridge_bench] [--batch 10000]
+    python benchmarks/bridge_throughput.py [--workdir DIR] [--batch 10000]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def machine_speedup() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/madnis_bridge_bench"))
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "madnis_bridge_bench")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()

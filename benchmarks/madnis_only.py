@@ -8,7 +8,7 @@ plugin's launch does not print: matrix-element calls, time per training step, th
 efficiency of the final sampler on many weighted points and the projected time to 1e6 events.
 Writes ``benchmarks/results/<output>`` (markdown) and the same name with ``.json`` (settings and measurements).
 
-    python benchmarks/madnis_only.py /tmp/wjj/SubProcesses/P1_gg_wpqqg --reference 109.9 0.284 \
+    python benchmarks/madnis_only.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg --reference 109.9 0.284 \
         --reference-efficiency 0.016 --reference-seconds 179 --reference-points 1581732 \
         --reference-integration-seconds 162 --steps 1000 3000 --weighted-points 300000 --output wjj.md
 

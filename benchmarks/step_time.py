@@ -23,7 +23,7 @@ differs. Measurements:
 
 Writes benchmarks/results/step_time.json (every sample) and step_time.md (medians).
 
-    python benchmarks/step_time.py --baseline 559adc6 --pdir /tmp/wjj/SubProcesses/P1_gg_wpqqg --repeats 5
+    python benchmarks/step_time.py --baseline 559adc6 --pdir WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg --repeats 5
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -205,7 +206,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="commit to compare with (omit: current tree only)")
-    parser.add_argument("--worktree", type=Path, default=Path("/tmp/madnis_step_time_baseline"))
+    parser.add_argument("--worktree", type=Path, default=Path(tempfile.gettempdir()) / "madnis_step_time_baseline")
     parser.add_argument("--pdir", help="SubProcesses/P* dir of g g > w+ d u~ g (omit: no per-point row)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
