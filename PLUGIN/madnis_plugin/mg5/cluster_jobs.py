@@ -62,21 +62,19 @@ def write_script(job_dir: Path, server: str | None = None) -> Path:
     """The job's script; with the address of a job server (:mod:`..run.job_server`), it asks the server to run
     the job and runs it itself only when no server takes it."""
     spec = JobSpec.read(job_dir)
-    python = shlex.quote(sys.executable)
-    client = (
-        f"{python} -S {shlex.quote(client_script())} client {shlex.quote(server or '')} {shlex.quote(str(job_dir))}"
-    )
+    python, job = shlex.quote(sys.executable), shlex.quote(str(job_dir))
+    ask_server = f"{python} -S {shlex.quote(client_script())} client {shlex.quote(server)} {job} || " if server else ""
     script = job_dir / "job.sh"
     script.write_text(
         SCRIPT.format(
             kind=spec.kind,
             name=spec.name,
-            job_dir=shlex.quote(str(job_dir)),
+            job_dir=job,
             pythonpath=shlex.quote(python_path()),
             threads=spec.threads,
             fc=shlex.quote(os.environ.get("FC", "gfortran")),
             python=python,
-            server=f"{client} || " if server else "",
+            server=ask_server,
             log=shlex.quote(str(job_dir / LOG)),
         )
     )
