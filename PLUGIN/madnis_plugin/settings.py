@@ -25,10 +25,7 @@ from madnis.config import AUTO, CARD, ConfigError, TrainingConfig
 # buffered steps train on points already evaluated, and training lasts while it pays (``madnis.stopping``).
 # No VEGAS pre-training: on g g > w+ d u~ g (24 channel groups) it spent half of 1000 steps' calls and left
 # 0.10 % unweighting efficiency against 1.40 % without (benchmarks/results/wjj_issue8.md, same code).
-# Coupling networks of 64 hidden units: a W+2j channel part after 800 steps unweights at 1.25/1.20/1.12 % against
-# 0.75/0.60/0.41 % with 32 (3 seeds, 20 % more time per step: benchmarks/results/wjj_ablation.md); W+2j launches
-# 64-68 s against 68-86 s, g g > t t~ g and p p > t t~ j unchanged (3 and 2 alternating launches each).
-CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO, "vegas_pretraining": False, "flow_hidden_units": 64}
+CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO, "vegas_pretraining": False}
 # Entries renamed to their TrainingConfig field: an old card naming them gets a one-line error.
 RENAMED = {"madnis_lr": "madnis_learning_rate", "madnis_buffer_size": "madnis_buffer_capacity"}
 TRUE_WORDS = ("true", "t", "1", "on", "yes")
