@@ -40,7 +40,8 @@ def job(tmp_path: Path, name: str, *flags: str) -> Path:
 
 def client(address: str, job_dir: Path) -> subprocess.Popen:
     """The client as a job script runs it: by its path, without site-packages."""
-    return subprocess.Popen([sys.executable, "-S", job_server.client_script(), "client", address, str(job_dir)])
+    script = [sys.executable, "-S", job_server.client_script(), "client", address, str(job_dir)]
+    return subprocess.Popen([*script, str(job_dir / "job.log")])
 
 
 def alive(pid: int) -> bool:

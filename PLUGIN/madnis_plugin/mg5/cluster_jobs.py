@@ -62,8 +62,9 @@ def write_script(job_dir: Path, server: str | None = None) -> Path:
     """The job's script; with the address of a job server (:mod:`..run.job_server`), it asks the server to run
     the job and runs it itself only when no server takes it."""
     spec = JobSpec.read(job_dir)
-    python, job = shlex.quote(sys.executable), shlex.quote(str(job_dir))
-    ask_server = f"{python} -S {shlex.quote(client_script())} client {shlex.quote(server)} {job} || " if server else ""
+    python, job, log = (shlex.quote(str(x)) for x in (sys.executable, job_dir, job_dir / LOG))
+    client = f"{python} -S {shlex.quote(client_script())} client"
+    ask_server = f"{client} {shlex.quote(server)} {job} {log} || " if server else ""
     script = job_dir / "job.sh"
     script.write_text(
         SCRIPT.format(
@@ -75,7 +76,7 @@ def write_script(job_dir: Path, server: str | None = None) -> Path:
             fc=shlex.quote(os.environ.get("FC", "gfortran")),
             python=python,
             server=ask_server,
-            log=shlex.quote(str(job_dir / LOG)),
+            log=log,
         )
     )
     script.chmod(0o755)

@@ -3,7 +3,7 @@
 Why: a job run as ``python -m madnis_plugin.run.job`` spends ~1.6 s importing torch and the plugin before any
 work (measured on the 2-core machine), paid by every job on a core's critical path (``p p > t t~ j``: three
 training jobs on two cores, W+2j: two training and three generation jobs). On a multicore launch the parent
-starts this server once (:class:`JobServer`); a job's script asks it to run the job (:mod:`.job_client`, standard
+starts this server once (:class:`JobServer`); a job's script asks it to run the job (:func:`client`, standard
 library only) and the server forks a child that runs it exactly as ``python -m`` would (same function, same
 directory, output appended to the job's log). MG5aMC's multicore pool still decides when each job starts and
 sees it end. Where no server answers (a cluster node, a server that died) the script runs the job itself.
@@ -42,7 +42,7 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _child(conn: socket.socket, job_dir: Path, target: str, closing: list[int]) -> None:
+def _child(conn: socket.socket, job_dir: Path, job_log: Path, target: str, closing: list[int]) -> None:
     """In the forked child: run the job as ``python -m madnis_plugin.run.job JOB_DIR`` would; never returns."""
     code = 1
     try:
@@ -54,7 +54,7 @@ def _child(conn: socket.socket, job_dir: Path, target: str, closing: list[int]) 
             os.close(fd)
         conn.close()
         os.chdir(job_dir)
-        log = os.open(job_dir / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(job_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
@@ -71,7 +71,8 @@ def _child(conn: socket.socket, job_dir: Path, target: str, closing: list[int]) 
 
 
 def serve(listener_fd: int, target: str = TARGET) -> None:
-    """Accept job directories on the listening Unix socket ``listener_fd`` and run each in a forked child; tell
+    """Accept jobs (a directory and a log, a line each) on the listening Unix socket ``listener_fd`` and run each
+    in a forked child; tell
     its client STARTED when it is forked and its exit status when it ends. Returns when stopped (SIGTERM) or
     when its parent is gone."""
     listener = socket.socket(fileno=listener_fd)
@@ -94,13 +95,14 @@ def serve(listener_fd: int, target: str = TARGET) -> None:
             for key, _ in selector.select(timeout=1.0):
                 if key.data == "listener":
                     conn, _ = listener.accept()
-                    job_dir = Path(conn.makefile("r").readline().strip())
+                    request = conn.makefile("r")
+                    job_dir, job_log = (Path(request.readline().rstrip("\n")) for _ in range(2))
                     sys.stdout.flush()
                     sys.stderr.flush()
                     pid = os.fork()
                     if pid == 0:
                         others = [c.fileno() for c in jobs.values()]
-                        _child(conn, job_dir, target, [listener.fileno(), wake_read, wake_write, *others])
+                        _child(conn, job_dir, job_log, target, [listener.fileno(), wake_read, wake_write, *others])
                     jobs[pid] = conn
                     conn.sendall(STARTED)
                     selector.register(conn, selectors.EVENT_READ, pid)
@@ -138,14 +140,15 @@ def _reap(jobs: dict[int, socket.socket], selector: selectors.BaseSelector) -> N
         conn.close()
 
 
-def client(address: str, job_dir: str) -> int:
-    """Run the job ``job_dir`` in the server at ``address`` and wait for it: 0 when the server ran it (whatever
-    became of it: its ``result.json`` says whether it succeeded), NOT_TAKEN when no server took it (none
-    listening, or it died before forking the job). Killing the client makes the server kill the job."""
+def client(address: str, job_dir: str, job_log: str) -> int:
+    """Run the job ``job_dir`` (its output appended to ``job_log``) in the server at ``address`` and wait for it:
+    0 when the server ran it (whatever became of it: its ``result.json`` says whether it succeeded), NOT_TAKEN
+    when no server took it (none listening, or it died before forking the job). Killing the client makes the server
+    kill the job."""
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(address)
-        conn.sendall(job_dir.encode() + b"\n")
+        conn.sendall(f"{job_dir}\n{job_log}\n".encode())
         answers = conn.makefile("rb")
         if answers.readline() != STARTED:
             return NOT_TAKEN
