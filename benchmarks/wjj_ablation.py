@@ -16,6 +16,7 @@ spread over ``--jobs`` processes (one bridge worker and one torch thread each). 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import multiprocessing
@@ -39,14 +40,13 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, overrides: di
 
     from madnis import MadNIS
     from madnis.subset import partition_groups
-    from madnis.unweighting import max_weight
+    from madnis.unweighting import max_weight, unweighting_efficiency
 
     torch.set_num_threads(1)
     settings = MadnisSettings(workers="1")
     channels = partition_groups(channel_groups(Path(pdir)), parts)[part - 1]
     source = channel_part(process_source(Path(pdir), settings, seed), channels, f"part {part} of {parts}")
-    config = settings.training_config(seed=seed)
-    config = type(config).from_dict({**config.to_dict(), "steps": steps, **overrides})
+    config = dataclasses.replace(settings.training_config(seed=seed), steps=steps, **overrides)
     madnis = MadNIS(source.integrand, config)
     start = time.perf_counter()
     madnis.train()
@@ -60,7 +60,7 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, overrides: di
     mean = float(weights.mean())
 
     def efficiency(w: torch.Tensor) -> float:
-        return float(w.mean()) / float(max_weight(w, 1e-3))
+        return unweighting_efficiency(w, float(max_weight(w, config.max_overweight)))
 
     return dict(
         setting=", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds
     ]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        runs = []
-        for result in pool.starmap(run, tasks, chunksize=1):
-            runs.append(result)
+        runs = pool.starmap(run, tasks, chunksize=1)
     for r in runs:
         print(json.dumps(r), flush=True)
     command = "OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
