@@ -20,6 +20,13 @@ LOSSES = ("stratified_variance", "variance", "kl", "rkl")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
 AUTO = "auto"  # steps = AUTO: train until the projected time to the wanted events stops falling (madnis.stopping)
+# flow_hidden_units = AUTO: the coupling networks' width by the integrand's dimension. Measured on MadEvent matrix
+# elements (benchmarks/results/wjj_ablation.md, mg5_vs_madnis.md): on g g > w+ d u~ g (10 dimensions) 64 units
+# lower sigma/I and raise the unweighting efficiency after the same steps (800 and 2000 steps) for ~25 % more
+# time per step; on p p > e+ e- (4 dimensions), stopped at the 100-step minimum, 64 units tripled the error;
+# g g > t t~ g and p p > t t~ j (7 dimensions) launched as fast with either.
+WIDE_FLOW_DIMENSIONS = 8  # from this dimension on (2 -> 4 processes and more) AUTO gives WIDE_FLOW_UNITS
+FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
 
 
 def card_field(default: Any, help: str) -> Any:
@@ -62,7 +69,8 @@ class TrainingConfig:
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
         drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
         drop_after_steps: step at which channels are dropped (None: half of ``steps``, or of ``auto_min_steps``).
-        flow_*: spline bins, coupling blocks (None: flow default), permutations, hidden layers/units.
+        flow_*: spline bins, coupling blocks (None: flow default), permutations, hidden layers/units
+            (``flow_hidden_units = "auto"``: by the integrand's dimension, :meth:`flow_units`).
         per_group_flows: one independent network per channel group instead of one conditional network.
         cwnet_hidden_layers, cwnet_hidden_units: size of the channel-weight net.
         grad_clip: maximal gradient norm (None: no clipping).
@@ -107,7 +115,11 @@ class TrainingConfig:
     flow_blocks: int | None = None
     flow_permutations: str = "log"
     flow_hidden_layers: int = 3
-    flow_hidden_units: int = card_field(32, "hidden units per layer of the flow's coupling networks")
+    flow_hidden_units: int | str = card_field(
+        FLOW_UNITS,
+        f"hidden units per layer of the flow's coupling networks, or auto: {FLOW_UNITS} below "
+        f"{WIDE_FLOW_DIMENSIONS} dimensions, {WIDE_FLOW_UNITS} from {WIDE_FLOW_DIMENSIONS}",
+    )
     per_group_flows: bool = False
     cwnet_hidden_layers: int = 2
     cwnet_hidden_units: int = 32
@@ -139,8 +151,12 @@ class TrainingConfig:
             require(getattr(self, name) >= 0, name, ">= 0")
         for name in ("batch_size", "integration_batch_size"):
             require(getattr(self, name) >= 2, name, ">= 2")
-        for name in ("buffer_capacity", "vegas_bins", "flow_bins", "flow_hidden_units", "cwnet_hidden_units"):
+        for name in ("buffer_capacity", "vegas_bins", "flow_bins", "cwnet_hidden_units"):
             require(getattr(self, name) >= 1, name, ">= 1")
+        units_ok = self.flow_hidden_units == AUTO or (
+            type(self.flow_hidden_units) is int and self.flow_hidden_units >= 1
+        )
+        require(units_ok, "flow_hidden_units", f"an integer >= 1 or {AUTO!r}")
         for name in ("flow_hidden_layers", "cwnet_hidden_layers"):
             require(getattr(self, name) >= 0, name, ">= 0")
         require(self.learning_rate > 0, "learning_rate", "> 0")
@@ -168,6 +184,12 @@ class TrainingConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    def flow_units(self, ndim: int) -> int:
+        """Hidden units per layer of the flow's coupling networks for an integrand of ``ndim`` dimensions."""
+        if self.flow_hidden_units != AUTO:
+            return self.flow_hidden_units
+        return WIDE_FLOW_UNITS if ndim >= WIDE_FLOW_DIMENSIONS else FLOW_UNITS
 
     @property
     def drop_step(self) -> int:

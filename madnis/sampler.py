@@ -91,7 +91,7 @@ class MultiChannelSampler(nn.Module):
             blocks=config.flow_blocks,
             permutations=config.flow_permutations,
             hidden_layers=config.flow_hidden_layers,
-            hidden_units=config.flow_hidden_units,
+            hidden_units=config.flow_units(integrand.ndim),
             per_condition=config.per_group_flows,
         )
         self.cwnet = ChannelWeightNet(

@@ -80,6 +80,14 @@ def test_steps_are_auto_by_default_or_an_integer():
             MadnisSettings.from_card({"madnis_steps": value})
 
 
+def test_flow_width_is_auto_by_default_or_an_integer():
+    assert MadnisSettings().training.flow_hidden_units == "auto"
+    for value, units in (("auto", "auto"), ("48", 48), (64, 64)):
+        assert MadnisSettings.from_card({"madnis_flow_hidden_units": value}).training.flow_hidden_units == units
+    with pytest.raises(ValueError, match=r"^run_card entry madnis_flow_hidden_units = wide: expected auto or an"):
+        MadnisSettings.from_card({"madnis_flow_hidden_units": "wide"})
+
+
 def test_card_block_round_trips_through_the_reader():
     settings = MadnisSettings(training=replace(card_training(), steps=77, loss="kl"))
     text = card_block(settings)
@@ -102,8 +110,14 @@ def test_training_entries_are_the_card_fields_of_training_config():
     library = {f.name: f.default for f in dataclasses.fields(TrainingConfig) if CARD in f.metadata}
     entries = {e.field: e.default for e in MadnisSettings.entries() if e.training}
     assert entries == {**library, **CARD_DEFAULTS}
-    # buffered: since the first release; no VEGAS: measured on W+2j (benchmarks/results/wjj_issue8.md)
-    assert CARD_DEFAULTS == {"buffered_steps": 3, "steps": "auto", "vegas_pretraining": False}
+    # buffered: since the first release; no VEGAS: measured on W+2j (benchmarks/results/wjj_issue8.md); the flow's
+    # width by the dimension: measured on W+2j and Drell-Yan (madnis.config.WIDE_FLOW_DIMENSIONS)
+    assert CARD_DEFAULTS == {
+        "buffered_steps": 3,
+        "steps": "auto",
+        "vegas_pretraining": False,
+        "flow_hidden_units": "auto",
+    }
 
 
 def test_renamed_entry_is_refused_in_one_line():

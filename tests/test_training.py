@@ -187,6 +187,19 @@ def test_config_errors_name_the_field():
         TrainingConfig.from_dict({"stepz": 3})
 
 
+def test_flow_width_auto_follows_the_dimension_and_an_integer_is_kept():
+    from madnis.toys import ManyChannels10D
+
+    auto = TrainingConfig(flow_hidden_units="auto")
+    assert [auto.flow_units(ndim) for ndim in (4, 7, 8, 10)] == [32, 32, 64, 64]
+    assert TrainingConfig(flow_hidden_units=48).flow_units(10) == 48
+    width = lambda m: m.sampler.flow.blocks[0].conditioner.layers()[0][0].shape  # noqa: E731
+    assert 64 in width(MadNIS(ManyChannels10D(), replace(auto, steps=0)))
+    assert 32 in width(MadNIS(TOY_4D, replace(auto, steps=0)))
+    with pytest.raises(ValueError, match=r"^TrainingConfig.flow_hidden_units must be an integer >= 1 or 'auto'"):
+        TrainingConfig(flow_hidden_units=0)
+
+
 def test_weighted_sample_unbiased_and_comparable_across_channels(online_4d):
     m, _, _ = online_4d
     sample = m.sample_weighted(20_000, seed=11)

@@ -24,8 +24,9 @@ from madnis.config import AUTO, CARD, ConfigError, TrainingConfig
 # The plugin's defaults where they differ from the library's: MadEvent matrix elements are expensive,
 # buffered steps train on points already evaluated, and training lasts while it pays (``madnis.stopping``).
 # No VEGAS pre-training: on g g > w+ d u~ g (24 channel groups) it spent half of 1000 steps' calls and left
-# 0.10 % unweighting efficiency against 1.40 % without (benchmarks/results/wjj_issue8.md, same code).
-CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO, "vegas_pretraining": False}
+# 0.10 % unweighting efficiency against 1.40 % without (benchmarks/results/wjj_issue8.md, same code). The flow's
+# width by the phase-space dimension (madnis.config.WIDE_FLOW_DIMENSIONS says why).
+CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO, "vegas_pretraining": False, "flow_hidden_units": AUTO}
 # Entries renamed to their TrainingConfig field: an old card naming them gets a one-line error.
 RENAMED = {"madnis_lr": "madnis_learning_rate", "madnis_buffer_size": "madnis_buffer_capacity"}
 TRUE_WORDS = ("true", "t", "1", "on", "yes")
