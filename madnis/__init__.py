@@ -23,7 +23,7 @@ from .config import AUTO, TrainingConfig
 from .integrand import Integrand, IntegrandResult
 from .integration import ChannelContribution, IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import CHECK_TOLERANCE, MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
+from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
 
@@ -75,7 +75,8 @@ class MadNIS:
 
     def _resume_after_check(self, stopping: StoppingRule, history: History) -> bool:
         """Measure on fresh points the efficiency that the best projection, on which the rule stopped, claimed
-        (:mod:`madnis.stopping`); if it is far lower, recalibrate the rule and say that training goes on.
+        (:mod:`madnis.stopping`); if it is far lower, and the training since any earlier check raised the measured
+        efficiency (:class:`~madnis.stopping.EfficiencyCheck`), recalibrate the rule and say that training goes on.
 
         Every check's points stay in ``check_samples`` (see :meth:`take_check_samples`), so the final integration
         need not draw them again: those of the check that ends training are points of the final sampler; those of
@@ -93,12 +94,14 @@ class MadNIS:
         points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, needed)))
         result, sample = self.integrate_sample(points, seed=seed)
         measured = result.unweighting_efficiency
-        resume = measured < CHECK_TOLERANCE * estimate and stopping.elapsed() < stopping.max_seconds
-        history.checks.append(EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, resume))
+        previous = history.checks[-1].measured if history.checks else None
+        out_of_time = stopping.elapsed() >= stopping.max_seconds
+        check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
+        history.checks.append(check)
         self.check_samples.append(sample)
-        if resume:
+        if check.resumed:
             stopping.recalibrate(measured / estimate, measured)
-        return resume
+        return check.resumed
 
     def take_check_samples(self) -> list[WeightedSample]:
         """The weighted points of the last training's efficiency checks (channels allocated as :meth:`integrate`

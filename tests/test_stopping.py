@@ -9,7 +9,8 @@ import torch
 
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
-from madnis.integration import ChannelAccumulator
+from madnis.integration import ChannelAccumulator, IntegrationResult
+from madnis.stopping import EfficiencyCheck
 from madnis.toys import CamelBack1D
 
 POINTS = 1000
@@ -169,3 +170,34 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     pooled = accumulator.result(m.sampler.group_of_channel.cpu())
     assert pooled.n_points == 5000 * len(samples)
     assert abs(pooled.integral - CamelBack1D().exact) < 4 * pooled.error
+
+
+def test_a_check_after_resumed_training_that_did_not_pay_stops_it():
+    check = lambda measured, previous: EfficiencyCheck(100, 1000, 0.5, measured, previous, False)  # noqa: E731
+    assert check(0.2, None).resumed  # first check, far below the estimate
+    assert check(0.3, 0.2).resumed  # resumed training raised it by more than the tolerance
+    assert not check(0.2, 0.2).resumed and "did not pay" in check(0.2, 0.2).describe()
+    assert not check(0.4, 0.2).resumed and "the estimate holds" in check(0.4, 0.2).describe()
+    assert not EfficiencyCheck(100, 1000, 0.5, 0.2, None, True).resumed
+
+
+def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_estimate(monkeypatch):
+    """Lucky windows claim 100 % whatever the checks found, every check measures 30 %: the first check resumes
+    training, the second is as far below the claim but sees no gain since the first and stops it (without that rule
+    every later check would resume again until max_minutes)."""
+    monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: 1.0)
+    monkeypatch.setattr(IntegrationResult, "unweighting_efficiency", property(lambda self: 0.3))
+    config = TrainingConfig(
+        steps="auto",
+        batch_size=256,
+        auto_min_steps=20,
+        auto_window=4,
+        auto_patience=3,
+        auto_check_points=2000,
+        max_minutes=0.5,
+    )
+    # events enough that generation dominates the projection: the windows' 100 % makes new best projections
+    history = MadNIS(CamelBack1D(prior="bw"), config).train(n_events=100_000)
+    assert [check.resumed for check in history.checks] == [True, False]
+    assert history.checks[1].below_estimate and history.checks[1].stalled
+    assert not history.stop.max_minutes_reached
