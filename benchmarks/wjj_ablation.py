@@ -2,12 +2,13 @@
 
 Each run trains one channel part of ``g g > w+ d u~ g`` (the part a 2-core launch trains: the P-dir's channel groups
 dealt into ``--parts`` parts, ``madnis.subset``) for ``--steps`` fixed steps with the plugin's run_card defaults plus
-the row's overrides, then draws ``--points`` weighted points (batches of 100k, channels by their w_max as a launch
-draws them) and reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's rule (at most
-0.1 % of the weight above w_max), the median efficiency of the 100k batches (a launch's chunk of 1000 events
-unweights ~70k points against its own w_max), the largest weight / mean, and the training wall time. Runs are
+the row's overrides, then draws ``--points`` weighted points (batches of ``--batch`` points, default 100k, channels
+by their w_max as a launch draws them) and reports sigma/I per point, the unweighting efficiency of all of them by
+MadEvent's rule (at most 0.1 % of the weight above w_max), the median efficiency of the batches (a launch's chunk of
+1000 events unweights 40k-70k points against its own w_max), the largest weight / mean, and the training wall
+time. Runs are
 spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
-``benchmarks/results/wjj_ablation.{json,md}``.
+``benchmarks/results/NAME.{json,md}`` (``--name``, default ``wjj_ablation``).
 
     OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg \\
         --row '{}' --row '{"flow_hidden_units": 64}' --seeds 21 22 23 --jobs 2
@@ -27,10 +28,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BATCH = 100_000
 
 
-def run(pdir: str, parts: int, part: int, steps: int, points: int, overrides: dict, seed: int) -> dict:
+def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, overrides: dict, seed: int) -> dict:
     """One training and evaluation (in a worker process)."""
     import torch
     from madnis_plugin.mg5.cluster_jobs import channel_groups
@@ -51,10 +51,10 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, overrides: di
     start = time.perf_counter()
     madnis.train()
     train_seconds = time.perf_counter() - start
-    madnis.integrate(BATCH, seed=seed + 1)  # the channel allocation of the weighted points, as in a launch
+    madnis.integrate(batch, seed=seed + 1)  # the channel allocation of the weighted points, as in a launch
     batches = []
-    for k in range(points // BATCH):
-        sample = madnis.sample_weighted(BATCH, seed=seed + 2 + k)
+    for k in range(points // batch):
+        sample = madnis.sample_weighted(batch, seed=seed + 2 + k)
         batches.append(torch.where(sample.ok, sample.weight.double(), torch.zeros((), dtype=torch.float64)))
     weights = torch.cat(batches)
     mean = float(weights.mean())
@@ -85,7 +85,7 @@ def markdown(runs: list[dict], command: str, args: argparse.Namespace) -> str:
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- part {args.part} of {args.parts} of `g g > w+ d u~ g` (a 2-core launch's split), {args.steps} training steps "
         f"x 1024 points with the plugin's run_card defaults plus the setting; {args.points} weighted points in "
-        f"batches of {BATCH}; efficiency = mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight "
+        f"batches of {args.batch}; efficiency = mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight "
         "above it), of all points and (median) of each batch",
         "",
         "| setting | seed | train s | ms/step | sigma/I | efficiency, all points | efficiency, batch median | "
@@ -123,9 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="wjj_ablation", help="stem of the result files")
+    parser.add_argument("--batch", type=int, default=100_000, help="weighted points per batch (a chunk's sample)")
     args = parser.parse_args(argv)
     tasks = [
-        (args.pdir, args.parts, args.part, args.steps, args.points, json.loads(row), seed)
+        (args.pdir, args.parts, args.part, args.steps, args.points, args.batch, json.loads(row), seed)
         for row in args.row or ["{}"]
         for seed in args.seeds
     ]
@@ -137,9 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         f"'{a}'" if a.startswith("{") else a for a in (argv if argv is not None else sys.argv[1:])[1:]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "wjj_ablation.json").write_text(json.dumps(dict(command=command, runs=runs), indent=1) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(dict(command=command, runs=runs), indent=1) + "\n")
     text = markdown(runs, command, args)
-    (args.out / "wjj_ablation.md").write_text(text)
+    (args.out / f"{args.name}.md").write_text(text)
     print(text)
 
 

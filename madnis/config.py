@@ -21,10 +21,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
 AUTO = "auto"  # steps = AUTO: train until the projected time to the wanted events stops falling (madnis.stopping)
 # flow_hidden_units = AUTO: the coupling networks' width by the integrand's dimension. Measured on MadEvent matrix
-# elements (benchmarks/results/wjj_ablation.md, mg5_vs_madnis.md): on g g > w+ d u~ g (10 dimensions) 64 units
+# elements (benchmarks/results/wjj_ablation*.md): on g g > w+ d u~ g (10 dimensions) 64 units
 # lower sigma/I and raise the unweighting efficiency after the same steps (800 and 2000 steps) for ~25 % more
-# time per step; on p p > e+ e- (4 dimensions), stopped at the 100-step minimum, 64 units tripled the error;
-# g g > t t~ g and p p > t t~ j (7 dimensions) launched as fast with either.
+# time per step; on p p > e+ e- (4 dimensions), stopped at the 100-step minimum, 64 units tripled the error.
 WIDE_FLOW_DIMENSIONS = 8  # from this dimension on (2 -> 4 processes and more) AUTO gives WIDE_FLOW_UNITS
 FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
 
