@@ -135,8 +135,13 @@ class TrainingConfig:
             if not ok:
                 raise ConfigError(name, getattr(self, name), what)
 
-        steps_ok = self.steps == AUTO or (type(self.steps) is int and self.steps >= 0)
-        require(steps_ok, "steps", f"an integer >= 0 or {AUTO!r}")
+        def auto_or_integer(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            require(
+                value == AUTO or (type(value) is int and value >= minimum), name, f"an integer >= {minimum} or {AUTO!r}"
+            )
+
+        auto_or_integer("steps", 0)
         require(self.max_minutes > 0, "max_minutes", "> 0")
         require(self.auto_patience >= 1, "auto_patience", ">= 1")
         require(self.auto_window >= 1, "auto_window", ">= 1")
@@ -152,10 +157,7 @@ class TrainingConfig:
             require(getattr(self, name) >= 2, name, ">= 2")
         for name in ("buffer_capacity", "vegas_bins", "flow_bins", "cwnet_hidden_units"):
             require(getattr(self, name) >= 1, name, ">= 1")
-        units_ok = self.flow_hidden_units == AUTO or (
-            type(self.flow_hidden_units) is int and self.flow_hidden_units >= 1
-        )
-        require(units_ok, "flow_hidden_units", f"an integer >= 1 or {AUTO!r}")
+        auto_or_integer("flow_hidden_units", 1)
         for name in ("flow_hidden_layers", "cwnet_hidden_layers"):
             require(getattr(self, name) >= 0, name, ">= 0")
         require(self.learning_rate > 0, "learning_rate", "> 0")

@@ -8,7 +8,7 @@ import torch
 
 from madnis import MadNIS, TrainingConfig
 from madnis.adam import Adam
-from madnis.toys import CamelBack1D, TwoResonances4D, cauchy_inverse
+from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, cauchy_inverse
 from madnis.training import lr_factor
 
 TOY_4D = TwoResonances4D()
@@ -188,8 +188,6 @@ def test_config_errors_name_the_field():
 
 
 def test_flow_width_auto_follows_the_dimension_and_an_integer_is_kept():
-    from madnis.toys import ManyChannels10D
-
     auto = TrainingConfig(flow_hidden_units="auto")
     assert [auto.flow_units(ndim) for ndim in (4, 7, 8, 10)] == [32, 32, 64, 64]
     assert TrainingConfig(flow_hidden_units=48).flow_units(10) == 48

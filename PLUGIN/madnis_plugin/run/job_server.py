@@ -72,9 +72,8 @@ def _child(conn: socket.socket, job_dir: Path, job_log: Path, target: str, closi
 
 def serve(listener_fd: int, target: str = TARGET) -> None:
     """Accept jobs (a directory and a log, a line each) on the listening Unix socket ``listener_fd`` and run each
-    in a forked child; tell
-    its client STARTED when it is forked and its exit status when it ends. Returns when stopped (SIGTERM) or
-    when its parent is gone."""
+    in a forked child; tell its client STARTED when it is forked and its exit status when it ends. Returns when
+    stopped (SIGTERM) or when its parent is gone."""
     listener = socket.socket(fileno=listener_fd)
     module = target.split(":")[0]
     importlib.import_module(module)  # what every job would import: once, here (clients wait in the backlog)
