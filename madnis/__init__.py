@@ -43,7 +43,8 @@ class MadNIS:
         self.trainer = Trainer(self.sampler, self.integrand, self.config, self.statistics, self.generator)
         self.vegas_grids: torch.Tensor | None = None
         self.last_result: IntegrationResult | None = None
-        self.check_samples: list[WeightedSample] = []  # the points of the last training's efficiency checks
+        # the points of the last training's efficiency checks, each with the steps its sampler had made
+        self.check_samples: list[tuple[int, WeightedSample]] = []
 
     @property
     def n_calls(self) -> int:
@@ -82,8 +83,9 @@ class MadNIS:
         need not draw them again: those of the check that ends training are points of the final sampler; those of
         a check that resumed it, of the sampler as it was then. Each point's weight is an unbiased estimate of its
         channel's integral under the density it was drawn from, so pooled per channel they estimate I_i, and
-        hit-or-miss against one w_max accepts every sample's points in proportion to the integrand (n_s q_s x
-        f / q_s): the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s)."""
+        hit-or-miss accepts each sample's points in proportion to the integrand (q_s x f / q_s) against that
+        sample's own w_max: the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s),
+        and its sampler's heavier tail does not lower the later sampler's efficiency."""
         if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
             return False
         if self.config.auto_check_points == 0:
@@ -98,14 +100,15 @@ class MadNIS:
         out_of_time = stopping.elapsed() >= stopping.max_seconds
         check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
         history.checks.append(check)
-        self.check_samples.append(sample)
+        self.check_samples.append((check.step, sample))
         if check.resumed:
             stopping.recalibrate(measured / estimate, measured)
         return check.resumed
 
-    def take_check_samples(self) -> list[WeightedSample]:
+    def take_check_samples(self) -> list[tuple[int, WeightedSample]]:
         """The weighted points of the last training's efficiency checks (channels allocated as :meth:`integrate`
-        allocates them; see :meth:`_resume_after_check`), once. Their integrand calls are already counted in
+        allocates them; see :meth:`_resume_after_check`), once, each with the training steps its sampler had made
+        (the final sampler's are ``trainer.steps_done``). Their integrand calls are already counted in
         ``n_calls``."""
         samples, self.check_samples = self.check_samples, []
         return samples

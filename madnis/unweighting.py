@@ -70,15 +70,15 @@ def multichannel_efficiency(integrals: torch.Tensor, max_weights: torch.Tensor) 
     return float(integrals.double().abs().sum()) / total if total > 0 else 0.0
 
 
-def overweight_share(weights: torch.Tensor, w_max: float) -> float:
-    """sum((|w| - w_max)+) / sum(|w|): the share of the total weight (of sigma) above w_max."""
+def overweight_share(weights: torch.Tensor, w_max: float | torch.Tensor) -> float:
+    """sum((|w| - w_max)+) / sum(|w|): the share of the total weight (of sigma) above w_max (one, or each point's)."""
     magnitude = weights.detach().abs().double()
     return float((magnitude - w_max).clamp(min=0).sum() / magnitude.sum())
 
 
-def unweighting_efficiency(weights: torch.Tensor, w_max: float) -> float:
-    """<|w|> / w_max: the fraction of events hit-or-miss keeps."""
-    return float(weights.abs().double().mean() / w_max)
+def unweighting_efficiency(weights: torch.Tensor, w_max: float | torch.Tensor) -> float:
+    """<|w| / w_max>: the fraction of events hit-or-miss keeps (w_max: one, or each point's)."""
+    return float((weights.abs().double() / w_max).mean())
 
 
 @dataclass

@@ -90,7 +90,9 @@ def test_the_check_that_ends_training_is_part_of_the_integration(settings):
     )
     t = train_or_load(0, source, None, settings, quiet)
     assert t.stop_reason and len(t.madnis.check_samples) == 1
-    checked = len(t.madnis.check_samples[0].weight)
+    step, sample = t.madnis.check_samples[0]
+    checked = len(sample.weight)
+    assert step == t.madnis.trainer.steps_done  # the check that ended training: the final sampler's points
     assert checked == 3000 and t.calls == t.madnis.n_calls - checked
     result, points = integrate(t.madnis, source, settings, seed=7, log=quiet)
     assert len(points) == result.n_points == 4000 == t.madnis.n_calls - t.calls
@@ -206,3 +208,33 @@ def test_a_chunk_made_ahead_by_the_training_job_is_the_generation_jobs_chunk(set
     with pytest.raises(UnweightingStopped):
         make_chunk(loaded, source, few, spec, 4, efficiency, tmp_path / "stopped", stop=lambda: True)
     assert not (tmp_path / "stopped").exists()
+
+
+def test_each_sampler_unweights_against_its_own_w_max(settings):
+    """Points of an earlier sampler (a check that resumed training) and of the final one: each sample is accepted
+    against its own w_max, so the final sampler's efficiency is not lowered by the earlier one's tail, and the
+    union of the accepted points still follows f. f(x) = 2x on [0, 1]: sampler A uniform (W = 2x, w_max 2 - 2
+    sqrt(1e-3) by MadEvent's rule), sampler B exact (W = 1). One w_max for both would accept B's points at 0.52."""
+    from types import SimpleNamespace
+
+    from madnis import WeightedSample
+    from madnis_plugin.run.sample import WeightedPoints
+
+    n = 100_000
+    generator = torch.Generator().manual_seed(3)
+    x_a = torch.rand(n, generator=generator, dtype=torch.float64)
+    x_b = torch.rand(n, generator=generator, dtype=torch.float64).sqrt()
+    madnis = SimpleNamespace(sampler=SimpleNamespace(group_of_channel=torch.zeros(1, dtype=torch.long)))
+    source = SimpleNamespace(name="toy", integrand=SimpleNamespace(n_channels=1), observable=None)
+    points = WeightedPoints(madnis, source)
+    for x, weight, sampler in ((x_a, 2 * x_a, 10), (x_b, torch.ones(n, dtype=torch.float64), 20)):
+        zeros, ones = torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.float64)
+        points.add(WeightedSample(x[:, None], zeros, weight, None, ones.bool(), ones), sampler)
+    _, w_max = points.unweighting_weights(1e-3)
+    assert abs(float(w_max[0]) - (2 - 2 * 1e-3**0.5)) < 0.01 and bool((w_max[n:] == 1).all())
+    events = unweight(madnis, points, 2 * n, source, settings, seed=5, log=quiet, draw_more=False)
+    assert abs(events.efficiency - 0.5 * (1 / (2 - 2 * 1e-3**0.5) + 1)) < 0.01
+    assert abs(len(events.r) / (2 * n) - events.efficiency) < 0.01
+    x = events.r[:, 0]
+    assert abs(float(x.mean()) - 2 / 3) < 4 * (1 / 18) ** 0.5 / len(x) ** 0.5  # E[x] under f = 2x
+    assert events.w_max == 1.0  # the final sampler's

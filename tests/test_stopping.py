@@ -161,8 +161,9 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)
     # every check's points are kept, also those of the sampler that a check sent back to training: pooled per
     # channel (each weight unbiased under the density it was drawn from) they estimate the integral
-    samples = m.take_check_samples()
+    steps, samples = zip(*m.take_check_samples())
     assert [len(sample.weight) for sample in samples] == [check.points for check in history.checks]
+    assert list(steps) == [check.step for check in history.checks] and steps[-1] == m.trainer.steps_done
     channel = torch.cat([sample.channel for sample in samples])
     within = torch.cat([sample.weight * sample.channel_probability for sample in samples])
     accumulator = ChannelAccumulator(m.sampler.n_channels)

@@ -129,7 +129,7 @@ def train_or_load(
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
     progress = history.progress
-    checked = sum(len(s.weight) for s in madnis.check_samples)  # the final integration's (.sample.integrate)
+    checked = sum(len(s.weight) for _, s in madnis.check_samples)  # the final integration's (.sample.integrate)
     return TrainedSampler(
         madnis,
         [p.loss for p in progress],
