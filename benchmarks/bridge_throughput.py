@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from madnis_plugin.install import mg5_home
 
 from fortran_bridge import ProcessLibrary
 
@@ -34,7 +35,7 @@ def process_dirs(workdir: Path) -> dict[str, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     missing = [(p, n) for p, n in PROCESSES.items() if not (workdir / n / "SubProcesses").is_dir()]
     if missing:
-        mg5 = Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")) / "bin" / "mg5_aMC"
+        mg5 = mg5_home() / "bin" / "mg5_aMC"
         script = workdir / "generate.mg5"
         script.write_text("".join(f"generate {p}\noutput madevent {workdir / n} -nojpeg\n" for p, n in missing))
         subprocess.run([str(mg5), str(script)], cwd=workdir, check=True, capture_output=True)

@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from madnis_plugin.install import mg5_home
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nb-core", type=int, default=os.cpu_count() or 1, help="cores of both launches (run_mode 2)")
     parser.add_argument("--steps", default=None, help="madnis_steps (default: the card's)")
-    parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
+    parser.add_argument("--mg5", type=Path, default=mg5_home())
     parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
     parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
     parser.add_argument("--output", default="mg5_vs_madnis", help="results/<output>.json, .md, .png")

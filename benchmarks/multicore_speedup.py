@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from madnis_plugin.install import mg5_home
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("--nevents", type=int, default=10000)
     parser.add_argument("--nb-core", type=int, default=2)
     args = parser.parse_args()
-    mg5 = Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc"))
+    mg5 = mg5_home()
     work = Path(tempfile.mkdtemp(prefix="multicore_"))
     script = work / "out.mg5"
     script.write_text(f"set automatic_html_opening False\ngenerate {args.process}\noutput madnis {work / 'base'}\n")

@@ -29,6 +29,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from madnis_plugin.install import mg5_home
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mg5_vs_madnis import RESULTS, RunFailed, madnis, process_directories, stock  # noqa: E402
 
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="auto", help="madnis_steps")
     parser.add_argument("--points", type=int, default=50000, help="MadEvent converged: points per iteration")
     parser.add_argument("--iterations", type=int, default=8, help="MadEvent converged: iterations")
-    parser.add_argument("--mg5", type=Path, default=Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc")))
+    parser.add_argument("--mg5", type=Path, default=mg5_home())
     parser.add_argument("--keep", action="store_true", help="keep the process directories")
     parser.add_argument(
         "--reuse-converged",

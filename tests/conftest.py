@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from madnis_plugin.install import DEFAULT_MG5AMC_HOME, mg5_home
 
 torch.set_num_threads(1)
 
 
-def mg5_home() -> Path | None:
-    """MG5aMC's directory from MG5AMC_HOME, else /opt/mg5amc; None if absent."""
-    home = Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc"))
+def installed_mg5_home() -> Path | None:
+    """MG5aMC's directory (:func:`madnis_plugin.install.mg5_home`); None if absent."""
+    home = mg5_home()
     return home if (home / "bin" / "mg5_aMC").exists() else None
 
 
@@ -28,10 +28,10 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip_slow)
-    home = mg5_home()
+    home = installed_mg5_home()
     reason = None
     if home is None:
-        reason = "MG5aMC not found (set MG5AMC_HOME or unpack it at /opt/mg5amc)"
+        reason = f"MG5aMC not found (set MG5AMC_HOME or unpack it at {DEFAULT_MG5AMC_HOME})"
     elif shutil.which("gfortran") is None:
         reason = "gfortran not found (apt-get install gfortran)"
     if reason:

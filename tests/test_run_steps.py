@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,11 +25,11 @@ from madnis_plugin.run.jobs import (
     write_events_file,
     write_result,
 )
-from madnis_plugin.run.sample import UnweightingStopped, integrate, unweight
+from madnis_plugin.run.sample import UnweightingStopped, WeightedPoints, integrate, unweight
 from madnis_plugin.run.train import train_or_load
 from test_orchestrate import toy_records, toy_source
 
-from madnis import MadNIS, TrainingConfig
+from madnis import MadNIS, TrainingConfig, WeightedSample
 from madnis.toys import CamelBack1D
 
 
@@ -215,11 +216,6 @@ def test_each_sampler_unweights_against_its_own_w_max(settings):
     against its own w_max, so the final sampler's efficiency is not lowered by the earlier one's tail, and the
     union of the accepted points still follows f. f(x) = 2x on [0, 1]: sampler A uniform (W = 2x, w_max 2 - 2
     sqrt(1e-3) by MadEvent's rule), sampler B exact (W = 1). One w_max for both would accept B's points at 0.52."""
-    from types import SimpleNamespace
-
-    from madnis import WeightedSample
-    from madnis_plugin.run.sample import WeightedPoints
-
     n = 100_000
     generator = torch.Generator().manual_seed(3)
     x_a = torch.rand(n, generator=generator, dtype=torch.float64)

@@ -17,11 +17,17 @@ from . import maximal_mg5amcnlo_version, mg5_version_supported, minimal_mg5amcnl
 PLUGIN_NAME = "madnis_plugin"
 COPY_MARKER = ".installed_by_madnis_mg5"
 PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_MG5AMC_HOME = "/opt/mg5amc"
+
+
+def mg5_home() -> Path:
+    """MG5aMC's directory: ``$MG5AMC_HOME``, else /opt/mg5amc (whether or not it exists)."""
+    return Path(os.environ.get("MG5AMC_HOME", DEFAULT_MG5AMC_HOME))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--mg5", type=Path, default=None, help="MG5aMC directory (default: $MG5AMC_HOME, else /opt/mg5amc)"
+        "--mg5", type=Path, default=None, help=f"MG5aMC directory (default: $MG5AMC_HOME, else {DEFAULT_MG5AMC_HOME})"
     )
     parser.add_argument("--copy", action="store_true", help="copy the package instead of symlinking it")
     parser.add_argument("--uninstall", action="store_true", help="remove the plugin installed by this command")
@@ -65,7 +71,7 @@ def uninstall(mg5: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    mg5 = args.mg5 or Path(os.environ.get("MG5AMC_HOME", "/opt/mg5amc"))
+    mg5 = args.mg5 or mg5_home()
     try:
         message = uninstall(mg5) if args.uninstall else install(mg5, copy=args.copy)
     except (ValueError, OSError) as error:
