@@ -30,8 +30,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, overrides: dict, seed: int) -> dict:
-    """One training and evaluation (in a worker process)."""
+def train_part(pdir: str, parts: int, part: int, steps: int, overrides: dict, seed: int) -> tuple:
+    """Channel part ``part`` of ``parts`` of the P-dir, trained ``steps`` fixed steps with the plugin's run_card
+    defaults plus ``overrides`` (one torch thread, one bridge worker): (MadNIS, its ProcessSource, training
+    seconds)."""
     import torch
     from madnis_plugin.mg5.cluster_jobs import channel_groups
     from madnis_plugin.mg5.madevent_run import process_source
@@ -40,7 +42,6 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, o
 
     from madnis import MadNIS
     from madnis.subset import partition_groups
-    from madnis.unweighting import max_weight, unweighting_efficiency
 
     torch.set_num_threads(1)
     settings = MadnisSettings(workers="1")
@@ -50,7 +51,17 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, o
     madnis = MadNIS(source.integrand, config)
     start = time.perf_counter()
     madnis.train()
-    train_seconds = time.perf_counter() - start
+    return madnis, source, time.perf_counter() - start
+
+
+def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, overrides: dict, seed: int) -> dict:
+    """One training and evaluation (in a worker process)."""
+    import torch
+
+    from madnis.unweighting import max_weight, unweighting_efficiency
+
+    madnis, _, train_seconds = train_part(pdir, parts, part, steps, overrides, seed)
+    config = madnis.config
     madnis.integrate(batch, seed=seed + 1)  # the channel allocation of the weighted points, as in a launch
     batches = []
     for k in range(points // batch):
@@ -112,6 +123,16 @@ def markdown(runs: list[dict], command: str, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quoted_arguments(argv: list[str]) -> list[str]:
+    """The arguments a results file quotes: without the P-dir and ``--out DIR`` (paths of this machine)."""
+    kept, skip = [], True  # the first is the P-dir
+    for argument in argv:
+        if not skip and argument != "--out":
+            kept.append(argument)
+        skip = argument == "--out"
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pdir", help="SubProcesses/P1_gg_wpqqg of an `output madnis` of g g > w+ d u~ g")
@@ -136,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in runs:
         print(json.dumps(r), flush=True)
     command = "OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
-        f"'{a}'" if a.startswith("{") else a for a in (argv if argv is not None else sys.argv[1:])[1:]
+        f"'{a}'" if a.startswith("{") else a for a in quoted_arguments(argv if argv is not None else sys.argv[1:])
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(dict(command=command, runs=runs), indent=1) + "\n")
