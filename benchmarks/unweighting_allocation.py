@@ -1,0 +1,156 @@
+"""Which channel allocation unweights best when the channels' w_max are estimated (issue 8)?
+
+For each trained sampler (a launch's training job directory, ``madnis/jobs/run_01/<job>/train``) the script runs
+``--estimates`` independent integrations of ``--integration-points`` points, as a launch's training job does once:
+each gives the per-channel I_i and w_max_i (MadEvent's rule, share 1e-3) that the unweighting allocates the channels
+by. Then it draws one pool of ``--pool`` points and evaluates every rule's allocation on that same pool, so the rules
+differ only by their allocation, not by which points were drawn: channel i gets mass p_i (the launch's
+:func:`madnis.sampler.channel_probabilities` of the rule's shares), each of its n_i pool points p_i / n_i, and
+weight W = w / p_i; the efficiency is <W> / w_max with w_max by MadEvent's rule on that weighted pool. Rules:
+
+- ``w_max``: p_i ∝ w_max_i, the optimum if the estimates were exact (the plugin's rule before this study);
+- ``sigma``: p_i ∝ |I_i|;
+- ``geometric``: p_i ∝ sqrt(|I_i| w_max_i);
+- ``half-half``: half ∝ w_max_i, half ∝ |I_i| (:func:`madnis.unweighting.unweighting_shares`).
+
+Writes ``benchmarks/results/unweighting_allocation.{json,md}``.
+
+    OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+from madnis_plugin.mg5.madevent_run import process_source
+from madnis_plugin.run.source import channel_part
+from madnis_plugin.settings import MadnisSettings
+
+from madnis import MadNIS
+from madnis.sampler import channel_probabilities
+from madnis.unweighting import unweighting_shares
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RULES = {
+    "w_max": lambda integral, max_weight: max_weight,
+    "sigma": lambda integral, max_weight: integral.abs(),
+    "geometric": lambda integral, max_weight: (integral.abs() * max_weight).sqrt(),
+    "half-half": unweighting_shares,
+}
+
+
+def pool_efficiency(p: torch.Tensor, channel: torch.Tensor, within: torch.Tensor, max_overweight: float) -> float:
+    """<W> / w_max of the pool under channel masses ``p`` (module docstring): MadEvent's rule with each point's
+    frequency p_i / n_i, i.e. the smallest w_max with sum f (W - w_max)+ <= max_overweight sum f W."""
+    frequency = (p / torch.bincount(channel, minlength=len(p)).double().clamp(min=1))[channel]
+    weight = within.abs() / p[channel]
+    order = torch.argsort(weight, descending=True)
+    weight, frequency = weight[order], frequency[order]
+    total = float((frequency * weight).sum())
+    # between the k-th and (k+1)-th largest weights the excess is cumsum(f W)_k - w_max cumsum(f)_k
+    candidate = (torch.cumsum(frequency * weight, 0) - max_overweight * total) / torch.cumsum(frequency, 0)
+    below = torch.cat([weight[1:], weight.new_zeros(1)])
+    inside = (candidate <= weight) & (candidate >= below)
+    w_max = float(candidate[inside][0]) if bool(inside.any()) else float(weight[0])
+    return total / w_max
+
+
+def process_name(pdir: Path) -> str:
+    """The ``generate`` line of the process's proc_card (what the user typed)."""
+    card = pdir.parent.parent / "Cards" / "proc_card_mg5.dat"
+    lines = [line.split("generate", 1)[1].strip() for line in card.read_text().splitlines() if "generate" in line]
+    return lines[0] if lines else pdir.name
+
+
+def study(job: Path, pool: int, estimates: int, integration_points: int) -> dict:
+    spec = json.loads((job / "spec.json").read_text())
+    torch.set_num_threads(1)
+    source = process_source(Path(spec["pdir"]), MadnisSettings(workers="1"), spec["seed"])
+    if spec["channels"] is not None:
+        source = channel_part(source, spec["channels"], spec["label"])
+    madnis = MadNIS.load(str(job / "sampler.pt"), source.integrand)
+    rule = madnis.config.max_overweight
+    active = madnis.sampler.active.cpu()
+    estimated = [madnis.integrate(integration_points, seed=1000 + k).channel_tensors() for k in range(estimates)]
+    mean_integral = sum(integral for integral, _ in estimated) / estimates
+    sample = madnis.sample_weighted(pool, seed=77, share=mean_integral.abs())
+    within = torch.where(sample.ok, sample.weight.double() * sample.channel_probability.double(), 0.0).cpu()
+    efficiencies = {
+        name: [
+            pool_efficiency(channel_probabilities(shares(i, w), active), sample.channel.cpu(), within, rule)
+            for i, w in estimated
+        ]
+        for name, shares in RULES.items()
+    }
+    return {
+        "launch": str(Path(spec["pdir"]).parent.parent),  # replaced by an index in main (no machine path is kept)
+        "process": process_name(Path(spec["pdir"])),
+        "sampler": spec["label"] or Path(spec["pdir"]).name,
+        "efficiencies": efficiencies,
+    }
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    names = list(RULES)
+    lines = [
+        "# Unweighting: the channels' allocation from estimated w_max (issue 8)",
+        "",
+        "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
+        f"--pool {args.pool} --estimates {args.estimates} --integration-points {args.integration_points}` (LAUNCH: "
+        "an `output madnis` directory after a 2-core `generate_events`, default cards)",
+        f"- machine: {platform.machine()}, {platform.platform()}, {args.processes} samplers at a time, 1 torch thread "
+        "and 1 bridge worker each",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- each rule's efficiency (MadEvent's rule, share 1e-3) on the same {args.pool} points, its shares from each "
+        f"of {args.estimates} integrations of {args.integration_points} points: mean (min - max); ratio: mean / the "
+        "mean of `w_max`; launch: the launch the sampler was trained in",
+        "",
+        "| process | launch | sampler | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(f"{n} / w_max" for n in names[1:])
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(names) - 1),
+    ]
+    for row in rows:
+        e = row["efficiencies"]
+        mean = {n: statistics.fmean(e[n]) for n in names}
+        cells = [f"{100 * mean[n]:.3g} % ({100 * min(e[n]):.3g} - {100 * max(e[n]):.3g})" for n in names]
+        ratios = [f"{mean[n] / mean['w_max']:.2f}" for n in names[1:]]
+        lines.append(
+            f"| `{row['process']}` | {row['launch']} | {row['sampler']} | " + " | ".join(cells + ratios) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("jobs", type=Path, nargs="+", help="training job directories of launches")
+    parser.add_argument("--pool", type=int, default=600_000)
+    parser.add_argument("--estimates", type=int, default=4)
+    parser.add_argument("--integration-points", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="unweighting_allocation")
+    parser.add_argument("--processes", type=int, default=2, help="samplers studied at a time")
+    args = parser.parse_args(argv)
+    tasks = [(job, args.pool, args.estimates, args.integration_points) for job in args.jobs]
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        rows = pool.starmap(study, tasks, chunksize=1)
+    launches = list(dict.fromkeys(row["launch"] for row in rows))
+    for row in rows:
+        row["launch"] = launches.index(row["launch"]) + 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
+    (args.out / f"{args.name}.md").write_text(markdown(rows, args))
+    print(markdown(rows, args))
+
+
+if __name__ == "__main__":
+    main()
