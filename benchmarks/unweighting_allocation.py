@@ -13,7 +13,11 @@ weight W = w / p_i; the efficiency is <W> / w_max with w_max by MadEvent's rule 
 - ``geometric``: p_i ∝ sqrt(|I_i| w_max_i);
 - ``half-half``: half ∝ w_max_i, half ∝ |I_i| (:func:`madnis.unweighting.unweighting_shares`).
 
-Writes ``benchmarks/results/unweighting_allocation.{json,md}``.
+With ``--chunks K``, each rule instead draws K samples of ``--chunk-points`` points (a launch's generation chunk:
+1000 events from 40k-120k points on W+2j), the same seeds for every rule, each unweighted against its own w_max as a
+chunk is; the table gives the median (mean) of the K efficiencies.
+
+Writes ``benchmarks/results/NAME.{json,md}`` (default ``unweighting_allocation``).
 
     OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train
 """
@@ -35,7 +39,7 @@ from madnis_plugin.settings import MadnisSettings
 
 from madnis import MadNIS
 from madnis.sampler import channel_probabilities
-from madnis.unweighting import unweighting_shares
+from madnis.unweighting import max_weight, unweighting_efficiency, unweighting_shares
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = {
@@ -69,7 +73,18 @@ def process_name(pdir: Path) -> str:
     return lines[0] if lines else pdir.name
 
 
-def study(job: Path, pool: int, estimates: int, integration_points: int) -> dict:
+def chunk_efficiencies(madnis: MadNIS, shares: torch.Tensor, chunks: int, points: int) -> list[float]:
+    """The efficiency of each of ``chunks`` samples of ``points`` points drawn with channel shares ``shares``."""
+    rule = madnis.config.max_overweight
+    out = []
+    for k in range(chunks):
+        sample = madnis.sample_weighted(points, seed=300 + k, share=shares)
+        weight = torch.where(sample.ok, sample.weight.double(), 0.0)
+        out.append(unweighting_efficiency(weight, max_weight(weight, rule)))
+    return out
+
+
+def study(job: Path, pool: int, estimates: int, integration_points: int, chunks: int, chunk_points: int) -> dict:
     spec = json.loads((job / "spec.json").read_text())
     torch.set_num_threads(1)
     source = process_source(Path(spec["pdir"]), MadnisSettings(workers="1"), spec["seed"])
@@ -79,16 +94,23 @@ def study(job: Path, pool: int, estimates: int, integration_points: int) -> dict
     rule = madnis.config.max_overweight
     active = madnis.sampler.active.cpu()
     estimated = [madnis.integrate(integration_points, seed=1000 + k).channel_tensors() for k in range(estimates)]
-    mean_integral = sum(integral for integral, _ in estimated) / estimates
-    sample = madnis.sample_weighted(pool, seed=77, share=mean_integral.abs())
-    within = torch.where(sample.ok, sample.weight.double() * sample.channel_probability.double(), 0.0).cpu()
-    efficiencies = {
-        name: [
-            pool_efficiency(channel_probabilities(shares(i, w), active), sample.channel.cpu(), within, rule)
-            for i, w in estimated
-        ]
-        for name, shares in RULES.items()
-    }
+    if chunks:
+        integral, max_weights = estimated[0]
+        efficiencies = {
+            name: chunk_efficiencies(madnis, shares(integral, max_weights), chunks, chunk_points)
+            for name, shares in RULES.items()
+        }
+    else:
+        mean_integral = sum(integral for integral, _ in estimated) / estimates
+        sample = madnis.sample_weighted(pool, seed=77, share=mean_integral.abs())
+        within = torch.where(sample.ok, sample.weight.double() * sample.channel_probability.double(), 0.0).cpu()
+        efficiencies = {
+            name: [
+                pool_efficiency(channel_probabilities(shares(i, w), active), sample.channel.cpu(), within, rule)
+                for i, w in estimated
+            ]
+            for name, shares in RULES.items()
+        }
     return {
         "launch": str(Path(spec["pdir"]).parent.parent),  # replaced by an index in main (no machine path is kept)
         "process": process_name(Path(spec["pdir"])),
@@ -99,18 +121,34 @@ def study(job: Path, pool: int, estimates: int, integration_points: int) -> dict
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     names = list(RULES)
+    if args.chunks:
+        options = (
+            f"--chunks {args.chunks} --chunk-points {args.chunk_points} --integration-points {args.integration_points}"
+        )
+        what = (
+            f"each rule's shares from one integration of {args.integration_points} points; {args.chunks} samples of "
+            f"{args.chunk_points} points per rule (the same seeds), each unweighted against its own w_max (MadEvent's "
+            "rule, share 1e-3): median (min - max) of their efficiencies; ratio: median / the median of `w_max`"
+        )
+        middle = statistics.median
+    else:
+        options = f"--pool {args.pool} --estimates {args.estimates} --integration-points {args.integration_points}"
+        what = (
+            f"each rule's efficiency (MadEvent's rule, share 1e-3) on the same {args.pool} points, its shares from each "
+            f"of {args.estimates} integrations of {args.integration_points} points: mean (min - max); ratio: mean / "
+            "the mean of `w_max`"
+        )
+        middle = statistics.fmean
     lines = [
         "# Unweighting: the channels' allocation from estimated w_max (issue 8)",
         "",
         "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
-        f"--pool {args.pool} --estimates {args.estimates} --integration-points {args.integration_points}` (LAUNCH: "
-        "an `output madnis` directory after a 2-core `generate_events`, default cards)",
+        f"{options} --name {args.name}` (LAUNCH: an `output madnis` directory after a 2-core `generate_events`, "
+        "default cards)",
         f"- machine: {platform.machine()}, {platform.platform()}, {args.processes} samplers at a time, 1 torch thread "
         "and 1 bridge worker each",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- each rule's efficiency (MadEvent's rule, share 1e-3) on the same {args.pool} points, its shares from each "
-        f"of {args.estimates} integrations of {args.integration_points} points: mean (min - max); ratio: mean / the "
-        "mean of `w_max`; launch: the launch the sampler was trained in",
+        f"- {what}; launch: the launch the sampler was trained in",
         "",
         "| process | launch | sampler | "
         + " | ".join(names)
@@ -121,7 +159,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     ]
     for row in rows:
         e = row["efficiencies"]
-        mean = {n: statistics.fmean(e[n]) for n in names}
+        mean = {n: middle(e[n]) for n in names}
         cells = [f"{100 * mean[n]:.3g} % ({100 * min(e[n]):.3g} - {100 * max(e[n]):.3g})" for n in names]
         ratios = [f"{mean[n] / mean['w_max']:.2f}" for n in names[1:]]
         lines.append(
@@ -139,8 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="unweighting_allocation")
     parser.add_argument("--processes", type=int, default=2, help="samplers studied at a time")
+    parser.add_argument("--chunks", type=int, default=0, help="compare on this many chunk-sized samples instead")
+    parser.add_argument("--chunk-points", type=int, default=80_000)
     args = parser.parse_args(argv)
-    tasks = [(job, args.pool, args.estimates, args.integration_points) for job in args.jobs]
+    tasks = [
+        (job, args.pool, args.estimates, args.integration_points, args.chunks, args.chunk_points) for job in args.jobs
+    ]
     with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
         rows = pool.starmap(study, tasks, chunksize=1)
     launches = list(dict.fromkeys(row["launch"] for row in rows))
