@@ -11,7 +11,7 @@ weight W = w / p_i; the efficiency is <W> / w_max with w_max by MadEvent's rule 
 - ``w_max``: p_i ∝ w_max_i, the optimum if the estimates were exact (the plugin's rule before this study);
 - ``sigma``: p_i ∝ |I_i|;
 - ``geometric``: p_i ∝ sqrt(|I_i| w_max_i);
-- ``half-half``: half ∝ w_max_i, half ∝ |I_i| (:func:`madnis.unweighting.unweighting_shares`).
+- ``half-half``: half ∝ w_max_i, half ∝ |I_i|.
 
 With ``--chunks K``, each rule instead draws K samples of ``--chunk-points`` points (a launch's generation chunk:
 1000 events from 40k-120k points on W+2j), the same seeds for every rule, each unweighted against its own w_max as a
@@ -39,14 +39,14 @@ from madnis_plugin.settings import MadnisSettings
 
 from madnis import MadNIS
 from madnis.sampler import channel_probabilities
-from madnis.unweighting import max_weight, unweighting_efficiency, unweighting_shares
+from madnis.unweighting import max_weight, unweighting_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = {
     "w_max": lambda integral, max_weight: max_weight,
     "sigma": lambda integral, max_weight: integral.abs(),
     "geometric": lambda integral, max_weight: (integral.abs() * max_weight).sqrt(),
-    "half-half": unweighting_shares,
+    "half-half": lambda integral, max_weight: integral.abs() / integral.abs().sum() + max_weight / max_weight.sum(),
 }
 
 

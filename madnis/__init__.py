@@ -26,7 +26,6 @@ from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSampl
 from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
-from .unweighting import unweighting_shares
 
 
 class MadNIS:
@@ -163,14 +162,15 @@ class MadNIS:
         return self.last_result
 
     def sample_weighted(self, n: int, seed: int | None = None, share: torch.Tensor | None = None) -> WeightedSample:
-        """``n`` weighted points, channel i drawn with p_i ∝ ``share[i]``; by default by the last integration's
-        I_i and w_max_i as unweighting draws them (:func:`madnis.unweighting.unweighting_shares`), or ∝ I_i
+        """``n`` weighted points, channel i drawn with p_i ∝ ``share[i]``; by default ∝ its w_max of the last
+        integration, which maximises the unweighting efficiency (:mod:`madnis.unweighting`), or ∝ I_i
         (training estimates) before any."""
         generator = self._generator(seed)
         if share is None:
             share = self.statistics.integral
             if self.last_result is not None:
-                share = unweighting_shares(*self.last_result.channel_tensors())
+                integral, max_weights = self.last_result.channel_tensors()
+                share = max_weights if bool((max_weights > 0).any()) else integral
         p = channel_probabilities(share.cpu(), self.sampler.active.cpu()).to(self.config.device)
         draws = []
         for start in range(0, n, self.config.integration_batch_size):

@@ -22,17 +22,11 @@ p_i gives; it is what MadEvent does when every G channel unweights against its o
 events are combined by cross section. The share above w_max stays within ``max_overweight`` per channel,
 hence in total.
 
-That optimum needs the true w_max_i; estimated from a sample of a few thousand points per channel, a heavy-tailed
-channel's w_max_i is often several times too low (its tail not yet seen: its points then carry w / p_i with a p_i
-far too small) or too high (one outlier: the other channels get too few points). :func:`unweighting_shares`
-therefore draws half of the points ∝ w_max_i and half ∝ |I_i|: every channel keeps at least half its sigma share
-(the efficiency at least half of p_i ∝ |I_i|'s) and at least half its w_max share (at least half the optimum's when
-the estimates are right). Measured on the trained samplers of launches (``benchmarks/results/unweighting_allocation.md``:
-each rule's efficiency on the same 600k points, the shares from four independent 100k-point integrations): the
-mixture's efficiency is 0.97-1.45x that of p_i ∝ w_max_i on 7 channel parts of ``g g > w+ d u~ g`` (median 1.13)
-with a smaller spread over the four estimates, and 1.00-1.05x on 5 of ``g g > t t~ g`` and ``p p > t t~ j``; p_i ∝
-|I_i| alone loses up to 17 % on those. On samples of a generation chunk's size (80k points, far noisier) it was
-0.93-1.69x on 6 W+2j parts, median 1.04 (``unweighting_allocation_chunks.md``).
+The w_max_i are estimated from a sample (a few thousand points of a heavy-tailed channel can misjudge its w_max
+several-fold), yet allocating half of the points ∝ I_i instead lost in launches: the generation chunks of four
+trained ``g g > w+ d u~ g`` channel parts needed 1.35x more weighted points for the same 40k events, although on a
+fixed sample the mixture had looked better (``benchmarks/results/unweighting_allocation*.md``). A chunk's top-up
+batches follow its own w_max_i, so a channel whose outlier showed up gets the points that dilute it.
 """
 
 from __future__ import annotations
@@ -74,19 +68,6 @@ def channel_max_weights(
     for i in torch.unique(channel[magnitude > 0]).tolist():
         out[i] = max_weight(magnitude[channel == i], max_overweight)
     return out
-
-
-def unweighting_shares(integrals: torch.Tensor, max_weights: torch.Tensor) -> torch.Tensor:
-    """(n_channels,) float64 shares summing to 1 of the weighted points drawn for unweighting: half ∝ w_max_i,
-    half ∝ |I_i| (module docstring); ∝ |I_i| alone where no w_max is known yet (all zero)."""
-    by_integral = integrals.double().abs()
-    if not by_integral.sum() > 0:
-        raise ValueError("unweighting_shares needs a non-zero channel integral")
-    by_integral = by_integral / by_integral.sum()
-    by_max_weight = max_weights.double().clamp(min=0)
-    if not by_max_weight.sum() > 0:
-        return by_integral
-    return 0.5 * by_integral + 0.5 * by_max_weight / by_max_weight.sum()
 
 
 def multichannel_efficiency(integrals: torch.Tensor, max_weights: torch.Tensor) -> float:

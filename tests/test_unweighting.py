@@ -12,7 +12,6 @@ from madnis.unweighting import (
     overweight_share,
     unweight,
     unweighting_efficiency,
-    unweighting_shares,
 )
 
 
@@ -125,27 +124,3 @@ def test_channels_in_proportion_to_their_max_weight_reach_the_multichannel_effic
     assert by_integral == pytest.approx(float(tail.mean() / tail.max()), rel=1e-3)
     assert pooled_efficiency([flat(n_flat(max_weights.tolist())), tail]) == pytest.approx(by_max, rel=1e-2)
     assert by_max > 3 * by_integral
-
-
-def test_unweighting_shares_keep_half_of_each_allocation_against_an_unseen_tail():
-    """Two channels with I_i = 1 and true w_max_i = 10; channel 1's tail was not in the sample, so its w_max was
-    estimated at 0.1. Points ∝ the estimates give it p_1 ~ 1 % and its weights w / p_1 up to ~1000: efficiency
-    0.002. Half ∝ w_max_i, half ∝ I_i keeps at least half the efficiency of p_i ∝ I_i (0.1)."""
-    integrals = torch.tensor([1.0, 1.0], dtype=torch.float64)
-    true_max = torch.tensor([10.0, 10.0], dtype=torch.float64)
-    estimated_max = torch.tensor([10.0, 0.1], dtype=torch.float64)
-
-    def efficiency(p: torch.Tensor) -> float:  # hit-or-miss against max_i w_max_i / p_i
-        return float(integrals.sum() / (true_max / p).max())
-
-    shares = unweighting_shares(integrals, estimated_max)
-    assert shares.sum() == pytest.approx(1.0) and shares.tolist() == pytest.approx(
-        [0.5 * 0.5 + 0.5 * 10 / 10.1, 0.5 * 0.5 + 0.5 * 0.1 / 10.1]
-    )
-    by_estimate, by_integral = efficiency(estimated_max / estimated_max.sum()), efficiency(integrals / 2)
-    assert by_estimate < 0.003 and by_integral == pytest.approx(0.1)
-    assert efficiency(shares) >= 0.5 * by_integral
-    # with right estimates the shares keep at least half the optimum sum_i I_i / sum_i w_max_i
-    assert efficiency(unweighting_shares(integrals, true_max)) >= 0.5 * multichannel_efficiency(integrals, true_max)
-    # before any w_max is known: ∝ |I_i|
-    assert unweighting_shares(torch.tensor([3.0, -1.0]), torch.zeros(2)).tolist() == pytest.approx([0.75, 0.25])

@@ -16,8 +16,8 @@ training come from an earlier sampler: they are a sample of their own with their
 points of each sample follow f and so does their union, while the earlier sampler's heavier tail does not set the
 w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k
 points each: 1261 events from the 200k points against one w_max, 1943 with one each). The efficiency is highest
-when n_i ∝ w_max_i, each channel's own maximum, which a sample only estimates: each new batch of the final sampler
-fills its channels up towards half that allocation and half n_i ∝ I_i (:mod:`madnis.unweighting`). Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
+when n_i ∝ w_max_i, each channel's own maximum (:mod:`madnis.unweighting`), so each new batch of the final
+sampler fills its channels up towards that allocation. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
 priority per point), so the events' channel mix is not tilted towards the first batches. The diagnostics
 (prior channel shares, the observable of the weighted points and of the events) are accumulated from the
 points drawn, without integrand calls of their own.
@@ -40,7 +40,6 @@ from madnis.unweighting import (
     multichannel_efficiency,
     overweight_share,
     unweighting_efficiency,
-    unweighting_shares,
 )
 
 from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
@@ -126,21 +125,19 @@ class WeightedPoints:
         return weights, thresholds
 
     def top_up_shares(self, n_events: int, max_overweight: float) -> torch.Tensor:
-        """Channel shares of the next batch: towards the unweighting allocation
-        (:func:`madnis.unweighting.unweighting_shares`) of a sample of the size ``n_events`` need, from the final
-        sampler's points (the last batch's, which draws the next)."""
+        """Channel shares of the next batch: towards n_i ∝ w_max_i for a sample of the size ``n_events`` needs,
+        from the final sampler's points (the last batch's, which draws the next)."""
         final = self.samplers() == self.sampler[-1]
         channel, within = torch.cat(self.channel)[final], torch.cat(self.within)[final]
         n_channels = len(self.prior_weighted)
         max_weights = channel_max_weights(within, channel, n_channels, max_overweight)
         integrals, _ = self.cross_section.channel_estimates()
-        shares = unweighting_shares(integrals, max_weights)
         efficiency = multichannel_efficiency(integrals, max_weights)
         if efficiency <= 0:
-            return shares
-        target = n_events / efficiency * shares
+            return max_weights
+        target = n_events / efficiency * max_weights / max_weights.sum()
         deficit = (target - torch.bincount(channel, minlength=n_channels).double()).clamp_min(0.0)
-        return deficit if deficit.sum() > 0 else shares
+        return deficit if deficit.sum() > 0 else max_weights
 
     def prior_fractions(self) -> np.ndarray:
         """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
