@@ -17,6 +17,13 @@ With ``--chunks K``, each rule instead draws K samples of ``--chunk-points`` poi
 1000 events from 40k-120k points on W+2j), the same seeds for every rule, each unweighted against its own w_max as a
 chunk is; the table gives the median (mean) of the K efficiencies.
 
+With ``--generation K`` it runs what a launch's generation runs instead: chunks 1..K of each sampler, by
+:func:`madnis_plugin.run.job.make_chunk` with the launch's seeds and its training job's integration, 1000 events
+each; a chunk draws a first batch by the channel shares and then tops up in batches towards the shares of its own
+points' I_i and w_max_i until it has its events. ``w_max`` is the plugin's own code; another rule replaces w_max_i
+by the rule's shares (scaled to the same sum) in both places. The table gives the weighted points the K chunks
+needed (what a generation's time goes with).
+
 Writes ``benchmarks/results/NAME.{json,md}`` (default ``unweighting_allocation``).
 
     OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train
@@ -30,6 +37,7 @@ import json
 import multiprocessing
 import platform
 import statistics
+import tempfile
 from pathlib import Path
 
 import torch
@@ -82,6 +90,58 @@ def chunk_efficiencies(madnis: MadNIS, shares: torch.Tensor, chunks: int, points
         weight = torch.where(sample.ok, sample.weight.double(), 0.0)
         out.append(unweighting_efficiency(weight, max_weight(weight, rule)))
     return out
+
+
+def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
+    """Weighted points of chunks 1..``chunks`` of the launch's generation under ``rule_name`` (module docstring;
+    run in a fresh process: another rule patches the plugin's allocation)."""
+    from madnis_plugin.run import job as generation
+    from madnis_plugin.run import sample
+    from madnis_plugin.run.jobs import JobSpec, integration_from_dict, settings_from_dict
+
+    from madnis import unweighting
+
+    rule = RULES[rule_name]
+
+    def allocation(integral: torch.Tensor, max_weights: torch.Tensor) -> torch.Tensor:
+        shares = rule(integral.double(), max_weights.double()).clamp(min=0)
+        return shares / shares.sum() * max_weights.sum() if shares.sum() > 0 else max_weights
+
+    def channel_max_weights(weights, channel, n_channels, max_overweight):  # where a chunk tops up
+        max_weights = unweighting.channel_max_weights(weights, channel, n_channels, max_overweight)
+        counts = torch.bincount(channel, minlength=n_channels).double().clamp(min=1)
+        integral = torch.zeros(n_channels, dtype=torch.float64).index_add_(0, channel, weights.double()) / counts
+        return allocation(integral, max_weights)
+
+    torch.set_num_threads(1)
+    spec = JobSpec.read(job)
+    result = json.loads((job / "result.json").read_text())
+    settings = settings_from_dict(spec.settings)
+    source = process_source(Path(spec.pdir), MadnisSettings(workers="1"), spec.seed)
+    if spec.channels is not None:
+        source = channel_part(source, spec.channels, spec.name)
+    madnis = MadNIS.load(str(job / "sampler.pt"), source.integrand)
+    madnis.last_result = integration_from_dict(result["integration"])
+    if rule_name != "w_max":
+        sample.channel_max_weights = channel_max_weights
+        integral, max_weights = madnis.last_result.channel_tensors()
+        first = allocation(integral, max_weights)  # the first batch's shares (the plugin's: the integration's w_max)
+        plain = madnis.sample_weighted
+        madnis.sample_weighted = lambda n, seed=None, share=None: plain(n, seed, first if share is None else share)
+    generation.log = lambda text: None
+    points = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for chunk in range(1, chunks + 1):
+            out = Path(scratch) / str(chunk)
+            generation.make_chunk(madnis, source, settings, spec, chunk, result["efficiency"], out)
+            points.append(json.loads((out / "result.json").read_text())["weighted_points"])
+    return {
+        "launch": str(Path(spec.pdir).parent.parent),
+        "process": process_name(Path(spec.pdir)),
+        "sampler": spec.name,
+        "rule": rule_name,
+        "points": points,
+    }
 
 
 def study(job: Path, pool: int, estimates: int, integration_points: int, chunks: int, chunk_points: int) -> dict:
@@ -176,6 +236,43 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def generation_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    """The ``--generation`` table: per sampler the points each rule's chunks needed."""
+    rules = list(dict.fromkeys(row["rule"] for row in rows))
+    samplers = list(dict.fromkeys((row["launch"], row["process"], row["sampler"]) for row in rows))
+    total = {(row["launch"], row["sampler"], row["rule"]): sum(row["points"]) for row in rows}
+    lines = [
+        "# Unweighting: the channels' allocation in a launch's generation chunks (issue 8)",
+        "",
+        "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
+        f"--generation {args.generation} --rules {' '.join(rules)} --name {args.name}` (LAUNCH: an `output madnis` "
+        "directory after a 2-core `generate_events`, default cards)",
+        f"- machine: {platform.machine()}, {platform.platform()}, {args.processes} runs at a time, 1 torch thread "
+        "and 1 bridge worker each",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- chunks 1-{args.generation} of each sampler as its launch's generation makes them (1000 events each, the "
+        "launch's seeds): the weighted points they needed in all; ratio: `w_max`'s / the rule's",
+        "",
+        "| process | launch | sampler | "
+        + " | ".join(rules)
+        + " | "
+        + " | ".join(f"w_max / {r}" for r in rules[1:])
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(rules) - 1),
+    ]
+    for launch, process, sampler in samplers:
+        points = [total[launch, sampler, r] for r in rules]
+        ratios = [f"{points[0] / p:.2f}" for p in points[1:]]
+        lines.append(
+            f"| `{process}` | {launch} | {sampler} | " + " | ".join([f"{p:,}" for p in points] + ratios) + " |"
+        )
+    sums = [sum(total[launch, sampler, r] for launch, _, sampler in samplers) for r in rules]
+    lines.append(
+        "| all | | | " + " | ".join([f"{p:,}" for p in sums] + [f"{sums[0] / p:.2f}" for p in sums[1:]]) + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("jobs", type=Path, nargs="+", help="training job directories of launches")
@@ -187,7 +284,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2, help="samplers studied at a time")
     parser.add_argument("--chunks", type=int, default=0, help="compare on this many chunk-sized samples instead")
     parser.add_argument("--chunk-points", type=int, default=80_000)
+    parser.add_argument("--generation", type=int, default=0, help="compare in this many generation chunks instead")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES), help="with --generation")
     args = parser.parse_args(argv)
+    if args.generation:
+        tasks = [(job, rule, args.generation) for job in args.jobs for rule in args.rules]
+        with multiprocessing.get_context("spawn").Pool(args.processes, maxtasksperchild=1) as pool:
+            rows = pool.starmap(generation_points, tasks, chunksize=1)
+        launches = list(dict.fromkeys(row["launch"] for row in rows))
+        for row in rows:
+            row["launch"] = launches.index(row["launch"]) + 1
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
+        (args.out / f"{args.name}.md").write_text(generation_markdown(rows, args))
+        print(generation_markdown(rows, args))
+        return
     tasks = [
         (job, args.pool, args.estimates, args.integration_points, args.chunks, args.chunk_points) for job in args.jobs
     ]
