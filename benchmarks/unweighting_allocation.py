@@ -179,6 +179,24 @@ def study(job: Path, pool: int, estimates: int, integration_points: int, chunks:
     }
 
 
+def header(title: str, options: str, parallel: str, what: str, names: list[str], ratios: list[str]) -> list[str]:
+    """A results file's title, command, machine, date and description lines and the head of its table (a column per
+    rule in ``names``, then the ``ratios`` columns)."""
+    return [
+        f"# Unweighting: {title} (issue 8)",
+        "",
+        "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
+        f"{options}` (LAUNCH: an `output madnis` directory after a 2-core `generate_events`, default cards)",
+        f"- machine: {platform.machine()}, {platform.platform()}, {parallel} at a time, 1 torch thread and 1 bridge "
+        "worker each",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- {what}",
+        "",
+        "| process | launch | sampler | " + " | ".join(names + ratios) + " |",
+        "|---|---|---|" + "---|" * (len(names) + len(ratios)),
+    ]
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     names = list(RULES)
     if args.chunks:
@@ -207,24 +225,14 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         def ratio(e: dict, name: str) -> float:
             return statistics.fmean(e[name]) / statistics.fmean(e["w_max"])
 
-    lines = [
-        "# Unweighting: the channels' allocation from estimated w_max (issue 8)",
-        "",
-        "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
-        f"{options} --name {args.name}` (LAUNCH: an `output madnis` directory after a 2-core `generate_events`, "
-        "default cards)",
-        f"- machine: {platform.machine()}, {platform.platform()}, {args.processes} samplers at a time, 1 torch thread "
-        "and 1 bridge worker each",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- {what}; launch: the launch the sampler was trained in",
-        "",
-        "| process | launch | sampler | "
-        + " | ".join(names)
-        + " | "
-        + " | ".join(f"{n} / w_max" for n in names[1:])
-        + " |",
-        "|---|---|---|" + "---|" * (2 * len(names) - 1),
-    ]
+    lines = header(
+        "the channels' allocation from estimated w_max",
+        f"{options} --name {args.name}",
+        f"{args.processes} samplers",
+        f"{what}; launch: the launch the sampler was trained in",
+        names,
+        [f"{n} / w_max" for n in names[1:]],
+    )
     for row in rows:
         e = row["efficiencies"]
         mean = {n: middle(e[n]) for n in names}
@@ -241,25 +249,15 @@ def generation_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     rules = list(dict.fromkeys(row["rule"] for row in rows))
     samplers = list(dict.fromkeys((row["launch"], row["process"], row["sampler"]) for row in rows))
     total = {(row["launch"], row["sampler"], row["rule"]): sum(row["points"]) for row in rows}
-    lines = [
-        "# Unweighting: the channels' allocation in a launch's generation chunks (issue 8)",
-        "",
-        "- command: `OMP_NUM_THREADS=1 python benchmarks/unweighting_allocation.py LAUNCH/madnis/jobs/run_01/*/train "
-        f"--generation {args.generation} --rules {' '.join(rules)} --name {args.name}` (LAUNCH: an `output madnis` "
-        "directory after a 2-core `generate_events`, default cards)",
-        f"- machine: {platform.machine()}, {platform.platform()}, {args.processes} runs at a time, 1 torch thread "
-        "and 1 bridge worker each",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- chunks 1-{args.generation} of each sampler as its launch's generation makes them (1000 events each, the "
+    lines = header(
+        "the channels' allocation in a launch's generation chunks",
+        f"--generation {args.generation} --rules {' '.join(rules)} --name {args.name}",
+        f"{args.processes} runs",
+        f"chunks 1-{args.generation} of each sampler as its launch's generation makes them (1000 events each, the "
         "launch's seeds): the weighted points they needed in all; ratio: `w_max`'s / the rule's",
-        "",
-        "| process | launch | sampler | "
-        + " | ".join(rules)
-        + " | "
-        + " | ".join(f"w_max / {r}" for r in rules[1:])
-        + " |",
-        "|---|---|---|" + "---|" * (2 * len(rules) - 1),
-    ]
+        rules,
+        [f"w_max / {r}" for r in rules[1:]],
+    )
     for launch, process, sampler in samplers:
         points = [total[launch, sampler, r] for r in rules]
         ratios = [f"{points[0] / p:.2f}" for p in points[1:]]
@@ -288,29 +286,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES), help="with --generation")
     args = parser.parse_args(argv)
     if args.generation:
-        tasks = [(job, rule, args.generation) for job in args.jobs for rule in args.rules]
-        with multiprocessing.get_context("spawn").Pool(args.processes, maxtasksperchild=1) as pool:
-            rows = pool.starmap(generation_points, tasks, chunksize=1)
-        launches = list(dict.fromkeys(row["launch"] for row in rows))
-        for row in rows:
-            row["launch"] = launches.index(row["launch"]) + 1
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
-        (args.out / f"{args.name}.md").write_text(generation_markdown(rows, args))
-        print(generation_markdown(rows, args))
-        return
-    tasks = [
-        (job, args.pool, args.estimates, args.integration_points, args.chunks, args.chunk_points) for job in args.jobs
-    ]
-    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-        rows = pool.starmap(study, tasks, chunksize=1)
+        work, tasks = generation_points, [(job, rule, args.generation) for job in args.jobs for rule in args.rules]
+        table = generation_markdown
+    else:
+        work, table = study, markdown
+        tasks = [
+            (job, args.pool, args.estimates, args.integration_points, args.chunks, args.chunk_points)
+            for job in args.jobs
+        ]
+    # a fresh process per task: --generation patches the plugin's allocation for one rule
+    with multiprocessing.get_context("spawn").Pool(args.processes, maxtasksperchild=1) as pool:
+        rows = pool.starmap(work, tasks, chunksize=1)
     launches = list(dict.fromkeys(row["launch"] for row in rows))
     for row in rows:
         row["launch"] = launches.index(row["launch"]) + 1
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
-    (args.out / f"{args.name}.md").write_text(markdown(rows, args))
-    print(markdown(rows, args))
+    (args.out / f"{args.name}.md").write_text(table(rows, args))
+    print(table(rows, args))
 
 
 if __name__ == "__main__":
