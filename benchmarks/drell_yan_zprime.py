@@ -31,7 +31,7 @@ import torch
 from madnis_plugin.builtin.drell_yan import DrellYan, DrellYanSetup, ZPrime, prior_multichannel
 
 from madnis import MadNIS, TrainingConfig
-from madnis.unweighting import max_weight, unweighting_efficiency
+from madnis.unweighting import madevent_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WIDTHS = (0.02, 0.2, 2.0, 20.0)
@@ -71,7 +71,7 @@ def run_one(width: float, zprime_channel: bool, train_weights: bool, buffered_st
     result = madnis.integrate(args.points)
     elapsed = time.time() - start
     weights = madnis.sample_weighted(args.points, seed=args.seed + 1).weight.double()
-    efficiency = unweighting_efficiency(weights, max_weight(weights))
+    efficiency = madevent_efficiency(weights)
     return dict(
         width=width,
         sigma=result.integral,

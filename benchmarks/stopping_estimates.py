@@ -32,14 +32,14 @@ from madnis_plugin.settings import MadnisSettings, card_training
 from fortran_bridge import ProcessLibrary
 from madnis import MadNIS
 from madnis.training import OnlineBatch, Trainer
-from madnis.unweighting import channel_max_weights, max_weight, multichannel_efficiency, unweighting_efficiency
+from madnis.unweighting import channel_max_weights, madevent_efficiency, multichannel_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULE = 1e-3
 
 
 def efficiency(weights: torch.Tensor) -> float:
-    return unweighting_efficiency(weights, max_weight(weights, RULE))
+    return madevent_efficiency(weights, RULE)
 
 
 def estimates(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], window: int, n: int) -> dict:

@@ -47,7 +47,7 @@ import torch
 from madnis import MadNIS, TrainingConfig
 from madnis.integrand import Integrand
 from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D
-from madnis.unweighting import max_weight, unweighting_efficiency
+from madnis.unweighting import madevent_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_SCRIPT = Path(__file__).resolve().parent / "madnis_reference.py"
@@ -64,7 +64,7 @@ def toys() -> dict[str, Integrand]:
 
 def efficiency_of(weights: torch.Tensor) -> float:
     """<|w|> / w_max with MadEvent's w_max: at most 0.1 % of the total weight above it."""
-    return unweighting_efficiency(weights, max_weight(weights, 1e-3))
+    return madevent_efficiency(weights, 1e-3)
 
 
 def record(
@@ -201,7 +201,7 @@ def weight_metrics(weights: torch.Tensor) -> dict[str, float]:
     weights = weights.double()
     return {
         "sigma_over_I": float(weights.std() / weights.mean()),
-        "efficiency_trunc_1e-3": unweighting_efficiency(weights, max_weight(weights, 1e-3)),
+        "efficiency_trunc_1e-3": efficiency_of(weights),
     }
 
 

@@ -42,12 +42,13 @@ from pathlib import Path
 
 import torch
 from madnis_plugin.mg5.madevent_run import process_source
-from madnis_plugin.run.source import channel_part
+from madnis_plugin.run.jobs import JobSpec, integration_from_dict, settings_from_dict
+from madnis_plugin.run.source import ProcessSource, channel_part
 from madnis_plugin.settings import MadnisSettings
 
 from madnis import MadNIS
 from madnis.sampler import channel_probabilities
-from madnis.unweighting import max_weight, unweighting_efficiency
+from madnis.unweighting import madevent_efficiency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = {
@@ -88,8 +89,28 @@ def chunk_efficiencies(madnis: MadNIS, shares: torch.Tensor, chunks: int, points
     for k in range(chunks):
         sample = madnis.sample_weighted(points, seed=300 + k, share=shares)
         weight = torch.where(sample.ok, sample.weight.double(), 0.0)
-        out.append(unweighting_efficiency(weight, max_weight(weight, rule)))
+        out.append(madevent_efficiency(weight, rule))
     return out
+
+
+def load_job(job: Path) -> tuple[JobSpec, ProcessSource, MadNIS]:
+    """A launch's training job: its spec, its source (the P-dir, or its channel part) and its trained sampler, in a
+    process with one torch thread and one bridge worker."""
+    torch.set_num_threads(1)
+    spec = JobSpec.read(job)
+    source = process_source(Path(spec.pdir), MadnisSettings(workers="1"), spec.seed)
+    if spec.channels is not None:
+        source = channel_part(source, spec.channels, spec.name)
+    return spec, source, MadNIS.load(str(job / "sampler.pt"), source.integrand)
+
+
+def describe(spec: JobSpec) -> dict:
+    """A row's sampler: its launch (replaced by an index in main: no machine path is kept), process and name."""
+    return {
+        "launch": str(Path(spec.pdir).parent.parent),
+        "process": process_name(Path(spec.pdir)),
+        "sampler": spec.name,
+    }
 
 
 def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
@@ -97,7 +118,6 @@ def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
     run in a fresh process: another rule patches the plugin's allocation)."""
     from madnis_plugin.run import job as generation
     from madnis_plugin.run import sample
-    from madnis_plugin.run.jobs import JobSpec, integration_from_dict, settings_from_dict
 
     from madnis import unweighting
 
@@ -113,14 +133,9 @@ def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
         integral = torch.zeros(n_channels, dtype=torch.float64).index_add_(0, channel, weights.double()) / counts
         return allocation(integral, max_weights)
 
-    torch.set_num_threads(1)
-    spec = JobSpec.read(job)
+    spec, source, madnis = load_job(job)
     result = json.loads((job / "result.json").read_text())
     settings = settings_from_dict(spec.settings)
-    source = process_source(Path(spec.pdir), MadnisSettings(workers="1"), spec.seed)
-    if spec.channels is not None:
-        source = channel_part(source, spec.channels, spec.name)
-    madnis = MadNIS.load(str(job / "sampler.pt"), source.integrand)
     madnis.last_result = integration_from_dict(result["integration"])
     if rule_name != "w_max":
         sample.channel_max_weights = channel_max_weights
@@ -135,22 +150,11 @@ def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
             out = Path(scratch) / str(chunk)
             generation.make_chunk(madnis, source, settings, spec, chunk, result["efficiency"], out)
             points.append(json.loads((out / "result.json").read_text())["weighted_points"])
-    return {
-        "launch": str(Path(spec.pdir).parent.parent),
-        "process": process_name(Path(spec.pdir)),
-        "sampler": spec.name,
-        "rule": rule_name,
-        "points": points,
-    }
+    return describe(spec) | {"rule": rule_name, "points": points}
 
 
 def study(job: Path, pool: int, estimates: int, integration_points: int, chunks: int, chunk_points: int) -> dict:
-    spec = json.loads((job / "spec.json").read_text())
-    torch.set_num_threads(1)
-    source = process_source(Path(spec["pdir"]), MadnisSettings(workers="1"), spec["seed"])
-    if spec["channels"] is not None:
-        source = channel_part(source, spec["channels"], spec["label"])
-    madnis = MadNIS.load(str(job / "sampler.pt"), source.integrand)
+    spec, _, madnis = load_job(job)
     rule = madnis.config.max_overweight
     active = madnis.sampler.active.cpu()
     estimated = [madnis.integrate(integration_points, seed=1000 + k).channel_tensors() for k in range(estimates)]
@@ -171,12 +175,7 @@ def study(job: Path, pool: int, estimates: int, integration_points: int, chunks:
             ]
             for name, shares in RULES.items()
         }
-    return {
-        "launch": str(Path(spec["pdir"]).parent.parent),  # replaced by an index in main (no machine path is kept)
-        "process": process_name(Path(spec["pdir"])),
-        "sampler": spec["label"] or Path(spec["pdir"]).name,
-        "efficiencies": efficiencies,
-    }
+    return describe(spec) | {"efficiencies": efficiencies}
 
 
 def header(title: str, options: str, parallel: str, what: str, names: list[str], ratios: list[str]) -> list[str]:

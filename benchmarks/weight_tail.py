@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from wjj_ablation import RESULTS, quoted_arguments, train_part
 
-from madnis.unweighting import max_weight, unweighting_efficiency
+from madnis.unweighting import madevent_efficiency, max_weight
 
 NUDGE = 1e-3  # the step along each dimension that tells a smooth region from a spike or an edge
 RANMAR_EDGE = 2.0**-24  # r stays in [2^-24, 1 - 2^-24] (fortran_bridge)
 
 
 def efficiency(weights: torch.Tensor, max_overweight: float) -> float:
-    return unweighting_efficiency(weights, max_weight(weights, max_overweight)) if bool((weights > 0).any()) else 0.0
+    return madevent_efficiency(weights, max_overweight) if bool((weights > 0).any()) else 0.0
 
 
 def anatomy(madnis, source, points: int, top: int, seed: int) -> dict:

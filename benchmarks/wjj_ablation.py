@@ -58,7 +58,7 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, o
     """One training and evaluation (in a worker process)."""
     import torch
 
-    from madnis.unweighting import max_weight, unweighting_efficiency
+    from madnis.unweighting import madevent_efficiency
 
     madnis, _, train_seconds = train_part(pdir, parts, part, steps, overrides, seed)
     config = madnis.config
@@ -71,7 +71,7 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, o
     mean = float(weights.mean())
 
     def efficiency(w: torch.Tensor) -> float:
-        return unweighting_efficiency(w, float(max_weight(w, config.max_overweight)))
+        return madevent_efficiency(w, config.max_overweight)
 
     return dict(
         setting=", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",

@@ -7,7 +7,7 @@ import torch
 
 from madnis import MadNIS, TrainingConfig
 from madnis.toys import TwoResonances4D
-from madnis.unweighting import max_weight, unweighting_efficiency
+from madnis.unweighting import madevent_efficiency
 
 torch.set_num_threads(1)
 integrand = TwoResonances4D(mapped=True)
@@ -17,5 +17,5 @@ result = madnis.integrate(100_000)
 print(result.format_table())
 print(f"I = {result.integral:.6f} +- {result.error:.6f}   exact {integrand.exact:.6f}")
 weights = madnis.sample_weighted(100_000).weight
-efficiency = unweighting_efficiency(weights, max_weight(weights))
+efficiency = madevent_efficiency(weights)
 print(f"unweighting efficiency {efficiency:.3f} (MadEvent's rule: 0.1 % of the weight above w_max)")

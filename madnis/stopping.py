@@ -79,7 +79,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import TrainingConfig
-from .unweighting import max_weight, unweighting_efficiency
+from .unweighting import madevent_efficiency
 
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
 CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
@@ -269,7 +269,7 @@ class StoppingRule:
             self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point)
 
     def _efficiency(self, weights: torch.Tensor) -> float:
-        return unweighting_efficiency(weights, max_weight(weights, self.max_overweight)) if weights.sum() > 0 else 0.0
+        return madevent_efficiency(weights, self.max_overweight) if weights.sum() > 0 else 0.0
 
     def stop(self, step: int) -> StopReason | None:
         """Called after step ``step`` (0-based): why to stop now, or None to go on."""

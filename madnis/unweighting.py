@@ -87,6 +87,11 @@ def unweighting_efficiency(weights: torch.Tensor, w_max: float | torch.Tensor) -
     return float((weights.abs().double() / w_max).mean())
 
 
+def madevent_efficiency(weights: torch.Tensor, max_overweight: float = 1e-3) -> float:
+    """The efficiency of ``weights`` unweighted against their own w_max by MadEvent's rule (:func:`max_weight`)."""
+    return unweighting_efficiency(weights, max_weight(weights, max_overweight))
+
+
 @dataclass
 class UnweightedSelection:
     """Result of :func:`unweight`.
