@@ -165,14 +165,26 @@ def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path
 
 def _repair_source_race(proc: Path, make_vars: list[str], log: Path) -> None:
     """Undo a race of MG5aMC's Source makefile under ``make -j``: libgammaUPC.a is made by two rules at once
-    (Source/makefile's own and PDF/makefile's, which also deletes it first), which can leave it missing or
-    without its index (seen: the bridge link failing with "archive has no index"). A sequential make rebuilds
-    what is missing (a no-op otherwise) and ranlib re-indexes every archive."""
-    _make(proc / "Source", [], make_vars, "compiling Source libraries (sequential pass)", log, jobs=1)
-    for archive in sorted((proc / "lib").glob("*.a")):
-        result = subprocess.run(["ranlib", str(archive)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BuildError(f"ranlib {archive} failed: {_last_line(result.stderr)} (full log: {log})")
+    (Source/makefile's own and PDF/makefile's, which also deletes it first), which can leave it missing, without
+    its index (seen: the bridge link failing with "archive has no index") or malformed (seen: ranlib failing on
+    it). A sequential make rebuilds what is missing (a no-op otherwise) and ranlib re-indexes every archive; an
+    archive ranlib cannot read is removed and rebuilt by one more sequential make, once."""
+    for rebuilt in (False, True):
+        _make(proc / "Source", [], make_vars, "compiling Source libraries (sequential pass)", log, jobs=1)
+        errors = {archive: _ranlib(archive) for archive in sorted((proc / "lib").glob("*.a"))}
+        malformed = [archive for archive, error in errors.items() if error]
+        if not malformed:
+            return
+        if rebuilt:
+            raise BuildError(f"ranlib {malformed[0]} failed: {errors[malformed[0]]} (full log: {log})")
+        for archive in malformed:
+            archive.unlink()
+
+
+def _ranlib(archive: Path) -> str:
+    """Index ``archive``; the error's last line, or "" when ranlib succeeded."""
+    result = subprocess.run(["ranlib", str(archive)], capture_output=True, text=True)
+    return _last_line(result.stderr) if result.returncode != 0 else ""
 
 
 def _last_line(text: str) -> str:

@@ -9,6 +9,7 @@ VEGAS grid per channel and is marked slow (runs with ``pytest --slow``; 169 s me
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -225,6 +226,22 @@ def test_build_is_cached(pdirs):
     library = build(pdirs["dy"])
     stamp = library.stat().st_mtime_ns
     assert build(pdirs["dy"]) == library and library.stat().st_mtime_ns == stamp
+
+
+def test_build_rebuilds_an_archive_the_source_race_left_malformed(pdirs, tmp_path):
+    """MG5aMC's Source makefile under ``make -j`` can leave lib/libgammaUPC.a truncated (seen in CI: "ranlib ...
+    malformed archive"): the build removes it, remakes it sequentially and links (a copy of the process, so the
+    library the other tests opened is not rewritten)."""
+    build(pdirs["dy"])  # Source compiled
+    process = tmp_path / "dy"
+    shutil.copytree(pdirs["dy"].parent.parent, process, symlinks=True)
+    archive = process / "lib" / "libgammaUPC.a"
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2 + 37])
+    assert subprocess.run(["ranlib", str(archive)], capture_output=True).returncode != 0
+    library = build(process / "SubProcesses" / pdirs["dy"].name, force=True)
+    assert library.is_file()
+    assert subprocess.run(["ranlib", str(archive)], capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
