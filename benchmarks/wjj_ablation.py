@@ -47,7 +47,8 @@ def train_part(pdir: str, parts: int, part: int, steps: int, overrides: dict, se
     settings = MadnisSettings(workers="1")
     channels = partition_groups(channel_groups(Path(pdir)), parts)[part - 1]
     source = channel_part(process_source(Path(pdir), settings, seed), channels, f"part {part} of {parts}")
-    config = dataclasses.replace(settings.training_config(seed=seed), steps=steps, **overrides)
+    overrides = {"steps": steps, **overrides}  # a row may set its own steps
+    config = dataclasses.replace(settings.training_config(seed=seed), **overrides)
     madnis = MadNIS(source.integrand, config)
     start = time.perf_counter()
     madnis.train()

@@ -79,13 +79,17 @@ class MadNIS:
         (:mod:`madnis.stopping`); if it is far lower, and the training since any earlier check raised the measured
         efficiency (:class:`~madnis.stopping.EfficiencyCheck`), recalibrate the rule and say that training goes on.
 
-        Every check's points stay in ``check_samples`` (see :meth:`take_check_samples`), so the final integration
+        The check's points stay in ``check_samples`` (see :meth:`take_check_samples`), so the final integration
         need not draw them again: those of the check that ends training are points of the final sampler; those of
-        a check that resumed it, of the sampler as it was then. Each point's weight is an unbiased estimate of its
-        channel's integral under the density it was drawn from, so pooled per channel they estimate I_i, and
+        a check that resumed it, of the sampler as it was then, are kept where the channel weights are fixed (not
+        trained, e.g. MadEvent's alpha^prior): each point's weight is then an unbiased estimate of its channel's
+        I_i = integral of alpha_i f under whichever density drew it, so pooled per channel they estimate I_i, and
         hit-or-miss accepts each sample's points in proportion to the integrand (q_s x f / q_s) against that
         sample's own w_max: the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s),
-        and its sampler's heavier tail does not lower the later sampler's efficiency."""
+        and its sampler's heavier tail does not lower the later sampler's efficiency. Learned channel weights
+        change while training resumes, and points of samplers with different alpha_i, pooled per channel, estimate
+        no I (two channels, f = 1, alpha (0.9, 0.1) with most points in channel 0, then (0.1, 0.9) with most in
+        channel 1: 1.78 for 1); there a resumed check's points are training calls, as its training batches are."""
         if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
             return False
         if self.config.auto_check_points == 0:
@@ -100,16 +104,17 @@ class MadNIS:
         out_of_time = stopping.elapsed() >= stopping.max_seconds
         check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
         history.checks.append(check)
-        self.check_samples.append((check.step, sample))
+        if not (check.resumed and self.sampler.train_channel_weights):
+            self.check_samples.append((check.step, sample))
         if check.resumed:
             stopping.recalibrate(measured / estimate, measured)
         return check.resumed
 
     def take_check_samples(self) -> list[tuple[int, WeightedSample]]:
         """The weighted points of the last training's efficiency checks (channels allocated as :meth:`integrate`
-        allocates them; see :meth:`_resume_after_check`), once, each with the training steps its sampler had made
-        (the final sampler's are ``trainer.steps_done``). Their integrand calls are already counted in
-        ``n_calls``."""
+        allocates them; with learned channel weights only the final sampler's, see :meth:`_resume_after_check`),
+        once, each with the training steps its sampler had made (the final sampler's are ``trainer.steps_done``).
+        Their integrand calls are already counted in ``n_calls``."""
         samples, self.check_samples = self.check_samples, []
         return samples
 

@@ -144,12 +144,21 @@ def test_recalibration_scales_the_estimates_and_the_check_becomes_the_best():
     assert stopping.best.efficiency == 0.12 and stopping.stop(2) is not None
 
 
-def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch):
+@pytest.mark.parametrize("train_channel_weights", [False, True])
+def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch, train_channel_weights):
     """The window claims 100 % efficiency: the first check measures far less, scales the estimates to it and training
-    resumes; the next check agrees with the scaled estimate and training stops. The checks' points are counted."""
+    resumes; the next check agrees with the scaled estimate and training stops. The checks' points are counted.
+    With fixed channel weights every check's points are kept for the integral; with learned ones only the final
+    sampler's (its channel weights are not the resumed check's)."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 1.0)
     config = TrainingConfig(
-        steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3, auto_check_points=5000
+        steps="auto",
+        batch_size=256,
+        auto_min_steps=20,
+        auto_window=4,
+        auto_patience=3,
+        auto_check_points=5000,
+        train_channel_weights=train_channel_weights,
     )
     m = MadNIS(CamelBack1D(prior="bw"), config)
     history = m.train(n_events=100)
@@ -159,11 +168,13 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     assert history.stop.steps == len(history) > first.step  # the step count goes on after the check
     trained = sum(256 for p in history.progress if p.online)
     assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)
-    # every check's points are kept, also those of the sampler that a check sent back to training: pooled per
-    # channel (each weight unbiased under the density it was drawn from) they estimate the integral
+    # with fixed channel weights every check's points are kept, also those of the sampler that a check sent back
+    # to training: pooled per channel (each weight unbiased under the density it was drawn from) they estimate the
+    # integral; with learned channel weights only the final sampler's
     steps, samples = zip(*m.take_check_samples())
-    assert [len(sample.weight) for sample in samples] == [check.points for check in history.checks]
-    assert list(steps) == [check.step for check in history.checks] and steps[-1] == m.trainer.steps_done
+    kept = history.checks[-1:] if train_channel_weights else history.checks
+    assert [len(sample.weight) for sample in samples] == [check.points for check in kept]
+    assert list(steps) == [check.step for check in kept] and steps[-1] == m.trainer.steps_done
     channel = torch.cat([sample.channel for sample in samples])
     within = torch.cat([sample.weight * sample.channel_probability for sample in samples])
     accumulator = ChannelAccumulator(m.sampler.n_channels)
