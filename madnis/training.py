@@ -8,6 +8,16 @@ batches update the running I_i and sigma_i; at ``config.drop_step`` the negligib
 reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.StoppingRule` fed by the online
 batches decides when to stop (the steps run otherwise are exactly ``config.steps``). Integrand values are divided by a fixed scale (the first batch's |I|) so the loss
 and gradient clipping do not depend on the units of the cross section. Losses run in float64.
+
+With fixed channel weights (the sampler does not learn them, e.g. MadEvent's alpha^prior under a channel-dependent
+scale) each online batch is an importance sample of I like any other: its points' w = alpha_i f / q_i are unbiased
+for I_i = integral of alpha_i f under the density that drew them, whichever it was, and its channel counts are fixed
+before it is drawn. The later half of the online batches (at most :data:`KEPT_POINTS` points, none from before
+channel dropping, which renormalises alpha over the active channels) is therefore kept (:meth:`Trainer.kept_sample`)
+for the quoted cross section and the events, as MadEvent's survey iterations count in its cross section: their
+integrand calls are already paid. Which batches are kept is fixed before any is drawn (the later half of however many
+there are), never chosen by their weights. With learned channel weights alpha changes from batch to batch and
+batches pooled per channel would estimate no I, so nothing is kept.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import itertools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,12 +38,14 @@ from .config import TrainingConfig
 from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES
-from .sampler import CountingIntegrand, MultiChannelSampler
+from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
 from .vegas import VegasGrid
 
 log = logging.getLogger("madnis")
+
+KEPT_POINTS = 200_000  # the most points of the latest online batches kept for the integral and the events
 
 
 @dataclass
@@ -161,6 +174,7 @@ class Trainer:
         self.dropping_done = False
         self.online_steps = 0
         self.steps_done = 0  # steps made so far; automatic training goes on from here after an efficiency check
+        self.kept: deque[WeightedSample] = deque()  # the later online batches (fixed channel weights; module docstring)
 
     def train(
         self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None
@@ -268,7 +282,37 @@ class Trainer:
             self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
-        return OnlineBatch(batch, integral, rel_error, draw.weight / share[draw.channel], draw_seconds)
+        weights = draw.weight / share[draw.channel]
+        if not self.sampler.train_channel_weights:
+            sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
+            self._keep(sample, online_step + 1)
+        return OnlineBatch(batch, integral, rel_error, weights, draw_seconds)
+
+    def _keep(self, sample: WeightedSample, online_batches: int) -> None:
+        """Keep the batch; drop the oldest kept ones beyond the later half of the ``online_batches`` so far or beyond
+        :data:`KEPT_POINTS` points."""
+        self.kept.append(sample)
+        while len(self.kept) > 1 and (
+            len(self.kept) > online_batches - online_batches // 2 or self.kept_points > KEPT_POINTS
+        ):
+            self.kept.popleft()
+
+    @property
+    def kept_points(self) -> int:
+        return sum(len(s.weight) for s in self.kept)
+
+    def kept_sample(self) -> WeightedSample | None:
+        """The kept online batches as one weighted sample (each point's ``channel_probability`` is its batch's p_i),
+        once; None if none is kept (learned channel weights, or taken already)."""
+        if not self.kept:
+            return None
+        batches, self.kept = list(self.kept), deque()
+        return WeightedSample(
+            *(
+                None if getattr(batches[0], name) is None else torch.cat([getattr(b, name) for b in batches])
+                for name in ("r", "channel", "weight", "momenta", "ok", "channel_probability")
+            )
+        )
 
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
@@ -303,6 +347,7 @@ class Trainer:
         if not self.dropped:
             return ""
         self.sampler.active[drop.to(self.sampler.active.device)] = False
+        self.kept.clear()  # alpha is renormalised over the active channels from here on
         message = f"dropped {len(self.dropped)} channel(s) below {self.config.drop_threshold:g} of the integral: {self.dropped}"
         log.info(message)
         return message

@@ -25,7 +25,7 @@ from madnis_plugin.run.jobs import (
     write_events_file,
     write_result,
 )
-from madnis_plugin.run.sample import UnweightingStopped, WeightedPoints, integrate, unweight
+from madnis_plugin.run.sample import TRAINING_SAMPLE, UnweightingStopped, WeightedPoints, integrate, unweight
 from madnis_plugin.run.train import train_or_load
 from test_orchestrate import toy_records, toy_source
 
@@ -100,6 +100,30 @@ def test_the_check_that_ends_training_is_part_of_the_integration(settings):
     assert t.madnis.take_check_samples() == []  # used once
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     assert sum(c.max_weight > 0 for c in result.channels) == 2  # channel maxima of all 4000 points
+
+
+def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channel_weights(settings):
+    """Fixed channel weights (MadEvent's alpha^prior under a channel-dependent scale): the later half of the online
+    batches counts towards integration_points and enters sigma; its calls move from training to the integration, and
+    some events come from it."""
+    source = toy_source("P1_a", 1)
+    settings = replace(settings, integration_points=8000)
+    settings.training = TrainingConfig(steps=40, batch_size=256, seed=2, train_channel_weights=False)
+    t = train_or_load(0, source, None, settings, quiet)
+    kept = t.madnis.trainer.kept_points
+    assert kept == 20 * 256 and t.calls == t.madnis.n_calls - kept
+    lines = []
+    result, points = integrate(t.madnis, source, settings, seed=7, log=lines.append)
+    assert len(points) == result.n_points == 8000 == t.madnis.n_calls - t.calls
+    assert f"{kept} from the later training batches" in lines[-1]
+    assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
+    from_training = points.samplers() == TRAINING_SAMPLE
+    assert int(from_training.sum()) == kept and t.madnis.take_training_sample() is None
+    weights, w_max = points.unweighting_weights(settings.training.max_overweight)
+    assert float(w_max[from_training][0]) != float(w_max[~from_training][0])  # each sample its own w_max
+    events = unweight(t.madnis, points, 300, source, settings, seed=9, log=quiet, draw_more=False)
+    assert len(events.r) == 300 and events.cross_section.n_points == 8000
+    assert torch.isin(events.r[:, 0], torch.cat(points.r)[from_training][:, 0]).sum() > 30
 
 
 def test_unweighting_draws_nothing_more_when_the_integration_suffices(trained, settings):
@@ -220,7 +244,10 @@ def test_each_sampler_unweights_against_its_own_w_max(settings):
     generator = torch.Generator().manual_seed(3)
     x_a = torch.rand(n, generator=generator, dtype=torch.float64)
     x_b = torch.rand(n, generator=generator, dtype=torch.float64).sqrt()
-    madnis = SimpleNamespace(sampler=SimpleNamespace(group_of_channel=torch.zeros(1, dtype=torch.long)))
+    madnis = SimpleNamespace(
+        sampler=SimpleNamespace(group_of_channel=torch.zeros(1, dtype=torch.long)),
+        trainer=SimpleNamespace(steps_done=20),
+    )
     source = SimpleNamespace(name="toy", integrand=SimpleNamespace(n_channels=1), observable=None)
     points = WeightedPoints(madnis, source)
     for x, weight, sampler in ((x_a, 2 * x_a, 10), (x_b, torch.ones(n, dtype=torch.float64), 20)):

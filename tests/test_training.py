@@ -6,8 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from madnis import MadNIS, TrainingConfig
+from madnis import MadNIS, TrainingConfig, training
 from madnis.adam import Adam
+from madnis.integration import ChannelAccumulator
 from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, cauchy_inverse
 from madnis.training import lr_factor
 
@@ -226,3 +227,38 @@ def test_every_loss_trains(loss):
     assert history.n_skipped == 0 and all(math.isfinite(p.loss) for p in history.progress)
     first, last = history.progress[:5], history.progress[-5:]
     assert sum(p.rel_error for p in last) < 0.7 * sum(p.rel_error for p in first)
+
+
+def test_fixed_channel_weights_keep_the_later_online_batches_as_an_unbiased_sample():
+    """With fixed channel weights the later half of the online batches is kept as one weighted sample (each point's
+    channel probability its batch's), whose points pooled per channel estimate the integral; taken once. With learned
+    channel weights nothing is kept (alpha changes from batch to batch)."""
+    config = TrainingConfig(steps=40, batch_size=512, buffered_steps=1, train_channel_weights=False, seed=3)
+    m = MadNIS(CamelBack1D(prior="bw"), config)
+    m.train()
+    sample = m.take_training_sample()
+    assert len(sample.weight) == 10 * 512 and m.take_training_sample() is None  # 20 online batches, the later 10
+    accumulator = ChannelAccumulator(2)
+    accumulator.add(sample.channel, sample.weight * sample.channel_probability, sample.ok)
+    result = accumulator.result(m.sampler.group_of_channel.cpu())
+    assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
+    learned = MadNIS(CamelBack1D(prior="bw"), replace(config, train_channel_weights=True))
+    learned.train()
+    assert learned.take_training_sample() is None
+
+
+def test_no_batch_from_before_channel_dropping_is_kept_and_at_most_kept_points(monkeypatch):
+    """Dropping a channel renormalises alpha over the others: batches drawn before it are not pooled with later
+    ones. The kept points are capped at KEPT_POINTS (the latest batches)."""
+    monkeypatch.setattr(training, "channels_to_drop", lambda integral, active, threshold: torch.tensor([False, True]))
+    config = TrainingConfig(
+        steps=40, batch_size=512, buffered_steps=1, train_channel_weights=False, drop_after_steps=30, seed=3
+    )
+    m = MadNIS(CamelBack1D(prior="bw"), config)
+    m.train()
+    sample = m.take_training_sample()
+    assert len(sample.weight) == 5 * 512 and bool((sample.channel == 0).all())  # online batches 15-19, after step 30
+    monkeypatch.setattr(training, "KEPT_POINTS", 2048)
+    m = MadNIS(CamelBack1D(prior="bw"), replace(config, drop_threshold=0.0))
+    m.train()
+    assert len(m.take_training_sample().weight) == 2048

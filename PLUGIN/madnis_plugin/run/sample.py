@@ -4,17 +4,21 @@ As MadEvent's refine points serve both, the final integration's points are the f
 unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted. Every point drawn
 from the fixed sampler also enters the quoted cross section: per channel i all its points are draws of the
 same q_i whatever the channel probabilities of their batch, so I = sum_i mean_i(w) over all of them with
-dI^2 = sum_i Var_i(w) / n_i (the integration's own accumulator). Training points are not pooled: their
-sampler changed while they were drawn.
+dI^2 = sum_i Var_i(w) / n_i (the integration's own accumulator). With fixed channel weights (MadEvent's
+alpha^prior) the points of every earlier sampler pool with them the same way, for a point's w estimates the same
+I_i whatever density drew it: those of an efficiency check that resumed training and the later half of the
+training's online batches (:mod:`madnis.training`), which thus count towards ``integration_points`` and unweight
+into events. With learned channel weights only the final sampler's points are drawn for sigma and events.
 
 Unweighting treats all points of one sampler as one sample: a point of channel i with weight w in its channel
 carries W = w / P_i, P_i = n_i / n its channel's share of that sampler's points (unbiased whatever the batches'
 channel probabilities: each batch's n_i are fixed before it is drawn), and is accepted against MadEvent's w_max of
 that sampler's W (:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``; every point gets its
 uniform number u once, overweight events keep weight W / w_max). The points of an efficiency check that resumed
-training come from an earlier sampler: they are a sample of their own with their own w_max, so the accepted
-points of each sample follow f and so does their union, while the earlier sampler's heavier tail does not set the
-w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k
+training come from an earlier sampler, the kept training batches from many (one sample: each batch's channel counts
+were fixed before it was drawn, so W = w / P_i with P_i over the whole sample stays unbiased): each is a sample of
+its own with its own w_max, so the accepted points of each sample follow f and so does their union, while the
+earlier samplers' heavier tails do not set the w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k
 points each: 1261 events from the 200k points against one w_max, 1943 with one each). The efficiency is highest
 when n_i ∝ w_max_i, each channel's own maximum (:mod:`madnis.unweighting`), so each new batch of the final
 sampler fills its channels up towards that allocation. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
@@ -44,6 +48,8 @@ from madnis.unweighting import (
 
 from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
 
+TRAINING_SAMPLE = -1  # the sampler label of the kept training batches (WeightedPoints.add)
+
 
 class WeightedPoints:
     """Every weighted point drawn for one source: pooled sigma, unweighting inputs, diagnostics. Each batch is
@@ -64,6 +70,7 @@ class WeightedPoints:
         self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
         self.prior_total = 0.0
         self.integration_batches = 0  # the first batches: the final integration's points
+        self.final_sampler = madnis.trainer.steps_done  # the label of the final sampler's batches
 
     def add(self, sample: WeightedSample, sampler: int) -> None:
         """A batch drawn by the sampler that had made ``sampler`` training steps."""
@@ -86,19 +93,24 @@ class WeightedPoints:
         return sum(len(w) for w in self.weight)
 
     def integration_result(self, max_overweight: float) -> IntegrationResult:
-        """sigma of all points so far, each channel with its w_max (MadEvent's rule)."""
+        """sigma of all points so far, each channel with the w_max (MadEvent's rule) of the final sampler's points:
+        the generation draws from it, and the earlier samplers' heavier tails would understate its efficiency."""
         result = self.cross_section.result(self.group_of_channel)
+        final = self.samplers() == self.final_sampler
+        if not bool(final.any()):  # every point came from the training's later batches or checks
+            final = torch.ones_like(final)
         max_weights = channel_max_weights(
-            torch.cat(self.within), torch.cat(self.channel), len(self.prior_weighted), max_overweight
+            torch.cat(self.within)[final], torch.cat(self.channel)[final], len(self.prior_weighted), max_overweight
         )
         for contribution, w_max in zip(result.channels, max_weights.tolist()):
             contribution.max_weight = w_max
         return result
 
     def integration_weights(self) -> torch.Tensor:
-        """W = w / p_i of the final integration's points (the weight plot's sample); a generation chunk, which
-        integrates nothing, gives its first batch's."""
-        return torch.cat(self.weight[: self.first_batches])
+        """W = w / p_i of the final integration's points of the final sampler (the weight plot's sample); a
+        generation chunk, which integrates nothing, gives its first batch's."""
+        batches = zip(self.weight[: self.first_batches], self.sampler[: self.first_batches])
+        return torch.cat([w for w, label in batches if label == self.final_sampler] or self.weight[:1])
 
     @property
     def first_batches(self) -> int:
@@ -196,11 +208,15 @@ def integrate(
 
     The points of the training's efficiency checks (:meth:`madnis.MadNIS.take_check_samples`: the one that ended
     training, of the fixed sampler, and any that resumed it, of the sampler then; pooled per channel, see there)
-    count towards ``integration_points``, and only the rest is drawn."""
+    and its later online batches (:meth:`madnis.MadNIS.take_training_sample`, with fixed channel weights) count
+    towards ``integration_points``, and only the rest is drawn."""
     points = WeightedPoints(madnis, source)
     reused = madnis.take_check_samples()
     for sampler, sample in reused:
         points.add(sample, sampler)
+    training = madnis.take_training_sample()
+    if training is not None:
+        points.add(training, TRAINING_SAMPLE)
     fresh = settings.integration_points - len(points)
     if fresh >= 2:
         points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.trainer.steps_done)
@@ -209,7 +225,8 @@ def integrate(
     madnis.last_result = result
     checked = sum(len(sample.weight) for _, sample in reused)
     from_check = f", {checked} of them from {len(reused)} efficiency check(s)" if reused else ""
-    log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}")
+    from_training = f", {len(training.weight)} from the later training batches" if training is not None else ""
+    log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}{from_training}")
     return result, points
 
 

@@ -2,7 +2,8 @@
 
 Why apart: re-use must be decided for every source before any training (an unusable file fails the run in
 one line before minutes of training), and the training calls are counted here, apart from the points the
-fixed sampler draws afterwards (only those enter the quoted cross section). With ``madnis_steps = auto`` the
+fixed sampler draws afterwards and from the later training batches that enter the quoted cross section (with fixed
+channel weights, :mod:`madnis.training`). With ``madnis_steps = auto`` the
 progress lines show the projected time to the source's events and the end of training says why it stopped.
 """
 
@@ -32,7 +33,7 @@ class TrainedSampler:
     losses: list[float]
     running_integrals: list[float]
     seconds: float
-    calls: int  # integrand calls spent training (0 when re-used; a final efficiency check's are the integration's)
+    calls: int  # integrand calls spent training (0 when re-used; a final check's and the kept batches' are the integration's)
     reused_from: Path | None = None
     stop_reason: str = ""  # why automatic training (steps = auto) stopped
 
@@ -130,6 +131,7 @@ def train_or_load(
         log(f"  [{source.name}] training stopped: {reason}")
     progress = history.progress
     checked = sum(len(s.weight) for _, s in madnis.check_samples)  # the final integration's (.sample.integrate)
+    checked += madnis.trainer.kept_points  # the later training batches, in the integration too
     return TrainedSampler(
         madnis,
         [p.loss for p in progress],
