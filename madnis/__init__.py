@@ -96,7 +96,8 @@ class MadNIS:
             return False
         seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
         estimate = stopping.best.efficiency
-        needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample
+        needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample ...
+        needed -= self.trainer.kept_points  # ... less the kept training batches, which unweight into events too
         points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, needed)))
         result, sample = self.integrate_sample(points, seed=seed)
         measured = result.unweighting_efficiency

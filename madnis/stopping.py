@@ -35,9 +35,10 @@ The estimates use only what training already has (no extra integrand call):
 
 Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
 it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: the
-sample the events need at the claimed efficiency, between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an
-integration; counted calls): a sample of the generation's size shows the w_max the generation will meet, and its
-points are not wasted (they are the final integration's and unweight into events). Twice that sample, as before,
+sample the events need at the claimed efficiency, less the kept later training batches (which unweight into events
+too, :mod:`madnis.training`), between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an integration; counted
+calls): a sample of the generation's size shows the w_max the generation will meet, and its points are not wasted
+(they are the final integration's and unweight into events). Twice that sample, as before,
 drew points no event needed where the events need fewer than the cap (``g g > t t~ g`` split in two channel
 parts: 2 x 100k check points where 2 x 50k serve the events). If that is below ``CHECK_TOLERANCE`` x the best projection's
 estimate (the sampler has only improved since), every later

@@ -213,3 +213,23 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
     assert [check.resumed for check in history.checks] == [True, False]
     assert history.checks[1].below_estimate and history.checks[1].stalled
     assert not history.stop.max_minutes_reached
+
+
+def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):
+    """With fixed channel weights the kept later training batches unweight into events too: the efficiency check
+    draws n_events / estimate minus their points."""
+    monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 0.2)
+    config = TrainingConfig(
+        steps="auto",
+        batch_size=256,
+        auto_min_steps=20,
+        auto_window=4,
+        auto_patience=3,
+        auto_check_points=100_000,
+        train_channel_weights=False,
+    )
+    m = MadNIS(CamelBack1D(prior="bw"), config)
+    history = m.train(n_events=10_000)
+    assert len(history.checks) == 1 and not history.checks[0].resumed
+    kept = m.trainer.kept_points
+    assert kept > 0 and history.checks[0].points == 10_000 / 0.2 - kept
