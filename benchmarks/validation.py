@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         [f'"{p}"' for p in args.processes]
         + [f"--nevents {args.nevents}", f"--steps {args.steps}", f"--points {args.points}"]
         + [f"--iterations {args.iterations}"]
+        + ([f"--jobs {args.jobs}"] if args.jobs > 1 else [])
         + (["--reuse-converged"] if args.reuse_converged else [])
     )
     print(write_outputs(merged_rows(rows, command)).read_text())
