@@ -131,9 +131,12 @@ def stock(directory: Path, nevents: int, nb_core: int | None = None) -> Measurem
     return Measurement(sigma, error, seconds, points, primary_unweighted / points)
 
 
-def madnis(directory: Path, nevents: int, steps: object = None, nb_core: int | None = None) -> Measurement:
-    """A MadNIS launch (``steps``: madnis_steps, None keeps the card's); every matrix-element call counted."""
-    entries = {} if steps is None else {"madnis_steps": steps}
+def madnis(
+    directory: Path, nevents: int, steps: object = None, nb_core: int | None = None, **entries: object
+) -> Measurement:
+    """A MadNIS launch (``steps``: madnis_steps, None keeps the card's; ``entries``: other run_card entries, e.g.
+    ``iseed``); every matrix-element call counted."""
+    entries = entries if steps is None else {**entries, "madnis_steps": steps}
     log, seconds = launch(directory, nb_core, madnis="True", nevents=nevents, **entries)
     sigma, error = cross_section(log)
     found = re.findall(r"MadNIS: (\d+) matrix-element calls in all, unweighting efficiency ([\d.]+)%", log)

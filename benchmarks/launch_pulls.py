@@ -1,0 +1,119 @@
+"""Pulls of whole MadNIS launches over seeds against a reference cross section (e.g. MadEvent converged).
+
+Why: one launch's pull says little (a benchmark run's ``g g > t t~ g`` came out +2.8 sigma against MadEvent
+converged); the pulls of several seeds of the same launch show whether the quoted cross section and error are
+right, with everything a launch does (training, its checks and later batches, integration, generation chunks).
+``output madnis`` once, then one MadNIS launch per seed (``iseed``; default cards, ``nb_core`` cores, a fresh
+build each time). Writes ``benchmarks/results/<output>.json`` and ``.md``.
+
+    python benchmarks/launch_pulls.py "g g > t t~ g" --reference 413.35 0.23 --seeds 1 2 3 4 5 6 7 8 \\
+        --output launch_pulls_ttg
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from madnis_plugin.install import mg5_home
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mg5_vs_madnis import RESULTS, madnis, process_directories  # noqa: E402
+
+
+def pull(sigma: float, error: float, reference: tuple[float, float]) -> float:
+    return (sigma - reference[0]) / math.hypot(error, reference[1])
+
+
+def markdown(rows: list[dict], header: dict) -> str:
+    pulls = [row["pull"] for row in rows]
+    chi2 = sum(p * p for p in pulls)
+    lines = [
+        f"# Launch pulls: `{header['process']}`",
+        "",
+        f"- command: `{header['command']}`",
+        f"- machine: {header['machine']}; date: {header['date']}; commit {header['commit']}",
+        f"- reference: {header['reference'][0]} +- {header['reference'][1]} pb ({header['reference_source']})",
+        f"- {len(rows)} launches, {header['nevents']} events each, `nb_core = {header['nb_core']}`, default cards",
+        "",
+        f"Mean pull {statistics.mean(pulls):+.2f}, sd {statistics.pstdev(pulls):.2f}, chi2 {chi2:.1f} for {len(rows)}",
+        "launches (a pull includes the reference's error).",
+        "",
+        "| seed | sigma [pb] | error [pb] | pull | matrix-element calls | efficiency | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['seed']} | {row['sigma']} | {row['error']} | {row['pull']:+.2f} | {row['me_calls']:,} "
+            f"| {100 * row['efficiency']:.2f} % | {row['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("process", help='an MG5aMC process definition, e.g. "g g > t t~ g"')
+    parser.add_argument("--reference", type=float, nargs=2, required=True, metavar=("SIGMA", "ERROR"))
+    parser.add_argument("--reference-source", default="MadEvent converged, benchmarks/results/validation.md")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--nevents", type=int, default=10000)
+    parser.add_argument("--nb-core", type=int, default=2)
+    parser.add_argument("--mg5", type=Path, default=mg5_home())
+    parser.add_argument("--output", default="launch_pulls")
+    args = parser.parse_args(argv)
+    reference = tuple(args.reference)
+    rows = []
+    for _, directory in process_directories(args.mg5, [args.process], "launch_pulls_", keep=False):
+        for seed in args.seeds:
+            m = madnis(directory, args.nevents, nb_core=args.nb_core, iseed=seed)
+            rows.append(
+                dict(
+                    seed=seed,
+                    sigma=m.sigma,
+                    error=m.error,
+                    pull=pull(m.sigma, m.error, reference),
+                    me_calls=m.points,
+                    efficiency=m.efficiency,
+                    seconds=m.seconds,
+                )
+            )
+            print(json.dumps(rows[-1]), flush=True)
+            for build in (directory / "SubProcesses").glob("P*/madnis_build"):
+                shutil.rmtree(build)  # every launch builds, as a fresh one does
+    command = (
+        f'python benchmarks/launch_pulls.py "{args.process}" --reference {args.reference[0]} {args.reference[1]} '
+        f"--seeds {' '.join(map(str, args.seeds))} --nevents {args.nevents} --nb-core {args.nb_core} "
+        f"--output {args.output}"
+    )
+    header = dict(
+        process=args.process,
+        command=command,
+        machine=f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
+        date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        reference=list(reference),
+        reference_source=args.reference_source,
+        nevents=args.nevents,
+        nb_core=args.nb_core,
+        commit=subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip(),
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.output}.json").write_text(json.dumps({**header, "rows": rows}, indent=1) + "\n")
+    table = RESULTS / f"{args.output}.md"
+    table.write_text(markdown(rows, header))
+    print(table.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
