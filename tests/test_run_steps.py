@@ -261,3 +261,22 @@ def test_each_sampler_unweights_against_its_own_w_max(settings):
     x = events.r[:, 0]
     assert abs(float(x.mean()) - 2 / 3) < 4 * (1 / 18) ** 0.5 / len(x) ** 0.5  # E[x] under f = 2x
     assert events.w_max == 1.0  # the final sampler's
+
+
+def test_the_plots_weighted_sample_is_the_final_samplers_integration(tmp_path):
+    """The weight plot's and the observable plot's weighted sample are the same points: the final integration's of
+    the final sampler, not the kept training batches (fixed channel weights, the built-in Drell-Yan with m_ll)."""
+    from madnis_plugin.builtin.drell_yan import DrellYan, DrellYanSetup
+    from madnis_plugin.demo import m_ll
+    from madnis_plugin.run import ProcessSource
+
+    process = DrellYan(DrellYanSetup())
+    source = ProcessSource("dy", process, process.event_records, observable=m_ll, observable_label="m_ll")
+    training = TrainingConfig(steps=20, batch_size=256, train_channel_weights=False, seed=1)
+    settings = RunSettings(nevents=200, output_dir=tmp_path, integration_points=5000, training=training)
+    t = train_or_load(0, source, None, settings, quiet)
+    kept = t.madnis.trainer.kept_points
+    _, points = integrate(t.madnis, source, settings, seed=5, log=quiet)
+    events = unweight(t.madnis, points, 200, source, settings, seed=7, log=quiet)
+    assert kept > 0 and len(events.sample_weights) == len(events.sample_observable) == 5000 - kept
+    assert len(events.event_observable) == 200

@@ -106,11 +106,14 @@ class WeightedPoints:
             contribution.max_weight = w_max
         return result
 
+    def final_integration(self) -> list[int]:
+        """The batches of the final integration that the final sampler drew (the plots' weighted sample); a
+        generation chunk, which integrates nothing, gives its first batch."""
+        return [i for i in range(self.first_batches) if self.sampler[i] == self.final_sampler] or [0]
+
     def integration_weights(self) -> torch.Tensor:
-        """W = w / p_i of the final integration's points of the final sampler (the weight plot's sample); a
-        generation chunk, which integrates nothing, gives its first batch's."""
-        batches = zip(self.weight[: self.first_batches], self.sampler[: self.first_batches])
-        return torch.cat([w for w, label in batches if label == self.final_sampler] or self.weight[:1])
+        """W = w / p_i of the :meth:`final_integration` points (the weight plot's sample)."""
+        return torch.cat([self.weight[i] for i in self.final_integration()])
 
     @property
     def first_batches(self) -> int:
@@ -294,7 +297,7 @@ def unweight(
         sample_weights=points.integration_weights().numpy(),
         sample_observable=None
         if observable is None
-        else np.concatenate(points.observable_values[: points.first_batches]),
+        else np.concatenate([points.observable_values[i] for i in points.final_integration()]),
         event_observable=None if observable is None else observable[index.numpy()],
         priority=priority[index].numpy(),
     )
