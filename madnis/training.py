@@ -15,9 +15,14 @@ for I_i = integral of alpha_i f under the density that drew them, whichever it w
 before it is drawn. The later half of the online batches (at most :data:`KEPT_POINTS` points, none from before
 channel dropping, which renormalises alpha over the active channels) is therefore kept (:meth:`Trainer.kept_sample`)
 for the quoted cross section and the events, as MadEvent's survey iterations count in its cross section: their
-integrand calls are already paid. Which batches are kept is fixed before any is drawn (the later half of however many
-there are), never chosen by their weights. With learned channel weights alpha changes from batch to batch and
-batches pooled per channel would estimate no I, so nothing is kept.
+integrand calls are already paid. Which batches are kept depends on how many online batches training made (the later
+half, the cap), never on a batch's own weights directly. Whether batch b is drawn at all is decided before it is
+drawn, so the batches up to the stop are unbiased (optional stopping); the lower end, half of the final count, depends
+on when the rule stopped, which it decides from the batches' weights: only batches near it are affected, ~half the
+training before the stop, which move the stop only through a best projection of theirs (rare while the sampler
+improves) or through training, so the effect is second order (measured: ``benchmarks/results/launch_pulls_*.md``).
+With learned channel weights alpha changes from batch to batch and batches pooled per channel would estimate no I, so
+nothing is kept.
 """
 
 from __future__ import annotations
