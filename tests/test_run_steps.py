@@ -235,11 +235,14 @@ def test_a_chunk_made_ahead_by_the_training_job_is_the_generation_jobs_chunk(set
     assert not (tmp_path / "stopped").exists()
 
 
-def test_each_sampler_unweights_against_its_own_w_max(settings):
-    """Points of an earlier sampler (a check that resumed training) and of the final one: each sample is accepted
-    against its own w_max, so the final sampler's efficiency is not lowered by the earlier one's tail, and the
-    union of the accepted points still follows f. f(x) = 2x on [0, 1]: sampler A uniform (W = 2x, w_max 2 - 2
-    sqrt(1e-3) by MadEvent's rule), sampler B exact (W = 1). One w_max for both would accept B's points at 0.52."""
+@pytest.mark.parametrize("earlier_last", [False, True])
+def test_each_sampler_unweights_against_its_own_w_max(settings, earlier_last):
+    """Points of an earlier sampler (a check that resumed training, or the kept training batches) and of the final
+    one: each sample is accepted against its own w_max, so the final sampler's efficiency is not lowered by the
+    earlier one's tail, and the union of the accepted points still follows f. f(x) = 2x on [0, 1]: sampler A uniform
+    (W = 2x, w_max 2 - 2 sqrt(1e-3) by MadEvent's rule), sampler B exact (W = 1). One w_max for both would accept B's
+    points at 0.52. The reported w_max is the final sampler's also where the earlier sample was added last (the kept
+    training batches after the checks)."""
     n = 100_000
     generator = torch.Generator().manual_seed(3)
     x_a = torch.rand(n, generator=generator, dtype=torch.float64)
@@ -250,11 +253,13 @@ def test_each_sampler_unweights_against_its_own_w_max(settings):
     )
     source = SimpleNamespace(name="toy", integrand=SimpleNamespace(n_channels=1), observable=None)
     points = WeightedPoints(madnis, source)
-    for x, weight, sampler in ((x_a, 2 * x_a, 10), (x_b, torch.ones(n, dtype=torch.float64), 20)):
+    samples = [(x_a, 2 * x_a, 10), (x_b, torch.ones(n, dtype=torch.float64), 20)]
+    for x, weight, sampler in samples[::-1] if earlier_last else samples:
         zeros, ones = torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.float64)
         points.add(WeightedSample(x[:, None], zeros, weight, None, ones.bool(), ones), sampler)
     _, w_max = points.unweighting_weights(1e-3)
-    assert abs(float(w_max[0]) - (2 - 2 * 1e-3**0.5)) < 0.01 and bool((w_max[n:] == 1).all())
+    earlier = points.samplers() == 10
+    assert bool((abs(w_max[earlier] - (2 - 2 * 1e-3**0.5)) < 0.01).all()) and bool((w_max[~earlier] == 1).all())
     events = unweight(madnis, points, 2 * n, source, settings, seed=5, log=quiet, draw_more=False)
     assert abs(events.efficiency - 0.5 * (1 / (2 - 2 * 1e-3**0.5) + 1)) < 0.01
     assert abs(len(events.r) / (2 * n) - events.efficiency) < 0.01

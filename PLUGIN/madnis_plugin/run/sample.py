@@ -96,15 +96,20 @@ class WeightedPoints:
         """sigma of all points so far, each channel with the w_max (MadEvent's rule) of the final sampler's points:
         the generation draws from it, and the earlier samplers' heavier tails would understate its efficiency."""
         result = self.cross_section.result(self.group_of_channel)
-        final = self.samplers() == self.final_sampler
-        if not bool(final.any()):  # every point came from the training's later batches or checks
-            final = torch.ones_like(final)
+        final = self.final_points()
         max_weights = channel_max_weights(
             torch.cat(self.within)[final], torch.cat(self.channel)[final], len(self.prior_weighted), max_overweight
         )
         for contribution, w_max in zip(result.channels, max_weights.tolist()):
             contribution.max_weight = w_max
         return result
+
+    def final_points(self) -> torch.Tensor:
+        """(n,) which points the final sampler drew (all of them if it drew none: every point came from the
+        training's later batches or resumed checks). The last batch need not be its: the kept training batches can
+        come last when they and the checks fill ``integration_points``."""
+        final = self.samplers() == self.final_sampler
+        return final if bool(final.any()) else torch.ones_like(final)
 
     def final_integration(self) -> list[int]:
         """The batches of the final integration that the final sampler drew (the plots' weighted sample); a
@@ -141,8 +146,8 @@ class WeightedPoints:
 
     def top_up_shares(self, n_events: int, max_overweight: float) -> torch.Tensor:
         """Channel shares of the next batch: towards n_i ∝ w_max_i for a sample of the size ``n_events`` needs,
-        from the final sampler's points (the last batch's, which draws the next)."""
-        final = self.samplers() == self.sampler[-1]
+        from the final sampler's points (it draws the next)."""
+        final = self.final_points()
         channel, within = torch.cat(self.channel)[final], torch.cat(self.within)[final]
         n_channels = len(self.prior_weighted)
         max_weights = channel_max_weights(within, channel, n_channels, max_overweight)
@@ -280,7 +285,8 @@ def unweight(
         points.add(sample, madnis.trainer.steps_done)
     index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max[index]) / w_max[index]).numpy()
-    final_w_max = float(w_max[-1]) if n_events else 0.0  # the final sampler's (the last batch drew from it)
+    final = points.final_points()
+    final_w_max = float(w_max[final][-1]) if n_events else 0.0  # the final sampler's
     observable = np.concatenate(points.observable_values) if points.observable_values else None
     out = Unweighted(
         r=torch.cat(points.r)[index],
@@ -302,7 +308,7 @@ def unweight(
         priority=priority[index].numpy(),
     )
     sigma = out.cross_section
-    earlier_points = int((points.samplers() != points.sampler[-1]).sum())
+    earlier_points = int((~final).sum())
     earlier = f"; {earlier_points} points of earlier samplers against their own w_max" if earlier_points else ""
     log(
         f"  [{source.name}] {len(index)} events from {len(weights)} weighted points: efficiency "
