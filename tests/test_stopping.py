@@ -45,6 +45,11 @@ def run_rule(efficiencies, n_events: float, step_seconds: float = 1.0, seconds_p
     return None, None
 
 
+def quick_auto(**overrides) -> TrainingConfig:
+    """``steps = "auto"`` with a short window and patience: the rule decides within a few dozen toy steps."""
+    return TrainingConfig(steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3, **overrides)
+
+
 def test_efficiency_of_the_synthetic_weights():
     from madnis.unweighting import max_weight, unweighting_efficiency
 
@@ -115,7 +120,7 @@ def test_auto_steps_need_a_constant_learning_rate_and_events():
 
 
 def test_auto_training_stops_and_says_why():
-    config = TrainingConfig(steps="auto", batch_size=256, auto_min_steps=20, auto_window=4, auto_patience=3)
+    config = quick_auto()
     progress = []
     history = MadNIS(CamelBack1D(prior="bw"), config).train(progress.append, n_events=100)
     assert history.stop is not None and not history.stop.max_minutes_reached
@@ -151,15 +156,7 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     With fixed channel weights every check's points are kept for the integral; with learned ones only the final
     sampler's (its channel weights are not the resumed check's)."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 1.0)
-    config = TrainingConfig(
-        steps="auto",
-        batch_size=256,
-        auto_min_steps=20,
-        auto_window=4,
-        auto_patience=3,
-        auto_check_points=5000,
-        train_channel_weights=train_channel_weights,
-    )
+    config = quick_auto(auto_check_points=5000, train_channel_weights=train_channel_weights)
     m = MadNIS(CamelBack1D(prior="bw"), config)
     history = m.train(n_events=100)
     first, last = history.checks[0], history.checks[-1]
@@ -199,15 +196,7 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
     every later check would resume again until max_minutes)."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: 1.0)
     monkeypatch.setattr(IntegrationResult, "unweighting_efficiency", property(lambda self: 0.3))
-    config = TrainingConfig(
-        steps="auto",
-        batch_size=256,
-        auto_min_steps=20,
-        auto_window=4,
-        auto_patience=3,
-        auto_check_points=2000,
-        max_minutes=0.5,
-    )
+    config = quick_auto(auto_check_points=2000, max_minutes=0.5)
     # events enough that generation dominates the projection: the windows' 100 % makes new best projections
     history = MadNIS(CamelBack1D(prior="bw"), config).train(n_events=100_000)
     assert [check.resumed for check in history.checks] == [True, False]
@@ -219,15 +208,7 @@ def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(mo
     """With fixed channel weights the kept later training batches unweight into events too: the efficiency check
     draws n_events / estimate minus their points."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 0.2)
-    config = TrainingConfig(
-        steps="auto",
-        batch_size=256,
-        auto_min_steps=20,
-        auto_window=4,
-        auto_patience=3,
-        auto_check_points=100_000,
-        train_channel_weights=False,
-    )
+    config = quick_auto(auto_check_points=100_000, train_channel_weights=False)
     m = MadNIS(CamelBack1D(prior="bw"), config)
     history = m.train(n_events=10_000)
     assert len(history.checks) == 1 and not history.checks[0].resumed
