@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import shutil
@@ -28,10 +27,7 @@ from madnis_plugin.install import mg5_home
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mg5_vs_madnis import RESULTS, madnis, process_directories  # noqa: E402
-
-
-def pull(sigma: float, error: float, reference: tuple[float, float]) -> float:
-    return (sigma - reference[0]) / math.hypot(error, reference[1])
+from validation import pull  # noqa: E402
 
 
 def markdown(rows: list[dict], header: dict) -> str:
@@ -80,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=seed,
                     sigma=m.sigma,
                     error=m.error,
-                    pull=pull(m.sigma, m.error, reference),
+                    pull=pull((m.sigma, m.error), reference),
                     me_calls=m.points,
                     efficiency=m.efficiency,
                     seconds=m.seconds,
