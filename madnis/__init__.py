@@ -12,8 +12,8 @@ unweighting, sampler (composition), training (the loop), stopping (``steps = "au
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -96,8 +96,8 @@ class MadNIS:
             return False
         seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
         estimate = stopping.best.efficiency
-        needed = stopping.best.n_events / estimate if estimate > 0 else math.inf  # the generation's sample ...
-        needed -= self.trainer.kept_points  # ... less the kept training batches, which unweight into events too
+        ready = self.trainer.kept_points * estimate + stopping.check_events  # events of the points drawn already
+        needed = replace(stopping.best, ready_events=ready).points_to_draw  # the generation's sample, less those
         points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, needed)))
         result, sample = self.integrate_sample(points, seed=seed)
         measured = result.unweighting_efficiency
@@ -105,10 +105,11 @@ class MadNIS:
         out_of_time = stopping.elapsed() >= stopping.max_seconds
         check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
         history.checks.append(check)
-        if not (check.resumed and self.sampler.train_channel_weights):
+        kept = not (check.resumed and self.sampler.train_channel_weights)
+        if kept:
             self.check_samples.append((check.step, sample))
         if check.resumed:
-            stopping.recalibrate(measured / estimate, measured)
+            stopping.recalibrate(measured / estimate, measured, points if kept else 0)
         return check.resumed
 
     def take_check_samples(self) -> list[tuple[int, WeightedSample]]:

@@ -2,12 +2,17 @@
 
 After online step k the projection is
 
-    T_k = t_k + N / eps_k * c_k
+    T_k = t_k + (N - R_k) / eps_k * c_k
 
 with t_k the wall seconds since training began (VEGAS pre-training included), N the unweighted events this
-sampler must deliver, eps_k the estimated unweighting efficiency and c_k the measured seconds per weighted
-point. Training pays while T_k falls: a step costs its seconds now and saves N c (1/eps_before - 1/eps_after)
-later, so a cheap integrand stops soon and an expensive one trains longer.
+sampler must deliver, R_k the events that points drawn already give (the kept training batches,
+:mod:`madnis.training`, at eps_k; the points of checks that resumed training at their measured efficiency), eps_k
+the estimated unweighting efficiency and c_k the measured seconds per weighted point. R_k makes the projected time
+(printed, and the patience below is a share of it) and the check's size honest: on ``g g > t t~ g``, a part of 5000
+events at ~10 %, ~22k of the ~50k points the events need are kept training points. Training pays while T_k falls: a
+step costs its seconds now and saves N c (1/eps_before - 1/eps_after) later (the kept points count at eps_k, so their
+term is N/eps_k - K_k; each online batch adds to K_k), so a cheap integrand stops soon and an expensive one trains
+longer.
 
 The estimates use only what training already has (no extra integrand call):
 
@@ -35,8 +40,7 @@ The estimates use only what training already has (no extra integrand call):
 
 Check: the window's estimate errs high while the weights have a long tail (a few thousand points do not see
 it), so when the rule says stop, :meth:`madnis.MadNIS.train` measures the efficiency on fresh points: the
-sample the events need at the claimed efficiency, less the kept later training batches (which unweight into events
-too, :mod:`madnis.training`), between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an integration; counted
+sample the events need at the claimed efficiency, less what the points drawn already give (R_k above), between ``MIN_CHECK_POINTS`` and ``auto_check_points`` (an integration; counted
 calls): a sample of the generation's size shows the w_max the generation will meet, and its points are not wasted
 (they are the final integration's and unweight into events). Twice that sample, as before,
 drew points no event needed where the events need fewer than the cap (``g g > t t~ g`` split in two channel
@@ -96,22 +100,29 @@ class Projection:
     n_events: float
     efficiency: float
     seconds_per_point: float
+    ready_events: float = 0.0  # what the points drawn already for the events give (kept batches, resumed checks)
+
+    @property
+    def points_to_draw(self) -> float:
+        """The weighted points still to draw for ``n_events``: the events the points drawn already do not give."""
+        if self.efficiency <= 0:
+            return math.inf
+        return max(0.0, self.n_events - self.ready_events) / self.efficiency
 
     @property
     def generation(self) -> float:
-        """Seconds to draw the weighted points that unweight to ``n_events``."""
-        if self.efficiency <= 0:
-            return math.inf
-        return self.n_events / self.efficiency * self.seconds_per_point
+        """Seconds to draw :attr:`points_to_draw`."""
+        return self.points_to_draw * self.seconds_per_point
 
     @property
     def total(self) -> float:
         return self.elapsed + self.generation
 
     def describe(self) -> str:
+        ready = f", {self.ready_events:.0f} of them from points drawn in training" if self.ready_events >= 0.5 else ""
         return (
             f"{self.total:.1f} s (training {self.elapsed:.1f} s + {self.n_events:.0f} events {self.generation:.1f} s "
-            f"at efficiency {100 * self.efficiency:.2f}% and {1e6 * self.seconds_per_point:.1f} us per point)"
+            f"at efficiency {100 * self.efficiency:.2f}% and {1e6 * self.seconds_per_point:.1f} us per point{ready})"
         )
 
 
@@ -206,6 +217,7 @@ class StoppingRule:
         self.last: Projection | None = None
         self.since_best = 0
         self.calibration = 1.0
+        self.check_events = 0.0  # events of the points of checks that resumed training (recalibrate)
 
     @classmethod
     def from_config(
@@ -228,15 +240,20 @@ class StoppingRule:
     def elapsed(self) -> float:
         return self.clock() - self.start
 
-    def observe(self, step: int, weights: torch.Tensor, draw_seconds: float, integral: float) -> Projection:
-        """Take online batch ``step``: its points' weights w / p_i, the seconds drawing it took, the running integral."""
+    def observe(
+        self, step: int, weights: torch.Tensor, draw_seconds: float, integral: float, kept_points: int = 0
+    ) -> Projection:
+        """Take online batch ``step``: its points' weights w / p_i, the seconds drawing it took, the running integral
+        and the training points kept so far for the events (:mod:`madnis.training`; counted at the estimated
+        efficiency, with the events of the points of checks that resumed training, :meth:`recalibrate`)."""
         weights = weights.detach().double().abs().cpu()
         self.batches.append(torch.where(torch.isfinite(weights), weights, torch.zeros_like(weights)))
         self.draw_seconds, self.points = self.draw_seconds + draw_seconds, self.points + weights.numel()
         n_events = self.n_events(integral)
         efficiency = self.efficiency(n_events)
         cost = self.draw_seconds / self.points
-        projection = Projection(step, self.elapsed(), n_events, efficiency, cost)
+        ready = kept_points * efficiency + self.check_events
+        projection = Projection(step, self.elapsed(), n_events, efficiency, cost, ready)
         self.last = projection
         if len(self.batches) < self.window:
             return projection
@@ -259,15 +276,18 @@ class StoppingRule:
         doublings = max(0.0, math.log2(n_events / full / pooled.numel()))
         return self.calibration * full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
 
-    def recalibrate(self, factor: float, measured: float) -> None:
+    def recalibrate(self, factor: float, measured: float, kept_check_points: int = 0) -> None:
         """Scale every later efficiency estimate by ``factor``: an efficiency check found them off, measuring
-        ``measured`` now. The best projection, which rested on the old scale, becomes the check's: now, at the
-        measured efficiency (the clock and the window go on)."""
+        ``measured`` now on its points, of which ``kept_check_points`` unweight into events (fixed channel weights).
+        The best projection, which rested on the old scale, becomes the check's: now, at the measured efficiency
+        (the clock and the window go on)."""
         self.calibration *= factor
+        self.check_events += kept_check_points * measured
         last = self.last
         self.best, self.since_best = None, 0
         if last is not None:
-            self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point)
+            ready = last.ready_events + kept_check_points * measured
+            self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point, ready)
 
     def _efficiency(self, weights: torch.Tensor) -> float:
         return madevent_efficiency(weights, self.max_overweight) if weights.sum() > 0 else 0.0

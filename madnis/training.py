@@ -202,7 +202,9 @@ class Trainer:
                 batch, integral, rel_error = drawn.batch, drawn.integral, drawn.rel_error
                 self.online_steps += 1
                 if stopping is not None:
-                    projection = stopping.observe(step, drawn.event_weights, drawn.draw_seconds, integral)
+                    projection = stopping.observe(
+                        step, drawn.event_weights, drawn.draw_seconds, integral, self.kept_points
+                    )
             else:
                 batch = self.buffer.sample(self.generator)
             loss = self._optimise(batch)

@@ -149,6 +149,24 @@ def test_recalibration_scales_the_estimates_and_the_check_becomes_the_best():
     assert stopping.best.efficiency == 0.12 and stopping.stop(2) is not None
 
 
+def test_the_projection_counts_the_events_of_points_drawn_already():
+    """Kept training points count at the estimated efficiency, a resumed check's kept points at the efficiency it
+    measured; the generation draws only the rest (none once they give every event)."""
+    clock = Clock()
+    stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=clock, min_steps=0)
+    projection = stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0, kept_points=600)
+    assert projection.ready_events == pytest.approx(300) and projection.points_to_draw == pytest.approx(1400)
+    assert (
+        projection.generation == pytest.approx(1400 * 1e-3) and "300 of them from points drawn" in projection.describe()
+    )
+    stopping.recalibrate(0.5, measured=0.25, kept_check_points=2000)  # the check's 2000 points give 500 events
+    assert stopping.best.ready_events == pytest.approx(800) and stopping.best.points_to_draw == pytest.approx(800)
+    assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0, kept_points=600).ready_events == pytest.approx(
+        650
+    )
+    assert stopping.observe(2, weights_with_efficiency(0.5), 1.0, 1.0, kept_points=4000).generation == 0.0
+
+
 @pytest.mark.parametrize("train_channel_weights", [False, True])
 def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch, train_channel_weights):
     """The window claims 100 % efficiency: the first check measures far less, scales the estimates to it and training
@@ -206,7 +224,7 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
 
 def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):
     """With fixed channel weights the kept later training batches unweight into events too: the efficiency check
-    draws n_events / estimate minus their points."""
+    draws n_events / estimate minus their points, and the training's last projection counted them."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 0.2)
     config = quick_auto(auto_check_points=100_000, train_channel_weights=False)
     m = MadNIS(CamelBack1D(prior="bw"), config)
@@ -214,3 +232,5 @@ def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(mo
     assert len(history.checks) == 1 and not history.checks[0].resumed
     kept = m.trainer.kept_points
     assert kept > 0 and history.checks[0].points == 10_000 / 0.2 - kept
+    last = history.progress[-1].projection
+    assert last.ready_events == pytest.approx(0.2 * kept) and last.points_to_draw == pytest.approx(10_000 / 0.2 - kept)
