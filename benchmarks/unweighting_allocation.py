@@ -21,8 +21,9 @@ With ``--generation K`` it runs what a launch's generation runs instead: chunks 
 :func:`madnis_plugin.run.job.make_chunk` with the launch's seeds and its training job's integration, 1000 events
 each; a chunk draws a first batch by the channel shares and then tops up in batches towards the shares of its own
 points' I_i and w_max_i until it has its events. ``w_max`` is the plugin's own code; another rule replaces w_max_i
-by the rule's shares (scaled to the same sum) in both places. The table gives the weighted points the K chunks
-needed (what a generation's time goes with).
+by the rule's shares (scaled to the same sum) in both places; ``separate`` (generation only) gives every channel its
+own w_max_i by MadEvent's rule (:func:`separate_max_weights`, the plugin's w_max_i before they were chosen together)
+where a chunk tops up. The table gives the weighted points the K chunks needed (what a generation's time goes with).
 
 Writes ``benchmarks/results/NAME.{json,md}`` (default ``unweighting_allocation``).
 
@@ -48,7 +49,7 @@ from madnis_plugin.settings import MadnisSettings
 
 from madnis import MadNIS
 from madnis.sampler import channel_probabilities
-from madnis.unweighting import madevent_efficiency
+from madnis.unweighting import madevent_efficiency, max_weight
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = {
@@ -57,6 +58,21 @@ RULES = {
     "geometric": lambda integral, max_weight: (integral.abs() * max_weight).sqrt(),
     "half-half": lambda integral, max_weight: integral.abs() / integral.abs().sum() + max_weight / max_weight.sum(),
 }
+
+FRESH_INTEGRATION_SEED = 4242  # --fresh-integration: the same points for every rule
+SEPARATE = "separate"  # --generation only: each channel's own w_max_i where a chunk tops up
+
+
+def separate_max_weights(
+    weights: torch.Tensor, channel: torch.Tensor, n_channels: int, max_overweight: float
+) -> torch.Tensor:
+    """Each channel's own :func:`madnis.unweighting.max_weight` (0 without a non-zero weight): the w_max_i the
+    plugin allocated by before :func:`madnis.unweighting.channel_max_weights` chose them together."""
+    magnitude, channel = weights.detach().abs().double().cpu(), channel.cpu()
+    out = torch.zeros(n_channels, dtype=torch.float64)
+    for i in torch.unique(channel[magnitude > 0]).tolist():
+        out[i] = max_weight(magnitude[channel == i], max_overweight)
+    return out
 
 
 def pool_efficiency(p: torch.Tensor, channel: torch.Tensor, within: torch.Tensor, max_overweight: float) -> float:
@@ -113,15 +129,19 @@ def describe(spec: JobSpec) -> dict:
     }
 
 
-def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
+def generation_points(job: Path, rule_name: str, chunks: int, fresh_integration: int = 0) -> dict:
     """Weighted points of chunks 1..``chunks`` of the launch's generation under ``rule_name`` (module docstring;
-    run in a fresh process: another rule patches the plugin's allocation)."""
+    run in a fresh process: another rule patches the plugin's allocation). With ``fresh_integration`` points the
+    channel shares of the chunks' first batches come from a new integration (the same seed for every rule) with the
+    rule's w_max_i instead of the launch's."""
     from madnis_plugin.run import job as generation
     from madnis_plugin.run import sample
 
-    from madnis import unweighting
+    from madnis import integration, unweighting
 
-    rule = RULES[rule_name]
+    if rule_name == SEPARATE:
+        sample.channel_max_weights = integration.channel_max_weights = separate_max_weights
+    rule = RULES.get(rule_name, RULES["w_max"])
 
     def allocation(integral: torch.Tensor, max_weights: torch.Tensor) -> torch.Tensor:
         shares = rule(integral.double(), max_weights.double()).clamp(min=0)
@@ -137,20 +157,24 @@ def generation_points(job: Path, rule_name: str, chunks: int) -> dict:
     result = json.loads((job / "result.json").read_text())
     settings = settings_from_dict(spec.settings)
     madnis.last_result = integration_from_dict(result["integration"])
-    if rule_name != "w_max":
+    if fresh_integration:
+        madnis.integrate(fresh_integration, seed=FRESH_INTEGRATION_SEED)
+    if rule_name not in ("w_max", SEPARATE):
         sample.channel_max_weights = channel_max_weights
         integral, max_weights = madnis.last_result.channel_tensors()
         first = allocation(integral, max_weights)  # the first batch's shares (the plugin's: the integration's w_max)
         plain = madnis.sample_weighted
         madnis.sample_weighted = lambda n, seed=None, share=None: plain(n, seed, first if share is None else share)
     generation.log = lambda text: None
-    points = []
+    points, efficiencies = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for chunk in range(1, chunks + 1):
             out = Path(scratch) / str(chunk)
             generation.make_chunk(madnis, source, settings, spec, chunk, result["efficiency"], out)
-            points.append(json.loads((out / "result.json").read_text())["weighted_points"])
-    return describe(spec) | {"rule": rule_name, "points": points}
+            made = json.loads((out / "result.json").read_text())
+            points.append(made["weighted_points"])
+            efficiencies.append(made["efficiency"])
+    return describe(spec) | {"rule": rule_name, "points": points, "efficiencies": efficiencies}
 
 
 def study(job: Path, pool: int, estimates: int, integration_points: int, chunks: int, chunk_points: int) -> dict:
@@ -248,12 +272,19 @@ def generation_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     rules = list(dict.fromkeys(row["rule"] for row in rows))
     samplers = list(dict.fromkeys((row["launch"], row["process"], row["sampler"]) for row in rows))
     total = {(row["launch"], row["sampler"], row["rule"]): sum(row["points"]) for row in rows}
+    fresh = f" --fresh-integration {args.fresh_integration}" if args.fresh_integration else ""
     lines = header(
         "the channels' allocation in a launch's generation chunks",
-        f"--generation {args.generation} --rules {' '.join(rules)} --name {args.name}",
+        f"--generation {args.generation}{fresh} --rules {' '.join(rules)} --name {args.name}",
         f"{args.processes} runs",
         f"chunks 1-{args.generation} of each sampler as its launch's generation makes them (1000 events each, the "
-        "launch's seeds): the weighted points they needed in all; ratio: `w_max`'s / the rule's",
+        "launch's seeds): the weighted points they needed in all; ratio: `w_max`'s / the rule's"
+        + (
+            f"; the first batches' channel shares from a new integration of {args.fresh_integration} points with the "
+            "rule's w_max_i (the same points for every rule)"
+            if args.fresh_integration
+            else ""
+        ),
         rules,
         [f"w_max / {r}" for r in rules[1:]],
     )
@@ -267,6 +298,13 @@ def generation_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines.append(
         "| all | | | " + " | ".join([f"{p:,}" for p in sums] + [f"{sums[0] / p:.2f}" for p in sums[1:]]) + " |"
     )
+    efficiency = {(row["launch"], row["sampler"], row["rule"]): row.get("efficiencies") for row in rows}
+    if all(efficiency.values()):
+        lines += ["", "Mean efficiency of the chunks (each against its own w_max):", ""]
+        lines += ["| launch | sampler | " + " | ".join(rules) + " |", "|---|---|" + "---|" * len(rules)]
+        for launch, _, sampler in samplers:
+            cells = [f"{100 * statistics.fmean(efficiency[launch, sampler, r]):.3g} %" for r in rules]
+            lines.append(f"| {launch} | {sampler} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,10 +320,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=0, help="compare on this many chunk-sized samples instead")
     parser.add_argument("--chunk-points", type=int, default=80_000)
     parser.add_argument("--generation", type=int, default=0, help="compare in this many generation chunks instead")
-    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES), help="with --generation")
+    parser.add_argument(
+        "--fresh-integration", type=int, default=0, help="with --generation: first batches from a new integration"
+    )
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=[*RULES, SEPARATE], help="with --generation")
     args = parser.parse_args(argv)
     if args.generation:
-        work, tasks = generation_points, [(job, rule, args.generation) for job in args.jobs for rule in args.rules]
+        work = generation_points
+        tasks = [(job, rule, args.generation, args.fresh_integration) for job in args.jobs for rule in args.rules]
         table = generation_markdown
     else:
         work, table = study, markdown

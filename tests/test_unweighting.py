@@ -124,3 +124,39 @@ def test_channels_in_proportion_to_their_max_weight_reach_the_multichannel_effic
     assert by_integral == pytest.approx(float(tail.mean() / tail.max()), rel=1e-3)
     assert pooled_efficiency([flat(n_flat(max_weights.tolist())), tail]) == pytest.approx(by_max, rel=1e-2)
     assert by_max > 3 * by_integral
+
+
+def excess(weights: torch.Tensor, threshold: float) -> float:
+    """e(t): the mean of (|w| - t)+, the overweight per point above ``threshold``."""
+    return float((weights.abs() - threshold).clamp(min=0).mean())
+
+
+def test_channel_max_weights_are_chosen_together_for_the_smallest_sum_within_the_bound():
+    """A flat-ish channel and a Pareto tail: the w_max_i spend exactly the allowed overweight (1e-3 of sum_i I_i) in
+    all, the tail taking more than its own share, and no pair of thresholds within the bound has a smaller sum (a
+    scan over the flat channel's); one channel alone gets MadEvent's max_weight, and a bound of 0 every maximum."""
+    generator = torch.Generator().manual_seed(5)
+    flat = 1 + torch.rand(20_000, generator=generator, dtype=torch.float64)
+    tail = torch.rand(20_000, generator=generator, dtype=torch.float64) ** (-1 / 1.5)  # Pareto, shape 1.5
+    parts = [flat, tail]
+    within, channel = torch.cat(parts), torch.cat([torch.full((20_000,), i) for i in (0, 1)])
+    allowed = 1e-3 * float(flat.mean() + tail.mean())
+    joint = channel_max_weights(within, channel, 3, 1e-3)
+    assert joint[2] == 0 and sum(excess(w, float(t)) for w, t in zip(parts, joint)) == pytest.approx(allowed)
+    separate = [max_weight(w, 1e-3) for w in parts]
+    assert excess(tail, float(joint[1])) > 1e-3 * float(tail.mean()) and float(joint.sum()) < sum(separate)
+
+    def tail_threshold(spent: float) -> float:  # the smallest t with excess(tail, t) <= allowed - spent
+        low, high = 0.0, float(tail.max())
+        for _ in range(100):
+            low, high = (
+                (low, 0.5 * (low + high))
+                if excess(tail, 0.5 * (low + high)) <= allowed - spent
+                else (0.5 * (low + high), high)
+            )
+        return high
+
+    scan = [t0 + tail_threshold(excess(flat, t0)) for t0 in torch.linspace(1.95, 2.0, 51).tolist()]
+    assert min(scan) >= float(joint.sum()) - 1e-6 * float(joint.sum())
+    assert channel_max_weights(tail, torch.zeros(20_000, dtype=torch.long), 1, 1e-3).item() == max_weight(tail, 1e-3)
+    assert channel_max_weights(within, channel, 2, 0.0).tolist() == [float(flat.max()), float(tail.max())]

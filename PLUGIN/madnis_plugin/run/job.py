@@ -12,7 +12,6 @@ source's first chunks ahead while other training jobs still train (:func:`ahead`
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -46,11 +45,10 @@ from .jobs import (
     write_json,
     write_result,
 )
-from .sample import UnweightingStopped, WeightedPoints, integrate, unweight
+from .sample import UnweightingStopped, WeightedPoints, integrate, top_up_size, unweight
 from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
-MIN_FIRST_BATCH = 1000  # weighted points a chunk draws first at least
 SUMMARY_KEYS = ("Training MadNIS", "efficiency check", "training stopped", "Reusing trained sampler")
 
 
@@ -127,8 +125,7 @@ def make_chunk(
     :class:`.sample.UnweightingStopped` when ``stop`` says so (nothing is written)."""
     seed = chunk_seed(spec.seed, spec.index, chunk)
     points = WeightedPoints(madnis, source)
-    expected = math.ceil(1.2 * CHUNK_EVENTS / max(efficiency, 1e-6))
-    first = madnis.sample_weighted(min(max(expected, MIN_FIRST_BATCH), settings.weighted_batch), seed=seed)
+    first = madnis.sample_weighted(top_up_size(CHUNK_EVENTS, efficiency, settings.weighted_batch), seed=seed)
     points.add(first, madnis.trainer.steps_done)
     events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop)
     out.mkdir(parents=True, exist_ok=True)

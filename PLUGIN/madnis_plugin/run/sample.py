@@ -238,6 +238,20 @@ def integrate(
     return result, points
 
 
+TOP_UP_MARGIN = 1.1  # a top-up draws this many times the points its missing events need at the rate so far
+MIN_TOP_UP = 1000  # weighted points a top-up draws at least
+
+
+def top_up_size(missing: int, rate: float, batch: int) -> int:
+    """Weighted points of the next top-up: the ``missing`` events at the acceptance ``rate`` of the points so far,
+    with :data:`TOP_UP_MARGIN`, between :data:`MIN_TOP_UP` and ``batch``. Whole batches overshot: a W+2j chunk of
+    1000 events at 2.3 % needs ~44k points and drew 60k in batches of 20k, so a quarter of its points (and events)
+    were not needed."""
+    if rate <= 0:
+        return batch
+    return int(min(batch, max(MIN_TOP_UP, math.ceil(TOP_UP_MARGIN * missing / rate))))
+
+
 class UnweightingStopped(Exception):
     """:func:`unweight` was asked to stop (its ``stop`` said so) before it had its events."""
 
@@ -281,7 +295,8 @@ def unweight(
         if stop is not None and stop():
             raise UnweightingStopped(f"{source.name}: stopped after {len(weights)} weighted points")
         share = points.top_up_shares(n_events, settings.training.max_overweight)
-        sample = madnis.sample_weighted(settings.weighted_batch, seed=seed + len(weights), share=share)
+        size = top_up_size(n_events - len(accepted), len(accepted) / len(weights), settings.weighted_batch)
+        sample = madnis.sample_weighted(size, seed=seed + len(weights), share=share)
         points.add(sample, madnis.trainer.steps_done)
     index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max[index]) / w_max[index]).numpy()
