@@ -25,6 +25,7 @@ from madnis_plugin.run.jobs import (
     generation_jobs,
     integration_from_dict,
     merge_chunks,
+    projected_share,
     read_result,
     settings_from_dict,
     settings_to_dict,
@@ -38,6 +39,20 @@ from madnis_plugin.run.source import RunSettings
 
 from madnis import TrainingConfig
 from madnis.integration import ChannelAccumulator
+
+
+def test_a_training_job_projects_to_its_share_by_the_other_p_dirs_integrals_as_they_come_in(tmp_path):
+    """steps = auto in P-dir 2 of ttj (14 / 574 pb): an equal share until the others' integral.json exist, then its
+    share by their running estimates (at full weight) and integrations, read anew on every call."""
+    dirs = [tmp_path / f"P{i}" for i in range(2)]
+    for d in dirs:
+        d.mkdir()
+    share = projected_share(10000, [str(d) for d in dirs])
+    assert share(21.4) == pytest.approx(10000 / 3)
+    write_json(dirs[0] / INTEGRAL, {"integral": 414.7, "estimate": True})
+    assert share(21.4) == pytest.approx(10000 * 21.4 / (1.5 * (414.7 + 21.4)))  # P1 counted at the mean of the known
+    write_json(dirs[1] / INTEGRAL, {"integral": -140.4})
+    assert share(21.4) == pytest.approx(10000 * 21.4 / (414.7 + 140.4 + 21.4))
 
 
 def test_share_bound_counts_only_the_p_dirs_integrated_before(tmp_path):

@@ -39,6 +39,7 @@ from .jobs import (
     chunk_result,
     chunk_seed,
     integration_from_dict,
+    projected_share,
     settings_from_dict,
     share_bound,
     write_events_file,
@@ -75,10 +76,13 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
 
     saved = saved_sampler(source, settings, log_and_keep)
 
-    def estimate(integral: float) -> None:  # the other jobs' share_bound reads it until the integration is in
+    def estimate(integral: float) -> None:  # the other jobs read it until the integration is in
         write_json(job_dir / INTEGRAL, {"integral": integral, "estimate": True})
 
-    trained = train_or_load(spec.index, source, saved, settings, log_and_keep, spec.n_events or None, estimate)
+    n_events = spec.n_events or None  # one P-dir (or part): exact
+    if spec.other_trainings and not spec.events_here:
+        n_events = projected_share(spec.max_events, spec.other_trainings)
+    trained = train_or_load(spec.index, source, saved, settings, log_and_keep, n_events, estimate)
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     integration, points = integrate(trained.madnis, source, settings, integration_seed, log)
     trained.madnis.save(job_dir / SAMPLER)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from madnis import ChannelContribution, IntegrationResult, TrainingConfig
 from madnis.integration import ChannelAccumulator
 
 from ..lhe import EventRecords
+from .events import training_share
 from .sample import Unweighted
 from .source import RunSettings
 
@@ -192,18 +194,41 @@ def write_result(job_dir: Path, values: dict[str, Any]) -> None:
 ESTIMATE_WEIGHT = 0.5  # share_bound counts a P-dir still integrating at this share of its training estimate
 
 
-def share_bound(nevents: int, integral: float, other_trainings: list[str]) -> int:
-    """The most events a P-dir with cross section ``integral`` can get of ``nevents``: its share with the other
-    P-dirs' ``integral.json`` in the sum, an integration's value as it is and a training's running estimate
-    (``"estimate": true``, written before the integration) at :data:`ESTIMATE_WEIGHT` of it (running estimates
-    err by a few per cent: half never caps below the share); P-dirs without the file count as zero.
-    :func:`.events.share_events` rounds by largest remainder, hence the + 1."""
-    total = abs(integral)
+def other_integrals(other_trainings: list[str]) -> list[tuple[float, bool]]:
+    """The other P-dirs' ``integral.json`` written so far: (|integral|, whether it is a training's running estimate
+    rather than an integration's value)."""
+    found = []
     for path in (Path(d) / INTEGRAL for d in other_trainings):
         if path.exists():
             other = json.loads(path.read_text())
-            total += abs(other["integral"]) * (ESTIMATE_WEIGHT if other.get("estimate") else 1.0)
+            found.append((abs(other["integral"]), bool(other.get("estimate"))))
+    return found
+
+
+def share_bound(nevents: int, integral: float, other_trainings: list[str]) -> int:
+    """The most events a P-dir with cross section ``integral`` can get of ``nevents``: its share with the other
+    P-dirs' :func:`other_integrals` in the sum, an integration's value as it is and a training's running estimate
+    (written on its progress lines and before the integration) at :data:`ESTIMATE_WEIGHT` of it (running estimates
+    err by a few per cent: half never caps below the share); P-dirs without the file count as zero.
+    :func:`.events.share_events` rounds by largest remainder, hence the + 1."""
+    total = abs(integral) + sum(
+        value * (ESTIMATE_WEIGHT if estimate else 1.0) for value, estimate in other_integrals(other_trainings)
+    )
     return nevents if total <= 0 else min(nevents, math.ceil(nevents * abs(integral) / total) + 1)
+
+
+def projected_share(nevents: int, other_trainings: list[str]) -> Callable[[float], float]:
+    """What ``steps = auto`` projects to in a P-dir's training job: its share of ``nevents`` by the running integral,
+    with the other P-dirs' :func:`other_integrals` as they are now (read on every call) and the others counted at
+    the mean of the known (:func:`.events.training_share`): ``nevents`` / P-dirs until the others' estimates come
+    in. Why: a P-dir with a few per cent of sigma trained and checked for an equal share (``p p > t t~ j``: the
+    ``q q~`` P-dir, 371 of 10k events, projected to 3334 and checked on 35k points)."""
+
+    def share(integral: float) -> float:
+        known = [value for value, _ in other_integrals(other_trainings)]
+        return training_share(nevents, len(other_trainings) + 1, known)(integral)
+
+    return share
 
 
 def ahead_open(other_trainings: list[str]) -> bool:

@@ -95,14 +95,15 @@ def train_or_load(
     settings: RunSettings,
     log: Callable[[str], None],
     n_events: float | Callable[[float], float] | None = None,
-    on_stop: Callable[[float], None] | None = None,
+    on_estimate: Callable[[float], None] | None = None,
 ) -> TrainedSampler:
     """Train source ``index`` (seed offset by the index), or take ``saved`` as it is.
 
     ``n_events``: the source's events that ``steps = auto`` projects to (a number or a function of the running
     integral, see :func:`.events.training_share`); None: all of ``settings.nevents`` (one source).
-    ``on_stop``: called with the running cross-section estimate whenever the steps stop (before an efficiency
-    check), for whoever waits on an estimate (:func:`.jobs.share_bound`).
+    ``on_estimate``: called with the running cross-section estimate on every progress line and whenever the steps
+    stop (before an efficiency check), for the other P-dirs' jobs (:func:`.jobs.share_bound`, their share of the
+    events that ``steps = auto`` projects to).
     """
     if saved is not None:
         return TrainedSampler(saved, [], [], 0.0, 0, saved_sampler_path(settings.output_dir, source.name))
@@ -120,8 +121,8 @@ def train_or_load(
 
     def callback(p: TrainingProgress) -> None:
         printer(p)
-        if p.last and on_stop is not None:
-            on_stop(float(madnis.statistics.integral.sum()))
+        if on_estimate is not None and (p.last or p.step % settings.progress_every == 0):
+            on_estimate(float(madnis.statistics.integral.sum()))
 
     history = madnis.train(callback, settings.nevents if n_events is None else n_events)
     for check in history.checks:
