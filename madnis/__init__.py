@@ -12,6 +12,7 @@ unweighting, sampler (composition), training (the loop), stopping (``steps = "au
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -98,7 +99,9 @@ class MadNIS:
         estimate = stopping.best.efficiency
         ready = self.trainer.kept_points * estimate + stopping.check_events  # events of the points drawn already
         needed = replace(stopping.best, ready_events=ready).points_to_draw  # the generation's sample, less those
-        points = int(min(self.config.auto_check_points, max(MIN_CHECK_POINTS, needed)))
+        points = self.config.auto_check_points  # rounded, not cut: ready events make needed a float
+        if math.isfinite(needed):
+            points = int(min(points, max(MIN_CHECK_POINTS, round(needed))))
         result, sample = self.integrate_sample(points, seed=seed)
         measured = result.unweighting_efficiency
         previous = history.checks[-1].measured if history.checks else None
