@@ -92,7 +92,7 @@ class JobSpec:
     workers: int = 1  # bridge workers of this job
     threads: int = 1  # torch intra-op threads of this job
     chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
-    n_events: int = 0  # train: the events steps = auto projects to
+    n_events: int = 0  # train: the events steps = auto projects to with one source (several: projected_share)
     max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
     other_trainings: list[str] = field(default_factory=list)  # train: the other P-dirs' training job directories
     sampler: str = ""  # generate: the trained checkpoint

@@ -77,7 +77,7 @@ def run_in_jobs(
     root = settings.output_dir / "jobs" / settings.run_name
     shutil.rmtree(root, ignore_errors=True)
     log(f"MadNIS: {len(sources)} training job(s) on {cores} core(s)")
-    share = math.ceil(settings.nevents / len(sources))  # what steps = auto projects to: no sigma is known yet
+    share = math.ceil(settings.nevents / len(sources))  # one source: its events (several: jobs.projected_share)
     alone = len(sources) == 1  # the share is exact: the training job may generate the events (EVENTS_IN_TRAINING)
     # candidates: shares are known only after every integration; each job bounds its own from the integrals or
     # training estimates the others wrote so far (jobs.share_bound)
