@@ -77,6 +77,9 @@ def channel_max_weights(
     about the same share of its points (Lagrange: d e_i / dt = -P_i(|w| > t))."""
     magnitude, channel = weights.detach().abs().double().cpu(), channel.cpu()
     present = torch.unique(channel[magnitude > 0])
+    out = torch.zeros(n_channels, dtype=torch.float64)
+    if len(present) == 0:
+        return out
     ordered = [magnitude[channel == i].sort(descending=True).values for i in present.tolist()]
     allowed = max_overweight * sum(float(o.mean()) for o in ordered)
     rates, lengths, owners = [], [], []
@@ -99,8 +102,7 @@ def channel_max_weights(
         before = float(spent[partial - 1]) if partial else 0.0
         lowered[partial] = (allowed - before) / float(rate[partial])
     reduction = torch.zeros(len(ordered), dtype=torch.float64).index_add_(0, owner, lowered)
-    out = torch.zeros(n_channels, dtype=torch.float64)
-    out[present] = torch.stack([o[0] for o in ordered]) - reduction if ordered else out[present]
+    out[present] = torch.stack([o[0] for o in ordered]) - reduction
     return out
 
 

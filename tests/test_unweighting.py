@@ -160,3 +160,4 @@ def test_channel_max_weights_are_chosen_together_for_the_smallest_sum_within_the
     assert min(scan) >= float(joint.sum()) - 1e-6 * float(joint.sum())
     assert channel_max_weights(tail, torch.zeros(20_000, dtype=torch.long), 1, 1e-3).item() == max_weight(tail, 1e-3)
     assert channel_max_weights(within, channel, 2, 0.0).tolist() == [float(flat.max()), float(tail.max())]
+    assert channel_max_weights(torch.zeros(4), torch.tensor([0, 0, 1, 1]), 2).tolist() == [0.0, 0.0]  # no weight
