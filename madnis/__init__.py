@@ -97,7 +97,7 @@ class MadNIS:
             return False
         seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
         estimate = stopping.best.efficiency
-        ready = self.trainer.kept_points * estimate + stopping.check_events  # events of the points drawn already
+        ready = stopping.ready_events(self.trainer.kept_points, estimate)
         needed = replace(stopping.best, ready_events=ready).points_to_draw  # the generation's sample, less those
         points = self.config.auto_check_points  # rounded, not cut: ready events make needed a float
         if math.isfinite(needed):

@@ -252,8 +252,9 @@ class StoppingRule:
         n_events = self.n_events(integral)
         efficiency = self.efficiency(n_events)
         cost = self.draw_seconds / self.points
-        ready = kept_points * efficiency + self.check_events
-        projection = Projection(step, self.elapsed(), n_events, efficiency, cost, ready)
+        projection = Projection(
+            step, self.elapsed(), n_events, efficiency, cost, self.ready_events(kept_points, efficiency)
+        )
         self.last = projection
         if len(self.batches) < self.window:
             return projection
@@ -275,6 +276,11 @@ class StoppingRule:
         loss_per_doubling = min(1.0, full / halves) if halves > 0 else 1.0
         doublings = max(0.0, math.log2(n_events / full / pooled.numel()))
         return self.calibration * full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
+
+    def ready_events(self, kept_points: int, efficiency: float) -> float:
+        """R: the events of the points drawn already, ``kept_points`` training points at ``efficiency`` and the points
+        of checks that resumed training at what they measured."""
+        return kept_points * efficiency + self.check_events
 
     def recalibrate(self, factor: float, measured: float, kept_check_points: int = 0) -> None:
         """Scale every later efficiency estimate by ``factor``: an efficiency check found them off, measuring
