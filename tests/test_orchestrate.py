@@ -18,7 +18,7 @@ from madnis_plugin.run import (
     saved_sampler_path,
     share_events,
 )
-from madnis_plugin.run.events import training_share
+from madnis_plugin.run.events import MIN_INTEGRATION_POINTS, integration_points, training_share
 
 from madnis import MadNIS, TrainingConfig
 from madnis.toys import CamelBack1D, TwoResonances4D
@@ -63,6 +63,44 @@ def test_training_share_counts_sources_not_yet_trained_at_the_mean_of_those_know
     assert training_share(900, 3, [1.0])(2.0) == pytest.approx(900 * 2 / 4.5)
     assert training_share(900, 3, [1.0, 4.0])(-3.0) == pytest.approx(900 * 3 / 8)
     assert training_share(900, 3, [0.0])(0.0) == 300
+
+
+def test_integration_points_follow_the_cross_sections_at_the_same_expected_error():
+    assert integration_points([100_000], [413.0], 0) == 100_000
+    assert [integration_points([9000] * 3, [2.0, 2.0, 2.0], i) for i in range(3)] == [9000] * 3
+    sigma, configured = [413.0, 141.0, 21.4], [100_000] * 3  # p p > t t~ j's P-dirs
+    points = [integration_points(configured, sigma, i) for i in range(3)]
+    assert points[0] > 100_000 > points[1] > points[2] > MIN_INTEGRATION_POINTS and sum(points) < 180_000
+    shares = np.array(sigma) / sum(sigma)
+    variance = lambda n: float(np.sum(shares**2 / np.array(n)))  # noqa: E731  (relative, per unit spread)
+    assert variance(points) <= variance(configured) < 1.001 * variance(points)
+    # proportional to sigma is the fewest points at that variance: moving points either way raises it
+    assert variance([points[0] - 5000, points[1] + 5000, points[2]]) > variance(points)
+    assert variance([points[0] + 5000, points[1] - 5000, points[2]]) > variance(points)
+    # a source still training elsewhere counts at the mean of the known; a tiny share keeps a floor
+    assert integration_points([100] * 3, [1.0, None, 3.0], 0) == integration_points([100] * 3, [1.0, 2.0, 3.0], 0)
+    assert integration_points([50_000, 50_000], [1.0, 1e-6], 1) == MIN_INTEGRATION_POINTS
+    assert integration_points([500, 500], [1.0, 1e-6], 1) == 500
+    assert integration_points([700, 800], [0.0, 0.0], 1) == 800
+
+
+class NineCamels(CamelBack1D):
+    """The camel back times 9: a source with 90 % of a run's sigma beside a plain one."""
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return 9 * super().f(x)
+
+
+def test_a_small_source_integrates_fewer_points(tmp_path):
+    lines: list[str] = []
+    big = ProcessSource(name="P1_big", integrand=NineCamels(prior="bw"), event_records=toy_records, lprup=1)
+    run = replace(settings(tmp_path, 300), integration_points=8000)
+    result = run_processes([big, toy_source("P2_small", 2)], run, Banner(), LHEInit(processes=[]), lines.append)
+    asked = [int(line.split("(asked ")[1].split()[0]) for line in lines if "integration: sigma" in line]
+    assert asked[0] == pytest.approx(8000 * 0.9 / 0.82, rel=0.05) and asked[1] == MIN_INTEGRATION_POINTS
+    big_points, small_points = (s.result.n_points for s in result.sources)
+    assert small_points < big_points and small_points <= 1500  # the kept training batches come on top
+    assert abs(result.cross_section - 10 * CamelBack1D().exact) < 5 * result.error
 
 
 def test_two_sources_give_exactly_n_events(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from madnis_plugin.lhe import EventRecords
-from madnis_plugin.run.events import share_events
+from madnis_plugin.run.events import integration_points, share_events
 from madnis_plugin.run.jobs import (
     CHUNK_EVENTS,
     INTEGRAL,
@@ -24,6 +24,7 @@ from madnis_plugin.run.jobs import (
     core_share,
     generation_jobs,
     integration_from_dict,
+    integration_points_here,
     merge_chunks,
     projected_share,
     read_result,
@@ -76,6 +77,25 @@ def test_share_bound_counts_only_the_p_dirs_integrated_before(tmp_path):
         others = [str(d) for j, d in enumerate(dirs) if j != i]
         write_json(dirs[i] / INTEGRAL, {"integral": integrals[i]})
         assert share_bound(10000, integrals[i], others) >= shares[i]
+
+
+def test_a_training_job_integrates_its_share_of_the_points_by_the_other_jobs_files(tmp_path):
+    """ttj's q q~ P-dir (21.4 pb) after gg (413 pb, a running estimate) and gq (141 pb, not yet written), every job
+    configured with 100k points (a channel part of a P-dir split in two: 50k): the points follow the cross sections
+    the other jobs wrote so far, read from their spec.json and integral.json."""
+    dirs = [tmp_path / name for name in ("gg", "gq")]
+    for d, points in zip(dirs, (100_000, 50_000)):
+        settings = RunSettings(nevents=10, output_dir=tmp_path, integration_points=points)
+        JobSpec("train", str(d), 0, 1, settings_to_dict(settings)).write(d)
+    others = [str(d) for d in dirs]
+    assert integration_points_here(100_000, 21.4, others) == integration_points([100_000] * 2 + [50_000], [21.4] * 3, 0)
+    write_json(dirs[0] / INTEGRAL, {"integral": 413.0, "estimate": True})
+    here = integration_points_here(100_000, 21.4, others)
+    assert here == integration_points([100_000, 100_000, 50_000], [21.4, 413.0, None], 0) < 10_000
+    write_json(dirs[1] / INTEGRAL, {"integral": -141.0})
+    assert integration_points_here(100_000, 21.4, others) == integration_points(
+        [100_000, 100_000, 50_000], [21.4, 413.0, 141.0], 0
+    )
 
 
 def test_spec_and_settings_travel_as_json(tmp_path):

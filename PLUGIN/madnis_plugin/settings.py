@@ -69,7 +69,7 @@ class MadnisSettings:
     training: TrainingConfig = field(default_factory=card_training)
     device: str = _entry("cpu", "torch device: cpu, cuda, cuda:N or auto")
     integration_points: int = _entry(
-        100000, "points of the final integration per P-dir (after training; shared by its channel parts)"
+        100000, "final integration points per P-dir on average (more for a large sigma, fewer for a small)"
     )
     workers: str = _entry(
         "auto", "Fortran evaluation workers per P-dir: auto (MadEvent's cores: nb_core, 1 per cluster job) or N"

@@ -39,6 +39,7 @@ from .jobs import (
     chunk_result,
     chunk_seed,
     integration_from_dict,
+    integration_points_here,
     projected_share,
     settings_from_dict,
     share_bound,
@@ -84,7 +85,8 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         n_events = projected_share(spec.max_events, spec.other_trainings)
     trained = train_or_load(spec.index, source, saved, settings, log_and_keep, n_events, estimate)
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
-    integration, points = integrate(trained.madnis, source, settings, integration_seed, log)
+    n_points = integration_points_here(settings.integration_points, trained.running_integral, spec.other_trainings)
+    integration, points = integrate(trained.madnis, source, settings, integration_seed, log, n_points)
     trained.madnis.save(job_dir / SAMPLER)
     write_json(job_dir / INTEGRAL, {"integral": integration.integral})  # bounds the other P-dirs' shares
     needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need

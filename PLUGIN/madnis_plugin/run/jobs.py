@@ -36,7 +36,7 @@ from madnis import ChannelContribution, IntegrationResult, TrainingConfig
 from madnis.integration import ChannelAccumulator
 
 from ..lhe import EventRecords
-from .events import training_share
+from .events import integration_points, training_share
 from .sample import Unweighted
 from .source import RunSettings
 
@@ -229,6 +229,18 @@ def projected_share(nevents: int, other_trainings: list[str]) -> Callable[[float
         return training_share(nevents, len(other_trainings) + 1, known)(integral)
 
     return share
+
+
+def integration_points_here(configured: int, integral: float, other_trainings: list[str]) -> int:
+    """A training job's final integration points (:func:`.events.integration_points`): the sources' configured
+    points (each job's ``spec.json``) re-divided by cross section, the others' as they wrote it so far
+    (``integral.json``: an integration's value or a training's running estimate; not yet written: unknown)."""
+    configured_points, sigma = [configured], [integral]
+    for job_dir in map(Path, other_trainings):
+        configured_points.append(int(JobSpec.read(job_dir).settings["integration_points"]))
+        path = job_dir / INTEGRAL
+        sigma.append(json.loads(path.read_text())["integral"] if path.exists() else None)
+    return integration_points(configured_points, sigma, 0)
 
 
 def ahead_open(other_trainings: list[str]) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 from madnis import IntegrationResult
 
 from ..lhe import BannerLike, LHEInit
-from .events import event_records, share_events, training_share, write_events
+from .events import event_records, integration_points, share_events, training_share, write_events
 from .sample import Unweighted, integrate, unweight
 from .source import INTEGRATION, SAMPLING, ProcessSource, RunSettings, check_run, saved_sampler_path, stream_seed
 from .train import TrainedSampler, saved_sampler, train_or_load
@@ -136,8 +136,12 @@ def run_processes(
     for i, (s, m) in enumerate(zip(sources, saved)):
         n_events = training_share(settings.nevents, len(sources), [t.running_integral for t in trained])
         trained.append(train_or_load(i, s, m, settings, log, n_events))
+    sigma = [t.running_integral for t in trained]
+    configured = [settings.integration_points] * len(sources)
     integrations = [
-        integrate(t.madnis, s, settings, stream_seed(seed, i, INTEGRATION), log)
+        integrate(
+            t.madnis, s, settings, stream_seed(seed, i, INTEGRATION), log, integration_points(configured, sigma, i)
+        )
         for i, (s, t) in enumerate(zip(sources, trained))
     ]
     shares = share_events(settings.nevents, [result.integral for result, _ in integrations])

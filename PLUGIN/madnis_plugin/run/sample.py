@@ -210,14 +210,21 @@ def describe_sigma(result: IntegrationResult) -> str:
 
 
 def integrate(
-    madnis: MadNIS, source: ProcessSource, settings: RunSettings, seed: int, log: Callable[[str], None]
+    madnis: MadNIS,
+    source: ProcessSource,
+    settings: RunSettings,
+    seed: int,
+    log: Callable[[str], None],
+    n_points: int | None = None,
 ) -> tuple[IntegrationResult, WeightedPoints]:
-    """Step 2: the final integration, and its points as the first weighted points for unweighting.
+    """Step 2: the final integration of ``n_points`` points (None: ``settings.integration_points``; with several
+    sources, :func:`.events.integration_points`), and its points as the first weighted points for unweighting.
 
     The points of the training's efficiency checks (:meth:`madnis.MadNIS.take_check_samples`: the one that ended
     training, of the fixed sampler, and any that resumed it, of the sampler then; pooled per channel, see there)
     and its later online batches (:meth:`madnis.MadNIS.take_training_sample`, with fixed channel weights) count
-    towards ``integration_points``, and only the rest is drawn."""
+    towards them, and only the rest is drawn."""
+    n_points = settings.integration_points if n_points is None else n_points
     points = WeightedPoints(madnis, source)
     reused = madnis.take_check_samples()
     for sampler, sample in reused:
@@ -225,7 +232,7 @@ def integrate(
     training = madnis.take_training_sample()
     if training is not None:
         points.add(training, TRAINING_SAMPLE)
-    fresh = settings.integration_points - len(points)
+    fresh = n_points - len(points)
     if fresh >= 2:
         points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.trainer.steps_done)
     points.integration_batches = len(points.weight)
@@ -234,7 +241,10 @@ def integrate(
     checked = sum(len(sample.weight) for _, sample in reused)
     from_check = f", {checked} of them from {len(reused)} efficiency check(s)" if reused else ""
     from_training = f", {len(training.weight)} from the later training batches" if training is not None else ""
-    log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}{from_training}")
+    by_share = ""
+    if n_points != settings.integration_points:
+        by_share = f" (asked {n_points} by its share of sigma of {settings.integration_points} per source)"
+    log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}{from_training}{by_share}")
     return result, points
 
 
