@@ -57,10 +57,23 @@ def test_pylhe_reads_it(tmp_path):
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
-    records = dy_like_records(5)
-    records.scale = None  # formatting the first event fails half-way through the file
+    records = dy_like_records(5000)
+    records.helicity = records.helicity.astype(object)
+    records.helicity[4000, 2] = "?"  # formatting event 4000 fails, after more than a MB went to the writing thread
     with pytest.raises(TypeError):
-        write_lhe(tmp_path / "events.lhe.gz", records, np.ones(5), LHEInit([LHEProcessInfo(1, 0, 1)]))
+        write_lhe(tmp_path / "events.lhe.gz", records, np.ones(5000), LHEInit([LHEProcessInfo(1, 0, 1)]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_disk_write_is_raised_and_leaves_no_file(tmp_path, monkeypatch):
+    """The compressing thread's error reaches the caller (not lost in the thread), and nothing is left."""
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gzip.GzipFile, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_lhe(tmp_path / "events.lhe.gz", dy_like_records(5000), np.ones(5000), LHEInit([LHEProcessInfo(1, 0, 1)]))
     assert list(tmp_path.iterdir()) == []
 
 

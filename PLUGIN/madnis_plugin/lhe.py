@@ -13,12 +13,13 @@ complete, so an interrupted run (Ctrl-C, crash) never leaves a half-written LHE.
 from __future__ import annotations
 
 import gzip
-import io
 import os
-from collections.abc import Iterable
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -107,36 +108,79 @@ GZIP_LEVEL = (
 )
 
 
-def format_event(records: EventRecords, i: int, weight: float) -> str:
-    """One ``<event>`` block in MadEvent's number format (lhe_parser.Event/Particle.__str__)."""
-    n = int(records.nup[i])
-    lines = [
-        "<event>",
-        "%2d %6d %+13.7e %14.8e %14.8e %14.8e"
-        % (n, records.subprocess[i], weight, records.scale[i], records.aqed[i], records.aqcd[i]),
-    ]
-    for j in range(n):
-        px, py, pz, e, m = records.momenta[i, j]
-        lines.append(
-            " %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e"
-            % (
-                records.pdg[i, j],
-                records.status[i, j],
-                records.mothers[i, j, 0],
-                records.mothers[i, j, 1],
-                records.color[i, j, 0],
-                records.color[i, j, 1],
-                px,
-                py,
-                pz,
-                e,
-                m,
-                0.0,
-                records.helicity[i, j],
-            )
-        )
-    lines.append("</event>")
-    return "\n".join(lines) + "\n"
+EVENT_LINE = "<event>\n%2d %6d %+13.7e %14.8e %14.8e %14.8e"
+PARTICLE_LINE = " %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e"
+
+
+def event_blocks(records: EventRecords, weights: np.ndarray) -> Iterator[str]:
+    """The ``<event>`` blocks in MadEvent's number format (lhe_parser.Event/Particle.__str__), one per event.
+    The arrays become Python lists first: indexing numpy element by element costs more than the formatting."""
+    heads = zip(
+        records.nup.tolist(),
+        records.subprocess.tolist(),
+        np.asarray(weights, dtype=np.float64).tolist(),
+        records.scale.tolist(),
+        records.aqed.tolist(),
+        records.aqcd.tolist(),
+    )
+    integers = np.concatenate(
+        [records.pdg[..., None], records.status[..., None], records.mothers, records.color], axis=2
+    ).tolist()
+    momenta, helicity = records.momenta.tolist(), records.helicity.tolist()
+    for head, ints, moms, hels in zip(heads, integers, momenta, helicity):
+        lines = [EVENT_LINE % head]
+        lines += [PARTICLE_LINE % (*ints[j], *moms[j], 0.0, hels[j]) for j in range(head[0])]
+        lines.append("</event>\n")
+        yield "\n".join(lines)
+
+
+class _CompressingWriter:
+    """Bytes written to ``stream`` by a thread of their own: gzip's compression (zlib releases the GIL) runs while
+    the next events are formatted (10k t t~ j events: 0.3 s formatting and 0.3 s compressing, now overlapped)."""
+
+    def __init__(self, stream: BinaryIO, batch: int = 1 << 20):
+        self.stream, self.batch = stream, batch
+        self.pending: list[str] = []
+        self.size = 0
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.stream.write(data)
+                except BaseException as error:  # reported by the writing thread in close()
+                    self.error = error
+
+    def write(self, text: str) -> None:
+        self.pending.append(text)
+        self.size += len(text)
+        if self.size >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put("".join(self.pending).encode("ascii"))
+        self.pending, self.size = [], 0
+
+    def close(self) -> None:
+        """Write what is pending and wait for the thread; its error, if any, is raised here."""
+        try:
+            self._flush()
+        finally:
+            self.abort()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        """Stop the thread after what it has queued, writing nothing more (the file is being given up)."""
+        self.pending, self.size = [], 0
+        self.queue.put(None)
+        self.thread.join()
 
 
 def write_lhe(
@@ -161,13 +205,19 @@ def write_lhe(
         with raw:
             gz = path.suffix == ".gz"
             stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else raw
-            with io.TextIOWrapper(stream, encoding="ascii", newline="\n") as out:
-                out.write('<LesHouchesEvents version="3.0">\n')
-                out.write(banner.text(len(records), total))
-                out.write(init.text())
-                for i in range(len(records)):
-                    out.write(format_event(records, i, float(weights[i])))
-                out.write("</LesHouchesEvents>\n")
+            with stream:
+                out = _CompressingWriter(stream)
+                try:
+                    out.write('<LesHouchesEvents version="3.0">\n')
+                    out.write(banner.text(len(records), total))
+                    out.write(init.text())
+                    for block in event_blocks(records, weights):
+                        out.write(block)
+                    out.write("</LesHouchesEvents>\n")
+                except BaseException:
+                    out.abort()
+                    raise
+                out.close()
         os.replace(tmp, path)
     except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
         tmp.unlink(missing_ok=True)
