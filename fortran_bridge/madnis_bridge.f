@@ -434,9 +434,10 @@ c     the beam fractions and rapidity that DSIGPROC flips for the mirror are res
 
 c     One point: fills the generated momenta p (gen_mom's order), the momenta pout that the
 c     matrix elements see (config ichan's permutation of p), x1, x2, value (= f*J, pb),
-c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror).
+c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror). With
+c     with_me = .false. only the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       subroutine madnis_point(ichan, r, p, pout, x1, x2, value, alpha,
-     &     status, fk)
+     &     status, fk, with_me)
       implicit none
       include 'genps.inc'
       include 'nexternal.inc'
@@ -445,6 +446,7 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
       include 'run.inc'
       include 'madnis_glue.inc'
       integer ichan, status
+      logical with_me
       double precision r(*), pout(0:3, nexternal), x1, x2, value
       double precision p(0:3, max_particles+1)
       double precision alpha(*), fk(2, maxsproc)
@@ -507,6 +509,10 @@ c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror)
          goto 90
       endif
       call switchmom(p, pout, perms(1, mapconfig(ichan)), jc, nexternal)
+      if (.not. with_me) then
+         status = 0
+         return
+      endif
       passed = .false.
       ftot = 0d0
       do k = 1, maxsproc
@@ -614,7 +620,7 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
          ipt = order(k)
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
      &        momenta((ipt-1)*4*nexternal + 1), x1(ipt), x2(ipt),
-     &        value(ipt), alpha((ipt-1)*nconf + 1), ist, fk)
+     &        value(ipt), alpha((ipt-1)*nconf + 1), ist, fk, .true.)
          status(ipt) = ist
       enddo
       deallocate(order)
@@ -654,6 +660,11 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       common/subproc/ipsel
       integer ipt, nconf, ist, k, m, i, kc, mc, useed, cseed
       integer madnis_sub_index
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      logical mirrorprocs(maxsproc)
+      include 'mirrorprocs.inc'
+      logical single, madnis_scale_dep
       real ran1, flow
       external ran1
       double precision fk(2, maxsproc), pt(0:3, nexternal), x1, x2
@@ -670,19 +681,29 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
             return
          endif
       enddo
+      single = maxsproc .eq. 1 .and. .not. mirrorprocs(1)
       do ipt = 1, n
          nup(ipt) = 0
          subproc(ipt) = -1
-c        RANMAR (helicity) and ran1 (addmothers' colour flow) restart for every point from seed and the
-c        fine bits of u(ipt), which the mirror choice (the coarse bits) does not see: a point's record is
-c        the same whatever batch or worker it is in
+c        RANMAR (flavour, helicity) and ran1 (addmothers' colour flow) restart for every point from seed
+c        and the fine bits of u(ipt), which the mirror choice (the coarse bits) does not see: a point's
+c        record is the same whatever batch or worker it is in
          useed = int(mod(u(ipt)*1048576d0, 1d0)*1073741824d0)
-         call rmarin(1802 + mod(mod(abs(seed), 29000) + mod(useed, 29000), 29000),
-     &        9373 + mod(abs(seed)/29000 + useed/29000, 20000))
+         call madnis_ranmar_state(seed, useed)
          cseed = -1 - mod(mod(abs(seed), 259199) + mod(useed, 259199), 259199)
          flow = ran1(cseed)
+         if (single) then
+c           one subprocess, no mirror: nothing to choose, the recording evaluation below is the only one
+            call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
+     &           pt, x1, x2, value, alpha, ist, fk, .false.)
+            if (ist .ne. 0 .or. (confsub(1, channel(ipt) + 1) .eq. 0
+     &           .and. madnis_scale_dep())) cycle
+            kc = 1
+            mc = 1
+            goto 50
+         endif
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
-     &        pt, x1, x2, value, alpha, ist, fk)
+     &        pt, x1, x2, value, alpha, ist, fk, .true.)
          tot = 0d0
          do k = 1, maxsproc
             tot = tot + abs(fk(1, k)) + abs(fk(2, k))
@@ -712,11 +733,12 @@ c        choose the subprocess and mirror with probability proportional to its c
                enddo
             enddo
          endif
-c        rerun that subprocess with MadEvent's event writer switched on
-         mg_rec_npart = 0
+c        rerun that subprocess with MadEvent's event writer switched on (no event where it gives 0)
+ 50      mg_rec_npart = 0
          mg_record = .true.
          call madnis_dsigproc(p, kc, mc, channel(ipt) + 1, f)
          mg_record = .false.
+         if (mg_rec_npart .eq. 0) cycle
          nup(ipt) = mg_rec_npart
          subproc(ipt) = madnis_sub_index(kc, ipsel, mc) - 1
          do i = 1, mg_rec_npart
@@ -738,4 +760,32 @@ c        rerun that subprocess with MadEvent's event writer switched on
          aqed(ipt) = mg_rec_aqed
       enddo
       madnis_event_record = 0
+      end
+
+c     RANMAR's state for one event record: its 97 lagged-Fibonacci entries (24-bit fractions) from a
+c     Park-Miller minimal-standard generator seeded by the run's seed and the point's useed, and the
+c     carry as MadEvent's rmarin sets it. Why not rmarin: Marsaglia-Zaman's initialisation takes 2328
+c     steps, 25 us of a 160 us record (and prints a line per call).
+      subroutine madnis_ranmar_state(seed, useed)
+      implicit none
+      integer seed, useed, ii, iranmr, jranmr
+      integer*8 x
+      double precision ranu(97), ranc, rancd, rancm
+      common/ raset1 / ranu, ranc, rancd, rancm
+      common/ raset2 / iranmr, jranmr
+      save /raset1/, /raset2/
+      x = 1_8 + mod(mod(int(abs(seed), 8), 2147483646_8)*1073741824_8
+     &     + int(useed, 8), 2147483646_8)
+      do ii = 1, 8
+         x = mod(48271_8*x, 2147483647_8)
+      enddo
+      do ii = 1, 97
+         x = mod(48271_8*x, 2147483647_8)
+         ranu(ii) = dble(x/128_8)/16777216d0
+      enddo
+      ranc = 362436d0/16777216d0
+      rancd = 7654321d0/16777216d0
+      rancm = 16777213d0/16777216d0
+      iranmr = 97
+      jranmr = 33
       end
