@@ -19,11 +19,24 @@ import torch
 from .integrand import Integrand, IntegrandResult
 
 
-def partition_groups(groups: Sequence[Sequence[int]], parts: int) -> list[list[int]]:
-    """The channels of ``min(parts, len(groups))`` parts, whole groups dealt in turn (group g to part g mod k):
-    neighbouring diagrams, often alike, land in different parts."""
+def partition_groups(
+    groups: Sequence[Sequence[int]], parts: int, weights: Sequence[float] | None = None
+) -> list[list[int]]:
+    """The channels of ``min(parts, len(groups))`` parts of whole groups. Without ``weights``, dealt in turn (group
+    g to part g mod k): neighbouring diagrams, often alike, land in different parts. With a weight per group (e.g.
+    its estimated cross section), the heaviest first, each to the part with the least weight so far (ties: the
+    first such part), so that the parts' weights are nearly equal: each part's job then has about as many events
+    to make (``g g > t t~ g`` dealt in turn: 31 % and 69 % of sigma)."""
     k = max(1, min(parts, len(groups)))
-    return [sorted(c for g in groups[p::k] for c in g) for p in range(k)]
+    if weights is None:
+        return [sorted(c for g in groups[p::k] for c in g) for p in range(k)]
+    members: list[list[int]] = [[] for _ in range(k)]
+    load = [0.0] * k
+    for g in sorted(range(len(groups)), key=lambda g: -weights[g]):
+        lightest = load.index(min(load))
+        members[lightest] += groups[g]
+        load[lightest] += weights[g]
+    return [sorted(channels) for channels in members]
 
 
 class ChannelSubset(Integrand):

@@ -347,6 +347,9 @@ def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
         results = (tmp_path / "TTG" / "HTML" / "run_01" / "results.html").read_text()
         assert "SubProcesses/P1_gg_ttxg/diagrams.html>P1_gg_ttxg<" in results  # one P-dir row, its cross section
         assert results.count(">P1_gg_ttxg.1of2<") == 0, results
+        # the parts' channel groups were dealt by estimated cross section: dealt in turn they had 31 % and 69 %
+        parts = [float(x) for x in re.findall(r"\[P1_gg_ttxg\.\dof2\] integration: sigma = ([\d.]+)", out)]
+        assert len(parts) == 2 and 0.35 < parts[0] / sum(parts) < 0.65, parts
 
 
 @pytest.mark.slow

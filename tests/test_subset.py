@@ -18,6 +18,19 @@ def test_partition_deals_whole_groups_in_turn():
     assert partition_groups([[0], [1, 2]], 5) == [[0], [1, 2]]  # never an empty part
 
 
+def test_partition_by_weight_balances_the_parts():
+    """g g > t t~ g's groups (cross sections in pb): dealt in turn 56 % / 44 %, by weight 50 % / 50 %."""
+    sigma = [2.1, 2.9, 134.4, 13.3, 134.6, 56.3, 12.9, 56.4, 0.0]
+    groups = [[2 * g, 2 * g + 1] for g in range(len(sigma))]
+    parts = partition_groups(groups, 2, sigma)
+    assert sorted(parts[0] + parts[1]) == list(range(18))
+    load = [sum(sigma[c // 2] for c in part[::2]) for part in parts]
+    assert abs(load[0] - load[1]) < 0.02 * sum(sigma)
+    turn = [sum(sigma[c // 2] for c in part[::2]) for part in partition_groups(groups, 2)]
+    assert abs(turn[0] - turn[1]) > 0.1 * sum(sigma)
+    assert partition_groups(groups, 3, [1.0] * 9) == partition_groups(groups, 3)  # equal weights: dealt in turn
+
+
 def test_a_channel_contributes_in_its_part_exactly_what_it_does_in_the_whole():
     toy = ManyChannels10D()
     part = ChannelSubset(toy, partition_groups(toy.groups(), 3)[1])
