@@ -10,6 +10,8 @@ c   unwgt()       stores nothing unless an event record is requested,
 c   write_event() captures the Les Houches record instead of writing it.
 c (The originals are made weak symbols by build.py.) The integrand is the deterministic
 c sum over subprocesses and mirrors; alpha follows SMATRIX's single-diagram enhancement.
+c An event record sets RANMAR's state (its common blocks) from the run's seed and the point,
+c so that its flavour, helicity and colour draws do not depend on the batch or the worker.
 
 c     r is kept in MadEvent's own range, that of RANMAR (multiples of 2**-24 in [2**-24,
 c     1 - 2**-24]): on the faces of the cube (0, 1, or float32-rounded/denormal values next
