@@ -1,13 +1,12 @@
 """Ablation on matrix elements: which TrainingConfig setting shrinks the weight tail of a W+2j channel part (issue 8).
 
-Each run trains one channel part of ``g g > w+ d u~ g`` (the part a 2-core launch trains: the P-dir's channel groups
-dealt into ``--parts`` parts, ``madnis.subset``) for ``--steps`` fixed steps with the plugin's run_card defaults plus
-the row's overrides, then draws ``--points`` weighted points (batches of ``--batch`` points, default 100k, channels
-by their w_max as a launch draws them) and reports sigma/I per point, the unweighting efficiency of all of them by
-MadEvent's rule (at most 0.1 % of the weight above w_max), the median efficiency of the batches (a launch's chunk of
-1000 events unweights 40k-70k points against its own w_max), the largest weight / mean, and the training wall
-time. Runs are
-spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
+Each run trains one channel part of ``g g > w+ d u~ g`` (the part a 2-core launch of the run's seed trains: the
+P-dir's channel groups dealt into ``--parts`` parts of about equal estimated cross section, ``madnis.subset``) for
+``--steps`` fixed steps with the plugin's run_card defaults plus the row's overrides, then draws ``--points``
+weighted points (batches of ``--batch`` points, default 100k, channels by their w_max as a launch draws them) and
+reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's rule (at most 0.1 % of the weight
+above w_max), the median efficiency of the batches (a launch's chunk of 1000 events unweights 40k-70k points against
+its own w_max), the largest weight / mean, and the training wall time. Runs are spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
 ``benchmarks/results/NAME.{json,md}`` (``--name``, default ``wjj_ablation``).
 
     OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg \\
@@ -45,7 +44,8 @@ def train_part(pdir: str, parts: int, part: int, steps: int, overrides: dict, se
 
     torch.set_num_threads(1)
     settings = MadnisSettings(workers="1")
-    channels = partition_groups(channel_groups(Path(pdir)), parts)[part - 1]
+    groups, sigma = channel_groups(Path(pdir), seed)  # dealt by estimated cross section, as a launch of this seed
+    channels = partition_groups(groups, parts, sigma)[part - 1]
     source = channel_part(process_source(Path(pdir), settings, seed), channels, f"part {part} of {parts}")
     overrides = {"steps": steps, **overrides}  # a row may set its own steps
     config = dataclasses.replace(settings.training_config(seed=seed), **overrides)
