@@ -194,15 +194,19 @@ def write_result(job_dir: Path, values: dict[str, Any]) -> None:
 ESTIMATE_WEIGHT = 0.5  # share_bound counts a P-dir still integrating at this share of its training estimate
 
 
+def written_integral(job_dir: Path) -> tuple[float, bool] | None:
+    """A training job's ``integral.json``: (|integral|, whether it is a training's running estimate rather than an
+    integration's value); None while the job has written none."""
+    path = job_dir / INTEGRAL
+    if not path.exists():
+        return None
+    values = json.loads(path.read_text())
+    return abs(values["integral"]), bool(values.get("estimate"))
+
+
 def other_integrals(other_trainings: list[str]) -> list[tuple[float, bool]]:
-    """The other P-dirs' ``integral.json`` written so far: (|integral|, whether it is a training's running estimate
-    rather than an integration's value)."""
-    found = []
-    for path in (Path(d) / INTEGRAL for d in other_trainings):
-        if path.exists():
-            other = json.loads(path.read_text())
-            found.append((abs(other["integral"]), bool(other.get("estimate"))))
-    return found
+    """The other P-dirs' :func:`written_integral` written so far."""
+    return [found for found in (written_integral(Path(d)) for d in other_trainings) if found is not None]
 
 
 def share_bound(nevents: int, integral: float, other_trainings: list[str]) -> int:
@@ -238,8 +242,8 @@ def integration_points_here(configured: int, integral: float, other_trainings: l
     configured_points, sigma = [configured], [integral]
     for job_dir in map(Path, other_trainings):
         configured_points.append(int(JobSpec.read(job_dir).settings["integration_points"]))
-        path = job_dir / INTEGRAL
-        sigma.append(json.loads(path.read_text())["integral"] if path.exists() else None)
+        found = written_integral(job_dir)
+        sigma.append(None if found is None else found[0])
     return integration_points(configured_points, sigma, 0)
 
 
