@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,32 @@ def test_launch_madnis_dy_cross_section_and_events(dy_launch, mg5_dir):
     assert "P1_qq_ll" in html and "training.png" in html
     assert (run_dir / "HTML" / "run_01" / "training.png").stat().st_size > 1000
     assert list((run_dir / "madnis").glob("P1_qq_ll*.pt"))
+
+
+def helicity_combinations(matrix: Path) -> int:
+    """NCOMB of a MadEvent matrix element: the helicity combinations it sums."""
+    return int(re.search(r"PARAMETER \(\s*NCOMB=(\d+)\)", matrix.read_text()).group(1))
+
+
+def test_launch_recycles_helicities_as_madevent_and_keeps_the_matrix_element(dy_launch, tmp_path):
+    """The launch writes matrix*_optim.f as MadEvent's survey does (the contributing helicities alone) and the
+    bridge evaluates them: the same f J and alpha as the full helicity sums of matrix*_orig.f, point by point."""
+    from fortran_bridge import ProcessLibrary
+
+    pdir = dy_launch[0] / "SubProcesses" / "P1_qq_ll"
+    assert helicity_combinations(pdir / "matrix1_optim.f") < helicity_combinations(pdir / "matrix1_orig.f")
+    copy = tmp_path / "DY"
+    shutil.copytree(dy_launch[0], copy, symlinks=True, ignore=shutil.ignore_patterns("madnis_build", "Events"))
+    for optimised in (copy / "SubProcesses" / "P1_qq_ll").glob("matrix*_optim.*"):
+        optimised.unlink()  # the bridge then compiles the full sum, as before the launch
+    rng = np.random.default_rng(3)
+    with ProcessLibrary(pdir) as recycled, ProcessLibrary(copy / "SubProcesses" / "P1_qq_ll") as full:
+        channel = rng.integers(0, recycled.info.n_channels, 2000)
+        r = rng.random((2000, recycled.info.ndim))
+        a, b = recycled.evaluate(channel, r), full.evaluate(channel, r)
+    assert (a.value != 0).sum() > 400  # the points inside the cuts (~30 %)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(a.alpha, b.alpha, rtol=1e-12, atol=1e-15)
 
 
 def test_lhe_is_read_by_pylhe_and_mg5_lhe_parser(dy_launch, mg5_dir):

@@ -1,7 +1,8 @@
 """``generate_events`` with ``madnis = True``: MadNIS replaces survey/refine/combine inside MadEvent's run.
 
 Everything MadEvent does around the integration stays MadEvent's: card questions and ``set`` commands,
-run names, ``treatcards`` and the Source compilation (``configure_directory``), the random seed
+run names, ``treatcards`` and the Source compilation (``configure_directory``), the helicity recycling of the
+matrix elements (:mod:`.helicities`), the random seed
 (``iseed`` or ``randinit``, advanced after each run), the banner, ``results.dat``, the HTML results page
 and crossx.html, the shell summary ``Cross-section : X +- Y pb``, and the later steps (decay, shower).
 In between, the shared run orchestration trains, integrates and unweights each P-dir through the
@@ -37,6 +38,7 @@ from ..run.orchestrate import channel_names
 from ..settings import MadnisSettings
 from .cluster_jobs import job_server, run_as_jobs
 from .gridpack import create_gridpack
+from .helicities import recycle_helicities
 
 logger = logging.getLogger("madevent.madnis")
 
@@ -50,6 +52,7 @@ def run_madnis(cmd: Any) -> None:
     threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
     with job_server(cmd) as server:
         cmd.configure_directory()
+        recycle_helicities(cmd, _madevent_class(cmd))
         seed = int(cmd.random)
         cmd.update_random()
         cmd.save_random()
