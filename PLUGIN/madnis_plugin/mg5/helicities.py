@@ -5,8 +5,9 @@ MadEvent's survey first finds the helicities that contribute (``madevent_forhel`
 ``matrix*_optim.f``, which sums those alone and recycles wave functions between them (MG5aMC's
 ``gen_ximprove.gensym.get_helicity`` and ``hel_recycle``); with ``hel_recycling = False`` it copies the original
 instead. The bridge compiles ``matrix*_optim`` where it exists (``fortran_bridge/madnis_bridge.mk``), so MadNIS
-evaluates the same matrix element as stock MadEvent at the same cost: on ``g g > t t~ g`` 11.6 instead of 29.2 us
-per point, values equal to 5e-15 (benchmarks/results/helicity_recycling.md; ``g g > w+ d u~ g``: 30 instead of 78 us).
+evaluates the same matrix element as stock MadEvent at the same cost: per point inside the cuts 30 instead of 78 us
+on ``g g > w+ d u~ g``, 17 instead of 45 us on ``g g > t t~ g``, values equal to 1e-14
+(benchmarks/results/helicity_recycling.md).
 """
 
 from __future__ import annotations
