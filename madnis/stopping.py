@@ -57,7 +57,9 @@ than the check tolerates (measured x ``CHECK_TOLERANCE`` > the last check's): on
 still errs high on lucky windows, and every resume costs at least ``patience_share`` of the projected time. Measured
 on ``g g > w+ d u~ g``, 100k events: a channel part checked 2.45 % at step 1179 (estimated 4.95 %), 1.84 % at step
 2191 (estimated 2.80 %) and 3.26 % at step 3589, 175 s of training, while the other part, stopped at step 1253
-(3.14 %), unweighted its generation chunks at the same ~3 % (chunks of 1000 events, 40k points each).
+(3.14 %), unweighted its generation chunks at the same ~3 % (chunks of 1000 events, 40k points each). A check that
+ends training below the last one (:attr:`EfficiencyCheck.fell`) hands the generation the sampler of that last check
+(:meth:`madnis.MadNIS.train`).
 
 Rule: the smallest projection so far and its step are kept; training stops once at least ``min_steps``
 steps were made, ``patience`` online steps in a row brought no new smallest projection *and* the training
@@ -159,6 +161,12 @@ class EfficiencyCheck:
     measured: float
     previous: float | None
     out_of_time: bool  # max_seconds had passed: no resume whatever the check says
+    kept_step: int | None = None  # training ended with the sampler of the last check's step (it measured higher)
+
+    @property
+    def fell(self) -> bool:
+        """Training ends here and the sampler measured less than at the last check, which resumed training."""
+        return not self.resumed and self.previous is not None and self.measured < self.previous
 
     @property
     def below_estimate(self) -> bool:
@@ -182,9 +190,10 @@ class EfficiencyCheck:
             verdict = f"training stops: the training since the last check ({100 * self.previous:.2f}%) did not pay"
         else:
             verdict = "training stops: its time is up"
+        kept = f"; the sampler of step {self.kept_step} is kept" if self.kept_step is not None else ""
         return (
             f"efficiency check after step {self.step}: {100 * self.measured:.2f}% on {self.points} points, "
-            f"estimated {100 * self.estimate:.2f}%; {verdict}"
+            f"estimated {100 * self.estimate:.2f}%; {verdict}{kept}"
         )
 
 

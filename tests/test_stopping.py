@@ -222,6 +222,38 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
     assert not history.stop.max_minutes_reached
 
 
+@pytest.mark.parametrize("train_channel_weights", [False, True])
+def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch, train_channel_weights):
+    """The first check measures 30 % (far below the window's 100 %: training resumes), the second 10 %: training stops
+    and the sampler goes back to what it was at the first check, which measured higher; its points are labelled by
+    that check's step. With fixed channel weights both checks' points stay (each under the density that drew it); with
+    learned ones neither (their samplers' channel weights are not the kept sampler's)."""
+    monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: 1.0)
+    measured = iter([0.3, 0.1])
+    states = []
+    integrate_sample = MadNIS.integrate_sample
+
+    def checked(self, n_points, seed=None):
+        states.append({k: v.clone() for k, v in self.sampler.state_dict().items()})
+        result, sample = integrate_sample(self, n_points, seed)
+        result.checked_efficiency = next(measured)
+        return result, sample
+
+    monkeypatch.setattr(MadNIS, "integrate_sample", checked)
+    monkeypatch.setattr(IntegrationResult, "unweighting_efficiency", property(lambda self: self.checked_efficiency))
+    config = quick_auto(auto_check_points=2000, max_minutes=0.5, train_channel_weights=train_channel_weights)
+    m = MadNIS(CamelBack1D(prior="bw"), config)
+    history = m.train(n_events=100_000)
+    first, last = history.checks
+    assert first.resumed and last.fell and last.kept_step == first.step < last.step
+    assert "the sampler of step" in last.describe()
+    assert m.sampler_step == first.step != m.trainer.steps_done
+    assert len(states) == 2 and any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert all(torch.equal(v, states[0][k]) for k, v in m.sampler.state_dict().items())
+    kept = m.take_check_samples()
+    assert [step for step, _ in kept] == ([] if train_channel_weights else [first.step, last.step])
+
+
 def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):
     """With fixed channel weights the kept later training batches unweight into events too: the efficiency check
     draws n_events / estimate minus their points, and the training's last projection counted them."""

@@ -132,7 +132,7 @@ def make_chunk(
     seed = chunk_seed(spec.seed, spec.index, chunk)
     points = WeightedPoints(madnis, source)
     first = madnis.sample_weighted(top_up_size(CHUNK_EVENTS, efficiency, settings.weighted_batch), seed=seed)
-    points.add(first, madnis.trainer.steps_done)
+    points.add(first, madnis.sampler_step)
     events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop)
     out.mkdir(parents=True, exist_ok=True)
     write_events_file(out, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points))

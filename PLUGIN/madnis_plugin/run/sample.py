@@ -70,7 +70,7 @@ class WeightedPoints:
         self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
         self.prior_total = 0.0
         self.integration_batches = 0  # the first batches: the final integration's points
-        self.final_sampler = madnis.trainer.steps_done  # the label of the final sampler's batches
+        self.final_sampler = madnis.sampler_step  # the label of the final sampler's batches
 
     def add(self, sample: WeightedSample, sampler: int) -> None:
         """A batch drawn by the sampler that had made ``sampler`` training steps."""
@@ -234,7 +234,7 @@ def integrate(
         points.add(training, TRAINING_SAMPLE)
     fresh = n_points - len(points)
     if fresh >= 2:
-        points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.trainer.steps_done)
+        points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.sampler_step)
     points.integration_batches = len(points.weight)
     result = points.integration_result(settings.training.max_overweight)
     madnis.last_result = result
@@ -307,7 +307,7 @@ def unweight(
         share = points.top_up_shares(n_events, settings.training.max_overweight)
         size = top_up_size(n_events - len(accepted), len(accepted) / len(weights), settings.weighted_batch)
         sample = madnis.sample_weighted(size, seed=seed + len(weights), share=share)
-        points.add(sample, madnis.trainer.steps_done)
+        points.add(sample, madnis.sampler_step)
     index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max[index]) / w_max[index]).numpy()
     final = points.final_points()
