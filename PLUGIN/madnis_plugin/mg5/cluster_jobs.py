@@ -133,7 +133,7 @@ class ClusterJobs:
 @contextlib.contextmanager
 def job_server(cmd: Any) -> Iterator[str | None]:
     """The address of a job server (:mod:`..run.job_server`) for a multicore launch, None otherwise (cluster jobs
-    run elsewhere). Started before MadEvent compiles, so that its imports overlap the compilation."""
+    run elsewhere). Started before the helicity recycling, so that its imports overlap that mostly serial work."""
     if cmd.cluster_mode != 2:
         yield None
         return

@@ -48,10 +48,11 @@ def run_madnis(cmd: Any) -> None:
     ``gridpack = True`` the run is packed into MadEvent's gridpack afterwards."""
     settings = checked_settings(cmd)
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
-    # matplotlib (0.3-0.5 s, seconds when its font cache is new) while this thread waits for compilers and jobs
+    cmd.configure_directory()  # MadEvent's Source compilation, on every core
+    # the imports of matplotlib (0.3-0.5 s, seconds when its font cache is new) and of the job server (torch, ~1.6 s)
+    # from here on overlap the helicity recycling, whose helicity runs and links leave cores idle
     threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
     with job_server(cmd) as server:
-        cmd.configure_directory()
         recycle_helicities(cmd, _madevent_class(cmd))
         seed = int(cmd.random)
         cmd.update_random()
