@@ -269,7 +269,7 @@ def test_each_sampler_unweights_against_its_own_w_max(settings, earlier_last):
     x_b = torch.rand(n, generator=generator, dtype=torch.float64).sqrt()
     madnis = SimpleNamespace(
         sampler=SimpleNamespace(group_of_channel=torch.zeros(1, dtype=torch.long)),
-        trainer=SimpleNamespace(steps_done=20),
+        sampler_step=20,
     )
     source = SimpleNamespace(name="toy", integrand=SimpleNamespace(n_channels=1), observable=None)
     points = WeightedPoints(madnis, source)
