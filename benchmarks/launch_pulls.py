@@ -39,7 +39,8 @@ def markdown(rows: list[dict], header: dict) -> str:
         f"- command: `{header['command']}`",
         f"- machine: {header['machine']}; date: {header['date']}; commit {header['commit']}",
         f"- reference: {header['reference'][0]} +- {header['reference'][1]} pb ({header['reference_source']})",
-        f"- {len(rows)} launches, {header['nevents']} events each, `nb_core = {header['nb_core']}`, default cards",
+        f"- {len(rows)} launches, {header['nevents']} events each, `nb_core = {header['nb_core']}`, "
+        + (", ".join(f"`{k} = {v}`" for k, v in header.get("entries", {}).items()) or "default cards"),
         "",
         f"Mean pull {statistics.mean(pulls):+.2f}, sd {statistics.pstdev(pulls):.2f}, chi2 {chi2:.1f} for {len(rows)}",
         "launches (a pull includes the reference's error).",
@@ -65,12 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nb-core", type=int, default=2)
     parser.add_argument("--mg5", type=Path, default=mg5_home())
     parser.add_argument("--output", default="launch_pulls")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="ENTRY=VALUE", help="a run_card entry for every launch"
+    )
     args = parser.parse_args(argv)
+    entries = dict(item.split("=", 1) for item in args.set)
     reference = tuple(args.reference)
     rows = []
     for _, directory in process_directories(args.mg5, [args.process], "launch_pulls_", keep=False):
         for seed in args.seeds:
-            m = madnis(directory, args.nevents, nb_core=args.nb_core, iseed=seed)
+            m = madnis(directory, args.nevents, nb_core=args.nb_core, iseed=seed, **entries)
             rows.append(
                 dict(
                     seed=seed,
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f'python benchmarks/launch_pulls.py "{args.process}" --reference {args.reference[0]} {args.reference[1]} '
         f"--seeds {' '.join(map(str, args.seeds))} --nevents {args.nevents} --nb-core {args.nb_core} "
-        f"--output {args.output}"
+        f"--output {args.output}" + "".join(f" --set {item}" for item in args.set)
     )
     header = dict(
         process=args.process,
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         reference_source=args.reference_source,
         nevents=args.nevents,
         nb_core=args.nb_core,
+        entries=entries,
         commit=subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         ).stdout.strip(),
