@@ -21,9 +21,7 @@ its own with its own w_max, so the accepted points of each sample follow f and s
 earlier samplers' heavier tails do not set the w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k
 points each: 1261 events from the 200k points against one w_max, 1943 with one each). The efficiency is highest
 when n_i ∝ w_max_i, each channel's own maximum (:mod:`madnis.unweighting`), so each new batch of the final
-sampler fills its channels up towards that allocation. A generation chunk caps its w_max at the integration's
-scale (:func:`reference_max_weight`), as MadEvent's combine step sets one w_max for all of a run's events: a rare
-weight far above it becomes one overweight event. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
+sampler fills its channels up towards that allocation. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
 priority per point), so the events' channel mix is not tilted towards the first batches. The diagnostics
 (prior channel shares, the observable of the weighted points and of the events) are accumulated from the
 points drawn, without integrand calls of their own.
