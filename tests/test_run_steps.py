@@ -31,7 +31,6 @@ from madnis_plugin.run.sample import (
     UnweightingStopped,
     WeightedPoints,
     integrate,
-    reference_max_weight,
     top_up_size,
     unweight,
 )
@@ -254,40 +253,6 @@ def test_a_chunk_made_ahead_by_the_training_job_is_the_generation_jobs_chunk(set
     with pytest.raises(UnweightingStopped):
         make_chunk(loaded, source, few, spec, 4, efficiency, tmp_path / "stopped", stop=lambda: True)
     assert not (tmp_path / "stopped").exists()
-
-
-def test_a_rare_huge_weight_above_the_cap_is_one_overweight_event(settings):
-    """50k points of weight 1 and one of 1e4 (17 % of the weight): by MadEvent's rule on this sample alone w_max
-    must be ~1e4 and 1 point in 1e4 is accepted; capped at the integration's scale (1) every point is an event and the
-    rare one carries weight 1e4 / w_max, so the events' total weight stays the sample's."""
-    n = 50_000
-    madnis = SimpleNamespace(sampler=SimpleNamespace(group_of_channel=torch.zeros(1, dtype=torch.long)), sampler_step=0)
-    source = SimpleNamespace(name="toy", integrand=SimpleNamespace(n_channels=1), observable=None)
-    weight = torch.ones(n + 1, dtype=torch.float64)
-    weight[n // 2] = 1e4
-    ones = torch.ones(n + 1, dtype=torch.float64)
-    x = torch.rand(n + 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    samples = []
-    for cap in (None, 1.0):
-        points = WeightedPoints(madnis, source)
-        points.add(WeightedSample(x, torch.zeros(n + 1, dtype=torch.long), weight, None, ones.bool(), ones), 0)
-        samples.append(unweight(madnis, points, n + 1, source, settings, 5, quiet, draw_more=False, w_max_cap=cap))
-    own, capped = samples
-    assert own.w_max > 9000 and len(own.r) < 50
-    assert capped.w_max == 1.0 and len(capped.r) == n + 1 and capped.n_overweight == 1
-    assert capped.relative_weight.max() == 1e4 and capped.relative_weight.sum() == float(weight.sum())
-    assert capped.overweight_share == pytest.approx((1e4 - 1) / float(weight.sum()))
-
-
-def test_a_generation_chunk_keeps_its_w_max_within_the_integrations_scale(trained, settings, tmp_path):
-    """The cap a chunk applies is sum_i w_max_i of the integration (channels drawn ∝ w_max_i bound W by it)."""
-    source, t = trained
-    integration, _ = integrate(t.madnis, source, settings, 5, quiet)
-    cap = reference_max_weight(t.madnis)
-    assert cap == pytest.approx(sum(c.max_weight for c in integration.channels))
-    spec = JobSpec("generate", "P1_a", 0, 21, settings_to_dict(settings), chunks=[1], efficiency=0.5)
-    make_chunk(t.madnis, source, settings, spec, 1, integration.unweighting_efficiency, tmp_path / "chunk")
-    assert 0 < Chunk.read(tmp_path / "chunk").result["w_max"] <= cap
 
 
 @pytest.mark.parametrize("earlier_last", [False, True])

@@ -47,7 +47,7 @@ from .jobs import (
     write_json,
     write_result,
 )
-from .sample import UnweightingStopped, WeightedPoints, integrate, reference_max_weight, top_up_size, unweight
+from .sample import UnweightingStopped, WeightedPoints, integrate, top_up_size, unweight
 from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
@@ -133,8 +133,7 @@ def make_chunk(
     points = WeightedPoints(madnis, source)
     first = madnis.sample_weighted(top_up_size(CHUNK_EVENTS, efficiency, settings.weighted_batch), seed=seed)
     points.add(first, madnis.sampler_step)
-    cap = reference_max_weight(madnis)
-    events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop, w_max_cap=cap)
+    events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop)
     out.mkdir(parents=True, exist_ok=True)
     write_events_file(out, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points))
     write_result(out, chunk_result(events))

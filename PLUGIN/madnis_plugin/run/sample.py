@@ -262,20 +262,6 @@ def top_up_size(missing: int, rate: float, batch: int) -> int:
     return int(min(batch, max(MIN_TOP_UP, math.ceil(TOP_UP_MARGIN * missing / rate))))
 
 
-def reference_max_weight(madnis: MadNIS) -> float | None:
-    """The w_max of points drawn with channel i at p_i ∝ w_max_i, the last integration's channel maxima (what
-    :meth:`madnis.MadNIS.sample_weighted` draws by default): W = w / p_i <= w_max_i / p_i = sum_j w_max_j. None
-    before an integration. A generation chunk caps its own w_max at it (:func:`unweight`): the integration's sample
-    (W+2j: ~250k points) sets the scale of the whole run's events, as MadEvent's combine step sets one w_max for all
-    of them, where a chunk's own rule on its ~50k points lets one rare weight raise its w_max until enough points
-    dilute it (a W+2j chunk: w_max 4.8e4 pb instead of ~3e3 and 671k points for its 1000 events instead of ~50k)."""
-    if madnis.last_result is None:
-        return None
-    _, max_weights = madnis.last_result.channel_tensors()
-    total = float(max_weights.sum())
-    return total if total > 0 else None
-
-
 class UnweightingStopped(Exception):
     """:func:`unweight` was asked to stop (its ``stop`` said so) before it had its events."""
 
@@ -290,22 +276,17 @@ def unweight(
     log: Callable[[str], None],
     draw_more: bool = True,
     stop: Callable[[], bool] | None = None,
-    w_max_cap: float | None = None,
 ) -> Unweighted:
     """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them.
 
     With ``draw_more = False`` no batch is drawn: at most ``n_events`` of ``points`` alone are accepted. Any
     ``n`` of them with the lowest priorities are exactly the events a call for ``n`` events would accept.
-    ``stop`` is asked before each batch drawn; when it says so, :class:`UnweightingStopped` is raised.
-    ``w_max_cap``: no w_max above it (a generation chunk's :func:`reference_max_weight`); points above it become
-    overweight events with weight W / w_max."""
+    ``stop`` is asked before each batch drawn; when it says so, :class:`UnweightingStopped` is raised."""
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
     uniform = torch.zeros(0, dtype=torch.float64)
     priority = torch.zeros(0, dtype=torch.float64)
     while True:
         weights, w_max = points.unweighting_weights(settings.training.max_overweight)
-        if w_max_cap is not None:
-            w_max = w_max.clamp(max=w_max_cap)
         fresh = torch.rand(2, len(weights) - len(uniform), generator=generator, dtype=torch.float64)
         uniform, priority = torch.cat([uniform, fresh[0]]), torch.cat([priority, fresh[1]])  # drawn once per point
         if n_events == 0:
