@@ -170,9 +170,10 @@ def check_events(path: Path, nevents: int) -> None:
 
 @pytest.fixture(scope="module")
 def dy_launch(mg5_dir, tmp_path_factory):
-    """``generate; output madnis; launch; set ...`` in one mg5_aMC session (the plugin is loaded by output)."""
+    """``generate; output madnis; launch; set ...`` in one mg5_aMC session (the plugin is loaded by output), with
+    MadEvent's helicity recycling asked for (``madnis_recycle_helicities``, off by default)."""
     work = tmp_path_factory.mktemp("dy_launch")
-    sets = "".join(f"set {name} {value}\n" for name, value in TINY.items())
+    sets = "".join(f"set {name} {value}\n" for name, value in {**TINY, "madnis_recycle_helicities": True}.items())
     out = run_mg5(mg5_dir, f"generate p p > e+ e-\noutput madnis {work / 'DY'}\nlaunch\n{sets}", work)
     return work / "DY", out
 
@@ -197,8 +198,9 @@ def helicity_combinations(matrix: Path) -> int:
 
 
 def test_launch_recycles_helicities_as_madevent_and_keeps_the_matrix_element(dy_launch, tmp_path):
-    """The launch writes matrix*_optim.f as MadEvent's survey does (the contributing helicities alone) and the
-    bridge evaluates them: the same f J and alpha as the full helicity sums of matrix*_orig.f, point by point."""
+    """With ``madnis_recycle_helicities = True`` the launch writes matrix*_optim.f as MadEvent's survey does (the
+    contributing helicities alone) and the bridge evaluates them: the same f J and alpha as the full helicity sums of
+    matrix*_orig.f, point by point."""
     from fortran_bridge import ProcessLibrary
 
     pdir = dy_launch[0] / "SubProcesses" / "P1_qq_ll"
@@ -369,6 +371,7 @@ def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
     sigma, error = cross_section(out)
     assert abs(sigma - 412.9) < 3 * (error**2 + 1.24**2) ** 0.5, (sigma, error)
     check_events(tmp_path / "TTG" / "Events" / "run_01" / "unweighted_events.lhe.gz", 200)
+    assert not list((tmp_path / "TTG" / "SubProcesses" / "P1_gg_ttxg").glob("matrix*_optim.f"))  # recycling is opt-in
     if (os.cpu_count() or 1) >= 2:
         assert "MadNIS: 2 training job(s)" in out and "[P1_gg_ttxg.2of2]" in out, out[-3000:]
         results = (tmp_path / "TTG" / "HTML" / "run_01" / "results.html").read_text()

@@ -31,6 +31,7 @@ INVALID = {
     "madnis_integration_points": "1",
     "madnis_workers": "0",
     "madnis_reuse": "perhaps",
+    "madnis_recycle_helicities": "sometimes",
     "madnis": "yes please",
 }
 

@@ -2,7 +2,7 @@
 
 Why: training options are defined once, as the user-facing fields of ``madnis.TrainingConfig``
 (``madnis.config.card_field``: default and one-line help); the plugin's own entries (``madnis``,
-``device``, ``integration_points``, ``workers``, ``reuse``) are the fields of :class:`MadnisSettings`
+``device``, ``integration_points``, ``workers``, ``reuse``, ``recycle_helicities``) are the fields of :class:`MadnisSettings`
 beside them. Every entry is ``madnis_<field>`` on the card (``madnis`` for the switch), so a new card
 field of TrainingConfig becomes a run_card entry without any change here. The table (:func:`entries`)
 feeds the block ``output madnis`` writes (:func:`card_block`; ``Cards/run_card_madnis_block.dat`` is
@@ -75,6 +75,9 @@ class MadnisSettings:
         "auto", "Fortran evaluation workers per P-dir: auto (MadEvent's cores: nb_core, 1 per cluster job) or N"
     )
     reuse: bool = _entry(False, "re-use the trained sampler DIR/madnis/P*.madnis.pt (skips training)")
+    recycle_helicities: bool = _entry(
+        False, "MadEvent's helicity recycling before the bridge build (cheaper points; see the README before use)"
+    )
 
     def __post_init__(self) -> None:
         _validate(self)

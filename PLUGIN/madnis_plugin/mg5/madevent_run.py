@@ -2,7 +2,7 @@
 
 Everything MadEvent does around the integration stays MadEvent's: card questions and ``set`` commands,
 run names, ``treatcards`` and the Source compilation (``configure_directory``), the helicity recycling of the
-matrix elements (:mod:`.helicities`), the random seed
+matrix elements where ``madnis_recycle_helicities`` asks for it (:mod:`.helicities`), the random seed
 (``iseed`` or ``randinit``, advanced after each run), the banner, ``results.dat``, the HTML results page
 and crossx.html, the shell summary ``Cross-section : X +- Y pb``, and the later steps (decay, shower).
 In between, the shared run orchestration trains, integrates and unweights each P-dir through the
@@ -53,7 +53,8 @@ def run_madnis(cmd: Any) -> None:
     # from here on overlap the helicity recycling, whose helicity runs and links leave cores idle
     threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
     with job_server(cmd) as server:
-        recycle_helicities(cmd, _madevent_class(cmd))
+        if settings.recycle_helicities:
+            recycle_helicities(cmd, _madevent_class(cmd))
         seed = int(cmd.random)
         cmd.update_random()
         cmd.save_random()
