@@ -11,8 +11,8 @@ on ``g g > w+ d u~ g``, 17 instead of 45 us on ``g g > t t~ g``, values equal to
 
 Opt-in (run_card ``madnis_recycle_helicities``, default False) until the automatic training budget accounts for it:
 with 2.6x cheaper points ``madnis_steps = auto`` trains a W+2j channel part ~150-330 steps instead of ~450-650, and the
-cross sections of 10k-event W+2j launches came out low, mean pull about -0.8 over 20 launches against MadEvent
-converged (the training jobs' points alone too), where the full helicity sums gave +0.2 (README, stop 25).
+cross sections of 10k-event W+2j launches came out low, mean pull -0.74 over 10 launches against MadEvent converged
+(the training jobs' points alone too), where the full helicity sums gave -0.33 and +0.20 over 6 each (README).
 """
 
 from __future__ import annotations
