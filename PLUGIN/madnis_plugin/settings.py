@@ -2,8 +2,8 @@
 
 Why: training options are defined once, as the user-facing fields of ``madnis.TrainingConfig``
 (``madnis.config.card_field``: default and one-line help); the plugin's own entries (``madnis``,
-``device``, ``integration_points``, ``workers``, ``reuse``, ``recycle_helicities``) are the fields of :class:`MadnisSettings`
-beside them. Every entry is ``madnis_<field>`` on the card (``madnis`` for the switch), so a new card
+``device``, ``integration_points``, ``workers``, ``reuse``, ``recycle_helicities``) are the fields of
+:class:`MadnisSettings` beside them. Every entry is ``madnis_<field>`` on the card (``madnis`` for the switch), so a new card
 field of TrainingConfig becomes a run_card entry without any change here. The table (:func:`entries`)
 feeds the block ``output madnis`` writes (:func:`card_block`; ``Cards/run_card_madnis_block.dat`` is
 tested against it), the registration of the entries in MG5aMC's RunCard (so stock MadEvent ignores

@@ -133,7 +133,8 @@ class ClusterJobs:
 @contextlib.contextmanager
 def job_server(cmd: Any) -> Iterator[str | None]:
     """The address of a job server (:mod:`..run.job_server`) for a multicore launch, None otherwise (cluster jobs
-    run elsewhere). Started before the helicity recycling, so that its imports overlap that mostly serial work."""
+    run elsewhere). Started after MadEvent's Source compilation, so that its imports overlap the mostly serial work that follows
+    (the helicity recycling where asked, the bridge builds)."""
     if cmd.cluster_mode != 2:
         yield None
         return

@@ -17,7 +17,6 @@ cross sections of 10k-event W+2j launches came out low, mean pull -0.74 over 10 
 
 from __future__ import annotations
 
-import glob
 import shutil
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ def recycle_helicities(cmd: Any, madevent_class: type) -> None:
         sys.modules[madevent_class.__module__].gen_ximprove.gensym(cmd).get_helicity()
         return
     for pdir in cmd.get_Pdir():  # the survey's other branch: the original, under the optimised name
-        for original in glob.glob(str(Path(pdir) / "matrix*_orig.f")):
-            shutil.copy(original, original.replace("_orig", "_optim"))
-            if Path(original[:-2] + ".o").is_file():
-                shutil.copy(original[:-2] + ".o", original[:-2].replace("_orig", "_optim") + ".o")
+        for original in Path(pdir).glob("matrix*_orig.f"):
+            for source in (original, original.with_suffix(".o")):
+                if source.is_file():
+                    shutil.copy(source, source.with_name(source.name.replace("_orig", "_optim")))

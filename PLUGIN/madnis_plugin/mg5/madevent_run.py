@@ -50,7 +50,8 @@ def run_madnis(cmd: Any) -> None:
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
     cmd.configure_directory()  # MadEvent's Source compilation, on every core
     # the imports of matplotlib (0.3-0.5 s, seconds when its font cache is new) and of the job server (torch, ~1.6 s)
-    # from here on overlap the helicity recycling, whose helicity runs and links leave cores idle
+    # from here on overlap the helicity recycling (where asked: its helicity runs and links leave cores idle) and the
+    # bridge builds
     threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
     with job_server(cmd) as server:
         if settings.recycle_helicities:
