@@ -142,11 +142,11 @@ class MadNIS:
         samples, self.check_samples = self.check_samples, []
         return samples
 
-    def take_training_sample(self) -> WeightedSample | None:
-        """The later half of the last training's online batches as one weighted sample (each point's
-        ``channel_probability`` its batch's p_i), once; None with learned channel weights (see
-        :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
-        return self.trainer.kept_sample()
+    def take_training_batches(self) -> list[WeightedSample]:
+        """The later half of the last training's online batches (each point's ``channel_probability`` its batch's
+        p_i), once; empty with learned channel weights (see :mod:`madnis.training`). Their integrand calls are
+        already counted in ``n_calls``."""
+        return self.trainer.kept_batches()
 
     def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:

@@ -8,7 +8,9 @@ single-diagram-enhanced weights). ``exact`` is the integral of ``f`` over the un
 - :class:`CamelBack1D`: two Gaussian peaks, two Breit-Wigner channels (MadNIS paper, sec. 4.1);
 - :class:`TwoResonances4D`: two narrow resonances in 4D, two channels (optionally flat, ``mapped=False``);
 - :class:`ManyChannels10D`: 48 channels in 10D in 24 groups of 2 symmetric channels (speed tests);
-- :class:`ZeroChannelToy`: three channels, the last one contributing exactly nothing (dropping).
+- :class:`ZeroChannelToy`: three channels, the last one contributing exactly nothing (dropping);
+- :class:`ParetoChannels`: channels whose weights have a power-law tail, as a short-trained sampler's on a
+  matrix element (the bias of pooling rules, ``benchmarks/sigma_bias.py``).
 """
 
 from __future__ import annotations
@@ -215,3 +217,22 @@ class ZeroChannelToy(ResonantChannels):
     def prior(self, x: torch.Tensor) -> torch.Tensor:
         row = torch.tensor([(1 - self.leak) / 2, (1 - self.leak) / 2, self.leak], dtype=x.dtype, device=x.device)
         return row.expand(x.shape[0], 3).clone()
+
+
+class ParetoChannels(Integrand):
+    """2D, ``n_channels`` channels each covering its own strip of x0 (alpha^prior one-hot), value in channel c:
+    s_c r0^(-1/a) (1 + cos(2 pi r1) / 2), s_c = 1 / (1 + c): under a flat sampler the weights have a Pareto tail,
+    P(w > t) ~ t^-a (finite variance for a > 2), which training flattens only slowly. Prior channel weights are
+    fixed (not trainable), as MadEvent's under a channel-dependent scale; ``exact`` = a / (a - 1) sum_c s_c."""
+
+    ndim, has_prior, channel_weights_trainable = 2, True, False
+
+    def __init__(self, n_channels: int = 20, tail_index: float = 2.5):
+        self.n_channels, self.tail_index = n_channels, tail_index
+        self.scale = torch.tensor([1.0 / (1 + c) for c in range(n_channels)], dtype=torch.float64)
+        self.exact = float(self.scale.sum()) * tail_index / (tail_index - 1)
+
+    def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
+        tail = r[:, 0].clamp_min(torch.finfo(r.dtype).tiny) ** (-1 / self.tail_index)
+        value = self.scale.to(r)[channel] * tail * (1 + 0.5 * torch.cos(2 * math.pi * r[:, 1]))
+        return IntegrandResult(value, torch.nn.functional.one_hot(channel, self.n_channels).to(r))

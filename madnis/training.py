@@ -13,7 +13,7 @@ With fixed channel weights (the sampler does not learn them, e.g. MadEvent's alp
 scale) each online batch is an importance sample of I like any other: its points' w = alpha_i f / q_i are unbiased
 for I_i = integral of alpha_i f under the density that drew them, whichever it was, and its channel counts are fixed
 before it is drawn. The later half of the online batches (at most :data:`KEPT_POINTS` points, none from before
-channel dropping, which renormalises alpha over the active channels) is therefore kept (:meth:`Trainer.kept_sample`)
+channel dropping, which renormalises alpha over the active channels) is therefore kept (:meth:`Trainer.kept_batches`)
 for the quoted cross section and the events, as MadEvent's survey iterations count in its cross section: their
 integrand calls are already paid. Which batches are kept depends on how many online batches training made (the later
 half, the cap), never on a batch's own weights directly. Whether batch b is drawn at all is decided before it is
@@ -308,18 +308,11 @@ class Trainer:
     def kept_points(self) -> int:
         return sum(len(s.weight) for s in self.kept)
 
-    def kept_sample(self) -> WeightedSample | None:
-        """The kept online batches as one weighted sample (each point's ``channel_probability`` is its batch's p_i),
-        once; None if none is kept (learned channel weights, or taken already)."""
-        if not self.kept:
-            return None
+    def kept_batches(self) -> list[WeightedSample]:
+        """The kept online batches, each a weighted sample with its own p_i (each a stage of the cross section:
+        :class:`madnis.integration.StagePool`), once; empty if none is kept (learned channel weights, or taken)."""
         batches, self.kept = list(self.kept), deque()
-        return WeightedSample(
-            *(
-                None if getattr(batches[0], name) is None else torch.cat([getattr(b, name) for b in batches])
-                for name in ("r", "channel", "weight", "momenta", "ok", "channel_probability")
-            )
-        )
+        return batches
 
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""

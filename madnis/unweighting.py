@@ -30,8 +30,10 @@ whose w_max moves with every outlier, it needed 0.95x the points with whole-batc
 The w_max_i are estimated from a sample (a few thousand points of a heavy-tailed channel can misjudge its w_max
 several-fold), yet allocating half of the points ∝ I_i instead lost in launches: the generation chunks of four
 trained ``g g > w+ d u~ g`` channel parts needed 1.35x more weighted points for the same 40k events, although on a
-fixed sample the mixture had looked better (``benchmarks/results/unweighting_allocation*.md``). A chunk's top-up
-batches follow its own w_max_i, so a channel whose outlier showed up gets the points that dilute it.
+fixed sample the mixture had looked better (``benchmarks/results/unweighting_allocation*.md``). The plugin's points
+drawn for events follow p_i and one w_max fixed from the integration before any of them is drawn
+(``madnis_plugin.run.sample.EventPlan``): re-derived from a chunk's own points, a channel whose outlier showed up got
+the points that diluted it, and sigma came out low.
 """
 
 from __future__ import annotations

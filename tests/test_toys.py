@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, ZeroChannelToy, cauchy_inverse, cauchy_map
+from madnis.toys import (
+    CamelBack1D,
+    ManyChannels10D,
+    ParetoChannels,
+    TwoResonances4D,
+    ZeroChannelToy,
+    cauchy_inverse,
+    cauchy_map,
+)
 
 TOYS = [
     CamelBack1D("flat"),
@@ -12,6 +20,7 @@ TOYS = [
     TwoResonances4D(mapped=False),
     ManyChannels10D(),
     ZeroChannelToy(0.3),
+    ParetoChannels(4, 3.0),
 ]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from madnis import MadNIS, TrainingConfig, training
 from madnis.adam import Adam
-from madnis.integration import ChannelAccumulator
+from madnis.integration import ChannelAccumulator, StagePool
 from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, cauchy_inverse
 from madnis.training import lr_factor
 
@@ -230,21 +230,24 @@ def test_every_loss_trains(loss):
 
 
 def test_fixed_channel_weights_keep_the_later_online_batches_as_an_unbiased_sample():
-    """With fixed channel weights the later half of the online batches is kept as one weighted sample (each point's
-    channel probability its batch's), whose points pooled per channel estimate the integral; taken once. With learned
-    channel weights nothing is kept (alpha changes from batch to batch)."""
+    """With fixed channel weights the later half of the online batches is kept, batch by batch (each point's channel
+    probability its batch's), whose stages pooled by size estimate the integral; taken once. With learned channel
+    weights nothing is kept (alpha changes from batch to batch)."""
     config = TrainingConfig(steps=40, batch_size=512, buffered_steps=1, train_channel_weights=False, seed=3)
     m = MadNIS(CamelBack1D(prior="bw"), config)
     m.train()
-    sample = m.take_training_sample()
-    assert len(sample.weight) == 10 * 512 and m.take_training_sample() is None  # 20 online batches, the later 10
-    accumulator = ChannelAccumulator(2)
-    accumulator.add(sample.channel, sample.weight * sample.channel_probability, sample.ok)
-    result = accumulator.result(m.sampler.group_of_channel.cpu())
+    batches = m.take_training_batches()
+    assert [len(b.weight) for b in batches] == [512] * 10 and m.take_training_batches() == []  # the later 10 of 20
+    pool = StagePool(2)
+    for b in batches:
+        pool = pool.merge(
+            StagePool.of_stage(ChannelAccumulator.of(2, b.channel, b.weight * b.channel_probability, b.ok))
+        )
+    result = pool.result(m.sampler.group_of_channel.cpu())
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     learned = MadNIS(CamelBack1D(prior="bw"), replace(config, train_channel_weights=True))
     learned.train()
-    assert learned.take_training_sample() is None
+    assert learned.take_training_batches() == []
 
 
 def test_no_batch_from_before_channel_dropping_is_kept_and_at_most_kept_points(monkeypatch):
@@ -256,9 +259,9 @@ def test_no_batch_from_before_channel_dropping_is_kept_and_at_most_kept_points(m
     )
     m = MadNIS(CamelBack1D(prior="bw"), config)
     m.train()
-    sample = m.take_training_sample()
-    assert len(sample.weight) == 5 * 512 and bool((sample.channel == 0).all())  # online batches 15-19, after step 30
+    batches = m.take_training_batches()
+    assert len(batches) == 5 and all(bool((b.channel == 0).all()) for b in batches)  # online batches 15-19 (step 30)
     monkeypatch.setattr(training, "KEPT_POINTS", 2048)
     m = MadNIS(CamelBack1D(prior="bw"), replace(config, drop_threshold=0.0))
     m.train()
-    assert len(m.take_training_sample().weight) == 2048
+    assert sum(len(b.weight) for b in m.take_training_batches()) == 2048

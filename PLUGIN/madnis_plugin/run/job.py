@@ -47,7 +47,7 @@ from .jobs import (
     write_json,
     write_result,
 )
-from .sample import UnweightingStopped, WeightedPoints, integrate, top_up_size, unweight
+from .sample import EventPlan, UnweightingStopped, WeightedPoints, integrate, top_up_size, unweight
 from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
@@ -122,18 +122,19 @@ def make_chunk(
     settings: RunSettings,
     spec: JobSpec,
     chunk: int,
-    efficiency: float,
     out: Path,
     stop: Callable[[], bool] | None = None,
 ) -> None:
     """Chunk ``chunk`` of the source: :data:`.jobs.CHUNK_EVENTS` events from the fixed sampler, seeded by the chunk
-    (the same whichever job makes it), into ``out`` (events, then ``result.json``). Raises
+    (the same whichever job makes it), into ``out`` (events, then ``result.json``). Every point is drawn and
+    unweighted by the :class:`.sample.EventPlan` of the source's integration (``madnis.last_result``). Raises
     :class:`.sample.UnweightingStopped` when ``stop`` says so (nothing is written)."""
     seed = chunk_seed(spec.seed, spec.index, chunk)
+    plan = EventPlan.of(madnis)
     points = WeightedPoints(madnis, source)
-    first = madnis.sample_weighted(top_up_size(CHUNK_EVENTS, efficiency, settings.weighted_batch), seed=seed)
-    points.add(first, madnis.sampler_step)
-    events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop)
+    first = plan.draw(madnis, top_up_size(CHUNK_EVENTS, plan.efficiency, settings.weighted_batch), seed)
+    points.add(first, madnis.sampler_step, plan)
+    events = unweight(madnis, points, CHUNK_EVENTS, source, settings, seed, log, stop=stop, plan=plan)
     out.mkdir(parents=True, exist_ok=True)
     write_events_file(out, events, event_records(source, events, np.random.default_rng(seed)), Accumulated.of(points))
     write_result(out, chunk_result(events))
@@ -144,7 +145,7 @@ def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_di
     madnis = MadNIS.load(spec.sampler, source.integrand, device=settings.training.device)
     madnis.last_result = integration_from_dict(spec.integration or {})  # channel probabilities of the run
     for chunk in spec.chunks:
-        make_chunk(madnis, source, settings, spec, chunk, spec.efficiency, chunk_dir(job_dir.parent, chunk))
+        make_chunk(madnis, source, settings, spec, chunk, chunk_dir(job_dir.parent, chunk))
     return {"chunks": spec.chunks}
 
 
@@ -162,9 +163,7 @@ def ahead(
     closed = lambda: not ahead_open(spec.other_trainings)  # noqa: E731
     while not closed() and have < share_bound(spec.max_events, integral, spec.other_trainings):
         try:
-            make_chunk(
-                madnis, source, settings, spec, chunk, result["efficiency"], chunk_dir(job_dir.parent, chunk), closed
-            )
+            make_chunk(madnis, source, settings, spec, chunk, chunk_dir(job_dir.parent, chunk), closed)
         except UnweightingStopped:
             log(f"  [{source.name}] chunk {chunk} ahead dropped: every training job is done")
             return

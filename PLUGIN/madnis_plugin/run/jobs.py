@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from madnis import ChannelContribution, IntegrationResult, TrainingConfig
-from madnis.integration import ChannelAccumulator
+from madnis.integration import StagePool
 
 from ..lhe import EventRecords
 from .events import integration_points, training_share
@@ -97,7 +97,6 @@ class JobSpec:
     other_trainings: list[str] = field(default_factory=list)  # train: the other P-dirs' training job directories
     sampler: str = ""  # generate: the trained checkpoint
     integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
-    efficiency: float = 1.0  # generate: expected unweighting efficiency (sizes the first weighted batch)
     events_here: bool = False  # train: n_events is the P-dir's share; draw more points for them if cheap
     channels: list[int] | None = None  # the part of the P-dir's channels this job's source is (None: all)
     label: str = ""  # the source's name when it is a part (JobSource.name)
@@ -263,10 +262,10 @@ def read_result(job_dir: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Accumulated:
-    """A job's weighted points as mergeable state: madnis' per-channel accumulator (counts, means, M2, largest
-    weights) and the prior-channel sums of the diagnostics."""
+    """A job's weighted points as mergeable state: their stages' sums (:class:`madnis.integration.StagePool`: a job's
+    stages pool with another's by their sizes) and the prior-channel sums of the diagnostics."""
 
-    cross_section: ChannelAccumulator
+    cross_section: StagePool
     prior_weighted: np.ndarray  # sum w alpha^prior per channel
     prior_total: float = 0.0
 
@@ -277,11 +276,11 @@ class Accumulated:
 
     @classmethod
     def empty(cls, n_channels: int) -> Accumulated:
-        return cls(ChannelAccumulator(n_channels), np.zeros(n_channels))
+        return cls(StagePool(n_channels), np.zeros(n_channels))
 
     @property
     def n_points(self) -> int:
-        return int(self.cross_section.n.sum())
+        return self.cross_section.n_points
 
     def arrays(self, prefix: str = "acc_") -> dict[str, np.ndarray]:
         state = {k: v.numpy() for k, v in self.cross_section.arrays(prefix).items()}
@@ -293,18 +292,17 @@ class Accumulated:
     @classmethod
     def from_arrays(cls, data: Any, prefix: str = "acc_") -> Accumulated:
         return cls(
-            ChannelAccumulator.from_arrays(data, prefix),
+            StagePool.from_arrays(data, prefix),
             np.asarray(data[f"{prefix}prior_weighted"]),
             float(data[f"{prefix}prior_total"]),
         )
 
     def merge(self, other: Accumulated) -> Accumulated:
         """Both sets of points as one."""
-        cross_section = ChannelAccumulator(len(self.prior_weighted))
-        cross_section.merge(self.cross_section)
-        cross_section.merge(other.cross_section)
         return Accumulated(
-            cross_section, self.prior_weighted + other.prior_weighted, self.prior_total + other.prior_total
+            self.cross_section.merge(other.cross_section),
+            self.prior_weighted + other.prior_weighted,
+            self.prior_total + other.prior_total,
         )
 
     def result(self, group_of_channel: list[int]) -> IntegrationResult:

@@ -125,11 +125,7 @@ def run_in_jobs(
     for i, todo in generation_jobs(missing, cores):
         spec = JobSpec("generate", str(sources[i].pdir), i, seed, source_settings[i], chunks=todo)
         spec.channels, spec.label = sources[i].channels, sources[i].name
-        spec.sampler, spec.integration, spec.efficiency = (
-            str(train_dirs[i] / SAMPLER),
-            trained[i]["integration"],
-            trained[i]["efficiency"],
-        )
+        spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
         specs.append((root / sources[i].name / f"generate_{todo[0]:03d}", spec))
     log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(specs)} generation job(s)")
     if specs:

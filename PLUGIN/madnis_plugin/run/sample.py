@@ -2,28 +2,32 @@
 
 As MadEvent's refine points serve both, the final integration's points are the first weighted sample for
 unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted. Every point drawn
-from the fixed sampler also enters the quoted cross section: per channel i all its points are draws of the
-same q_i whatever the channel probabilities of their batch, so I = sum_i mean_i(w) over all of them with
-dI^2 = sum_i Var_i(w) / n_i (the integration's own accumulator). With fixed channel weights (MadEvent's
-alpha^prior) the points of every earlier sampler pool with them the same way, for a point's w estimates the same
-I_i whatever density drew it: those of an efficiency check that resumed training and the later half of the
-training's online batches (:mod:`madnis.training`), which thus count towards ``integration_points`` and unweight
-into events. With learned channel weights only the final sampler's points are drawn for sigma and events.
+also enters the quoted cross section. With fixed channel weights (MadEvent's alpha^prior) the points of every earlier
+sampler do too, for a point's w estimates the same I_i whatever density drew it: those of an efficiency check that
+resumed training and the later online batches of training (:mod:`madnis.training`), which thus count towards
+``integration_points`` and unweight into events. With learned channel weights only the final sampler's points are
+drawn for sigma and events.
 
-Unweighting treats all points of one sampler as one sample: a point of channel i with weight w in its channel
-carries W = w / P_i, P_i = n_i / n its channel's share of that sampler's points (unbiased whatever the batches'
-channel probabilities: each batch's n_i are fixed before it is drawn), and is accepted against MadEvent's w_max of
-that sampler's W (:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``; every point gets its
-uniform number u once, overweight events keep weight W / w_max). The points of an efficiency check that resumed
-training come from an earlier sampler, the kept training batches from many (one sample: each batch's channel counts
-were fixed before it was drawn, so W = w / P_i with P_i over the whole sample stays unbiased): each is a sample of
-its own with its own w_max, so the accepted points of each sample follow f and so does their union, while the
-earlier samplers' heavier tails do not set the w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k
-points each: 1261 events from the 200k points against one w_max, 1943 with one each). The efficiency is highest
-when n_i ∝ w_max_i, each channel's own maximum (:mod:`madnis.unweighting`), so each new batch of the final
-sampler fills its channels up towards that allocation. Of more than ``n_events`` accepted points a uniformly random subset is kept (a fixed random
-priority per point), so the events' channel mix is not tilted towards the first batches. The diagnostics
-(prior channel shares, the observable of the weighted points and of the events) are accumulated from the
+Each batch is a *stage* of :class:`madnis.integration.StagePool`: its size and channel allocation were fixed before it
+was drawn, and sigma pools the stages by their sizes, not per channel (a later allocation by sigma_i or w_max_i would
+dilute the channels whose earlier points were high). The points drawn for events after the integration (top-ups here,
+a generation chunk's) follow an :class:`EventPlan` fixed before any of them is drawn: channel probabilities and one
+w_max from the integration. Re-derived from the points drawn since (MadEvent's rule on a chunk's own points, shares
+towards its own w_max_i), an outlier raised w_max, so the chunk drew more points, which diluted it: sigma came out low
+(heavy-tailed toy, ``benchmarks/results/sigma_bias.md``: -4.9 +- 0.2 permil per chunk of 300 events against
++0.3 +- 0.3 with a fixed plan; ``g g > w+ d u~ g``: one chunk met a weight 17x its w_max and drew 671k points instead
+of ~50k). An event above the plan's w_max is kept with weight W / w_max, as any overweight event.
+
+Unweighting: a point of channel i with weight w in its channel carries W = w / P_i. For the integration's points
+(and earlier samplers') P_i is the channel's share of its sampler's points (each batch's n_i are fixed before it is
+drawn, so W is unbiased) and the w_max is MadEvent's of that sampler's W (:func:`madnis.unweighting.max_weight`,
+share ``training.max_overweight``): each earlier sampler is a sample of its own, so the accepted points of each
+follow f and so does their union, while the earlier samplers' heavier tails do not set the w_max of the final one's
+points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k points each: 1261 events from
+the 200k points against one w_max, 1943 with one each). For the plan's points P_i = p_i and the w_max is the plan's.
+Every point gets its uniform number u once; of more than ``n_events`` accepted points a uniformly random subset is
+kept (a fixed random priority per point), so the events' channel mix is not tilted towards the first batches. The
+diagnostics (prior channel shares, the observable of the weighted points and of the events) are accumulated from the
 points drawn, without integrand calls of their own.
 """
 
@@ -37,52 +41,84 @@ import numpy as np
 import torch
 
 from madnis import IntegrationResult, MadNIS, WeightedSample
-from madnis.integration import ChannelAccumulator
-from madnis.unweighting import (
-    channel_max_weights,
-    max_weight,
-    multichannel_efficiency,
-    overweight_share,
-    unweighting_efficiency,
-)
+from madnis.integration import ChannelAccumulator, StagePool
+from madnis.sampler import channel_probabilities
+from madnis.unweighting import channel_max_weights, max_weight, overweight_share, unweighting_efficiency
 
 from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
 
 TRAINING_SAMPLE = -1  # the sampler label of the kept training batches (WeightedPoints.add)
 
 
+@dataclass(frozen=True)
+class EventPlan:
+    """How the points drawn for events after the integration are drawn and unweighted, fixed before any is drawn:
+    channel i with p_i ∝ ``share`` (the w_max_i of the final sampler's integration points, chosen together by
+    :func:`madnis.unweighting.channel_max_weights`), mixed as :func:`madnis.sampler.channel_probabilities` mixes it,
+    and one ``w_max`` = max_i w_max_i / p_i for their W = w / p_i, so every channel reaches it where it reaches its
+    own w_max_i (module docstring: why never re-derived from these points)."""
+
+    share: torch.Tensor
+    channel_probability: torch.Tensor
+    w_max: float
+    efficiency: float  # sum_i |I_i| / w_max: the share of these points hit-or-miss is expected to keep
+
+    @classmethod
+    def of(cls, madnis: MadNIS) -> EventPlan:
+        """The plan of the integration ``madnis.last_result`` for its sampler's active channels."""
+        integral, max_weights = madnis.last_result.channel_tensors()
+        share = max_weights if bool((max_weights > 0).any()) else integral.abs()
+        p = channel_probabilities(share, madnis.sampler.active.cpu())
+        own = torch.where(max_weights > 0, max_weights, integral.abs())  # a channel without a w_max: its mean
+        w_max = float(torch.where(p > 0, own / p.clamp_min(1e-300), torch.zeros_like(p)).max())
+        efficiency = float(integral.abs().sum()) / w_max if w_max > 0 else 0.0
+        return cls(share, p, w_max, efficiency)
+
+    def draw(self, madnis: MadNIS, n: int, seed: int) -> WeightedSample:
+        """``n`` weighted points of the fixed sampler, channels drawn with the plan's p_i."""
+        return madnis.sample_weighted(n, seed=seed, share=self.share)
+
+
 class WeightedPoints:
     """Every weighted point drawn for one source: pooled sigma, unweighting inputs, diagnostics. Each batch is
     labelled with its sampler (the training steps it had made): the final sampler's, or an earlier one's whose
-    efficiency check resumed training."""
+    efficiency check resumed training; a batch drawn by an :class:`EventPlan` carries the plan's w_max."""
 
     def __init__(self, madnis: MadNIS, source: ProcessSource):
         """Only what unweighting and the diagnostics need is kept of each point (not its momenta or alpha)."""
+        n_channels = source.integrand.n_channels
         self.group_of_channel = madnis.sampler.group_of_channel.cpu()
-        self.cross_section = ChannelAccumulator(source.integrand.n_channels)
+        self.stages = StagePool(n_channels)  # every batch but the plan's, each a stage
+        self.planned = ChannelAccumulator(n_channels)  # the plan's batches: one stage (one allocation)
         self.observable = source.observable
         self.r: list[torch.Tensor] = []
         self.channel: list[torch.Tensor] = []
-        self.weight: list[torch.Tensor] = []  # w / p_i with p_i the channel probability of the point's batch
+        self.weight: list[torch.Tensor] = []  # W = w / p_i with p_i the channel probability of the point's batch
         self.within: list[torch.Tensor] = []  # w: the weight in its channel (mean I_i)
         self.sampler: list[int] = []  # each batch's sampler: the training steps it had made
+        self.plan_w_max: list[float | None] = []  # each batch's fixed w_max (an EventPlan's), None: its sampler's
         self.observable_values: list[np.ndarray] = []
-        self.prior_weighted = torch.zeros(source.integrand.n_channels, dtype=torch.float64)  # sum w alpha^prior
+        self.prior_weighted = torch.zeros(n_channels, dtype=torch.float64)  # sum w alpha^prior
         self.prior_total = 0.0
         self.integration_batches = 0  # the first batches: the final integration's points
         self.final_sampler = madnis.sampler_step  # the label of the final sampler's batches
 
-    def add(self, sample: WeightedSample, sampler: int) -> None:
-        """A batch drawn by the sampler that had made ``sampler`` training steps."""
+    def add(self, sample: WeightedSample, sampler: int, plan: EventPlan | None = None) -> None:
+        """A batch drawn by the sampler that had made ``sampler`` training steps (with ``plan``: by that plan)."""
         weight = sample.weight.double().cpu()
         channel = sample.channel.cpu()
         within = weight * sample.channel_probability.double().cpu()
-        self.cross_section.add(channel, within, sample.ok.cpu())
+        if plan is None:
+            stage = ChannelAccumulator.of(len(self.prior_weighted), channel, within, sample.ok.cpu())
+            self.stages = self.stages.merge(StagePool.of_stage(stage))
+        else:
+            self.planned.add(channel, within, sample.ok.cpu())
         self.r.append(sample.r.cpu())
         self.channel.append(channel)
         self.weight.append(weight)
         self.within.append(within)
         self.sampler.append(sampler)
+        self.plan_w_max.append(None if plan is None else plan.w_max)
         if self.observable is not None and sample.momenta is not None:
             self.observable_values.append(self.observable(sample.momenta.double().cpu()))
         if sample.alpha_prior is not None:
@@ -91,6 +127,11 @@ class WeightedPoints:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.weight)
+
+    @property
+    def cross_section(self) -> StagePool:
+        """Every point so far, stage by stage (the plan's batches one stage)."""
+        return self.stages.merge(StagePool.of_stage(self.planned))
 
     def integration_result(self, max_overweight: float) -> IntegrationResult:
         """sigma of all points so far, each channel with the w_max (MadEvent's rule) of the final sampler's points:
@@ -126,38 +167,26 @@ class WeightedPoints:
 
     def samplers(self) -> torch.Tensor:
         """(n,) each point's sampler label (see :meth:`add`)."""
-        return torch.cat(
-            [torch.full((len(w),), label, dtype=torch.long) for w, label in zip(self.weight, self.sampler)]
-        )
+        return self._per_point(self.sampler, torch.long)
+
+    def _per_point(self, values: list, dtype: torch.dtype) -> torch.Tensor:
+        return torch.cat([torch.full((len(w),), value, dtype=dtype) for w, value in zip(self.weight, values)])
 
     def unweighting_weights(self, max_overweight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """W of every point, w / P_i with P_i its channel's share of its sampler's points, and each point's w_max:
-        MadEvent's of its sampler's W with share ``max_overweight`` (module docstring; inf where all its W are 0)."""
+        """W of every point and each point's w_max (module docstring): for a plan's points w / p_i and the plan's
+        w_max; for the others w / P_i with P_i its channel's share of its sampler's points and MadEvent's w_max of
+        its sampler's W with share ``max_overweight`` (inf where all its W are 0)."""
         channel, within, sampler = torch.cat(self.channel), torch.cat(self.within), self.samplers()
-        weights = torch.empty_like(within)
-        thresholds = torch.empty_like(within)
-        for label in torch.unique(sampler).tolist():
-            mine = sampler == label
+        planned = self._per_point([w is not None for w in self.plan_w_max], torch.bool)
+        weights = torch.cat(self.weight).clone()
+        thresholds = self._per_point([math.inf if w is None else w for w in self.plan_w_max], torch.float64)
+        for label in torch.unique(sampler[~planned]).tolist():
+            mine = (sampler == label) & ~planned
             share = torch.bincount(channel[mine], minlength=len(self.prior_weighted)).double() / int(mine.sum())
             weights[mine] = within[mine] / share[channel[mine]]
             magnitude = weights[mine].abs()
             thresholds[mine] = max_weight(magnitude, max_overweight) if bool((magnitude > 0).any()) else math.inf
         return weights, thresholds
-
-    def top_up_shares(self, n_events: int, max_overweight: float) -> torch.Tensor:
-        """Channel shares of the next batch: towards n_i ∝ w_max_i for a sample of the size ``n_events`` needs,
-        from the final sampler's points (it draws the next)."""
-        final = self.final_points()
-        channel, within = torch.cat(self.channel)[final], torch.cat(self.within)[final]
-        n_channels = len(self.prior_weighted)
-        max_weights = channel_max_weights(within, channel, n_channels, max_overweight)
-        integrals, _ = self.cross_section.channel_estimates()
-        efficiency = multichannel_efficiency(integrals, max_weights)
-        if efficiency <= 0:
-            return max_weights
-        target = n_events / efficiency * max_weights / max_weights.sum()
-        deficit = (target - torch.bincount(channel, minlength=n_channels).double()).clamp_min(0.0)
-        return deficit if deficit.sum() > 0 else max_weights
 
     def prior_fractions(self) -> np.ndarray:
         """Channel shares sum_i E[w alpha_i^prior] / E[w]: what the prior channel weights would give."""
@@ -221,17 +250,17 @@ def integrate(
     sources, :func:`.events.integration_points`), and its points as the first weighted points for unweighting.
 
     The points of the training's efficiency checks (:meth:`madnis.MadNIS.take_check_samples`: the one that ended
-    training, of the fixed sampler, and any that resumed it, of the sampler then; pooled per channel, see there)
-    and its later online batches (:meth:`madnis.MadNIS.take_training_sample`, with fixed channel weights) count
+    training, of the fixed sampler, and any that resumed it, of the sampler then; each batch a stage of sigma)
+    and its later online batches (:meth:`madnis.MadNIS.take_training_batches`, with fixed channel weights) count
     towards them, and only the rest is drawn."""
     n_points = settings.integration_points if n_points is None else n_points
     points = WeightedPoints(madnis, source)
     reused = madnis.take_check_samples()
     for sampler, sample in reused:
         points.add(sample, sampler)
-    training = madnis.take_training_sample()
-    if training is not None:
-        points.add(training, TRAINING_SAMPLE)
+    training = madnis.take_training_batches()
+    for batch in training:
+        points.add(batch, TRAINING_SAMPLE)
     fresh = n_points - len(points)
     if fresh >= 2:
         points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.sampler_step)
@@ -240,7 +269,8 @@ def integrate(
     madnis.last_result = result
     checked = sum(len(sample.weight) for _, sample in reused)
     from_check = f", {checked} of them from {len(reused)} efficiency check(s)" if reused else ""
-    from_training = f", {len(training.weight)} from the later training batches" if training is not None else ""
+    trained = sum(len(batch.weight) for batch in training)
+    from_training = f", {trained} from {len(training)} later training batches" if training else ""
     by_share = ""
     if n_points != settings.integration_points:
         by_share = f" (asked {n_points} by its share of sigma of {settings.integration_points} per source)"
@@ -276,12 +306,15 @@ def unweight(
     log: Callable[[str], None],
     draw_more: bool = True,
     stop: Callable[[], bool] | None = None,
+    plan: EventPlan | None = None,
 ) -> Unweighted:
-    """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed``, which join them.
+    """Step 3: accept exactly ``n_events`` of ``points`` and of batches drawn with ``seed`` by ``plan`` (None: the
+    plan of ``madnis.last_result``, fixed here before any batch is drawn), which join them.
 
     With ``draw_more = False`` no batch is drawn: at most ``n_events`` of ``points`` alone are accepted. Any
     ``n`` of them with the lowest priorities are exactly the events a call for ``n`` events would accept.
     ``stop`` is asked before each batch drawn; when it says so, :class:`UnweightingStopped` is raised."""
+    plan = EventPlan.of(madnis) if plan is None and draw_more else plan
     generator = torch.Generator().manual_seed(stream_seed(seed, 0, UNWEIGHTING))  # u independent of the points
     uniform = torch.zeros(0, dtype=torch.float64)
     priority = torch.zeros(0, dtype=torch.float64)
@@ -304,10 +337,8 @@ def unweight(
             )
         if stop is not None and stop():
             raise UnweightingStopped(f"{source.name}: stopped after {len(weights)} weighted points")
-        share = points.top_up_shares(n_events, settings.training.max_overweight)
         size = top_up_size(n_events - len(accepted), len(accepted) / len(weights), settings.weighted_batch)
-        sample = madnis.sample_weighted(size, seed=seed + len(weights), share=share)
-        points.add(sample, madnis.sampler_step)
+        points.add(plan.draw(madnis, size, seed + len(weights)), madnis.sampler_step, plan)
     index = accepted[torch.argsort(priority[accepted])[:n_events]].sort().values
     relative = (torch.sign(weights[index]) * weights[index].abs().clamp(min=w_max[index]) / w_max[index]).numpy()
     final = points.final_points()
