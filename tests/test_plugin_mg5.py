@@ -171,9 +171,9 @@ def check_events(path: Path, nevents: int) -> None:
 @pytest.fixture(scope="module")
 def dy_launch(mg5_dir, tmp_path_factory):
     """``generate; output madnis; launch; set ...`` in one mg5_aMC session (the plugin is loaded by output), with
-    MadEvent's helicity recycling asked for (``madnis_recycle_helicities``, off by default)."""
+    MadEvent's helicity recycling (``madnis_recycle_helicities``, the default)."""
     work = tmp_path_factory.mktemp("dy_launch")
-    sets = "".join(f"set {name} {value}\n" for name, value in {**TINY, "madnis_recycle_helicities": True}.items())
+    sets = "".join(f"set {name} {value}\n" for name, value in TINY.items())
     out = run_mg5(mg5_dir, f"generate p p > e+ e-\noutput madnis {work / 'DY'}\nlaunch\n{sets}", work)
     return work / "DY", out
 
@@ -198,7 +198,7 @@ def helicity_combinations(matrix: Path) -> int:
 
 
 def test_launch_recycles_helicities_as_madevent_and_keeps_the_matrix_element(dy_launch, tmp_path):
-    """With ``madnis_recycle_helicities = True`` the launch writes matrix*_optim.f as MadEvent's survey does (the
+    """With ``madnis_recycle_helicities = True`` (the default) the launch writes matrix*_optim.f as MadEvent's survey does (the
     contributing helicities alone) and the bridge evaluates them: the same f J and alpha as the full helicity sums of
     matrix*_orig.f, point by point."""
     from fortran_bridge import ProcessLibrary

@@ -76,7 +76,7 @@ class MadnisSettings:
     )
     reuse: bool = _entry(False, "re-use the trained sampler DIR/madnis/P*.madnis.pt (skips training)")
     recycle_helicities: bool = _entry(
-        False, "MadEvent's helicity recycling before the bridge build (cheaper points; see the README before use)"
+        True, "MadEvent's helicity recycling before the bridge build, as its survey (False: every helicity summed)"
     )
 
     def __post_init__(self) -> None:

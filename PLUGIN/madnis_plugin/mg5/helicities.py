@@ -9,10 +9,12 @@ evaluates the same matrix element as stock MadEvent at the same cost: per point 
 on ``g g > w+ d u~ g``, 17 instead of 45 us on ``g g > t t~ g``, values equal to 1e-14
 (benchmarks/results/helicity_recycling.md).
 
-Opt-in (run_card ``madnis_recycle_helicities``, default False) until the automatic training budget accounts for it:
-with 2.6x cheaper points ``madnis_steps = auto`` trains a W+2j channel part ~150-330 steps instead of ~450-650, and the
-cross sections of 10k-event W+2j launches came out low, mean pull -0.74 over 10 launches against MadEvent converged
-(the training jobs' points alone too), where the full helicity sums gave -0.33 and +0.20 over 6 each (README).
+On by default (run_card ``madnis_recycle_helicities``; False sums every helicity). It was opt-in while W+2j launches
+with it came out low (mean pull -0.74 over 10 launches): with 2.6x cheaper points ``madnis_steps = auto`` trains less,
+the weight tail is heavier, and the generation chunks then diluted their outliers (their w_max re-derived from their
+own points). With the points drawn for events following a plan fixed before them and the stages pooled by size
+(:mod:`madnis_plugin.run.sample`), 8 recycled W+2j launches gave mean pull +0.10, sd 0.82
+(benchmarks/results/launch_pulls_wjj_recycled_plan.md).
 """
 
 from __future__ import annotations
