@@ -92,11 +92,12 @@ class MadNIS:
         need not draw them again: those of the check that ends training are points of the final sampler; those of
         a check that resumed it, of the sampler as it was then, are kept where the channel weights are fixed (not
         trained, e.g. MadEvent's alpha^prior): each point's weight is then an unbiased estimate of its channel's
-        I_i = integral of alpha_i f under whichever density drew it, so pooled per channel they estimate I_i, and
+        I_i = integral of alpha_i f under whichever density drew it, so as a stage of the cross section (a
+        :class:`~madnis.integration.StagePool`) they estimate I_i, and
         hit-or-miss accepts each sample's points in proportion to the integrand (q_s x f / q_s) against that
         sample's own w_max: the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s),
         and its sampler's heavier tail does not lower the later sampler's efficiency. Learned channel weights
-        change while training resumes, and points of samplers with different alpha_i, pooled per channel, estimate
+        change while training resumes, and points of samplers with different alpha_i, pooled, estimate
         no I (two channels, f = 1, alpha (0.9, 0.1) with most points in channel 0, then (0.1, 0.9) with most in
         channel 1: 1.78 for 1); there a resumed check's points are training calls, as its training batches are."""
         if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:

@@ -119,8 +119,6 @@ class ChannelAccumulator:
     Accumulators of disjoint points of one stage merge (:meth:`merge`); stages pool in a :class:`StagePool`.
     """
 
-    FIELDS = ("n", "mean", "m2", "top")
-
     def __init__(self, n_channels: int):
         self.n = torch.zeros(n_channels, dtype=torch.float64)
         self.mean = torch.zeros(n_channels, dtype=torch.float64)
@@ -158,21 +156,6 @@ class ChannelAccumulator:
         self.n = total
         self.top = torch.topk(torch.cat([self.top, other.top], dim=1), TOP_WEIGHTS, dim=1).values
         self.n_failed += other.n_failed
-
-    def arrays(self, prefix: str) -> dict[str, torch.Tensor]:
-        """The state as named arrays (for ``numpy.savez``), see :meth:`from_arrays`."""
-        return {f"{prefix}{k}": getattr(self, k) for k in self.FIELDS} | {
-            f"{prefix}n_failed": torch.tensor(self.n_failed)
-        }
-
-    @classmethod
-    def from_arrays(cls, data, prefix: str) -> ChannelAccumulator:
-        """The accumulator whose :meth:`arrays` (or their numpy copies) ``data`` holds."""
-        acc = cls(len(data[f"{prefix}n"]))
-        for k in cls.FIELDS:
-            setattr(acc, k, torch.as_tensor(data[f"{prefix}{k}"], dtype=torch.float64))
-        acc.n_failed = int(data[f"{prefix}n_failed"])
-        return acc
 
     def channel_estimates(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel I_i and the statistical variance of its estimate (a channel with one point gets |I_i|^2)."""

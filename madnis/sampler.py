@@ -169,7 +169,7 @@ class WeightedSample:
 
     E[weight] = I for every channel, so weights are comparable across channels (unweighting-ready).
     ``channel_probability`` is each point's p_i, so ``weight * channel_probability`` is its weight w within its
-    channel: points of the same fixed sampler pool per channel into one estimate of I whatever their p_i.
+    channel, whose mean estimates I_i whatever the p_i (a stage's points: :class:`~madnis.integration.StagePool`).
     ``alpha_prior`` (the integrand's prior channel weights of each point) is kept so diagnostics such as the
     prior channel shares come from the points drawn, without evaluating the integrand again.
     """

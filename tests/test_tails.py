@@ -56,7 +56,7 @@ def test_tail_needs_enough_distinct_weights():
 
 
 def test_accumulators_merge_into_the_result_of_all_points():
-    """Batches, then two accumulators merged through their arrays (as jobs do): the same I, dI and tail as
+    """Batches, then two accumulators of one stage merged: the same I, dI and tail as
     one accumulator fed with every point at once."""
     gen = torch.Generator().manual_seed(5)
     n = 30000
@@ -73,7 +73,7 @@ def test_accumulators_merge_into_the_result_of_all_points():
         for start in range(half.start, half.stop, 4000):
             stop = min(start + 4000, half.stop)
             part.add(channel[start:stop], weight[start:stop], ok[start:stop])
-        parts.append(ChannelAccumulator.from_arrays({k: v.numpy() for k, v in part.arrays("x_").items()}, "x_"))
+        parts.append(part)
     merged = ChannelAccumulator(3)
     for part in parts:
         merged.merge(part)
