@@ -1,9 +1,9 @@
 """Matrix-element cost per point with and without MadEvent's helicity recycling (issue 12, cheaper points).
 
 For each launched P-dir (one that holds ``matrix*_optim.f``, written by a launch with
-``madnis_recycle_helicities = True`` as MadEvent's survey writes it, :mod:`madnis_plugin.mg5.helicities`, or by a stock
-launch): the process directory is copied without ``matrix*_optim.*`` (its bridge then compiles the full helicity sums
-``matrix*_orig.f``, as the plugin does by default), both bridge
+``madnis_recycle_helicities = True``, the default, as MadEvent's survey writes it, :mod:`madnis_plugin.mg5.helicities`,
+or by a stock launch): the process directory is copied without ``matrix*_optim.*`` (its bridge then compiles the full
+helicity sums ``matrix*_orig.f``, as the plugin does with ``madnis_recycle_helicities = False``), both bridge
 libraries evaluate the same points inside the cuts (uniform points of random channels, those with f != 0), one
 worker each, alternately ``--repeats`` times; reported: the median Fortran microseconds per point of each and the
 largest relative difference of f J and of alpha between them. Writes ``benchmarks/results/helicity_recycling.{json,md}``.
