@@ -360,18 +360,25 @@ def test_distributions_match_stock_madevent(dy_launch, dy_stock_run):
 def test_launch_madnis_ttg_cross_section(mg5_dir, tmp_path):
     """g g > t t~ g (15 channels in 9 symmetry groups, colour-connected final state) against stock MadEvent.
     MG5aMC's default multicore mode on this 2-core machine: the one P-dir trains in two channel parts (jobs), whose
-    cross sections and events add up to the P-dir's, and MadEvent's results list the P-dir once."""
+    cross sections and events add up to the P-dir's, and MadEvent's results list the P-dir once. Without helicity
+    recycling (``madnis_recycle_helicities = False``): no matrix*_optim.f, the bridge sums every helicity."""
     sets = "".join(
         f"set {name} {value}\n"
         for name, value in dict(
-            nevents=200, madnis_steps=40, madnis_batch_size=1024, madnis_integration_points=30000
+            nevents=200,
+            madnis_steps=40,
+            madnis_batch_size=1024,
+            madnis_integration_points=30000,
+            madnis_recycle_helicities=False,
         ).items()
     )
     out = run_mg5(mg5_dir, f"generate g g > t t~ g\noutput madnis {tmp_path / 'TTG'}\nlaunch\n{sets}", tmp_path)
     sigma, error = cross_section(out)
     assert abs(sigma - 412.9) < 3 * (error**2 + 1.24**2) ** 0.5, (sigma, error)
     check_events(tmp_path / "TTG" / "Events" / "run_01" / "unweighted_events.lhe.gz", 200)
-    assert not list((tmp_path / "TTG" / "SubProcesses" / "P1_gg_ttxg").glob("matrix*_optim.f"))  # recycling is opt-in
+    assert not list(
+        (tmp_path / "TTG" / "SubProcesses" / "P1_gg_ttxg").glob("matrix*_optim.f")
+    )  # recycling switched off
     if (os.cpu_count() or 1) >= 2:
         assert "MadNIS: 2 training job(s)" in out and "[P1_gg_ttxg.2of2]" in out, out[-3000:]
         results = (tmp_path / "TTG" / "HTML" / "run_01" / "results.html").read_text()
