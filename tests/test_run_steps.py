@@ -327,8 +327,11 @@ def test_an_outlier_moves_neither_the_plan_nor_the_points_a_chunk_draws(settings
     trained = train_or_load(0, source, None, settings, quiet)
     integrate(trained.madnis, source, settings, 5, quiet)
     plan = EventPlan.of(trained.madnis)
-    share = plan.channel_probability
-    assert share.sum() == pytest.approx(1.0) and bool((share > 0).all()) and 0 < plan.efficiency < 1
+    drawn = plan.draw(trained.madnis, 20_000, seed=3)
+    p = torch.zeros(20, dtype=torch.float64).index_put_((drawn.channel,), drawn.channel_probability.double())
+    _, max_weights = trained.madnis.last_result.channel_tensors()
+    assert bool((p > 0).all()) and float((max_weights / p).max()) == pytest.approx(plan.w_max, rel=1e-12)
+    assert 0 < plan.efficiency < 1  # each channel reaches the plan's w_max where its W reaches its own w_max_i
     spec = JobSpec("generate", "P1_pareto", 0, 21, settings_to_dict(settings), chunks=[1])
     make_chunk(trained.madnis, source, settings, spec, 1, tmp_path / "plain")
     evaluate = source.integrand.evaluate

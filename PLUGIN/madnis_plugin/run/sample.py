@@ -59,7 +59,6 @@ class EventPlan:
     own w_max_i (module docstring: why never re-derived from these points)."""
 
     share: torch.Tensor
-    channel_probability: torch.Tensor
     w_max: float
     efficiency: float  # sum_i |I_i| / w_max: the share of these points hit-or-miss is expected to keep
 
@@ -72,7 +71,7 @@ class EventPlan:
         own = torch.where(max_weights > 0, max_weights, integral.abs())  # a channel without a w_max: its mean
         w_max = float(torch.where(p > 0, own / p.clamp_min(1e-300), torch.zeros_like(p)).max())
         efficiency = float(integral.abs().sum()) / w_max if w_max > 0 else 0.0
-        return cls(share, p, w_max, efficiency)
+        return cls(share, w_max, efficiency)
 
     def draw(self, madnis: MadNIS, n: int, seed: int) -> WeightedSample:
         """``n`` weighted points of the fixed sampler, channels drawn with the plan's p_i."""
