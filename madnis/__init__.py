@@ -2,267 +2,62 @@
 
 Pure torch; knows nothing of MG5aMC. One module per idea: flow (+ splines, permutations), cwnet (channel
 weights), losses, buffer, stratification, dropping, vegas/vegas_init (pre-training), integration,
-unweighting, sampler (composition), training (the loop), stopping (``steps = "auto"``), checkpoint. :class:`MadNIS` is the facade::
+unweighting, sampler (composition), training (the loop), stopping (``steps = "auto"``), checkpoint.
+:class:`MadNIS` (:mod:`.facade`) ties them together::
 
     m = MadNIS(integrand, TrainingConfig(steps=500))
     history = m.train()
     result = m.integrate(100_000); print(result.format_table())
     events = m.sample_weighted(10_000)
+
+The names below load their modules on first use (PEP 562): ``import madnis.config`` (the MG5aMC hook reading the
+run_card, in every MadEvent command of an ``output madnis`` directory, stock launches included) must not pay torch's
+import, 1-3 s measured on the 2-core machine.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
+_HOMES = {
+    "ChannelContribution": "integration",
+    "History": "training",
+    "Integrand": "integrand",
+    "IntegrandResult": "integrand",
+    "IntegrationResult": "integration",
+    "MadNIS": "facade",
+    "Projection": "stopping",
+    "StopReason": "stopping",
+    "StoppingRule": "stopping",
+    "TrainingConfig": "config",
+    "TrainingProgress": "training",
+    "WeightedSample": "sampler",
+}
+__all__ = sorted(_HOMES)
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import AUTO, TrainingConfig
-from .integrand import Integrand, IntegrandResult
-from .integration import ChannelContribution, IntegrationResult, integrate
-from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, Projection, StoppingRule, StopReason
-from .stratification import ChannelStatistics, allocate_points
-from .training import History, Trainer, TrainingProgress, pretrain_vegas
-
-
-class MadNIS:
-    """Train, integrate and sample one multi-channel integrand."""
-
-    def __init__(self, integrand: Integrand, config: TrainingConfig | None = None):
-        self.config = config or TrainingConfig()
-        self.integrand = CountingIntegrand(integrand, self.config.max_failed_fraction)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            sampler = MultiChannelSampler(integrand, self.config)
-        self.sampler = sampler.to(device=self.config.device, dtype=self.config.torch_dtype)
-        self.statistics = ChannelStatistics(integrand.n_channels, self.config.stats_decay)
-        self.generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed)
-        self.trainer = Trainer(self.sampler, self.integrand, self.config, self.statistics, self.generator)
-        self.vegas_grids: torch.Tensor | None = None
-        self.last_result: IntegrationResult | None = None
-        # the points of the last training's efficiency checks, each with the steps its sampler had made
-        self.check_samples: list[tuple[int, WeightedSample]] = []
-        self.kept_step: int | None = None  # the steps of the sampler in use, where training ended with an earlier one
-        self._checked_state: dict[str, torch.Tensor] | None = None  # the sampler at the last check that resumed
-
-    @property
-    def n_calls(self) -> int:
-        """Integrand points evaluated so far (training, integration, sampling)."""
-        return self.integrand.n_calls
-
-    def train(
-        self,
-        callback: Callable[[TrainingProgress], None] | None = None,
-        n_events: float | Callable[[float], float] | None = None,
-    ) -> History:
-        """Run ``config.steps`` training steps (after VEGAS pre-training if configured).
-
-        With ``config.steps = "auto"``, train while the projected time to ``n_events`` unweighted events falls
-        (a number, or a function of the running integral); the clock starts before VEGAS pre-training.
-        """
-        stopping = None
-        if self.config.steps == AUTO:
-            if n_events is None:
-                raise ValueError('steps = "auto" needs n_events: the unweighted events to project the time to')
-            stopping = StoppingRule.from_config(self.config, n_events)
-        self.check_samples, self.kept_step, self._checked_state = [], None, None
-        if self.config.vegas_pretraining and self.vegas_grids is None:
-            self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)
-        history = self.trainer.train(callback, stopping)
-        while stopping is not None and self._resume_after_check(stopping, history):
-            history.extend(self.trainer.train(callback, stopping))
-        return history
-
-    def _resume_after_check(self, stopping: StoppingRule, history: History) -> bool:
-        """Measure on fresh points the efficiency that the best projection, on which the rule stopped, claimed
-        (:mod:`madnis.stopping`); if it is far lower, and the training since any earlier check raised the measured
-        efficiency (:class:`~madnis.stopping.EfficiencyCheck`), recalibrate the rule and say that training goes on.
-        A check that ends training measuring less than the last check (which resumed it) puts the sampler back as it
-        was at that check (:attr:`sampler_step` then labels its points): both measurements are of fresh samples of
-        the generation's size, so the generation draws from the sampler that unweighted better (``g g > w+ d u~ g``:
-        a channel part measured 0.88 % at step 179 and 0.30 % at step 393, whose generation chunks then needed ~1.7x
-        the points per event of the other part's).
-
-        The check's points stay in ``check_samples`` (see :meth:`take_check_samples`), so the final integration
-        need not draw them again: those of the check that ends training are points of the final sampler; those of
-        a check that resumed it, of the sampler as it was then, are kept where the channel weights are fixed (not
-        trained, e.g. MadEvent's alpha^prior): each point's weight is then an unbiased estimate of its channel's
-        I_i = integral of alpha_i f under whichever density drew it, so as a stage of the cross section (a
-        :class:`~madnis.integration.StagePool`) they estimate I_i, and
-        hit-or-miss accepts each sample's points in proportion to the integrand (q_s x f / q_s) against that
-        sample's own w_max: the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s),
-        and its sampler's heavier tail does not lower the later sampler's efficiency. Learned channel weights
-        change while training resumes, and points of samplers with different alpha_i, pooled, estimate
-        no I (two channels, f = 1, alpha (0.9, 0.1) with most points in channel 0, then (0.1, 0.9) with most in
-        channel 1: 1.78 for 1); there a resumed check's points are training calls, as its training batches are."""
-        if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
-            return False
-        if self.config.auto_check_points == 0:
-            return False
-        seed = self.config.seed + 1_000_003 * (len(history.checks) + 1)
-        estimate = stopping.best.efficiency
-        ready = stopping.ready_events(self.trainer.kept_points, estimate)
-        needed = replace(stopping.best, ready_events=ready).points_to_draw  # the generation's sample, less those
-        points = self.config.auto_check_points  # rounded, not cut: ready events make needed a float
-        if math.isfinite(needed):
-            points = int(min(points, max(MIN_CHECK_POINTS, round(needed))))
-        result, sample = self.integrate_sample(points, seed=seed)
-        measured = result.unweighting_efficiency
-        previous = history.checks[-1].measured if history.checks else None
-        out_of_time = stopping.elapsed() >= stopping.max_seconds
-        check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
-        if check.fell and self._checked_state is not None:
-            check = replace(check, kept_step=history.checks[-1].step)
-        history.checks.append(check)
-        kept = not ((check.resumed or check.fell) and self.sampler.train_channel_weights)
-        if kept:
-            self.check_samples.append((check.step, sample))
-        if check.resumed:
-            stopping.recalibrate(measured / estimate, measured, points if kept else 0)
-            self._checked_state = copy.deepcopy(self.sampler.state_dict())
-        elif check.kept_step is not None:
-            self.sampler.load_state_dict(self._checked_state)
-            self.kept_step = check.kept_step
-        return check.resumed
-
-    @property
-    def sampler_step(self) -> int:
-        """The training steps the sampler in use had made: what labels its points (:meth:`take_check_samples`)."""
-        return self.trainer.steps_done if self.kept_step is None else self.kept_step
-
-    def take_check_samples(self) -> list[tuple[int, WeightedSample]]:
-        """The weighted points of the last training's efficiency checks (channels allocated as :meth:`integrate`
-        allocates them; with learned channel weights only the final sampler's, see :meth:`_resume_after_check`),
-        once, each with the training steps its sampler had made (the final sampler's are :attr:`sampler_step`).
-        Their integrand calls are already counted in ``n_calls``."""
-        samples, self.check_samples = self.check_samples, []
-        return samples
-
-    def take_training_batches(self) -> list[WeightedSample]:
-        """The later half of the last training's online batches (each point's ``channel_probability`` its batch's
-        p_i), once; empty with learned channel weights (see :mod:`madnis.training`). Their integrand calls are
-        already counted in ``n_calls``."""
-        return self.trainer.kept_batches()
-
-    def _generator(self, seed: int | None) -> torch.Generator:
-        if seed is None:
-            return self.generator
-        return torch.Generator(device=self.config.device).manual_seed(seed)
-
-    def integrate(
-        self, n_points: int, callback: Callable[[IntegrationResult], None] | None = None, seed: int | None = None
-    ) -> IntegrationResult:
-        """I ± dI from ``n_points`` points allocated over the active channels ∝ running sigma_i."""
-        return self._integrate(n_points, callback, seed, keep=None)
-
-    def integrate_sample(self, n_points: int, seed: int | None = None) -> tuple[IntegrationResult, WeightedSample]:
-        """:meth:`integrate`, and its points as a weighted sample in random order.
-
-        Channel i got N_i of the N points, so p_i = N_i / N: as MadEvent's refine points, the integration's
-        points serve the integral and then the unweighting (the stratified sample's accepted events follow f).
-        """
-        draws: list[Draw] = []
-        result = self._integrate(n_points, None, seed, keep=draws.append)
-        p = torch.tensor([c.n_points for c in result.channels], dtype=torch.float64) / result.n_points
-        sample = WeightedSample.from_draws(draws, p)
-        generator = self._generator(None if seed is None else seed + 1)
-        return result, sample.take(torch.randperm(result.n_points, generator=generator, device=generator.device))
-
-    def _integrate(
-        self,
-        n_points: int,
-        callback: Callable[[IntegrationResult], None] | None,
-        seed: int | None,
-        keep: Callable[[Draw], None] | None,
-    ) -> IntegrationResult:
-        counts = allocate_points(
-            n_points, self.statistics.sigma, self.sampler.active.cpu(), self.config.uniform_fraction, min_points=2
-        )
-        generator = self._generator(seed)
-
-        def weight_fn(channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            draw = self.sampler.draw(self.integrand, channel, generator)
-            if keep is not None:
-                keep(draw)
-            return draw.weight, draw.ok
-
-        group = self.sampler.group_of_channel.cpu()
-        self.last_result = integrate(
-            weight_fn, counts, group, self.config.integration_batch_size, callback, self.config.max_overweight
-        )
-        return self.last_result
-
-    def sample_weighted(self, n: int, seed: int | None = None, share: torch.Tensor | None = None) -> WeightedSample:
-        """``n`` weighted points, channel i drawn with p_i ∝ ``share[i]``; by default ∝ its w_max of the last
-        integration, which maximises the unweighting efficiency (:mod:`madnis.unweighting`), or ∝ I_i
-        (training estimates) before any."""
-        generator = self._generator(seed)
-        if share is None:
-            share = self.statistics.integral
-            if self.last_result is not None:
-                integral, max_weights = self.last_result.channel_tensors()
-                share = max_weights if bool((max_weights > 0).any()) else integral
-        p = channel_probabilities(share.cpu(), self.sampler.active.cpu()).to(self.config.device)
-        draws = []
-        for start in range(0, n, self.config.integration_batch_size):
-            size = min(self.config.integration_batch_size, n - start)
-            channel = torch.multinomial(p, size, replacement=True, generator=generator)
-            draws.append(self.sampler.draw(self.integrand, channel, generator))
-        return WeightedSample.from_draws(draws, p)
-
-    def save(self, path: str | Path) -> None:
-        """Write the trained state (see :mod:`madnis.checkpoint`)."""
-        save_checkpoint(
-            path,
-            {
-                "config": self.config.to_dict(),
-                "ndim": self.integrand.integrand.ndim,
-                "n_channels": self.integrand.integrand.n_channels,
-                "sampler": {k: v.cpu() for k, v in self.sampler.state_dict().items()},
-                "statistics": {k: v.cpu() for k, v in self.statistics.state_dict().items()},
-                "vegas_grids": None if self.vegas_grids is None else self.vegas_grids.cpu(),
-                "trainer": self.trainer.state_dict(),
-                "generator": self.generator.get_state(),
-                "n_calls": self.n_calls,
-            },
-        )
-
-    @classmethod
-    def load(cls, path: str | Path, integrand: Integrand, device: str | None = None) -> MadNIS:
-        """Rebuild from :meth:`save`'s file for the same integrand (``device`` overrides the saved one)."""
-        state = load_checkpoint(path)
-        if (state["ndim"], state["n_channels"]) != (integrand.ndim, integrand.n_channels):
-            raise ValueError(
-                f"{path}: checkpoint is for ndim={state['ndim']}, n_channels={state['n_channels']}, "
-                f"the integrand has ndim={integrand.ndim}, n_channels={integrand.n_channels}"
-            )
-        config = TrainingConfig.from_dict({**state["config"], **({"device": device} if device else {})})
-        m = cls(integrand, config)
-        m.sampler.load_state_dict(state["sampler"])
-        m.statistics.load_state_dict(state["statistics"])
-        m.vegas_grids = state["vegas_grids"]
-        m.trainer.load_state_dict(state["trainer"])
-        m.generator.set_state(state["generator"])
-        m.integrand.n_calls = state["n_calls"]
-        return m
+if TYPE_CHECKING:
+    from .config import TrainingConfig as TrainingConfig
+    from .facade import MadNIS as MadNIS
+    from .integrand import Integrand as Integrand
+    from .integrand import IntegrandResult as IntegrandResult
+    from .integration import ChannelContribution as ChannelContribution
+    from .integration import IntegrationResult as IntegrationResult
+    from .sampler import WeightedSample as WeightedSample
+    from .stopping import Projection as Projection
+    from .stopping import StoppingRule as StoppingRule
+    from .stopping import StopReason as StopReason
+    from .training import History as History
+    from .training import TrainingProgress as TrainingProgress
 
 
-__all__ = [
-    "ChannelContribution",
-    "History",
-    "Integrand",
-    "IntegrandResult",
-    "IntegrationResult",
-    "MadNIS",
-    "Projection",
-    "StopReason",
-    "StoppingRule",
-    "TrainingConfig",
-    "TrainingProgress",
-    "WeightedSample",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'madnis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

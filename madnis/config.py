@@ -9,15 +9,16 @@ and fails with a one-line :class:`ConfigError` naming the field.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .permutations import PERMUTATIONS
 
 LR_SCHEDULES = ("cosine", "constant", "exponential")
 LOSSES = ("stratified_variance", "variance", "kl", "rkl")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")  # torch dtype names (torch is imported where a dtype is needed, not here)
+PERMUTATIONS = ("exchange", "log", "soft")  # flow_permutations kinds (madnis.permutations builds them)
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
 AUTO = "auto"  # steps = AUTO: train until the projected time to the wanted events stops falling (madnis.stopping)
 # flow_hidden_units = AUTO: the coupling networks' width by the integrand's dimension. Measured on MadEvent matrix
@@ -184,7 +185,9 @@ class TrainingConfig:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        import torch  # here, so that reading a config (the MG5aMC hook, the run_card) never loads torch
+
+        return getattr(torch, self.dtype)
 
     def flow_units(self, ndim: int) -> int:
         """Hidden units per layer of the flow's coupling networks for an integrand of ``ndim`` dimensions."""

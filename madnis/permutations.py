@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PERMUTATIONS = ("exchange", "log", "soft")
+from .config import PERMUTATIONS
 
 
 def default_blocks(dims: int) -> int:

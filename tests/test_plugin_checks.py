@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,3 +92,18 @@ def test_run_card_registration_keeps_entries_out_of_fortran_and_stock_cards(mg5_
     card.read(str(stock))
     card["madnis_steps"] = "250"
     assert MadnisSettings.from_card(card).training.steps == 250
+
+
+def test_the_madevent_hook_and_the_job_server_start_load_no_torch():
+    """Every MadEvent command of an ``output madnis`` directory imports the hook (stock launches, ``treatcards``):
+    it must not pay torch's import (1-3 s); nor may starting the launch's job server, which comes before it."""
+    modules = ["madnis_plugin.mg5.madevent_hook", "madnis_plugin.mg5.launch_server", "madnis.config"]
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "from madnis_plugin.settings import MadnisSettings\n"
+        + "MadnisSettings()\n"
+        + "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

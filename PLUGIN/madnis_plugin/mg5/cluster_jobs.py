@@ -11,13 +11,12 @@ with one line naming its P-dir and its log. Nothing here imports ``madgraph``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,11 @@ from madnis.subset import partition_groups
 
 from ..lhe import BannerLike, LHEInit
 from ..run import RunResult, RunSettings, saved_sampler_path
-from ..run.job_server import JobServer, client_script
+from ..run.job_server import client_script
 from ..run.jobs import LOG, JobSource, JobSpec, read_result
 from ..run.parallel import run_in_jobs
 from ..settings import MadnisSettings
+from .launch_server import python_path
 
 logger = logging.getLogger("madevent.madnis")
 MIN_GROUPS_PER_PART = 4  # channel groups a part of a split P-dir has at least (job_sources)
@@ -49,16 +49,6 @@ exit 0
 
 class JobFailed(RuntimeError):
     """A MadNIS job failed twice (one-line message naming the P-dir and the job's log)."""
-
-
-def python_path() -> str:
-    """Where the job's Python finds madnis_plugin (as loaded here), madnis and fortran_bridge."""
-    import fortran_bridge
-    import madnis
-
-    packages = [Path(__file__).parents[2], Path(madnis.__file__).parents[1], Path(fortran_bridge.__file__).parents[1]]
-    entries = [str(p) for p in packages] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(entries))
 
 
 def write_script(job_dir: Path, server: str | None = None) -> Path:
@@ -128,21 +118,6 @@ class ClusterJobs:
                 )
 
         return update
-
-
-@contextlib.contextmanager
-def job_server(cmd: Any) -> Iterator[str | None]:
-    """The address of a job server (:mod:`..run.job_server`) for a multicore launch, None otherwise (cluster jobs
-    run elsewhere). Started after MadEvent's Source compilation, so that its imports overlap the mostly serial work that follows
-    (the helicity recycling where asked, the bridge builds)."""
-    if cmd.cluster_mode != 2:
-        yield None
-        return
-    log_path = Path(cmd.me_dir) / "madnis" / "jobs" / "server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
-    with JobServer(env, log_path) as server:
-        yield server.address
 
 
 def run_as_jobs(

@@ -89,14 +89,17 @@ def install(cmd_class: type, banner_module: Any) -> None:
     def run_generate_events(self, switch_mode, args):
         if not madnis_requested(self.run_card):
             return original(self, switch_mode, args)
-        try:
-            from .madevent_run import run_madnis
-        except ImportError as error:
-            raise self.InvalidCmd(
-                f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
-            ) from None
-        install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
-        return run_madnis(self)  # MadEvent's survey options (args) have no MadNIS meaning
+        from .launch_server import job_server
+
+        with job_server(self) as server:  # first: its imports take the other core while this one imports torch
+            try:
+                from .madevent_run import run_madnis
+            except ImportError as error:
+                raise self.InvalidCmd(
+                    f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
+                ) from None
+            install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
+            return run_madnis(self, server)  # MadEvent's survey options (args) have no MadNIS meaning
 
     run_generate_events.madnis_wrapped = True
     run_generate_events.__doc__ = original.__doc__

@@ -13,6 +13,7 @@ Fortran bridge. Nothing here imports ``madgraph``: MadEvent's modules come from 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -20,48 +21,49 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import mg5_version_supported
-from ..bridge_integrand import BridgeIntegrand
 from ..lhe import LHEInit
-from ..run import (
-    ProcessSource,
-    RunCheckError,
-    RunResult,
-    RunSettings,
-    SamplerReuseError,
-    check_run,
-    run_processes,
-)
-from ..run.orchestrate import channel_names
+from ..run.source import ProcessSource, RunCheckError, RunSettings, check_run
 from ..settings import MadnisSettings
-from .cluster_jobs import job_server, run_as_jobs
 from .gridpack import create_gridpack
 from .helicities import recycle_helicities
+
+if TYPE_CHECKING:
+    from ..run.orchestrate import RunResult
 
 logger = logging.getLogger("madevent.madnis")
 
 
-def run_madnis(cmd: Any) -> None:
-    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up); with
-    ``gridpack = True`` the run is packed into MadEvent's gridpack afterwards."""
+def run_madnis(cmd: Any, server: str | None = None) -> None:
+    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up; ``server``: the address of
+    the launch's job server, :func:`.launch_server.job_server`); with ``gridpack = True`` the run is packed into
+    MadEvent's gridpack afterwards."""
     settings = checked_settings(cmd)
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
+    # the run code (torch: 1-3 s here, as MadEvent's ``python -O`` may recompile its bytecode) and matplotlib
+    # (0.3-0.5 s, seconds when its font cache is new) load while the Source compiles and the helicities are recycled:
+    # their makes leave cores idle (measured: Source make and these imports 3.3 s together, 4.8 s one after the other)
+    threading.Thread(target=_import_all, args=(HEAVY_MODULES,), daemon=True).start()
     cmd.configure_directory()  # MadEvent's Source compilation, on every core
-    # the imports of matplotlib (0.3-0.5 s, seconds when its font cache is new) and of the job server (torch, ~1.6 s)
-    # from here on overlap the helicity recycling (where asked: its helicity runs and links leave cores idle) and the
-    # bridge builds
-    threading.Thread(target=importlib.import_module, args=("..run.plots", __package__), daemon=True).start()
-    with job_server(cmd) as server:
-        if settings.recycle_helicities:
-            recycle_helicities(cmd, _madevent_class(cmd))
-        seed = int(cmd.random)
-        cmd.update_random()
-        cmd.save_random()
-        generate_events(cmd, settings, seed, server=server)
+    if settings.recycle_helicities:
+        recycle_helicities(cmd, _madevent_class(cmd))
+    seed = int(cmd.random)
+    cmd.update_random()
+    cmd.save_random()
+    generate_events(cmd, settings, seed, server=server)
     if cmd.run_card["gridpack"]:
         create_gridpack(cmd)
+
+
+RUN_DEPENDENCIES = ("torch", "numpy", "cffi", "matplotlib")  # what the run code imports beyond this module's
+HEAVY_MODULES = ("..mg5.cluster_jobs", "..run.orchestrate", "..bridge_integrand", "..run.plots")
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        importlib.import_module(name, __package__)
 
 
 def generate_events(
@@ -69,7 +71,7 @@ def generate_events(
 ) -> None:
     """Train (or re-use), integrate and unweight every P-dir, write the events, publish the results in MadEvent's
     pages; ``prebuilt``: load the bridge libraries compiled before (a gridpack's), never compile; ``server``: the
-    job server of a multicore launch (:func:`.cluster_jobs.job_server`)."""
+    job server of a multicore launch (:func:`.launch_server.job_server`)."""
     module = sys.modules[_madevent_class(cmd).__module__]
     nevents = int(cmd.run_card["nevents"])
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
@@ -85,6 +87,8 @@ def generate_events(
     run_settings = madnis_run_settings(cmd, settings, seed)
     header = MadEventHeader(cmd, module, seed)
     if cmd.cluster_mode in (1, 2) and not prebuilt:  # MG5aMC's cluster or multicore pool: MadNIS as jobs
+        from .cluster_jobs import run_as_jobs
+
         run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress, server)
     else:
         run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
@@ -107,6 +111,9 @@ def run_in_process(
     cmd: Any, settings: MadnisSettings, run_settings: RunSettings, header: MadEventHeader, seed: int, prebuilt: bool
 ) -> RunResult:
     """``run_mode = 0``: every P-dir in this process, one after the other."""
+    from ..run.orchestrate import run_processes
+    from ..run.train import SamplerReuseError
+
     sources = [process_source(Path(pdir), settings, seed, prebuilt) for pdir in cmd.get_Pdir()]
     try:
         return run_processes(sources, run_settings, header, lhe_init(cmd.run_card), log=log_progress)
@@ -127,6 +134,8 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int, prebuilt: bo
     """Build (or reuse; ``prebuilt``: load as it is) the P-dir's bridge library, wrapped as an orchestration
     source."""
     import fortran_bridge
+
+    from ..bridge_integrand import BridgeIntegrand
 
     library = fortran_bridge.ProcessLibrary(
         pdir,
@@ -188,6 +197,11 @@ def checked_settings(cmd: Any) -> MadnisSettings:
         settings = MadnisSettings.from_card(cmd.run_card)
     except ValueError as error:
         raise cmd.InvalidCmd(str(error)) from None
+    missing = [name for name in RUN_DEPENDENCIES if importlib.util.find_spec(name) is None]
+    if missing:  # the run code loads in the background (run_madnis): say it here, before anything compiles
+        raise cmd.InvalidCmd(
+            f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: no module {', '.join(missing)}"
+        )
     compiler = cmd.options.get("fortran_compiler") or "gfortran"
     if shutil.which(compiler) is None:
         raise cmd.InvalidCmd(f"madnis = True needs a Fortran compiler: {compiler} not found on PATH")
@@ -241,6 +255,8 @@ def banner_header(banner: Any) -> str:
 
 def publish(cmd: Any, module: ModuleType, run: Any, plots: list[str]) -> None:
     """Cross section into MadEvent's results (results.dat, HTML page, crossx.html) and the shell summary."""
+    from ..run.orchestrate import channel_names
+
     sum_html = module.sum_html
     total = sum_html.Combine_results(cmd.run_name)
     processes: dict[str, Any] = {}  # the parts of a P-dir's channels (channel_part) under their P-dir

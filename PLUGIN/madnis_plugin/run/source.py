@@ -10,18 +10,21 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from madnis import TrainingConfig
-from madnis.integrand import Integrand
-from madnis.subset import ChannelSubset
+from madnis.config import TrainingConfig
 
-from ..lhe import EventRecords
+if TYPE_CHECKING:  # torch stays unloaded until a run needs it: the launch checks its settings while it imports torch
+    import torch
 
-EventRecordFn = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], EventRecords]
-Observable = Callable[[torch.Tensor], np.ndarray]  # momenta (n, nexternal, 4) -> one value per point
+    from madnis.integrand import Integrand
+
+    from ..lhe import EventRecords
+
+    EventRecordFn = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], EventRecords]
+    Observable = Callable[[torch.Tensor], np.ndarray]  # momenta (n, nexternal, 4) -> one value per point
 
 
 @dataclass
@@ -51,6 +54,8 @@ class ProcessSource:
 def channel_part(source: ProcessSource, channels: list[int], name: str) -> ProcessSource:
     """The part of ``source`` that ``channels`` (whole groups) carry, as a source of its own (:mod:`madnis.subset`):
     trained, integrated and unweighted apart; its events and cross section add to the other parts'."""
+    from madnis.subset import ChannelSubset
+
     part = ChannelSubset(source.integrand, channels)
 
     def event_records(r: torch.Tensor, channel: torch.Tensor, generator: np.random.Generator) -> EventRecords:
