@@ -28,10 +28,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from madnis_plugin.install import mg5_home
+from madnis_plugin.mg5.wall_clock import parse_line
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,6 +49,7 @@ class Measurement:
     points: int
     efficiency: float
     crashed: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # MadNIS: the launch's wall-time line (mg5/wall_clock.py)
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -143,7 +145,7 @@ def madnis(
     if not found:
         raise RunFailed("the MadNIS launch printed no matrix-element count")
     crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
-    return Measurement(sigma, error, seconds, int(found[-1][0]), float(found[-1][1]) / 100, crashed)
+    return Measurement(sigma, error, seconds, int(found[-1][0]), float(found[-1][1]) / 100, crashed, parse_line(log))
 
 
 @dataclass
@@ -177,6 +179,7 @@ class Case:
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
                 events_per_call=round(self.nevents / m.points, 5),
+                **({"phases_s": m.phases} if m.phases else {}),
             )
             for mode, m in (("stock", self.stock), ("madnis", self.madnis))
         ]
@@ -239,6 +242,16 @@ def write_outputs(
         "(set to zero weight, counted in its warnings).",
         "Wall times include compilation (each launch in its own fresh copy); the cores are shared with other jobs "
         "(noisy), so compare the ratio.",
+        "",
+        "Where the MadNIS launches' time went (the launch's own `MadNIS wall time` line, from the Source "
+        "compilation on; MG5aMC's start and its end steps are the rest of the wall time above):",
+        "",
+        *[
+            f"- `{c.process}`, {c.nevents:,} events: "
+            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in c.madnis.phases.items())
+            for c in cases
+            if c.madnis.phases
+        ],
         "",
     ]
     table = RESULTS / f"{name}.md"

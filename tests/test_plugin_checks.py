@@ -107,3 +107,22 @@ def test_the_madevent_hook_and_the_job_server_start_load_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_wall_time_line_adds_each_phase_up_and_reads_back():
+    """Phases add up where they recur (two rounds of jobs), keep the order they first ended in, and the benchmark
+    reads the last line of a launch's output back."""
+    from madnis_plugin.mg5.wall_clock import WallClock, parse_line
+
+    now = [10.0]
+    clock = WallClock(lambda: now[0])
+    for t, phase in ((12.5, "Source compilation"), (13.0, "preparing jobs"), (20.0, "training jobs")):
+        now[0] = t
+        clock.mark(phase)
+    now[0] = 20.5
+    clock.mark("preparing jobs")
+    line = clock.line()
+    assert line == ("MadNIS wall time 10.5 s: Source compilation 2.5 s, preparing jobs 1.0 s, training jobs 7.0 s")
+    out = f"INFO: MadNIS wall time 1.0 s: plots 1.0 s\nINFO: {line} \nDone\n"
+    assert parse_line(out) == {"total": 10.5, "Source compilation": 2.5, "preparing jobs": 1.0, "training jobs": 7.0}
+    assert parse_line("no such line") == {}

@@ -31,6 +31,7 @@ from ..run.jobs import LOG, JobSource, JobSpec, read_result
 from ..run.parallel import run_in_jobs
 from ..settings import MadnisSettings
 from .launch_server import python_path
+from .wall_clock import WallClock
 
 logger = logging.getLogger("madevent.madnis")
 MIN_GROUPS_PER_PART = 4  # channel groups a part of a split P-dir has at least (job_sources)
@@ -84,10 +85,17 @@ def last_line(path: Path) -> str:
 class ClusterJobs:
     """``run_jobs`` of :func:`madnis_plugin.run.parallel.run_in_jobs` on ``cmd.cluster``."""
 
-    def __init__(self, cmd: Any, server: str | None = None):
-        self.cmd, self.server = cmd, server
+    def __init__(self, cmd: Any, server: str | None = None, clock: WallClock | None = None):
+        self.cmd, self.server, self.clock = cmd, server, clock or WallClock()
 
     def __call__(self, job_dirs: list[Path], what: str) -> None:
+        self.clock.mark("preparing jobs")  # bridge builds and channel-part estimates before the first jobs
+        try:
+            self._run(job_dirs, what)
+        finally:
+            self.clock.mark(f"{what} jobs")
+
+    def _run(self, job_dirs: list[Path], what: str) -> None:
         pending = list(job_dirs)
         for attempt in (1, 2):
             for job_dir in pending:
@@ -128,16 +136,17 @@ def run_as_jobs(
     init: LHEInit,
     log: Callable[[str], None],
     server: str | None = None,
+    clock: WallClock | None = None,
 ) -> RunResult:
     """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode (the jobs forked by the job server
-    at ``server`` when there is one), one core per cluster job."""
+    at ``server`` when there is one), one core per cluster job; ``clock`` takes the phases (:mod:`.wall_clock`)."""
     cores = 1 if cmd.cluster_mode == 1 else int(cmd.options.get("nb_core") or os.cpu_count() or 1)
     pdirs = [Path(p) for p in cmd.get_Pdir()]
     split = not cmd.run_card["gridpack"]  # a gridpack carries one sampler per P-dir
     sources = job_sources(pdirs, cores, split, run_settings)
     try:
         return run_in_jobs(
-            sources, run_settings, banner, init, ClusterJobs(cmd, server), cores, settings.fixed_workers(), log
+            sources, run_settings, banner, init, ClusterJobs(cmd, server, clock), cores, settings.fixed_workers(), log
         )
     except JobFailed as error:
         raise cmd.InvalidCmd(str(error)) from None

@@ -29,6 +29,7 @@ from ..run.source import ProcessSource, RunCheckError, RunSettings, check_run
 from ..settings import MadnisSettings
 from .gridpack import create_gridpack
 from .helicities import recycle_helicities
+from .wall_clock import WallClock
 
 if TYPE_CHECKING:
     from ..run.orchestrate import RunResult
@@ -46,13 +47,16 @@ def run_madnis(cmd: Any, server: str | None = None) -> None:
     # (0.3-0.5 s, seconds when its font cache is new) load while the Source compiles and the helicities are recycled:
     # their makes leave cores idle (measured: Source make and these imports 3.3 s together, 4.8 s one after the other)
     threading.Thread(target=_import_all, args=(HEAVY_MODULES,), daemon=True).start()
+    clock = WallClock()
     cmd.configure_directory()  # MadEvent's Source compilation, on every core
+    clock.mark("Source compilation")
     if settings.recycle_helicities:
         recycle_helicities(cmd, _madevent_class(cmd))
+        clock.mark("helicity recycling")
     seed = int(cmd.random)
     cmd.update_random()
     cmd.save_random()
-    generate_events(cmd, settings, seed, server=server)
+    generate_events(cmd, settings, seed, server=server, clock=clock)
     if cmd.run_card["gridpack"]:
         create_gridpack(cmd)
 
@@ -67,11 +71,18 @@ def _import_all(modules: tuple[str, ...]) -> None:
 
 
 def generate_events(
-    cmd: Any, settings: MadnisSettings, seed: int, prebuilt: bool = False, server: str | None = None
+    cmd: Any,
+    settings: MadnisSettings,
+    seed: int,
+    prebuilt: bool = False,
+    server: str | None = None,
+    clock: WallClock | None = None,
 ) -> None:
     """Train (or re-use), integrate and unweight every P-dir, write the events, publish the results in MadEvent's
     pages; ``prebuilt``: load the bridge libraries compiled before (a gridpack's), never compile; ``server``: the
-    job server of a multicore launch (:func:`.launch_server.job_server`)."""
+    job server of a multicore launch (:func:`.launch_server.job_server`); ``clock``: the launch's phases so far
+    (:mod:`.wall_clock`), whose line ends the log."""
+    clock = clock or WallClock()
     module = sys.modules[_madevent_class(cmd).__module__]
     nevents = int(cmd.run_card["nevents"])
     logger.info("Generating %d events with run name %s (MadNIS, seed %d)", nevents, cmd.run_name, seed)
@@ -89,15 +100,20 @@ def generate_events(
     if cmd.cluster_mode in (1, 2) and not prebuilt:  # MG5aMC's cluster or multicore pool: MadNIS as jobs
         from .cluster_jobs import run_as_jobs
 
-        run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress, server)
+        run = run_as_jobs(cmd, settings, run_settings, header, lhe_init(cmd.run_card), log_progress, server, clock)
+        clock.mark("merging and writing the events")
     else:
         run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
+        clock.mark("training, integration and events")
     from ..run.plots import plot_run  # matplotlib here only (imported ahead by run_madnis), not in every job
 
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_run(run, html_dir)
+    clock.mark("plots")
     publish(cmd, module, run, [p.name for p in plots])
+    clock.mark("results pages")
+    logger.info(clock.line())
 
 
 def scale_depends_on_channel(run_card: Any) -> bool:
