@@ -6,8 +6,9 @@ them, dilutes exactly the outliers that carry the tail's share of sigma: the est
 its error can show. This benchmark replicates one source of a launch on :class:`madnis.toys.ParetoChannels` (20
 channels, P(w > t) ~ t^-a under a flat sampler, exact integral known): ``--steps`` training steps with fixed channel
 weights (the later training batches enter sigma), the training job's integration (:func:`madnis_plugin.run.sample
-.integrate`), ``--chunks`` generation chunks of 1000 events (:func:`madnis_plugin.run.job.make_chunk`, the code a
-launch runs) and the source's sigma merged as the launch merges it (:class:`madnis_plugin.run.jobs.Accumulated`).
+.integrate`), ``--chunks`` generation chunks of :data:`madnis_plugin.run.jobs.CHUNK_EVENTS` events
+(:func:`madnis_plugin.run.job.make_chunk`, the code a launch runs; results/sigma_bias.md has chunks of 1000 events)
+and the source's sigma merged as the launch merges it (:class:`madnis_plugin.run.jobs.Accumulated`).
 
 For each tail index a, over ``--replicas`` replicas (each its own training seed): the mean of I_hat / I - 1 with
 its standard error (the bias), the rms deviation, the mean quoted relative error and the mean pull, for the
@@ -35,7 +36,7 @@ import torch
 from madnis_plugin.lhe import EventRecords
 from madnis_plugin.run import ProcessSource, RunSettings
 from madnis_plugin.run.job import make_chunk
-from madnis_plugin.run.jobs import Accumulated, Chunk, JobSpec, settings_to_dict
+from madnis_plugin.run.jobs import CHUNK_EVENTS, Accumulated, Chunk, JobSpec, settings_to_dict
 from madnis_plugin.run.sample import integrate
 from madnis_plugin.run.train import train_or_load
 
@@ -58,7 +59,10 @@ def replica(tail_index: float, args: argparse.Namespace, seed: int, work: Path) 
     source = ProcessSource("P1_pareto", ParetoChannels(N_CHANNELS, tail_index), records)
     training = TrainingConfig(steps=args.steps, batch_size=1024, train_channel_weights=False, seed=seed)
     settings = RunSettings(
-        nevents=1000 * args.chunks, output_dir=work, integration_points=args.integration_points, training=training
+        nevents=CHUNK_EVENTS * args.chunks,
+        output_dir=work,
+        integration_points=args.integration_points,
+        training=training,
     )
     trained = train_or_load(0, source, None, settings, lambda line: None)
     integration, points = integrate(trained.madnis, source, settings, seed + 1, lambda line: None)
