@@ -17,8 +17,7 @@ import, 1-3 s measured on the 2-core machine.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from .lazy import lazy_exports
 
 _HOMES = {
     "ChannelContribution": "integration",
@@ -36,28 +35,5 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-if TYPE_CHECKING:
-    from .config import TrainingConfig as TrainingConfig
-    from .facade import MadNIS as MadNIS
-    from .integrand import Integrand as Integrand
-    from .integrand import IntegrandResult as IntegrandResult
-    from .integration import ChannelContribution as ChannelContribution
-    from .integration import IntegrationResult as IntegrationResult
-    from .sampler import WeightedSample as WeightedSample
-    from .stopping import Projection as Projection
-    from .stopping import StoppingRule as StoppingRule
-    from .stopping import StopReason as StopReason
-    from .training import History as History
-    from .training import TrainingProgress as TrainingProgress
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'madnis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
