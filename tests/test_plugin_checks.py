@@ -126,3 +126,36 @@ def test_the_wall_time_line_adds_each_phase_up_and_reads_back():
     out = f"INFO: MadNIS wall time 1.0 s: plots 1.0 s\nINFO: {line} \nDone\n"
     assert parse_line(out) == {"total": 10.5, "Source compilation": 2.5, "preparing jobs": 1.0, "training jobs": 7.0}
     assert parse_line("no such line") == {}
+
+
+def test_a_missing_dependency_is_one_line_before_anything_runs(monkeypatch, tmp_path):
+    """madnis = True with a module of the run code missing: one line naming it, before any compilation or job server
+    (the run code loads in the background later, where an ImportError would come after the Source compilation)."""
+    from madnis_plugin.mg5 import madevent_hook
+
+    class FakeBanner:
+        class RunCard:
+            def write_autodef(self, output_dir, output_file=None):
+                pass
+
+        class RunCardLO(RunCard):
+            def default_setup(self):
+                pass
+
+    class Launch(FakeMadEvent):
+        ran: list[str] = []
+
+        def run_generate_events(self, switch_mode, args):
+            self.ran.append("stock")
+
+        def configure_directory(self):
+            self.ran.append("compiled")
+
+    madevent_hook.install(Launch, FakeBanner)
+    monkeypatch.setattr(madevent_hook, "RUN_DEPENDENCIES", ("torch", "no_such_module_for_madnis"))
+    with pytest.raises(FakeMadEvent.InvalidCmd) as error:
+        Launch(tmp_path).run_generate_events(None, [])
+    assert str(error.value).endswith("no module no_such_module_for_madnis") and "\n" not in str(error.value)
+    assert Launch.ran == []
+    Launch(tmp_path, madnis=False).run_generate_events(None, [])
+    assert Launch.ran == ["stock"]

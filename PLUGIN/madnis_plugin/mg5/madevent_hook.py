@@ -21,6 +21,7 @@ them) while it builds the launch menu (``AskRun.get_allowed_reweight``); where t
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..settings import TRUE_WORDS, card_bool, registered_entries
 
+RUN_DEPENDENCIES = ("torch", "numpy", "cffi", "matplotlib")  # what a MadNIS run imports beyond this hook
 HOOK_BEGIN = "# --- madnis-mg5 hook (written by `output madnis`) ---"
 
 SHIM = '''"""Written by `output madnis` (madnis-mg5): loads the plugin's MadEvent hook for this directory."""
@@ -89,15 +91,17 @@ def install(cmd_class: type, banner_module: Any) -> None:
     def run_generate_events(self, switch_mode, args):
         if not madnis_requested(self.run_card):
             return original(self, switch_mode, args)
-        from .launch_server import job_server
-
+        missing = [name for name in RUN_DEPENDENCIES if importlib.util.find_spec(name) is None]
+        try:  # the run code loads in the background (run_madnis): missing modules are said here, before any compile
+            if missing:
+                raise ImportError(f"no module {', '.join(missing)}")
+            from .launch_server import job_server
+            from .madevent_run import run_madnis
+        except ImportError as error:
+            raise self.InvalidCmd(
+                f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
+            ) from None
         with job_server(self) as server:  # first: its imports take the other core while this one imports torch
-            try:
-                from .madevent_run import run_madnis
-            except ImportError as error:
-                raise self.InvalidCmd(
-                    f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
-                ) from None
             install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
             return run_madnis(self, server)  # MadEvent's survey options (args) have no MadNIS meaning
 

@@ -13,7 +13,6 @@ Fortran bridge. Nothing here imports ``madgraph``: MadEvent's modules come from 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -61,7 +60,6 @@ def run_madnis(cmd: Any, server: str | None = None) -> None:
         create_gridpack(cmd)
 
 
-RUN_DEPENDENCIES = ("torch", "numpy", "cffi", "matplotlib")  # what the run code imports beyond this module's
 HEAVY_MODULES = ("..mg5.cluster_jobs", "..run.orchestrate", "..bridge_integrand", "..run.plots")
 
 
@@ -213,11 +211,6 @@ def checked_settings(cmd: Any) -> MadnisSettings:
         settings = MadnisSettings.from_card(cmd.run_card)
     except ValueError as error:
         raise cmd.InvalidCmd(str(error)) from None
-    missing = [name for name in RUN_DEPENDENCIES if importlib.util.find_spec(name) is None]
-    if missing:  # the run code loads in the background (run_madnis): say it here, before anything compiles
-        raise cmd.InvalidCmd(
-            f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: no module {', '.join(missing)}"
-        )
     compiler = cmd.options.get("fortran_compiler") or "gfortran"
     if shutil.which(compiler) is None:
         raise cmd.InvalidCmd(f"madnis = True needs a Fortran compiler: {compiler} not found on PATH")
