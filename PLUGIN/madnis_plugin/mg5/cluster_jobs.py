@@ -85,8 +85,8 @@ def last_line(path: Path) -> str:
 class ClusterJobs:
     """``run_jobs`` of :func:`madnis_plugin.run.parallel.run_in_jobs` on ``cmd.cluster``."""
 
-    def __init__(self, cmd: Any, server: str | None = None, clock: WallClock | None = None):
-        self.cmd, self.server, self.clock = cmd, server, clock or WallClock()
+    def __init__(self, cmd: Any, server: str | None, clock: WallClock):
+        self.cmd, self.server, self.clock = cmd, server, clock
 
     def __call__(self, job_dirs: list[Path], what: str) -> None:
         self.clock.mark("preparing jobs")  # bridge builds and channel-part estimates before the first jobs
@@ -135,8 +135,8 @@ def run_as_jobs(
     banner: BannerLike,
     init: LHEInit,
     log: Callable[[str], None],
-    server: str | None = None,
-    clock: WallClock | None = None,
+    server: str | None,
+    clock: WallClock,
 ) -> RunResult:
     """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode (the jobs forked by the job server
     at ``server`` when there is one), one core per cluster job; ``clock`` takes the phases (:mod:`.wall_clock`)."""
