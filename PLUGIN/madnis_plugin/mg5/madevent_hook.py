@@ -21,6 +21,7 @@ them) while it builds the launch menu (``AskRun.get_allowed_reweight``); where t
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import re
 import sys
@@ -103,7 +104,12 @@ def install(cmd_class: type, banner_module: Any) -> None:
             ) from None
         with job_server(self) as server:  # first: its imports take the other core while this one imports torch
             install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
-            return run_madnis(self, server)  # MadEvent's survey options (args) have no MadNIS meaning
+            run_madnis(self, server)  # MadEvent's survey options (args) have no MadNIS meaning
+        # what the run left (torch's and matplotlib's modules among it) lives until the process ends: collect the
+        # run's garbage now and keep the rest out of later collections, so that the interpreter's last collection
+        # at exit does not walk it (measured: exit 0.36 s -> 0.10 s, for 0.07 s here)
+        gc.collect()
+        gc.freeze()
 
     run_generate_events.madnis_wrapped = True
     run_generate_events.__doc__ = original.__doc__

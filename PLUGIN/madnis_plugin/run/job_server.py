@@ -206,5 +206,10 @@ class JobServer:
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), *sys.argv[3:])
+        # its jobs are reaped and nothing is left to write: skip the interpreter's teardown of torch (~0.3 s on the
+        # launch's critical path, JobServer.__exit__ waits for this process)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     else:
         sys.exit(client(*sys.argv[2:]))

@@ -13,8 +13,22 @@ import numpy as np  # noqa: E402
 from .orchestrate import RunResult, SourceResult, channel_names  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+# margins in inches (labels, ticks, title), the same on every figure size: fixed rather than ``tight_layout``, whose
+# measuring of every text took half of the plots' time (0.4 of 0.8 s for a two-part P-dir's five plots)
+MARGINS = dict(left=0.8, right=0.15, top=0.35, bottom=0.55)
+ROTATED_LABELS = 0.3  # more room below for tick labels at 45 degrees
+
+
+def _save(fig, path: Path, extra_bottom: float = 0.0) -> Path:
+    width, height = fig.get_size_inches()
+    m = MARGINS
+    fig.subplots_adjust(
+        left=m["left"] / width,
+        right=1 - m["right"] / width,
+        top=1 - m["top"] / height,
+        bottom=(m["bottom"] + extra_bottom) / height,
+        wspace=0.25,
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -41,10 +55,11 @@ def plot_channels(source: SourceResult, directory: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(x) + 2), 3.4))
     ax.bar(x - 0.2, source.events.prior_fractions, width=0.4, label="prior alpha (single-diagram)")
     ax.bar(x + 0.2, learned, width=0.4, label="MadNIS (trained)")
-    ax.set_xticks(x, names, rotation=45 if len(x) > 8 else 0)
+    rotated = len(x) > 8
+    ax.set_xticks(x, names, rotation=45 if rotated else 0)
     ax.set(ylabel="fraction of sigma", title=f"{source.source.name}: channel contributions")
     ax.legend(fontsize=8)
-    return _save(fig, directory / f"channels_{source.source.name}.png")
+    return _save(fig, directory / f"channels_{source.source.name}.png", ROTATED_LABELS if rotated else 0.0)
 
 
 def plot_weights(source: SourceResult, directory: Path) -> Path:
