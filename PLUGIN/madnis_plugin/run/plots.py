@@ -12,7 +12,6 @@ import numpy as np  # noqa: E402
 
 from .orchestrate import RunResult, SourceResult, channel_names  # noqa: E402
 
-
 # margins in inches (labels, ticks, title), the same on every figure size: fixed rather than ``tight_layout``, whose
 # measuring of every text took half of the plots' time (0.4 of 0.8 s for a two-part P-dir's five plots)
 MARGINS = dict(left=0.8, right=0.15, top=0.35, bottom=0.55)
