@@ -14,8 +14,16 @@ from .orchestrate import RunResult, SourceResult, channel_names  # noqa: E402
 
 # margins in inches (labels, ticks, title), the same on every figure size: fixed rather than ``tight_layout``, whose
 # measuring of every text took half of the plots' time (0.4 of 0.8 s for a two-part P-dir's five plots)
-MARGINS = dict(left=0.8, right=0.15, top=0.35, bottom=0.55)
+MARGINS = dict(left=1.05, right=0.15, top=0.35, bottom=0.55)
 ROTATED_LABELS = 0.3  # more room below for tick labels at 45 degrees
+
+
+TITLE_INCHES_PER_CHARACTER = 0.1  # the default 12-point title, measured with room to spare
+
+
+def _width(title: str, minimum: float) -> float:
+    """A figure width (inches) at least ``minimum`` whose axes hold ``title`` (P-dir names make titles long)."""
+    return max(minimum, TITLE_INCHES_PER_CHARACTER * len(title) + MARGINS["left"] + MARGINS["right"])
 
 
 def _save(fig, path: Path, extra_bottom: float = 0.0) -> Path:
@@ -51,12 +59,13 @@ def plot_channels(source: SourceResult, directory: Path) -> Path:
     names = channel_names(source)
     learned = [c.fraction for c in source.result.channels]
     x = np.arange(len(learned))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(x) + 2), 3.4))
+    title = f"{source.source.name}: channel contributions"
+    fig, ax = plt.subplots(figsize=(_width(title, max(4.0, 0.6 * len(x) + 2)), 3.4))
     ax.bar(x - 0.2, source.events.prior_fractions, width=0.4, label="prior alpha (single-diagram)")
     ax.bar(x + 0.2, learned, width=0.4, label="MadNIS (trained)")
     rotated = len(x) > 8
     ax.set_xticks(x, names, rotation=45 if rotated else 0)
-    ax.set(ylabel="fraction of sigma", title=f"{source.source.name}: channel contributions")
+    ax.set(ylabel="fraction of sigma", title=title)
     ax.legend(fontsize=8)
     return _save(fig, directory / f"channels_{source.source.name}.png", ROTATED_LABELS if rotated else 0.0)
 
@@ -65,7 +74,8 @@ def plot_weights(source: SourceResult, directory: Path) -> Path:
     """Distribution of w / <w> of the integration's points (the first weighted sample) with the unweighting w_max."""
     w = source.events.sample_weights[source.events.sample_weights > 0]
     mean = w.mean()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    title = f"{source.source.name}: weights"
+    fig, ax = plt.subplots(figsize=(_width(title, 5.5), 3.4))
     ax.hist(np.log10(w / mean), bins=80, histtype="step")
     ax.axvline(
         np.log10(source.events.w_max / mean),
@@ -73,14 +83,15 @@ def plot_weights(source: SourceResult, directory: Path) -> Path:
         ls="--",
         label=f"w_max (eff. {100 * source.events.efficiency:.1f}%)",
     )
-    ax.set(xlabel="log10(w / <w>)", ylabel="points", yscale="log", title=f"{source.source.name}: weights")
+    ax.set(xlabel="log10(w / <w>)", ylabel="points", yscale="log", title=title)
     ax.legend(fontsize=8)
     return _save(fig, directory / f"weights_{source.source.name}.png")
 
 
 def plot_observable(source: SourceResult, directory: Path, bins: np.ndarray) -> Path:
     """Normalised histogram of the observable: unweighted events vs the weighted sample (truth)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    title = f"{source.source.name}: {source.source.observable_label}"
+    fig, ax = plt.subplots(figsize=(_width(title, 6.0), 3.8))
     w = source.events.sample_weights
     ax.hist(
         source.events.sample_observable,
@@ -100,7 +111,7 @@ def plot_observable(source: SourceResult, directory: Path, bins: np.ndarray) -> 
         ylabel="fraction per bin",
         yscale="log",
         xscale="log" if log_x else "linear",
-        title=f"{source.source.name}: {source.source.observable_label}",
+        title=title,
     )
     ax.legend(fontsize=8)
     return _save(fig, directory / f"observable_{source.source.name}.png")
