@@ -57,9 +57,9 @@ def test_trained_channel_weights_reach_optimal_error():
     assert learned < 1.2 * optimal
     flat = summed_sigma(m, toy, lambda x: torch.full((len(x), 2), 0.5, dtype=torch.float64))
     # untrained weights on the same flows do not pass. One thread, seeds 0-3, 400 steps: flat / learned 1.37-3.88,
-    # flat / optimal 1.15-1.30 (2026-12-05, Xeon); 200 steps were too few to be sure: flat / learned 1.18 for seed 0
+    # flat / optimal 1.15-1.30 (2026-12-05, Xeon); 200 steps were too few: flat / learned 1.18 for seed 0
     # here where another machine measured 1.4-2.9 over the four seeds (the trajectories differ in the last bits)
-    assert flat > 1.25 * learned
+    assert flat > 1.3 * learned
 
 
 @pytest.fixture(scope="module")

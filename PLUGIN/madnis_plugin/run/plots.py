@@ -16,8 +16,6 @@ from .orchestrate import RunResult, SourceResult, channel_names  # noqa: E402
 # measuring of every text took half of the plots' time (0.4 of 0.8 s for a two-part P-dir's five plots)
 MARGINS = dict(left=1.05, right=0.15, top=0.35, bottom=0.55)
 ROTATED_LABELS = 0.3  # more room below for tick labels at 45 degrees
-
-
 TITLE_INCHES_PER_CHARACTER = 0.1  # the default 12-point title, measured with room to spare
 
 
