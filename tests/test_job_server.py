@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -23,10 +24,17 @@ TARGET = "job_server_target:run"
 FIXTURE = Path(__file__).resolve().parent / "job_server_fixture"
 
 
+def started(tmp_path: Path, monkeypatch) -> JobServer:
+    """A server forked from this process, as the launch forks it, with the fixture's job importable; its
+    environment marked."""
+    monkeypatch.syspath_prepend(str(FIXTURE))
+    return JobServer(dict(os.environ, MADNIS_SERVER_MARK="server env"), tmp_path / "server.log", TARGET)
+
+
 @pytest.fixture
-def server(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FIXTURE), *sys.path]))
-    with JobServer(env, tmp_path / "server.log", TARGET) as running:
+def server(tmp_path, monkeypatch):
+    with started(tmp_path, monkeypatch) as running:
+        running.start()
         yield running
 
 
@@ -40,7 +48,7 @@ def job(tmp_path: Path, name: str, *flags: str) -> Path:
 
 def client(address: str, job_dir: Path) -> subprocess.Popen:
     """The client as a job script runs it: by its path, without site-packages."""
-    script = [sys.executable, "-S", job_server.client_script(), "client", address, str(job_dir)]
+    script = [sys.executable, "-S", job_server.client_script(), address, str(job_dir)]
     return subprocess.Popen([*script, str(job_dir / "job.log")])
 
 
@@ -67,17 +75,30 @@ def test_jobs_run_forked_from_the_server_in_their_directory(server, tmp_path):
     assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]  # a failed job is still run: its result says so
     records = [json.loads((d / "ran.json").read_text()) for d in dirs]
     assert len({r["pid"] for r in records}) == 3
-    assert {r["imported_in"] for r in records} == {server.process.pid}  # imported once, by the server
-    assert all(r["pid"] != server.process.pid and r["pgid"] == r["pid"] for r in records)
+    assert {r["imported_in"] for r in records} == {server.pid}  # imported once, by the server
+    assert all(r["pid"] != server.pid and r["pgid"] == r["pid"] for r in records)
     assert [r["cwd"] for r in records] == [str(d) for d in dirs]
+    assert {r["mark"] for r in records} == {"server env"}  # the server's environment, not the launch's
     assert (dirs[0] / "job.log").read_text() == f"{FORKED}\njob output\n"
     assert "injected failure" in (dirs[2] / "job.log").read_text()
 
 
+def test_the_server_keeps_no_file_of_the_launch_open(tmp_path, monkeypatch):
+    """A pipe the launch had open when it forked the server reaches its end for the launch's reader once the launch
+    closes it: the server holds no copy (it would keep MG5aMC waiting on a subprocess's output)."""
+    read_end, write_end = os.pipe()
+    with started(tmp_path, monkeypatch) as server:
+        server.start()
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 5.0)
+        assert ready and os.read(read_end, 1) == b"", "the server keeps the pipe open"
+    os.close(read_end)
+
+
 def test_no_server_means_not_taken(tmp_path, server):
     assert client(str(tmp_path / "nothing.sock"), job(tmp_path, "a")).wait(timeout=30) == NOT_TAKEN
-    server.process.send_signal(signal.SIGKILL)  # a server that died: its socket refuses
-    server.process.wait()
+    os.kill(server.pid, signal.SIGKILL)  # a server that died: its socket refuses
+    os.waitpid(server.pid, 0)
     assert client(server.address, job(tmp_path, "b")).wait(timeout=30) == NOT_TAKEN
     assert not (tmp_path / "b" / "ran.json").exists()
 
@@ -92,9 +113,9 @@ def test_a_job_whose_client_is_killed_is_killed(server, tmp_path):
     assert wait_for(lambda: not alive(pid)), "the job outlived its client"
 
 
-def test_stopping_the_server_kills_its_jobs(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FIXTURE), *sys.path]))
-    with JobServer(env, tmp_path / "server.log", TARGET) as server:
+def test_stopping_the_server_kills_its_jobs(tmp_path, monkeypatch):
+    with started(tmp_path, monkeypatch) as server:
+        server.start()
         job_dir = job(tmp_path, "a", "sleep")
         waiting = client(server.address, job_dir)
         assert wait_for(lambda: (job_dir / "ran.json").exists())

@@ -11,7 +11,13 @@ IMPORTED_IN = os.getpid()  # the process that imported this module (the server, 
 
 def run(job_dir: Path) -> None:
     print("job output", flush=True)
-    record = {"pid": os.getpid(), "imported_in": IMPORTED_IN, "cwd": os.getcwd(), "pgid": os.getpgid(0)}
+    record = {
+        "pid": os.getpid(),
+        "imported_in": IMPORTED_IN,
+        "cwd": os.getcwd(),
+        "pgid": os.getpgid(0),
+        "mark": os.environ.get("MADNIS_SERVER_MARK"),
+    }
     (job_dir / "ran.json").write_text(json.dumps(record))
     if (job_dir / "sleep").exists():
         time.sleep(120)

@@ -57,7 +57,7 @@ def write_script(job_dir: Path, server: str | None = None) -> Path:
     the job and runs it itself only when no server takes it."""
     spec = JobSpec.read(job_dir)
     python, job, log = (shlex.quote(str(x)) for x in (sys.executable, job_dir, job_dir / LOG))
-    client = f"{python} -S {shlex.quote(client_script())} client"
+    client = f"{python} -S {shlex.quote(client_script())}"
     ask_server = f"{client} {shlex.quote(server)} {job} {log} || " if server else ""
     script = job_dir / "job.sh"
     script.write_text(
@@ -140,7 +140,7 @@ def run_as_jobs(
 ) -> RunResult:
     """The run in jobs on ``cmd.cluster``: ``nb_core`` cores in multicore mode (the jobs forked by the job server
     at ``server`` when there is one), one core per cluster job; ``clock`` takes the phases (:mod:`.wall_clock`)."""
-    cores = 1 if cmd.cluster_mode == 1 else int(cmd.options.get("nb_core") or os.cpu_count() or 1)
+    cores = launch_cores(cmd)
     pdirs = [Path(p) for p in cmd.get_Pdir()]
     split = not cmd.run_card["gridpack"]  # a gridpack carries one sampler per P-dir
     sources = job_sources(pdirs, cores, split, run_settings)
@@ -150,6 +150,12 @@ def run_as_jobs(
         )
     except JobFailed as error:
         raise cmd.InvalidCmd(str(error)) from None
+
+
+def launch_cores(cmd: Any) -> int:
+    """The cores this launch works on: ``nb_core`` in multicore mode, one otherwise (a cluster job takes one core
+    each; a single-core launch runs in its process)."""
+    return int(cmd.options.get("nb_core") or os.cpu_count() or 1) if cmd.cluster_mode == 2 else 1
 
 
 def job_sources(pdirs: list[Path], cores: int, split: bool, settings: RunSettings) -> list[JobSource]:

@@ -1,9 +1,7 @@
-"""The job server of a multicore MadNIS launch, started before the launch imports torch.
+"""The job server of a multicore MadNIS launch: its socket bound when the launch begins, the server forked from the
+launch once the launch has imported the job code (:mod:`..run.job_server`), so that torch is imported once.
 
-Why first: the launch's own imports of torch and the run code (1-3 s on the 2-core machine; MadEvent runs under
-``python -O``, whose bytecode is recompiled where no ``.opt-1.pyc`` may be written) run on one core, and the
-server's imports (:mod:`..run.job_server`: it imports the job code once, then forks every job) then take the
-other. Only the standard library and the light :mod:`..run.job_server` are imported here.
+Only the standard library and the light :mod:`..run.job_server` are imported here.
 """
 
 from __future__ import annotations
@@ -30,9 +28,9 @@ def python_path() -> str:
 
 
 @contextlib.contextmanager
-def job_server(cmd: Any) -> Iterator[str | None]:
-    """The address of a job server for a multicore launch (``run_mode = 2``), None otherwise (cluster jobs run
-    elsewhere)."""
+def job_server(cmd: Any) -> Iterator[JobServer | None]:
+    """A job server for a multicore launch (``run_mode = 2``; the caller starts it), None otherwise (cluster jobs
+    run elsewhere)."""
     if cmd.cluster_mode != 2:
         yield None
         return
@@ -40,4 +38,4 @@ def job_server(cmd: Any) -> Iterator[str | None]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
     with JobServer(env, log_path) as server:
-        yield server.address
+        yield server

@@ -31,36 +31,41 @@ from .helicities import recycle_helicities
 from .wall_clock import WallClock
 
 if TYPE_CHECKING:
+    from ..run.job_server import JobServer
     from ..run.orchestrate import RunResult
 
 logger = logging.getLogger("madevent.madnis")
 
 
-def run_madnis(cmd: Any, server: str | None = None) -> None:
-    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up; ``server``: the address of
-    the launch's job server, :func:`.launch_server.job_server`); with ``gridpack = True`` the run is packed into
+def run_madnis(cmd: Any, server: JobServer | None = None) -> None:
+    """Run MadNIS for the MadEvent command ``cmd`` (run name and run_card already set up; ``server``: the launch's
+    job server, :func:`.launch_server.job_server`, not yet started); with ``gridpack = True`` the run is packed into
     MadEvent's gridpack afterwards."""
     settings = checked_settings(cmd)
     os.environ.setdefault("FC", cmd.options.get("fortran_compiler") or "gfortran")  # bridge builds like Source
     # the run code (torch: 1-3 s here, as MadEvent's ``python -O`` may recompile its bytecode) and matplotlib
     # (0.3-0.5 s, seconds when its font cache is new) load while the Source compiles and the helicities are recycled:
     # their makes leave cores idle (measured: Source make and these imports 3.3 s together, 4.8 s one after the other)
-    threading.Thread(target=_import_all, args=(HEAVY_MODULES,), daemon=True).start()
+    imports = threading.Thread(target=_import_all, args=(HEAVY_MODULES,), daemon=True)
+    imports.start()
     clock = WallClock()
     cmd.configure_directory()  # MadEvent's Source compilation, on every core
     clock.mark("Source compilation")
     if settings.recycle_helicities:
         recycle_helicities(cmd, _madevent_class(cmd))
         clock.mark("helicity recycling")
+    if server is not None:  # forked with the job code imported: the server imports nothing (job_server docstring)
+        imports.join()
+        server.start()
     seed = int(cmd.random)
     cmd.update_random()
     cmd.save_random()
-    generate_events(cmd, settings, seed, server=server, clock=clock)
+    generate_events(cmd, settings, seed, server=None if server is None else server.address, clock=clock)
     if cmd.run_card["gridpack"]:
         create_gridpack(cmd)
 
 
-HEAVY_MODULES = ("..mg5.cluster_jobs", "..run.orchestrate", "..bridge_integrand", "..run.plots")
+HEAVY_MODULES = ("..run.job", "..mg5.cluster_jobs", "..run.orchestrate", "..bridge_integrand", "..run.plots")
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
@@ -104,10 +109,11 @@ def generate_events(
         run = run_in_process(cmd, settings, run_settings, header, seed, prebuilt)
         clock.mark("training, integration and events")
     from ..run.plots import plot_run  # matplotlib here only (imported ahead by run_madnis), not in every job
+    from .cluster_jobs import launch_cores
 
     html_dir = me_dir / "HTML" / cmd.run_name
     html_dir.mkdir(parents=True, exist_ok=True)
-    plots = plot_run(run, html_dir)
+    plots = plot_run(run, html_dir, processes=launch_cores(cmd))  # the cores are idle now: the plots share them
     clock.mark("plots")
     publish(cmd, module, run, [p.name for p in plots])
     clock.mark("results pages")
