@@ -16,12 +16,9 @@ from .config import AUTO, TrainingConfig
 from .integrand import Integrand
 from .integration import IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
-from .stopping import CHECK_PILOT_SHARE, MIN_CHECK_POINTS, EfficiencyCheck, StoppingRule
+from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, StoppingRule
 from .stratification import ChannelStatistics, allocate_points
 from .training import History, Trainer, TrainingProgress, pretrain_vegas
-from .unweighting import channel_max_weights, multichannel_efficiency
-
-CHECK_REST_SEED = 500_009  # the seed offset of a check's points after its pilot
 
 
 class MadNIS:
@@ -76,8 +73,6 @@ class MadNIS:
         """Measure on fresh points the efficiency that the best projection, on which the rule stopped, claimed
         (:mod:`madnis.stopping`); if it is far lower, and the training since any earlier check raised the measured
         efficiency (:class:`~madnis.stopping.EfficiencyCheck`), recalibrate the rule and say that training goes on.
-        A pilot of 1 / ``CHECK_PILOT_SHARE`` of the points is drawn first; only if it does not send training back
-        are the rest drawn, and the check decides on all of them (module :mod:`madnis.stopping`: why).
         A check that ends training measuring less than the last check (which resumed it) puts the sampler back as it
         was at that check (:attr:`sampler_step` then labels its points): both measurements are of fresh samples of
         the generation's size, so the generation draws from the sampler that unweighted better (``g g > w+ d u~ g``:
@@ -107,40 +102,24 @@ class MadNIS:
         points = self.config.auto_check_points  # rounded, not cut: ready events make needed a float
         if math.isfinite(needed):
             points = int(min(points, max(MIN_CHECK_POINTS, round(needed))))
-        pilot = points // CHECK_PILOT_SHARE if points // CHECK_PILOT_SHARE >= MIN_CHECK_POINTS else points
+        result, sample = self.integrate_sample(points, seed=seed)
+        measured = result.unweighting_efficiency
         previous = history.checks[-1].measured if history.checks else None
-        samples: list[WeightedSample] = []
-        for size, part_seed in ((pilot, seed), (points - pilot, seed + CHECK_REST_SEED)):
-            samples.append(self.integrate_sample(size, seed=part_seed)[1])
-            drawn = sum(len(sample.weight) for sample in samples)
-            out_of_time = stopping.elapsed() >= stopping.max_seconds
-            measured = self._measured_efficiency(samples)
-            check = EfficiencyCheck(self.trainer.steps_done, drawn, estimate, measured, previous, out_of_time)
-            if check.resumed or drawn == points:  # a pilot that resumes training ends the check
-                break
+        out_of_time = stopping.elapsed() >= stopping.max_seconds
+        check = EfficiencyCheck(self.trainer.steps_done, points, estimate, measured, previous, out_of_time)
         if check.fell and self._checked_state is not None:
             check = replace(check, kept_step=history.checks[-1].step)
         history.checks.append(check)
         kept = not ((check.resumed or check.fell) and self.sampler.train_channel_weights)
-        if kept:  # the pilot and the rest: two stages (the rest's allocation follows the pilot's sigma_i)
-            self.check_samples += [(check.step, sample) for sample in samples]
+        if kept:
+            self.check_samples.append((check.step, sample))
         if check.resumed:
-            stopping.recalibrate(measured / estimate, measured, check.points if kept else 0)
+            stopping.recalibrate(measured / estimate, measured, points if kept else 0)
             self._checked_state = copy.deepcopy(self.sampler.state_dict())
         elif check.kept_step is not None:
             self.sampler.load_state_dict(self._checked_state)
             self.kept_step = check.kept_step
         return check.resumed
-
-    def _measured_efficiency(self, samples: list[WeightedSample]) -> float:
-        """The multichannel efficiency of ``samples`` together (as :attr:`IntegrationResult.unweighting_efficiency`
-        of one integration: each channel's mean weight and its w_max by MadEvent's rule, chosen together)."""
-        channel = torch.cat([s.channel for s in samples]).cpu()
-        within = torch.cat([torch.where(s.ok, s.weight * s.channel_probability, 0.0) for s in samples]).double().cpu()
-        n = len(self.sampler.active)
-        integrals = torch.zeros(n, dtype=torch.float64).index_add_(0, channel, within)
-        integrals /= torch.bincount(channel, minlength=n).clamp_min(1)
-        return multichannel_efficiency(integrals, channel_max_weights(within, channel, n, self.config.max_overweight))
 
     @property
     def sampler_step(self) -> int:

@@ -91,7 +91,6 @@ from .unweighting import madevent_efficiency
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
 CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
 MIN_CHECK_POINTS = 10_000  # an efficiency check draws at least these points
-CHECK_PILOT_SHARE = 4  # a check first draws this share (1 / it) of its points, at least MIN_CHECK_POINTS (docstring)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ import torch
 
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
-from madnis.integration import ChannelAccumulator
-from madnis.sampler import WeightedSample
-from madnis.stopping import CHECK_PILOT_SHARE, MIN_CHECK_POINTS, EfficiencyCheck
+from madnis.integration import ChannelAccumulator, IntegrationResult
+from madnis.stopping import EfficiencyCheck
 from madnis.toys import CamelBack1D
 
 POINTS = 1000
@@ -220,7 +219,7 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
     training, the second is as far below the claim but sees no gain since the first and stops it (without that rule
     every later check would resume again until max_minutes)."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: 1.0)
-    monkeypatch.setattr(MadNIS, "_measured_efficiency", lambda self, samples: 0.3)
+    monkeypatch.setattr(IntegrationResult, "unweighting_efficiency", property(lambda self: 0.3))
     config = quick_auto(auto_check_points=2000, max_minutes=0.5)
     # events enough that generation dominates the projection: the windows' 100 % makes new best projections
     history = MadNIS(CamelBack1D(prior="bw"), config).train(n_events=100_000)
@@ -242,10 +241,12 @@ def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch
 
     def checked(self, n_points, seed=None):
         states.append({k: v.clone() for k, v in self.sampler.state_dict().items()})
-        return integrate_sample(self, n_points, seed)
+        result, sample = integrate_sample(self, n_points, seed)
+        result.checked_efficiency = next(measured)
+        return result, sample
 
     monkeypatch.setattr(MadNIS, "integrate_sample", checked)
-    monkeypatch.setattr(MadNIS, "_measured_efficiency", lambda self, samples: next(measured))
+    monkeypatch.setattr(IntegrationResult, "unweighting_efficiency", property(lambda self: self.checked_efficiency))
     config = quick_auto(auto_check_points=2000, max_minutes=0.5, train_channel_weights=train_channel_weights)
     m = MadNIS(CamelBack1D(prior="bw"), config)
     history = m.train(n_events=100_000)
@@ -257,40 +258,6 @@ def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch
     assert all(torch.equal(v, states[0][k]) for k, v in m.sampler.state_dict().items())
     kept = m.take_check_samples()
     assert [step for step, _ in kept] == ([] if train_channel_weights else [first.step, last.step])
-
-
-def test_a_check_measures_as_the_integration_does():
-    """The check's efficiency of one sample is its integration's (each channel's mean weight, w_max_i chosen
-    together), and pooling a pilot with the rest measures their union."""
-    m = MadNIS(CamelBack1D(prior="bw"), quick_auto())
-    result, sample = m.integrate_sample(20_000, seed=3)
-    assert m._measured_efficiency([sample]) == pytest.approx(result.unweighting_efficiency, rel=1e-12)
-    rest = m.integrate_sample(60_000, seed=4)[1]
-    union = WeightedSample(
-        *(torch.cat([getattr(sample, f), getattr(rest, f)]) for f in ("r", "channel", "weight")),
-        None,
-        torch.cat([sample.ok, rest.ok]),
-        torch.cat([sample.channel_probability, rest.channel_probability]),
-    )
-    assert m._measured_efficiency([sample, rest]) == pytest.approx(m._measured_efficiency([union]), rel=1e-12)
-
-
-def test_a_pilot_far_below_the_estimate_resumes_training_without_the_rest(monkeypatch):
-    """Every check measures 5 % against an estimate of 20 %: the first check's pilot (a quarter of its points) already
-    sends training back, so its other points are never drawn (W+2j: first checks measure 0.3-0.7 % against 1.4-1.9 %);
-    the second check, stalled, is drawn whole, pilot and rest as two stages of the final sampler."""
-    monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 0.2)
-    monkeypatch.setattr(MadNIS, "_measured_efficiency", lambda self, samples: 0.05)
-    m = MadNIS(CamelBack1D(prior="bw"), quick_auto(auto_check_points=100_000, train_channel_weights=False))
-    history = m.train(n_events=20_000)
-    first, last = history.checks
-    assert first.resumed and not last.resumed and last.stalled
-    kept = m.take_check_samples()
-    assert [step for step, _ in kept] == [first.step, last.step, last.step]
-    sizes = [len(sample.weight) for _, sample in kept]
-    assert sizes[0] == first.points >= MIN_CHECK_POINTS and sizes[1] + sizes[2] == last.points
-    assert sizes[1] == last.points // CHECK_PILOT_SHARE
-    assert first.points < 20_000 / 0.2 // 2  # not the whole check the estimate asked for
 
 
 def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):
