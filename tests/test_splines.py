@@ -1,8 +1,19 @@
 """RQ spline: inverse, log-Jacobian, learnable boundary derivatives, identity at zero parameters."""
 
+import math
+
+import pytest
 import torch
 
-from madnis.splines import SplineConstants, constrain, rq_spline, rq_spline_unconstrained, unconstrain
+from madnis.splines import (
+    MAX_LOG_DERIVATIVE,
+    MIN_DERIVATIVE,
+    SplineConstants,
+    constrain,
+    rq_spline,
+    rq_spline_unconstrained,
+    unconstrain,
+)
 
 BINS = 8
 
@@ -51,6 +62,24 @@ def test_boundary_derivatives_are_learnable_and_used():
     grad_params = params.clone().requires_grad_(True)
     rq_spline_unconstrained(torch.tensor([0.0, 0.0], dtype=torch.float64), grad_params)[1].sum().backward()
     assert grad_params.grad[:, 2 * BINS].abs().min() > 0  # gradient reaches the boundary derivative
+
+
+def test_a_face_slope_of_a_thousand_is_a_few_units_away_and_the_cap_holds():
+    """The density at a cube face reaches 1000 at a network output of ~7 (exponential derivatives: W+2j's weight
+    tail sits at the faces), its log-Jacobian is exactly log 1000 and the gradient of log q is 1 per unit there;
+    beyond MAX_LOG_DERIVATIVE the slope stays finite and no gradient flows (only a diverged training gets there)."""
+    params = torch.zeros(3, 3 * BINS + 1, dtype=torch.float64)
+    params[0, 2 * BINS] = math.log((1000 - MIN_DERIVATIVE) / (1 - MIN_DERIVATIVE))
+    params[1, 2 * BINS] = MAX_LOG_DERIVATIVE + 50
+    params = params.requires_grad_(True)
+    _, log_det = rq_spline_unconstrained(torch.zeros(3, dtype=torch.float64), params)
+    assert params[0, 2 * BINS] < 7 and log_det[0].item() == pytest.approx(math.log(1000), rel=1e-12)
+    assert torch.isfinite(log_det).all() and log_det[1].item() == pytest.approx(
+        MAX_LOG_DERIVATIVE + math.log(1 - MIN_DERIVATIVE), abs=1e-9
+    )
+    log_det.sum().backward()
+    assert params.grad[0, 2 * BINS].item() == pytest.approx(1 - MIN_DERIVATIVE / 1000, rel=1e-9)
+    assert params.grad[1, 2 * BINS] == 0
 
 
 def test_unconstrain_inverts_constrain():
