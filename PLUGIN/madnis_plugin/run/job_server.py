@@ -6,7 +6,7 @@ training jobs on two cores, W+2j: two training and three generation jobs). On a 
 binds the server's socket early and forks the server itself once it has imported the job code (:class:`JobServer`):
 the server then imports nothing, where a server started as ``python -m`` imported torch and the job code a second
 time while the launch did, both on the CPU that MadEvent's Source compilation needs (``g g > t t~ g``: Source phase
-3.3 s instead of 3.7 s). A job's script asks the server to run the job (:func:`client`, standard library only) and
+3.1-3.2 s instead of 3.7 s). A job's script asks the server to run the job (:func:`client`, standard library only) and
 the server forks a child that runs it exactly as ``python -m`` would (same function, same directory, output
 appended to the job's log). MG5aMC's multicore pool still decides when each job starts and sees it end. Where no
 server answers (a cluster node, a server that died) the script runs the job itself.
@@ -18,6 +18,7 @@ Ctrl-C) and every job still running when it is stopped or its parent is gone.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -227,9 +228,14 @@ class JobServer:
 
 def _as_fresh_process(env: dict[str, str], log: int, listener_fd: int) -> None:
     """In the forked server: what a server started by ``python -m`` would have: ``env`` as its environment (its
-    jobs' subprocesses get it), no standard input, output to ``log`` (``sys.stdout`` and ``sys.stderr`` too), no file of the launch's open but the
-    listener (a pipe end held here would keep a reader of the launch's waiting), no logging handler of the launch's
-    (a job's log records go to its own output, as in a fresh interpreter)."""
+    jobs' subprocesses get it), no standard input, output to ``log`` (``sys.stdout`` and ``sys.stderr`` too), no
+    file of the launch's open but the listener (a pipe end held here would keep a reader of the launch's waiting),
+    no logging handler of the launch's (a job's log records go to its own output, as in a fresh interpreter).
+
+    The launch's Python objects stay as they are (frozen out of the garbage collector; the streams and handlers
+    replaced here kept), so that no file object of the launch's is finalized here and closes a descriptor number the
+    server has since reused for a job's connection."""
+    gc.freeze()
     os.environ.clear()
     os.environ.update(env)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -238,12 +244,17 @@ def _as_fresh_process(env: dict[str, str], log: int, listener_fd: int) -> None:
     os.dup2(log, 2)
     os.closerange(3, listener_fd)
     os.closerange(listener_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # the launch's may be wrappers (pytest's, MG5aMC's)
+    _LAUNCH_OBJECTS.extend([sys.stdout, sys.stderr])  # the launch's may be wrappers (pytest's, MG5aMC's)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     for logger in [logging.root, *logging.root.manager.loggerDict.values()]:
         if isinstance(logger, logging.Logger):
+            _LAUNCH_OBJECTS.extend(logger.handlers)
             logger.handlers.clear()
     logging.root.setLevel(logging.WARNING)
+
+
+_LAUNCH_OBJECTS: list[object] = []  # the launch's streams and logging handlers, kept alive in the server (above)
 
 
 def _waited(pid: int, timeout: float) -> bool:
