@@ -223,11 +223,9 @@ def _spline_forward(x: torch.Tensor, params: torch.Tensor, inverse: bool, consta
     x_k, y_k = torch.addcmul(minimum * index[..., None], unit, before).unbind(-1)
     pair = torch.add(index + 2 * bins, rows, alpha=3 * bins + 1)[..., None] + halves.clamp(max=1)
     raw_derivative = params.take(pair)
-    derivatives = constants.derivative(raw_derivative)
-    slope = torch.where(raw_derivative < MAX_LOG_DERIVATIVE, derivatives - constants.min_derivative, 0.0)
-    d0, d1 = derivatives.unbind(-1)
+    d0, d1 = constants.derivative(raw_derivative).unbind(-1)
     out, log_det, saved = _rq_forward(x, x_k, y_k, w, h, d0, d1, inverse)
-    return out, log_det, (index, exp, total, unit, exp_k, before, slope, *saved)
+    return out, log_det, (index, exp, total, unit, exp_k, before, raw_derivative, *saved)
 
 
 class _UnconstrainedSpline(torch.autograd.Function):
@@ -248,13 +246,13 @@ class _UnconstrainedSpline(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, params, inverse: bool, constants: SplineConstants):
         out, log_det, saved = _spline_forward(x, params, inverse, constants)
-        ctx.inverse, ctx.bins = inverse, (params.shape[-1] - 1) // 3
+        ctx.inverse, ctx.bins, ctx.constants = inverse, (params.shape[-1] - 1) // 3, constants
         ctx.save_for_backward(*saved)
         return out, log_det
 
     @staticmethod
     def backward(ctx, grad_out, grad_log_det):
-        index, exp, total, unit, exp_k, before, slope, *saved = ctx.saved_tensors
+        index, exp, total, unit, exp_k, before, raw_derivative, *saved = ctx.saved_tensors
         grad_x, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1 = _rq_backward(
             saved, grad_out, grad_log_det, ctx.inverse
         )
@@ -271,7 +269,10 @@ class _UnconstrainedSpline(torch.autograd.Function):
         steps.scatter_add_(-1, index2 + 1, grad_size.neg_())
         grad_params = exp.new_empty(*exp.shape[:-2], 3 * bins + 1)
         torch.mul(exp, steps.cumsum_(dim=-1)[..., :bins], out=grad_params[..., : 2 * bins].unflatten(-1, (2, bins)))
-        grad_raw = torch.stack((grad_d0, grad_d1), dim=-1).mul_(slope)  # d derivative / d raw
+        # d derivative / d raw, 0 where the exponent is capped
+        slope = ctx.constants.derivative(raw_derivative) - ctx.constants.min_derivative
+        slope.masked_fill_(raw_derivative >= MAX_LOG_DERIVATIVE, 0.0)
+        grad_raw = torch.stack((grad_d0, grad_d1), dim=-1).mul_(slope)
         grad_params[..., 2 * bins :].zero_().scatter_(-1, _pair(index[..., None]), grad_raw)
         return grad_x, grad_params, None, None
 

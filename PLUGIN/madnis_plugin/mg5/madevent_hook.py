@@ -102,9 +102,7 @@ def install(cmd_class: type, banner_module: Any) -> None:
             raise self.InvalidCmd(
                 f"madnis = True needs madnis-mg5's dependencies in {sys.executable}: {error}"
             ) from None
-        with job_server(
-            self
-        ) as server:  # bound now (jobs may queue), forked by run_madnis once it imported the jobs' code
+        with job_server(self) as server:  # bound now; run_madnis forks it once the jobs' code is imported
             install_in_output(Path(self.me_dir))  # a stock output with madnis = True gets the guards too
             run_madnis(self, server)  # MadEvent's survey options (args) have no MadNIS meaning
         # what the run left (torch's and matplotlib's modules among it) lives until the process ends: collect the

@@ -30,7 +30,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 TARGET = "madnis_plugin.run.job:run"  # the function a job runs (with its directory), as ``python -m`` runs it
 ADDRESS_NAME = "jobs.sock"
@@ -47,10 +49,25 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _child(conn: socket.socket, job_dir: Path, job_log: Path, target: str, closing: list[int]) -> None:
-    """In the forked child: run the job as ``python -m madnis_plugin.run.job JOB_DIR`` would; never returns."""
+def _exit_after(work: Callable[[], None]) -> NoReturn:
+    """In a forked child: run ``work``, print its traceback if it fails, flush, and leave with ``os._exit`` (0, or 1
+    on failure): never back into the parent's code, and no interpreter teardown of the state it inherited."""
     code = 1
     try:
+        work()
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _child(conn: socket.socket, job_dir: Path, job_log: Path, target: str, closing: list[int]) -> NoReturn:
+    """In the forked child: run the job as ``python -m madnis_plugin.run.job JOB_DIR`` would; never returns."""
+
+    def run_job() -> None:
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -66,13 +83,8 @@ def _child(conn: socket.socket, job_dir: Path, job_log: Path, target: str, closi
         print(FORKED, flush=True)
         module, function = target.split(":")
         getattr(importlib.import_module(module), function)(job_dir)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+    _exit_after(run_job)
 
 
 def serve(listener_fd: int, target: str = TARGET) -> None:
@@ -197,20 +209,15 @@ class JobServer:
         sys.stderr.flush()
         log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
+        if pid == 0:  # serves until stopped; its jobs are reaped then and nothing is left to write
+            listener_fd = self.listener.fileno()
+
+            def run_server() -> None:
                 os.setsid()  # Ctrl-C in the terminal reaches the launch, which stops the server
-                _as_fresh_process(self.env, log, self.listener.fileno())
-                serve(self.listener.fileno(), self.target)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                # its jobs are reaped and nothing is left to write: no teardown of the launch's state here
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
+                _as_fresh_process(self.env, log, listener_fd)
+                serve(listener_fd, self.target)
+
+            _exit_after(run_server)
         os.close(log)
         self.listener.close()
         self.pid = pid
