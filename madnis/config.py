@@ -32,6 +32,7 @@ FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
 # 0.386 / 0.405 on g g > w+ d u~ g, unweighting 14.7 / 10.5 % and 11.3 / 9.6 % (W+2j 1.38 / 1.43 %), wall time
 # alike; on the 4D toy at 1000 steps sigma/I 0.128 / 0.143. 3e-3: as 2e-3 on g g > t t~ g (error 1.04 pb).
 LEARNING_RATE = 2e-3
+DEFENSIVE_FRACTION = 0.0
 
 
 def card_field(default: Any, help: str) -> Any:
@@ -70,6 +71,8 @@ class TrainingConfig:
             initialise the flow from it.
         train_channel_weights: train the channel-weight net (ignored when the integrand forbids it).
         uniform_fraction: share of each batch spread uniformly over active channels (rest by sigma_i).
+        defensive_fraction: share of each channel's points drawn flat in r, so the density is (1 - eps) q_flow + eps
+            (bounds every weight; :mod:`madnis.sampler`).
         stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
         drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
@@ -110,6 +113,9 @@ class TrainingConfig:
         True, "learn channel weights (kept at the prior when the integrand forbids it, e.g. a channel-dependent scale)"
     )
     uniform_fraction: float = card_field(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
+    defensive_fraction: float = card_field(
+        DEFENSIVE_FRACTION, "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1)"
+    )
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
     drop_threshold: float = card_field(
@@ -177,6 +183,7 @@ class TrainingConfig:
         require(self.loss in LOSSES, "loss", f"one of {LOSSES}")
         require(self.buffer_top_m is None or self.buffer_top_m >= 1, "buffer_top_m", "None or >= 1")
         require(0 <= self.uniform_fraction <= 1, "uniform_fraction", "in [0, 1]")
+        require(0 <= self.defensive_fraction < 1, "defensive_fraction", "in [0, 1)")
         require(0 <= self.stats_decay < 1, "stats_decay", "in [0, 1)")
         require(0 <= self.drop_threshold < 1, "drop_threshold", "in [0, 1)")
         require(self.drop_after_steps is None or self.drop_after_steps >= 0, "drop_after_steps", "None or >= 0")

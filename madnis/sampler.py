@@ -3,13 +3,21 @@
 Channel i draws r ~ q_{g(i)}(r) from the flow conditioned on its group g(i) (symmetric channels share a
 flow), the integrand returns ``value = f(x(r)) J_i(r)`` and ``alpha_prior``, and the point's weight is
 ``w = alpha_i(x) value / q_{g(i)}(r)`` with alpha from the channel-weight net (or the prior when channel
-weights are not trained), restricted to the active channels. Points are never redrawn: a point failing cuts
+weights are not trained), restricted to the active channels.
+
+Defensive mixture (Hesterberg 1995): a share ``eps = config.defensive_fraction`` of every channel's points is drawn
+flat in r (MadEvent's mapping alone), so each channel's density is ``q = (1 - eps) q_flow + eps`` everywhere: in
+sampling, in the weights, and in the training loss, which therefore trains the flow as part of the mixture. Why: a
+trained ``g g > w+ d u~ g`` sampler's largest weights came from regions where the flow had shrunk its density to
+~1e-3 while f J stayed ~100 pb (``benchmarks/results/defensive_mixture.md``); the flat share bounds every weight by
+``alpha value / eps``, and costs at most a factor ``1 / (1 - eps)`` in the variance where the flow is good. Points are never redrawn: a point failing cuts
 is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand` counts integrand calls
 (benchmarks compare at equal call budgets) and failed points.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -98,6 +106,7 @@ class MultiChannelSampler(nn.Module):
             integrand.n_channels, integrand.n_features, config.cwnet_hidden_layers, config.cwnet_hidden_units
         )
         self.train_channel_weights = config.train_channel_weights and integrand.channel_weights_trainable
+        self.defensive_fraction = config.defensive_fraction
 
     @property
     def n_groups(self) -> int:
@@ -111,13 +120,29 @@ class MultiChannelSampler(nn.Module):
     def sample(
         self, channel: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """r ~ q_{g(channel)} and log q (no gradient)."""
+        """r ~ q_{g(channel)} (the defensive mixture, module docstring) and log q (no gradient)."""
         with torch.no_grad():
-            return self.flow.sample(self.group_of_channel[channel], generator)
+            r, log_q_flow = self.flow.sample(self.group_of_channel[channel], generator)
+            if self.defensive_fraction == 0:
+                return r, log_q_flow
+            flat = torch.rand(len(r), generator=generator, dtype=r.dtype, device=r.device) < self.defensive_fraction
+            if bool(flat.any()):
+                r_flat = torch.rand((int(flat.sum()), r.shape[1]), generator=generator, dtype=r.dtype, device=r.device)
+                r, log_q_flow = r.clone(), log_q_flow.clone()
+                r[flat] = r_flat
+                log_q_flow[flat] = self.flow.log_prob(r_flat, self.group_of_channel[channel[flat]])
+            return r, self._mixture(log_q_flow)
 
     def log_q(self, r: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
-        """Differentiable log q_{g(channel)}(r)."""
-        return self.flow.log_prob(r, self.group_of_channel[channel])
+        """Differentiable log q_{g(channel)}(r) of the defensive mixture."""
+        return self._mixture(self.flow.log_prob(r, self.group_of_channel[channel]))
+
+    def _mixture(self, log_q_flow: torch.Tensor) -> torch.Tensor:
+        """log((1 - eps) q_flow + eps): the flow's density mixed with the flat one."""
+        eps = self.defensive_fraction
+        if eps == 0:
+            return log_q_flow
+        return torch.logaddexp(log_q_flow + math.log1p(-eps), torch.full_like(log_q_flow, math.log(eps)))
 
     def channel_weights(self, alpha_prior: torch.Tensor | None, features: torch.Tensor | None, n: int) -> torch.Tensor:
         """(n, n_channels) channel weights over the active channels (differentiable when trained)."""

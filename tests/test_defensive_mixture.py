@@ -1,0 +1,79 @@
+"""The defensive mixture (madnis.sampler): each channel's density is (1 - eps) q_flow + eps, sampled as such."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from madnis import MadNIS, TrainingConfig
+from madnis.toys import TwoResonances4D
+
+EPS = 0.25
+
+
+@pytest.fixture(scope="module")
+def trained() -> MadNIS:
+    """A sampler trained briefly with a large flat share (its flow is already far from flat)."""
+    m = MadNIS(TwoResonances4D(), TrainingConfig(steps=60, batch_size=512, defensive_fraction=EPS, seed=3))
+    m.train()
+    return m
+
+
+def test_sampled_log_q_is_the_mixture_density_of_the_point(trained):
+    """The log q returned with each point (flow-drawn or flat-drawn) is the mixture's density at that point."""
+    channel = torch.arange(4000) % 2
+    r, log_q = trained.sampler.sample(channel, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        recomputed = trained.sampler.log_q(r, channel)
+        flow_only = trained.sampler.flow.log_prob(r, trained.sampler.group_of_channel[channel])
+    torch.testing.assert_close(log_q, recomputed, atol=2e-4, rtol=0)
+    expected = torch.log((1 - EPS) * flow_only.double().exp() + EPS)
+    torch.testing.assert_close(recomputed.double(), expected, atol=2e-4, rtol=0)
+
+
+def test_flat_share_is_drawn_where_the_flow_is_thin(trained):
+    """About eps of the points land as a flat draw would: the share of points in the region where the trained
+    flow puts almost nothing (q_flow < 0.01) is eps times that region's volume, not the flow's ~0."""
+    channel = torch.zeros(40_000, dtype=torch.long)
+    r, _ = trained.sampler.sample(channel, torch.Generator().manual_seed(2))
+    volume_points = torch.rand((200_000, 4), generator=torch.Generator().manual_seed(3))
+
+    def thin_share(points: torch.Tensor) -> float:
+        """Share of ``points`` where channel 0's flow density is below 0.01."""
+        group = trained.sampler.group_of_channel[torch.zeros(len(points), dtype=torch.long)]
+        with torch.no_grad():
+            return float((trained.sampler.flow.log_prob(points, group).exp() < 0.01).float().mean())
+
+    thin_volume, thin_drawn = thin_share(volume_points), thin_share(r)
+    assert thin_volume > 0.2  # the brief training already emptied a good part of the cube
+    expected = EPS * thin_volume  # the flow's own share there is below 0.01 * volume
+    assert abs(thin_drawn - expected) < 5 * math.sqrt(expected / len(r)) + 0.01 * thin_volume
+
+
+def test_every_weight_is_bounded_by_value_over_eps(trained):
+    """The mixture's density never falls below eps, so no weight exceeds alpha value / eps."""
+    channel = torch.arange(20_000) % 2
+    _, log_q = trained.sampler.sample(channel, torch.Generator().manual_seed(4))
+    assert float(log_q.exp().min()) >= EPS * (1 - 1e-5)
+
+
+def test_mixture_integral_is_unbiased(trained):
+    """The toy's exact integral within 4 sigma of an integration with the mixture's weights."""
+    result = trained.integrate(200_000, seed=5)
+    assert abs(result.integral - TwoResonances4D().exact) < 4 * result.error
+
+
+def test_zero_fraction_draws_the_flow_itself():
+    """eps = 0 is the plain flow: the same points and densities as the flow's own sampling."""
+    config = TrainingConfig(steps=0, seed=1)
+    m = MadNIS(TwoResonances4D(), replace(config, defensive_fraction=0.0))
+    channel = torch.arange(100) % 2
+    r, log_q = m.sampler.sample(channel, torch.Generator().manual_seed(6))
+    r_flow, log_q_flow = m.sampler.flow.sample(m.sampler.group_of_channel[channel], torch.Generator().manual_seed(6))
+    assert torch.equal(r, r_flow) and torch.equal(log_q, log_q_flow)
+
+
+def test_fraction_outside_unit_interval_is_a_one_line_error():
+    with pytest.raises(ValueError, match="defensive_fraction must be in \\[0, 1\\)"):
+        TrainingConfig(defensive_fraction=1.0)
