@@ -21,18 +21,23 @@ DTYPES = ("float32", "float64")  # torch dtype names (torch is imported where a 
 PERMUTATIONS = ("exchange", "log", "soft")  # flow_permutations kinds (madnis.permutations builds them)
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
 AUTO = "auto"  # steps = AUTO: train until the projected time to the wanted events stops falling (madnis.stopping)
+# From HIGH_DIMENSIONS on (2 -> 4 processes and more) the AUTO settings below treat an integrand as high-dimensional.
+HIGH_DIMENSIONS = 8
 # flow_hidden_units = AUTO: the coupling networks' width by the integrand's dimension. Measured on MadEvent matrix
 # elements (benchmarks/results/wjj_ablation*.md): on g g > w+ d u~ g (10 dimensions) 64 units
 # lower sigma/I and raise the unweighting efficiency after the same steps (800 and 2000 steps) for ~25 % more
 # time per step; on p p > e+ e- (4 dimensions), stopped at the 100-step minimum, 64 units tripled the error.
-WIDE_FLOW_DIMENSIONS = 8  # from this dimension on (2 -> 4 processes and more) AUTO gives WIDE_FLOW_UNITS
 FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
+# defensive_fraction = AUTO: a flat share of each channel's points (madnis.sampler) from HIGH_DIMENSIONS on. Whole
+# 2-core launches of 10k events, seeds 41-46, back to back (benchmarks/results/defensive_mixture.md): errors
+# 0.418 / 0.365 / 0.369 pb with 0 / 0.1 / 0.2 on g g > w+ d u~ g (10 dimensions), but 1.00 / 1.12 / 1.19 pb on
+# g g > t t~ g and 1.22 / 1.28 / 1.44 pb on p p > t t~ j (7 dimensions); unweighting alike.
+HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
 # Adam's learning rate: 2e-3 against 1e-3, whole 2-core launches of 10k events, seeds 41-46 each, back to back
 # (benchmarks/results/learning_rate.md): errors 1.02 / 1.14 pb on g g > t t~ g, 1.22 / 1.36 on p p > t t~ j,
 # 0.386 / 0.405 on g g > w+ d u~ g, unweighting 14.7 / 10.5 % and 11.3 / 9.6 % (W+2j 1.38 / 1.43 %), wall time
 # alike; on the 4D toy at 1000 steps sigma/I 0.128 / 0.143. 3e-3: as 2e-3 on g g > t t~ g (error 1.04 pb).
 LEARNING_RATE = 2e-3
-DEFENSIVE_FRACTION = 0.0
 
 
 def card_field(default: Any, help: str) -> Any:
@@ -72,7 +77,8 @@ class TrainingConfig:
         train_channel_weights: train the channel-weight net (ignored when the integrand forbids it).
         uniform_fraction: share of each batch spread uniformly over active channels (rest by sigma_i).
         defensive_fraction: share of each channel's points drawn flat in r, so the density is (1 - eps) q_flow + eps
-            (bounds every weight; :mod:`madnis.sampler`).
+            (bounds every weight; :mod:`madnis.sampler`); "auto": by the integrand's dimension
+            (:meth:`defensive_share`).
         stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
         drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
@@ -113,8 +119,10 @@ class TrainingConfig:
         True, "learn channel weights (kept at the prior when the integrand forbids it, e.g. a channel-dependent scale)"
     )
     uniform_fraction: float = card_field(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
-    defensive_fraction: float = card_field(
-        DEFENSIVE_FRACTION, "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1)"
+    defensive_fraction: float | str = card_field(
+        0.0,
+        "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1), or auto: 0 below "
+        f"{HIGH_DIMENSIONS} dimensions, {HIGH_DIMENSIONAL_DEFENSIVE_FRACTION} from {HIGH_DIMENSIONS}",
     )
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
@@ -129,7 +137,7 @@ class TrainingConfig:
     flow_hidden_units: int | str = card_field(
         FLOW_UNITS,
         f"hidden units per layer of the flow's coupling networks, or auto: {FLOW_UNITS} below "
-        f"{WIDE_FLOW_DIMENSIONS} dimensions, {WIDE_FLOW_UNITS} from {WIDE_FLOW_DIMENSIONS}",
+        f"{HIGH_DIMENSIONS} dimensions, {WIDE_FLOW_UNITS} from {HIGH_DIMENSIONS}",
     )
     per_group_flows: bool = False
     cwnet_hidden_layers: int = 2
@@ -183,7 +191,12 @@ class TrainingConfig:
         require(self.loss in LOSSES, "loss", f"one of {LOSSES}")
         require(self.buffer_top_m is None or self.buffer_top_m >= 1, "buffer_top_m", "None or >= 1")
         require(0 <= self.uniform_fraction <= 1, "uniform_fraction", "in [0, 1]")
-        require(0 <= self.defensive_fraction < 1, "defensive_fraction", "in [0, 1)")
+        fraction = self.defensive_fraction
+        require(
+            fraction == AUTO or (type(fraction) in (int, float) and 0 <= fraction < 1),
+            "defensive_fraction",
+            f"in [0, 1) or {AUTO!r}",
+        )
         require(0 <= self.stats_decay < 1, "stats_decay", "in [0, 1)")
         require(0 <= self.drop_threshold < 1, "drop_threshold", "in [0, 1)")
         require(self.drop_after_steps is None or self.drop_after_steps >= 0, "drop_after_steps", "None or >= 0")
@@ -205,7 +218,13 @@ class TrainingConfig:
         """Hidden units per layer of the flow's coupling networks for an integrand of ``ndim`` dimensions."""
         if self.flow_hidden_units != AUTO:
             return self.flow_hidden_units
-        return WIDE_FLOW_UNITS if ndim >= WIDE_FLOW_DIMENSIONS else FLOW_UNITS
+        return WIDE_FLOW_UNITS if ndim >= HIGH_DIMENSIONS else FLOW_UNITS
+
+    def defensive_share(self, ndim: int) -> float:
+        """The flat share of each channel's points (the defensive mixture) for an integrand of ``ndim`` dimensions."""
+        if self.defensive_fraction != AUTO:
+            return float(self.defensive_fraction)
+        return HIGH_DIMENSIONAL_DEFENSIVE_FRACTION if ndim >= HIGH_DIMENSIONS else 0.0
 
     @property
     def drop_step(self) -> int:

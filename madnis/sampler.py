@@ -5,7 +5,7 @@ flow), the integrand returns ``value = f(x(r)) J_i(r)`` and ``alpha_prior``, and
 ``w = alpha_i(x) value / q_{g(i)}(r)`` with alpha from the channel-weight net (or the prior when channel
 weights are not trained), restricted to the active channels.
 
-Defensive mixture (Hesterberg 1995): a share ``eps = config.defensive_fraction`` of every channel's points is drawn
+Defensive mixture (Hesterberg 1995): a share ``eps`` (``config.defensive_share``) of every channel's points is drawn
 flat in r (MadEvent's mapping alone), so each channel's density is ``q = (1 - eps) q_flow + eps`` everywhere: in
 sampling, in the weights, and in the training loss, which therefore trains the flow as part of the mixture. Why: a
 trained ``g g > w+ d u~ g`` sampler's largest weights came from regions where the flow had shrunk its density to
@@ -106,7 +106,7 @@ class MultiChannelSampler(nn.Module):
             integrand.n_channels, integrand.n_features, config.cwnet_hidden_layers, config.cwnet_hidden_units
         )
         self.train_channel_weights = config.train_channel_weights and integrand.channel_weights_trainable
-        self.defensive_fraction = config.defensive_fraction
+        self.defensive_fraction = config.defensive_share(integrand.ndim)
 
     @property
     def n_groups(self) -> int:

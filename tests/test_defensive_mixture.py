@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from madnis import MadNIS, TrainingConfig
-from madnis.toys import TwoResonances4D
+from madnis.toys import ManyChannels10D, TwoResonances4D
 
 EPS = 0.25
 
@@ -74,6 +74,15 @@ def test_zero_fraction_draws_the_flow_itself():
     assert torch.equal(r, r_flow) and torch.equal(log_q, log_q_flow)
 
 
+def test_auto_fraction_follows_the_dimension_and_a_number_is_kept():
+    auto = TrainingConfig(defensive_fraction="auto")
+    assert [auto.defensive_share(ndim) for ndim in (4, 7, 8, 10)] == [0.0, 0.0, 0.1, 0.1]
+    assert TrainingConfig(defensive_fraction=0.3).defensive_share(10) == 0.3
+    assert MadNIS(ManyChannels10D(), replace(auto, steps=0)).sampler.defensive_fraction == 0.1
+    assert MadNIS(TwoResonances4D(), replace(auto, steps=0)).sampler.defensive_fraction == 0.0
+
+
 def test_fraction_outside_unit_interval_is_a_one_line_error():
-    with pytest.raises(ValueError, match="defensive_fraction must be in \\[0, 1\\)"):
-        TrainingConfig(defensive_fraction=1.0)
+    for value in (1.0, -0.1, "half"):
+        with pytest.raises(ValueError, match="defensive_fraction must be in \\[0, 1\\) or 'auto'"):
+            TrainingConfig(defensive_fraction=value)

@@ -24,6 +24,7 @@ INVALID = {
     "madnis_vegas_pretraining": "maybe",
     "madnis_train_channel_weights": "2",
     "madnis_uniform_fraction": "1.5",
+    "madnis_defensive_fraction": "1",
     "madnis_drop_threshold": "1",
     "madnis_max_overweight": "1",
     "madnis_max_minutes": "0",
@@ -89,6 +90,16 @@ def test_flow_width_is_auto_by_default_or_an_integer():
         MadnisSettings.from_card({"madnis_flow_hidden_units": "wide"})
 
 
+def test_defensive_fraction_is_auto_by_default_or_a_number():
+    assert MadnisSettings().training.defensive_fraction == "auto"
+    for value, fraction in (("auto", "auto"), ("0.05", 0.05), ("0", 0.0), (0.2, 0.2)):
+        assert MadnisSettings.from_card({"madnis_defensive_fraction": value}).training.defensive_fraction == fraction
+    with pytest.raises(
+        ValueError, match=r"^run_card entry madnis_defensive_fraction = some: expected auto or a number$"
+    ):
+        MadnisSettings.from_card({"madnis_defensive_fraction": "some"})
+
+
 def test_card_block_round_trips_through_the_reader():
     settings = MadnisSettings(training=replace(card_training(), steps=77, loss="kl"))
     text = card_block(settings)
@@ -112,12 +123,13 @@ def test_training_entries_are_the_card_fields_of_training_config():
     entries = {e.field: e.default for e in MadnisSettings.entries() if e.training}
     assert entries == {**library, **CARD_DEFAULTS}
     # buffered: since the first release; no VEGAS: measured on W+2j (benchmarks/results/wjj_issue8.md); the flow's
-    # width by the dimension: measured on W+2j and Drell-Yan (madnis.config.WIDE_FLOW_DIMENSIONS)
+    # width and flat share by the dimension: measured on W+2j, ttg, ttj and Drell-Yan (madnis.config.HIGH_DIMENSIONS)
     assert CARD_DEFAULTS == {
         "buffered_steps": 3,
         "steps": "auto",
         "vegas_pretraining": False,
         "flow_hidden_units": "auto",
+        "defensive_fraction": "auto",
     }
 
 

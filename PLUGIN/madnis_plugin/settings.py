@@ -25,8 +25,14 @@ from madnis.config import AUTO, CARD, ConfigError, TrainingConfig
 # buffered steps train on points already evaluated, and training lasts while it pays (``madnis.stopping``).
 # No VEGAS pre-training: on g g > w+ d u~ g (24 channel groups) it spent half of 1000 steps' calls and left
 # 0.10 % unweighting efficiency against 1.40 % without (benchmarks/results/wjj_issue8.md, same code). The flow's
-# width by the phase-space dimension (madnis.config.WIDE_FLOW_DIMENSIONS says why).
-CARD_DEFAULTS = {"buffered_steps": 3, "steps": AUTO, "vegas_pretraining": False, "flow_hidden_units": AUTO}
+# width and the defensive flat share by the phase-space dimension (madnis.config.HIGH_DIMENSIONS says why).
+CARD_DEFAULTS = {
+    "buffered_steps": 3,
+    "steps": AUTO,
+    "vegas_pretraining": False,
+    "flow_hidden_units": AUTO,
+    "defensive_fraction": AUTO,
+}
 # Entries renamed to their TrainingConfig field: an old card naming them gets a one-line error.
 RENAMED = {"madnis_lr": "madnis_learning_rate", "madnis_buffer_size": "madnis_buffer_capacity"}
 TRUE_WORDS = ("true", "t", "1", "on", "yes")
@@ -171,9 +177,10 @@ def _card_value(value: Any) -> str:
 
 def _training(values: dict[str, Any]) -> TrainingConfig:
     """The card's TrainingConfig; TrainingConfig's own checks, reported by card entry name."""
+    library = TrainingConfig()
     for name, value in values.items():
         if getattr(card_training(), name) == AUTO:
-            values[name] = _auto_or_int(card_name(name), value)
+            values[name] = _auto_or_number(card_name(name), value, type(getattr(library, name)))
         else:
             _check_type(card_name(name), value, type(getattr(card_training(), name)))
     try:
@@ -182,8 +189,9 @@ def _training(values: dict[str, Any]) -> TrainingConfig:
         raise ValueError(f"run_card entry {card_name(error.field)} = {error.value}: must be {error.rule}") from None
 
 
-def _auto_or_int(name: str, value: Any) -> int | str:
-    """An entry whose card default is ``auto``: ``auto`` or an integer (a card gives either as text)."""
+def _auto_or_number(name: str, value: Any, kind: type) -> int | float | str:
+    """An entry whose card default is ``auto``: ``auto`` or a number of ``kind`` (int or float, the library
+    default's type; a card gives either as text)."""
     text = str(value).strip().lower()
     if text == AUTO:
         return AUTO
@@ -191,9 +199,11 @@ def _auto_or_int(name: str, value: Any) -> int | str:
         number = float(text) if not isinstance(value, bool) else math.nan
     except ValueError:
         number = math.nan
-    if not number.is_integer():
-        raise ValueError(f"run_card entry {name} = {value}: expected auto or an integer")
-    return int(number)
+    if not (number.is_integer() if kind is int else math.isfinite(number)):
+        raise ValueError(
+            f"run_card entry {name} = {value}: expected auto or {'an integer' if kind is int else 'a number'}"
+        )
+    return kind(number)
 
 
 def _convert(value: Any, target: type, name: str) -> Any:
