@@ -55,14 +55,42 @@ def train_part(pdir: str, parts: int, part: int, steps: int, overrides: dict, se
     return madnis, source, time.perf_counter() - start
 
 
-def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, overrides: dict, seed: int) -> dict:
-    """One training and evaluation (in a worker process)."""
+def run(
+    pdir: str,
+    parts: int,
+    part: int,
+    steps: int,
+    points: int,
+    batch: int,
+    overrides: dict,
+    seed: int,
+    sampling_shares: tuple[float, ...] = (),
+) -> list[dict]:
+    """One training and its evaluation (in a worker process): a row as trained, and one per flat share in
+    ``sampling_shares`` with which the same trained part is sampled instead (the defensive mixture's density is exact
+    for any share, :mod:`madnis.sampler`)."""
+    madnis, _, train_seconds = train_part(pdir, parts, part, steps, overrides, seed)
+    setting = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+    common = dict(
+        seed=seed,
+        steps=steps,
+        train_s=round(train_seconds, 1),
+        ms_per_step=round(1e3 * train_seconds / max(steps, 1), 1),
+    )
+    rows = [dict(setting=setting, **common, **evaluate(madnis, points, batch, seed))]
+    for share in sampling_shares:
+        madnis.sampler.defensive_fraction = share
+        label = f"{setting}, sampled with defensive_fraction={share}"
+        rows.append(dict(setting=label, **common, **evaluate(madnis, points, batch, seed)))
+    return rows
+
+
+def evaluate(madnis, points: int, batch: int, seed: int) -> dict:
+    """sigma/I, unweighting efficiencies and the largest weight of ``points`` weighted points of the trained part."""
     import torch
 
     from madnis.unweighting import madevent_efficiency
 
-    madnis, _, train_seconds = train_part(pdir, parts, part, steps, overrides, seed)
-    config = madnis.config
     madnis.integrate(batch, seed=seed + 1)  # the channel allocation of the weighted points, as in a launch
     batches = []
     for k in range(points // batch):
@@ -72,14 +100,9 @@ def run(pdir: str, parts: int, part: int, steps: int, points: int, batch: int, o
     mean = float(weights.mean())
 
     def efficiency(w: torch.Tensor) -> float:
-        return madevent_efficiency(w, config.max_overweight)
+        return madevent_efficiency(w, madnis.config.max_overweight)
 
     return dict(
-        setting=", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",
-        seed=seed,
-        steps=steps,
-        train_s=round(train_seconds, 1),
-        ms_per_step=round(1e3 * train_seconds / max(steps, 1), 1),
         sigma_over_I=float(weights.std()) / mean,
         efficiency_all=efficiency(weights),
         efficiency_batch_median=statistics.median(efficiency(w) for w in batches),
@@ -147,14 +170,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="wjj_ablation", help="stem of the result files")
     parser.add_argument("--batch", type=int, default=100_000, help="weighted points per batch (a chunk's sample)")
+    parser.add_argument(
+        "--sampling-shares",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also sample each trained part with these defensive flat shares (extra rows)",
+    )
     args = parser.parse_args(argv)
+    shares = tuple(args.sampling_shares)
     tasks = [
-        (args.pdir, args.parts, args.part, args.steps, args.points, args.batch, json.loads(row), seed)
+        (args.pdir, args.parts, args.part, args.steps, args.points, args.batch, json.loads(row), seed, shares)
         for row in args.row or ["{}"]
         for seed in args.seeds
     ]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.starmap(run, tasks, chunksize=1)
+        runs = [row for rows in pool.starmap(run, tasks, chunksize=1) for row in rows]
     for r in runs:
         print(json.dumps(r), flush=True)
     command = "OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
