@@ -86,3 +86,14 @@ def test_fraction_outside_unit_interval_is_a_one_line_error():
     for value in (1.0, -0.1, "half"):
         with pytest.raises(ValueError, match="defensive_fraction must be in \\[0, 1\\) or 'auto'"):
             TrainingConfig(defensive_fraction=value)
+
+
+def test_saved_sampler_keeps_its_share(trained, tmp_path):
+    """A reloaded sampler (madnis_reuse, gridpacks) draws from the same mixture: the same densities at the same points."""
+    trained.save(tmp_path / "sampler.pt")
+    loaded = MadNIS.load(tmp_path / "sampler.pt", TwoResonances4D())
+    assert loaded.sampler.defensive_fraction == EPS
+    r = torch.rand((1000, 4), generator=torch.Generator().manual_seed(7))
+    channel = torch.arange(1000) % 2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.sampler.log_q(r, channel), trained.sampler.log_q(r, channel))
