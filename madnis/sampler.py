@@ -3,16 +3,16 @@
 Channel i draws r ~ q_{g(i)}(r) from the flow conditioned on its group g(i) (symmetric channels share a
 flow), the integrand returns ``value = f(x(r)) J_i(r)`` and ``alpha_prior``, and the point's weight is
 ``w = alpha_i(x) value / q_{g(i)}(r)`` with alpha from the channel-weight net (or the prior when channel
-weights are not trained), restricted to the active channels.
+weights are not trained), restricted to the active channels. Points are never redrawn: a point failing cuts
+is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand` counts integrand calls
+(benchmarks compare at equal call budgets) and failed points.
 
 Defensive mixture (Hesterberg 1995): a share ``eps`` (``config.defensive_share``) of every channel's points is drawn
 flat in r (MadEvent's mapping alone), so each channel's density is ``q = (1 - eps) q_flow + eps`` everywhere: in
 sampling, in the weights, and in the training loss, which therefore trains the flow as part of the mixture. Why: a
 trained ``g g > w+ d u~ g`` sampler's largest weights came from regions where the flow had shrunk its density to
 ~1e-3 while f J stayed ~100 pb (``benchmarks/results/defensive_mixture.md``); the flat share bounds every weight by
-``alpha value / eps``, and costs at most a factor ``1 / (1 - eps)`` in the variance where the flow is good. Points are never redrawn: a point failing cuts
-is a valid sample of value 0, so sampling cannot loop. :class:`CountingIntegrand` counts integrand calls
-(benchmarks compare at equal call budgets) and failed points.
+``alpha value / eps``, and adds at most ``(sigma^2 + I^2) eps / (1 - eps)`` to a channel's variance.
 """
 
 from __future__ import annotations
