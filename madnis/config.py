@@ -40,6 +40,11 @@ HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
 LEARNING_RATE = 2e-3
 
 
+def by_dimension_help(low: Any, high: Any) -> str:
+    """The card help of an AUTO-by-dimension setting (:meth:`TrainingConfig.by_dimension`)."""
+    return f"auto: {low} below {HIGH_DIMENSIONS} dimensions, {high} from {HIGH_DIMENSIONS}"
+
+
 def card_field(default: Any, help: str) -> Any:
     """A user-facing field with its one-line ``help`` (front ends list the fields that have one)."""
     return field(default=default, metadata={CARD: help})
@@ -121,8 +126,8 @@ class TrainingConfig:
     uniform_fraction: float = card_field(0.1, "share of each batch spread uniformly over channels, in [0, 1]")
     defensive_fraction: float | str = card_field(
         0.0,
-        "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1), or auto: 0 below "
-        f"{HIGH_DIMENSIONS} dimensions, {HIGH_DIMENSIONAL_DEFENSIVE_FRACTION} from {HIGH_DIMENSIONS}",
+        "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1), or "
+        + by_dimension_help(0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION),
     )
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
@@ -136,8 +141,7 @@ class TrainingConfig:
     flow_hidden_layers: int = 3
     flow_hidden_units: int | str = card_field(
         FLOW_UNITS,
-        f"hidden units per layer of the flow's coupling networks, or auto: {FLOW_UNITS} below "
-        f"{HIGH_DIMENSIONS} dimensions, {WIDE_FLOW_UNITS} from {HIGH_DIMENSIONS}",
+        "hidden units per layer of the flow's coupling networks, or " + by_dimension_help(FLOW_UNITS, WIDE_FLOW_UNITS),
     )
     per_group_flows: bool = False
     cwnet_hidden_layers: int = 2
@@ -214,17 +218,20 @@ class TrainingConfig:
 
         return getattr(torch, self.dtype)
 
+    @staticmethod
+    def by_dimension(value: Any, ndim: int, low: Any, high: Any) -> Any:
+        """``value``, or for AUTO ``high`` from :data:`HIGH_DIMENSIONS` dimensions on and ``low`` below."""
+        if value != AUTO:
+            return value
+        return high if ndim >= HIGH_DIMENSIONS else low
+
     def flow_units(self, ndim: int) -> int:
         """Hidden units per layer of the flow's coupling networks for an integrand of ``ndim`` dimensions."""
-        if self.flow_hidden_units != AUTO:
-            return self.flow_hidden_units
-        return WIDE_FLOW_UNITS if ndim >= HIGH_DIMENSIONS else FLOW_UNITS
+        return self.by_dimension(self.flow_hidden_units, ndim, FLOW_UNITS, WIDE_FLOW_UNITS)
 
     def defensive_share(self, ndim: int) -> float:
         """The flat share of each channel's points (the defensive mixture) for an integrand of ``ndim`` dimensions."""
-        if self.defensive_fraction != AUTO:
-            return float(self.defensive_fraction)
-        return HIGH_DIMENSIONAL_DEFENSIVE_FRACTION if ndim >= HIGH_DIMENSIONS else 0.0
+        return float(self.by_dimension(self.defensive_fraction, ndim, 0.0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION))
 
     @property
     def drop_step(self) -> int:

@@ -177,12 +177,12 @@ def _card_value(value: Any) -> str:
 
 def _training(values: dict[str, Any]) -> TrainingConfig:
     """The card's TrainingConfig; TrainingConfig's own checks, reported by card entry name."""
-    library = TrainingConfig()
+    library, card = TrainingConfig(), card_training()
     for name, value in values.items():
-        if getattr(card_training(), name) == AUTO:
+        if getattr(card, name) == AUTO:
             values[name] = _auto_or_number(card_name(name), value, type(getattr(library, name)))
         else:
-            _check_type(card_name(name), value, type(getattr(card_training(), name)))
+            _check_type(card_name(name), value, type(getattr(card, name)))
     try:
         return replace(card_training(), **values)
     except ConfigError as error:
