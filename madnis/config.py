@@ -38,6 +38,10 @@ HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
 # 0.386 / 0.405 on g g > w+ d u~ g, unweighting 14.7 / 10.5 % and 11.3 / 9.6 % (W+2j 1.38 / 1.43 %), wall time
 # alike; on the 4D toy at 1000 steps sigma/I 0.128 / 0.143. 3e-3: as 2e-3 on g g > t t~ g (error 1.04 pb).
 LEARNING_RATE = 2e-3
+# With steps = AUTO the channel-drop step is its own setting, not a share of auto_min_steps (it once was half of it,
+# so tuning the minimum moved dropping: at a minimum of 40, dropping at step 20 raised the g g > w+ d u~ g error from
+# 0.374 to 0.447 pb over six seeds, benchmarks/results/stop32_ablations.md section 2). 50 is where it always was.
+AUTO_DROP_STEP = 50
 
 
 def by_dimension_help(low: Any, high: Any) -> str:
@@ -87,7 +91,7 @@ class TrainingConfig:
         stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
         drop_threshold: drop the smallest channels whose summed |I_i| is below this fraction of I (0: never).
-        drop_after_steps: step at which channels are dropped (None: half of ``steps``, or of ``auto_min_steps``).
+        drop_after_steps: step at which channels are dropped (None: half of ``steps``; :data:`AUTO_DROP_STEP` for "auto").
         flow_*: spline bins, coupling blocks (None: flow default), permutations, hidden layers/units
             (``flow_hidden_units = "auto"``: by the integrand's dimension, :meth:`flow_units`).
         per_group_flows: one independent network per channel group instead of one conditional network.
@@ -238,7 +242,7 @@ class TrainingConfig:
         """The step at which channels are dropped."""
         if self.drop_after_steps is not None:
             return self.drop_after_steps
-        return (self.auto_min_steps if self.steps == AUTO else self.steps) // 2
+        return AUTO_DROP_STEP if self.steps == AUTO else self.steps // 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -120,18 +120,31 @@ class MultiChannelSampler(nn.Module):
     def sample(
         self, channel: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """r ~ q_{g(channel)} (the defensive mixture, module docstring) and log q (no gradient)."""
+        """r ~ q_{g(channel)} (the defensive mixture, module docstring) and log q (no gradient).
+
+        Each point first picks its share (flat with probability eps), so the flow samples only the points it
+        draws; the flat points need only its density.
+        """
+        group = self.group_of_channel[channel]
         with torch.no_grad():
-            r, log_q_flow = self.flow.sample(self.group_of_channel[channel], generator)
             if self.defensive_fraction == 0:
-                return r, log_q_flow
-            flat = torch.rand(len(r), generator=generator, dtype=r.dtype, device=r.device) < self.defensive_fraction
-            if bool(flat.any()):
-                r_flat = torch.rand((int(flat.sum()), r.shape[1]), generator=generator, dtype=r.dtype, device=r.device)
-                r, log_q_flow = r.clone(), log_q_flow.clone()
-                r[flat] = r_flat
-                log_q_flow[flat] = self.flow.log_prob(r_flat, self.group_of_channel[channel[flat]])
+                return self.flow.sample(group, generator)
+            reference = next(self.flow.parameters())
+            flat = torch.rand(len(group), generator=generator, device=reference.device) < self.defensive_fraction
+            r = torch.empty((len(group), self.flow.dims), dtype=reference.dtype, device=reference.device)
+            log_q_flow = torch.empty(len(group), dtype=reference.dtype, device=reference.device)
+            for share, draw in ((~flat, self.flow.sample), (flat, self._flat_points)):
+                if bool(share.any()):
+                    r[share], log_q_flow[share] = draw(group[share], generator)
             return r, self._mixture(log_q_flow)
+
+    def _flat_points(self, group: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """r flat in the unit cube and the flow's log q_flow there (the mixture needs both densities)."""
+        reference = next(self.flow.parameters())
+        r = torch.rand(
+            (len(group), self.flow.dims), generator=generator, dtype=reference.dtype, device=reference.device
+        )
+        return r, self.flow.log_prob(r, group)
 
     def log_q(self, r: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
         """Differentiable log q_{g(channel)}(r) of the defensive mixture."""

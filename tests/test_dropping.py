@@ -3,6 +3,7 @@
 import torch
 
 from madnis import MadNIS, TrainingConfig
+from madnis.config import AUTO_DROP_STEP
 from madnis.dropping import channels_to_drop, restrict_channel_weights
 from madnis.toys import ZeroChannelToy
 
@@ -46,3 +47,11 @@ def test_forced_drop_of_contributing_channel_redistributes_its_weight():
     # channel 2 carries 20% of the integral; dropped, its weight must go to channels 0 and 1
     pulls = _pulls(0.2, dict(drop_after_steps=6, drop_threshold=0.3))
     assert all(abs(p) < 3 for p in pulls), pulls
+
+
+def test_drop_step_is_half_the_budget_or_with_auto_its_own_setting():
+    assert TrainingConfig(steps=400).drop_step == 200
+    # with steps = auto the minimum of steps may be tuned without moving the drop (stop32_ablations.md section 2)
+    assert TrainingConfig(steps="auto", auto_min_steps=40).drop_step == AUTO_DROP_STEP
+    assert TrainingConfig(steps="auto", auto_min_steps=400).drop_step == AUTO_DROP_STEP
+    assert TrainingConfig(steps="auto", drop_after_steps=7).drop_step == 7
