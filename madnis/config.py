@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 LR_SCHEDULES = ("cosine", "constant", "exponential")
-LOSSES = ("stratified_variance", "variance", "kl", "rkl")
+LOSSES = ("stratified_variance", "stratified_moment3", "variance", "kl", "rkl")
 DTYPES = ("float32", "float64")  # torch dtype names (torch is imported where a dtype is needed, not here)
 PERMUTATIONS = ("exchange", "log", "soft")  # flow_permutations kinds (madnis.permutations builds them)
 CARD = "card"  # field metadata key of user-facing fields: the one-line help text
@@ -77,7 +77,8 @@ class TrainingConfig:
         batch_size: points per online step (integrand calls per online step).
         learning_rate, lr_schedule, lr_final_fraction: Adam learning rate and its decay to
             ``learning_rate * lr_final_fraction`` at the last step ("cosine", "exponential") or none ("constant").
-        loss: "stratified_variance" ((sum_i sigma_i)^2), "variance" (sum_i sigma_i^2), "kl", "rkl".
+        loss: "stratified_variance" ((sum_i sigma_i)^2), "stratified_moment3" ((sum_i E[|w|^3]^(1/3))^2), "variance"
+            (sum_i sigma_i^2), "kl", "rkl" (:mod:`madnis.losses`).
         buffer_capacity: batches kept in the sample buffer.
         buffered_steps: buffered steps per online step (3: three buffered steps after each online one; 0: online).
         buffer_top_m: prior channel weights kept per buffered point (the m largest; None keeps all).

@@ -11,6 +11,9 @@ Losses (inputs per point: generating ``channel``, ``value``, differentiable ``q_
 generating channel, stored ``q_sample``; gradients flow into the flow and the channel-weight net):
 
 - ``stratified_variance``: (sum_i sigma_i)^2, the variance of the integral when N_i ∝ sigma_i (default);
+- ``stratified_moment3``: (sum_i m_i)^2 with m_i = E_model[|w|^3]^(1/3), the same form with the third moment of the
+  weights w = alpha value / q_model in place of their spread. Like the variance it is smallest for q_i ∝ |alpha_i
+  value| (Jensen), but it weighs the largest weights more, and those set the unweighting efficiency (w_max);
 - ``variance``: sum_i sigma_i^2, the variance for equal points per channel;
 - ``kl``: sum_i (I_i / I) KL(p_i || q_i) with p_i = alpha_i value / I_i;
 - ``rkl``: sum_i (I_i / I) KL(q_i || p_i).
@@ -54,6 +57,13 @@ def stratified_variance_loss(channel, value, q_model, q_sample, alpha, n_channel
     return sigma.sum() ** 2
 
 
+def stratified_moment3_loss(channel, value, q_model, q_sample, alpha, n_channels) -> torch.Tensor:
+    third, counts = channel_means((alpha * value).abs() ** 3 / (q_model**2 * q_sample), channel, n_channels)
+    usable = counts >= 2
+    norm = torch.where(usable, (third + SIGMA_FLOOR**3) ** (1 / 3), torch.zeros_like(third))
+    return norm.sum() ** 2
+
+
 def variance_loss(channel, value, q_model, q_sample, alpha, n_channels) -> torch.Tensor:
     return channel_variances(channel, value, q_model, q_sample, alpha, n_channels)[0].sum()
 
@@ -83,6 +93,7 @@ def rkl_loss(channel, value, q_model, q_sample, alpha, n_channels) -> torch.Tens
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "stratified_variance": stratified_variance_loss,
+    "stratified_moment3": stratified_moment3_loss,
     "variance": variance_loss,
     "kl": kl_loss,
     "rkl": rkl_loss,

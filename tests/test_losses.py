@@ -79,3 +79,24 @@ def test_stratified_loss_is_square_of_summed_sigmas():
         LOSSES["stratified_variance"](channel, value, ones, ones, ones, 2), (sigma0 + sigma1) ** 2
     )
     torch.testing.assert_close(LOSSES["variance"](channel, value, ones, ones, ones, 2), sigma0**2 + sigma1**2)
+
+
+def test_moment3_loss_is_smallest_where_the_flow_matches_the_integrand():
+    """(sum_i E_q[|w|^3]^(1/3))^2 equals (sum_i I_i)^2 at q_i ∝ |alpha_i value| and is larger for any other q."""
+    r = torch.rand(2, 100_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    channel = torch.arange(2).repeat_interleave(r.shape[1])
+    r = r.flatten()  # each channel's own flat sample (q_sample = 1)
+    value = torch.full_like(r, 3.0)
+    alpha = torch.where(channel == 0, r, 1 - r)  # I_0 = I_1 = 1.5
+    ones = torch.ones_like(r)
+    loss = LOSSES["stratified_moment3"]
+    matched = 2 * alpha  # q_i = alpha_i value / I_i: every weight is I_i (estimated from the flat sample: 0.5 %)
+    assert abs(float(loss(channel, value, matched, ones, alpha, 2)) - 9.0) < 0.05
+    for other in (ones, 0.5 * (ones + matched)):  # flat (exactly 9 * 6.75^(2/3) / 2.25 = 14.3), half way
+        assert float(loss(channel, value, other, ones, alpha, 2)) > 9.3
+
+
+def test_config_lists_the_losses_training_knows():
+    from madnis import config
+
+    assert set(config.LOSSES) == set(LOSSES)
