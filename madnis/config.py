@@ -38,6 +38,13 @@ HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
 # 0.386 / 0.405 on g g > w+ d u~ g, unweighting 14.7 / 10.5 % and 11.3 / 9.6 % (W+2j 1.38 / 1.43 %), wall time
 # alike; on the 4D toy at 1000 steps sigma/I 0.128 / 0.143. 3e-3: as 2e-3 on g g > t t~ g (error 1.04 pb).
 LEARNING_RATE = 2e-3
+# The training loss: the weights' third moment, (sum_i E[|w|^3]^(1/3))^2, against the variance, (sum_i sigma_i)^2.
+# Whole 2-core launches of 10k events, same code, back to back (benchmarks/results/stop33_measurements.md section 2):
+# p p > e+ e- (48 seeds) unweighting 30.4 / 21.1 %, wall 6.59 / 7.05 s, error (median) 1.645 / 1.627 pb, pulls alike;
+# p p > t t~ j 14.2 / 11.2 %, 100k events 19.8 / 17.0 % in 24.4 / 29.2 s (errors 0.52 / 0.44 pb, both below stock's);
+# g g > w+ d u~ g (12 seeds) error 0.376 / 0.409 pb; g g > t t~ g 13.4 / 14.8 %, error 1.09 / 1.02 pb; 4D toy at 1000
+# steps sigma/I 0.124 / 0.128 and efficiency 0.800 / 0.738.
+LOSS = "stratified_moment3"
 # With steps = AUTO the channel-drop step is its own setting, not a share of auto_min_steps (it once was half of it,
 # so tuning the minimum moved dropping: at a minimum of 40, dropping at step 20 raised the g g > w+ d u~ g error from
 # 0.374 to 0.447 pb over six seeds, benchmarks/results/stop32_ablations.md section 2). 50 is where it always was.
@@ -118,7 +125,7 @@ class TrainingConfig:
     learning_rate: float = card_field(LEARNING_RATE, "learning rate")
     lr_schedule: str = card_field("constant", "learning-rate schedule: " + ", ".join(LR_SCHEDULES))
     lr_final_fraction: float = 0.01
-    loss: str = card_field("stratified_variance", "training loss: " + ", ".join(LOSSES))
+    loss: str = card_field(LOSS, "training loss: " + ", ".join(LOSSES))
     buffer_capacity: int = card_field(10, "batches kept in the sample buffer for buffered training")
     buffered_steps: int = card_field(0, "buffered training steps after each online step")
     buffer_top_m: int | None = 4

@@ -10,10 +10,11 @@ as if the point had been drawn from the current flow ``q_model``:
 Losses (inputs per point: generating ``channel``, ``value``, differentiable ``q_model`` and ``alpha`` of the
 generating channel, stored ``q_sample``; gradients flow into the flow and the channel-weight net):
 
-- ``stratified_variance``: (sum_i sigma_i)^2, the variance of the integral when N_i ∝ sigma_i (default);
+- ``stratified_variance``: (sum_i sigma_i)^2, the variance of the integral when N_i ∝ sigma_i;
 - ``stratified_moment3``: (sum_i m_i)^2 with m_i = E_model[|w|^3]^(1/3), the same form with the third moment of the
   weights w = alpha value / q_model in place of their spread. Like the variance it is smallest for q_i ∝ |alpha_i
-  value| (Jensen), but it weighs the largest weights more, and those set the unweighting efficiency (w_max);
+  value| (Jensen), but it weighs the largest weights more, and those set the unweighting efficiency (w_max). The
+  default (``madnis.config.LOSS``, measured there);
 - ``variance``: sum_i sigma_i^2, the variance for equal points per channel;
 - ``kl``: sum_i (I_i / I) KL(p_i || q_i) with p_i = alpha_i value / I_i;
 - ``rkl``: sum_i (I_i / I) KL(q_i || p_i).
