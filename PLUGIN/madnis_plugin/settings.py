@@ -184,7 +184,7 @@ def _training(values: dict[str, Any]) -> TrainingConfig:
         else:
             _check_type(card_name(name), value, type(getattr(card, name)))
     try:
-        return replace(card_training(), **values)
+        return replace(card, **values)
     except ConfigError as error:
         raise ValueError(f"run_card entry {card_name(error.field)} = {error.value}: must be {error.rule}") from None
 
