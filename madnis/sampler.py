@@ -112,6 +112,11 @@ class MultiChannelSampler(nn.Module):
     def n_groups(self) -> int:
         return self.flow.n_conditions
 
+    @property
+    def _flow_parameter(self) -> nn.Parameter:
+        """A parameter of the flow: the dtype and device of the points and densities it makes."""
+        return next(self.flow.parameters())
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The flow's parameters, plus the channel-weight net's when channel weights are trained."""
         modules = [self.flow, self.cwnet] if self.train_channel_weights else [self.flow]
@@ -129,7 +134,7 @@ class MultiChannelSampler(nn.Module):
         with torch.no_grad():
             if self.defensive_fraction == 0:
                 return self.flow.sample(group, generator)
-            reference = next(self.flow.parameters())
+            reference = self._flow_parameter
             flat = torch.rand(len(group), generator=generator, device=reference.device) < self.defensive_fraction
             r = torch.empty((len(group), self.flow.dims), dtype=reference.dtype, device=reference.device)
             log_q_flow = torch.empty(len(group), dtype=reference.dtype, device=reference.device)
@@ -140,7 +145,7 @@ class MultiChannelSampler(nn.Module):
 
     def _flat_points(self, group: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """r flat in the unit cube and the flow's log q_flow there (the mixture needs both densities)."""
-        reference = next(self.flow.parameters())
+        reference = self._flow_parameter
         r = torch.rand(
             (len(group), self.flow.dims), generator=generator, dtype=reference.dtype, device=reference.device
         )
@@ -159,7 +164,7 @@ class MultiChannelSampler(nn.Module):
 
     def channel_weights(self, alpha_prior: torch.Tensor | None, features: torch.Tensor | None, n: int) -> torch.Tensor:
         """(n, n_channels) channel weights over the active channels (differentiable when trained)."""
-        parameter = next(self.flow.parameters())
+        parameter = self._flow_parameter
         prior = None if alpha_prior is None else alpha_prior.to(parameter.dtype)
         if self.train_channel_weights:
             alpha = self.cwnet(prior, None if features is None else features.to(parameter.dtype), n)
