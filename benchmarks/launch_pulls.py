@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=seed,
                     sigma=m.sigma,
                     error=m.error,
+                    error_weight_tail=m.tail_error,
                     pull=pull((m.sigma, m.error), reference),
                     me_calls=m.points,
                     efficiency=m.efficiency,

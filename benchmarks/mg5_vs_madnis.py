@@ -59,6 +59,12 @@ class Measurement:
     efficiency: float
     crashed: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # MadNIS: the launch's wall-time line (mg5/wall_clock.py)
+    tail_error: float = 0.0  # MadNIS: the weight-tail part of ``error`` (madnis/tails.py), in quadrature
+
+    @property
+    def variance_error(self) -> float:
+        """The error of the points' variance alone, as MadEvent quotes its own (stock: the whole error)."""
+        return max(self.error**2 - self.tail_error**2, 0.0) ** 0.5
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -154,7 +160,11 @@ def madnis(
     if not found:
         raise RunFailed("the MadNIS launch printed no matrix-element count")
     crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
-    return Measurement(sigma, error, seconds, int(found[-1][0]), float(found[-1][1]) / 100, crashed, parse_line(log))
+    tails = re.findall(r"holds a weight-tail part of ([\d.eE+-]+) pb", log)
+    if not tails:
+        raise RunFailed("the MadNIS launch printed no weight-tail part of its error")
+    efficiency = float(found[-1][1]) / 100
+    return Measurement(sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), float(tails[-1]))
 
 
 @dataclass
@@ -187,6 +197,7 @@ class Case:
                 err=m.error,
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
+                **({"err_weight_tail": m.tail_error} if mode == "madnis" else {}),
                 events_per_call=round(self.nevents / m.points, 5),
                 **({"phases_s": m.phases} if m.phases else {}),
             )
@@ -225,22 +236,26 @@ def write_outputs(
         f"- date: {date}",
         *[f"- note: {note}" for note in notes],
         "",
-        "| process | events | stock sigma [pb] | MadNIS sigma [pb] | pull | stock time [s] | MadNIS time [s] "
+        "| process | events | stock sigma [pb] | MadNIS sigma [pb] | MadNIS error without its weight-tail part [pb] "
+        "| pull | stock time [s] | MadNIS time [s] "
         "| time MadNIS / stock | stock calls | MadNIS calls | stock efficiency | MadNIS efficiency "
         "| events per call stock / MadNIS | MadNIS points stopping the Fortran |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s, m = c.stock, c.madnis
         lines.append(
             f"| `{c.process}` | {c.nevents:,} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
-            f"| {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
+            f"| {m.variance_error:.3g} | {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
             f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
             f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} |"
         )
     lines += [f"| `{failure}` |" for failure in failures]
     lines += [
         "",
+        "MadNIS's error holds, in quadrature, a weight-tail part (madnis/tails.py: what the largest weights not yet "
+        "drawn may add, from a Pareto fit to the largest ones); stock MadEvent quotes the points' variance alone, "
+        "the column beside MadNIS's sigma.",
         "Calls: stock, the points SubProcesses/results.dat counts (the survey/refine results the events come from; "
         "survey iterations that were superseded are not counted, so this is a lower bound); MadNIS, every "
         "matrix-element call the run printed (training, integration, weighted points, one per event record).",

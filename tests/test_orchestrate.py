@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -228,6 +229,11 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     vegas_calls = config.training.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 groups
     assert result.training_calls == 15 * 256 + vegas_calls and result.event_record_calls == 200
     assert f"MadNIS: {sum(calls)} matrix-element calls in all" in "\n".join(lines)
+    tail = math.sqrt(sum(c.tail**2 for c in result.result.channels))  # the weight-tail part, printed apart
+    assert run.tail_error == pytest.approx(tail) and 0 < tail < run.error
+    line = next(line for line in lines if "holds a weight-tail part" in line)
+    assert f"{run.error:.3g} pb" in line and f"{tail:.3g} pb" in line
+    assert f"alone, as MadEvent quotes it: {math.sqrt(run.error**2 - tail**2):.3g} pb" in line
     assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000
     prior = result.events.prior_fractions
     assert prior.sum() == pytest.approx(1.0) and (prior > 0.2).all()

@@ -98,6 +98,16 @@ class RunResult:
         """Matrix-element calls of the whole run (every source, every step)."""
         return sum(s.n_calls for s in self.sources)
 
+    @property
+    def tail_error(self) -> float:
+        """The weight-tail part of ``error`` (:mod:`madnis.tails`), sources in quadrature."""
+        return math.sqrt(sum(s.result.tail_error**2 for s in self.sources))
+
+
+def pooled_cross_section(results: Sequence[SourceResult]) -> tuple[float, float]:
+    """The run's sigma and its error: the sources' summed, errors in quadrature."""
+    return sum(r.result.integral for r in results), math.sqrt(sum(r.result.error**2 for r in results))
+
 
 def madevent_summary(run_name: str, tag: str, cross_section: float, error: float, nevents: int) -> str:
     """MadEvent's end-of-run block."""
@@ -113,6 +123,11 @@ def log_summary(run: RunResult, settings: RunSettings, log: Callable[[str], None
     log("")
     log(madevent_summary(settings.run_name, settings.tag, run.cross_section, run.error, run.nevents))
     log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
+    statistical = math.sqrt(max(run.error**2 - run.tail_error**2, 0.0))
+    log(
+        f"MadNIS: the error {run.error:.3g} pb holds a weight-tail part of {run.tail_error:.3g} pb in quadrature "
+        f"(the points' variance alone, as MadEvent quotes it: {statistical:.3g} pb)"
+    )
 
 
 def run_processes(
@@ -153,8 +168,7 @@ def run_processes(
         results.append(SourceResult(source, t, integration, events, n_events, event_record_calls=n_events))
         parts.append((source, events, records))
         log(f"  [{source.name}] {results[-1].calls_line()}")
-    sigma = sum(r.result.integral for r in results)
-    error = math.sqrt(sum(r.result.error**2 for r in results))
+    sigma, error = pooled_cross_section(results)
     lhe_path = write_events(settings.output_dir / settings.events_file, parts, sigma, banner, init, rng)
     if settings.save_models:  # only now: a failed or interrupted run keeps the samplers saved before
         for source, t in zip(sources, trained):

@@ -42,7 +42,7 @@ from .jobs import (
     read_result,
     settings_to_dict,
 )
-from .orchestrate import RunResult, SourceResult, log_summary
+from .orchestrate import RunResult, SourceResult, log_summary, pooled_cross_section
 from .sample import describe_sigma
 from .source import ProcessSource, RunSettings, check_run, saved_sampler_path
 from .train import TrainedSampler
@@ -156,8 +156,7 @@ def run_in_jobs(
         results.append(SourceResult(source, sampler, integration, events, n, record_calls, spare))
         parts.append((source, events, records))
         log(f"  [{s.name}] {results[-1].calls_line()}")
-    sigma = sum(r.result.integral for r in results)
-    error = math.sqrt(sum(r.result.error**2 for r in results))
+    sigma, error = pooled_cross_section(results)
     rng = np.random.default_rng(seed)
     lhe_path = write_events(settings.output_dir / settings.events_file, parts, sigma, banner, init, rng)
     if settings.save_models:  # only now: a failed or interrupted run keeps the samplers saved before
