@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -55,6 +56,8 @@ def test_sm_demo_outputs_and_z_peak(sm_run):
     ):
         assert (sm_run / name).stat().st_size > 0, name
     assert not [p for p in sm_run.iterdir() if p.name.endswith(".tmp")]
+    report = (sm_run / "report.html").read_text()
+    assert re.search(r"Cross section: [\d.]+ &plusmn; [\d.]+ pb</b> \(a weight-tail part of\s+[\d.e-]+ pb", report)
     masses, events = lepton_masses(sm_run / "events.lhe.gz")
     assert len(events) == 300
     assert np.mean(np.abs(masses - 91.188) < 10) > 0.4

@@ -35,7 +35,8 @@ def write_report(run: RunResult, path: Path, plots: Sequence[Path], title: str, 
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:3px 8px}}
 figure{{display:inline-block;margin:8px}}img{{max-width:620px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p><b>Cross section: {run.cross_section:.6g} &plusmn; {run.error:.3g} pb</b>, {run.nevents} unweighted events in
+<p><b>Cross section: {run.cross_section:.6g} &plusmn; {run.error:.3g} pb</b> (a weight-tail part of
+{run.tail_error:.3g} pb in quadrature: <code>madnis/tails.py</code>), {run.nevents} unweighted events in
 <code>{html.escape(run.lhe_path.name if run.lhe_path else "-")}</code>, unweighting efficiency {100 * run.efficiency:.2f}%,
 {run.n_calls:,} matrix-element calls, wall time {run.seconds:.1f} s.</p>
 <h2>Processes</h2><table><tr><th>process</th><th>sigma [pb]</th><th>events</th><th>efficiency</th><th>overweight</th>
