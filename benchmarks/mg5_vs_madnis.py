@@ -60,11 +60,7 @@ class Measurement:
     crashed: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # MadNIS: the launch's wall-time line (mg5/wall_clock.py)
     tail_error: float = 0.0  # MadNIS: the weight-tail part of ``error`` (madnis/tails.py), in quadrature
-
-    @property
-    def variance_error(self) -> float:
-        """The error of the points' variance alone, as MadEvent quotes its own (stock: the whole error)."""
-        return max(self.error**2 - self.tail_error**2, 0.0) ** 0.5
+    variance_error: float | None = None  # MadNIS: ``error`` without it, as the run prints it (stock's is ``error``)
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -160,11 +156,15 @@ def madnis(
     if not found:
         raise RunFailed("the MadNIS launch printed no matrix-element count")
     crashed = sum(int(n) for n in re.findall(r"(\d+) of \d+ point\(s\) stopped the Fortran", log))
-    tails = re.findall(r"holds a weight-tail part of ([\d.eE+-]+) pb", log)
-    if not tails:
+    number = r"([\d.eE+-]+)"
+    parts = re.findall(
+        rf"holds a weight-tail part of {number} pb .*variance alone, as MadEvent quotes it: {number} pb", log
+    )
+    if not parts:
         raise RunFailed("the MadNIS launch printed no weight-tail part of its error")
+    tail, variance = (float(x) for x in parts[-1])
     efficiency = float(found[-1][1]) / 100
-    return Measurement(sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), float(tails[-1]))
+    return Measurement(sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), tail, variance)
 
 
 @dataclass

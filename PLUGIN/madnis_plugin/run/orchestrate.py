@@ -103,6 +103,11 @@ class RunResult:
         """The weight-tail part of ``error`` (:mod:`madnis.tails`), sources in quadrature."""
         return math.sqrt(sum(s.result.tail_error**2 for s in self.sources))
 
+    @property
+    def variance_error(self) -> float:
+        """``error`` without its weight-tail part: the points' variance alone, as MadEvent quotes its error."""
+        return math.sqrt(max(self.error**2 - self.tail_error**2, 0.0))
+
 
 def pooled_cross_section(results: Sequence[SourceResult]) -> tuple[float, float]:
     """The run's sigma and its error: the sources' summed, errors in quadrature."""
@@ -123,10 +128,9 @@ def log_summary(run: RunResult, settings: RunSettings, log: Callable[[str], None
     log("")
     log(madevent_summary(settings.run_name, settings.tag, run.cross_section, run.error, run.nevents))
     log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
-    statistical = math.sqrt(max(run.error**2 - run.tail_error**2, 0.0))
     log(
         f"MadNIS: the error {run.error:.3g} pb holds a weight-tail part of {run.tail_error:.3g} pb in quadrature "
-        f"(the points' variance alone, as MadEvent quotes it: {statistical:.3g} pb)"
+        f"(the points' variance alone, as MadEvent quotes it: {run.variance_error:.3g} pb)"
     )
 
 
