@@ -10,6 +10,10 @@ c   unwgt()       stores nothing unless an event record is requested,
 c   write_event() captures the Les Houches record instead of writing it.
 c (The originals are made weak symbols by build.py.) The integrand is the deterministic
 c sum over subprocesses and mirrors; alpha follows SMATRIX's single-diagram enhancement.
+c With MadEvent's channel-dependent scale (dynamical_scale_choice = -1: the scale clusters with
+c the channel's diagram) each subprocess's scale channel is drawn at each point from alpha, the
+c draw a fixed function of the point (madnis_draw_scale): the integrand is then the same function
+c of the point in every channel and learned channel weights keep MadEvent's cross section.
 c An event record sets RANMAR's state (its common blocks) from the run's seed and the point,
 c so that its flavour, helicity and colour draws do not depend on the batch or the worker.
 
@@ -133,6 +137,7 @@ c ---------------------------------------------------------------------------
       use_cut = 0
       mg_in_eval = .false.
       mg_record = .false.
+      mg_allow_draw = .true.
       ndim = madnis_ndim()
       mg_ndim = ndim
       ninvar = ndim
@@ -167,7 +172,7 @@ c ---------------------------------------------------------------------------
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
       integer madnis_ndim, madnis_nsub
-      logical madnis_scale_dep
+      logical madnis_scale_dep, madnis_draw_scale
       ndim = madnis_ndim()
       nchan = mapconfig(0)
       nexter = nexternal
@@ -176,7 +181,7 @@ c ---------------------------------------------------------------------------
       ebeams(1) = ebeam(1)
       ebeams(2) = ebeam(2)
       scale_dep = 0
-      if (madnis_scale_dep()) scale_dep = 1
+      if (madnis_scale_dep() .and. .not. madnis_draw_scale()) scale_dep = 1
       end
 
 c     MadEvent's scale depends on the channel: dynamical_scale_choice = -1 clusters with the
@@ -188,6 +193,281 @@ c     channel's diagram (ICONFIG) unless every scale is fixed.
       madnis_scale_dep = dynamical_scale_choice .eq. -1 .and.
      &     (.not. fixed_ren_scale .or. .not. fixed_fac_scale1
      &     .or. .not. fixed_fac_scale2)
+      end
+
+c     Whether each point draws its scale channel (madnis_point): MadEvent's integral is
+c       I = sum_k int dx sum_i alpha_ki(x) f_ki(x),
+c     f_ki subprocess k's contribution with the scales clustered with channel i's diagram, alpha_ki
+c     its single-diagram-enhancement weights. So sum_i alpha_ki f_ki is estimated without bias by
+c     f_ki for one i drawn with probability alpha_ki(x): the integrand no longer depends on the
+c     channel that generated x, and the prior (the alpha_k averaged over subprocesses) is one
+c     function of x as long as alpha_k does not depend on the scale. It does not when every
+c     diagram of a subprocess has the same coupling orders (alpha_s cancels in |M_i|^2 / sum);
+c     then also |M|^2 goes as alpha_s^n, and f_ki = f_kj L_i/L_j (alpha_s,i/alpha_s,j)^n with
+c     L the parton luminosity: the drawn channel costs its clustering and PDFs, not a second
+c     matrix element (where alpha_s differs and no probe point showed n: a second one). Probed
+c     once, at points of fixed pseudo-random r after SMATRIX's helicity warm-up, per subprocess
+c     with two or more channels, its first channel against its others (10 pairs): alpha_k must
+c     agree to 1e-9, n come out an integer and f_k at the other channel's scales equal the
+c     rescaled one to 1e-9 (which fails where anything else in DSIG1 depends on the channel,
+c     e.g. MLM matching's Sudakov weights). If any check fails, or too few points
+c     compare, or the caller allows no draw (madnis_allow_scale_draw), the scale channel stays
+c     the generating channel and the channel weights MadEvent's (madnis_info reports the
+c     dependence).
+      logical function madnis_draw_scale()
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      include 'madnis_glue.inc'
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      integer mapconfig(0:lmaxconfigs), this_config
+      common/to_mconfigs/mapconfig, this_config
+      integer mincfig, maxcfig
+      common/to_configs/mincfig, maxcfig
+      integer perms(nexternal, lmaxconfigs)
+      include 'symperms.inc'
+      integer nqcd(maxsproc)
+      common/madnis_scale_draw/nqcd
+      logical madnis_scale_dep, first, draw, done
+      integer rep(lmaxconfigs), jc(nexternal), itry, ichan, d, k, c
+      integer c1, c2, n, ninvar, pick, i
+      integer nk(maxsproc), cfirst(maxsproc), ncmp(maxsproc)
+      integer nwarm(maxsproc)
+      integer*8 seq
+      double precision p(0:3, max_particles+1), pout(0:3, nexternal)
+      double precision x(maxinvar), wgt, f1, f2, pd1, pd2, as1, as2
+      double precision ratio, power
+      double precision w1(lmaxconfigs), w2(lmaxconfigs)
+      save first, draw
+      data first/.true./, draw/.false./
+      madnis_draw_scale = draw
+      if (.not. first) return
+      first = .false.
+      do k = 1, maxsproc
+         nqcd(k) = -1
+         nwarm(k) = 0
+         ncmp(k) = 0
+         nk(k) = 0
+         cfirst(k) = 0
+         do c = 1, mapconfig(0)
+            if (confsub(k, c) .ne. 0) then
+               nk(k) = nk(k) + 1
+               if (cfirst(k) .eq. 0) cfirst(k) = c
+            endif
+         enddo
+      enddo
+      if (.not. madnis_scale_dep()) return
+      if (.not. mg_allow_draw) return
+      call madnis_representatives(rep)
+      seq = 20231_8
+      do itry = 1, 4000
+         ichan = 1 + mod(itry - 1, mapconfig(0))
+         call madnis_configure(rep(ichan))
+         do d = 1, mg_ndim
+            seq = mod(48271_8*seq, 2147483647_8)
+            mg_r(d) = dble(seq)/2147483647d0
+         enddo
+         mg_in_eval = .true.
+         wgt = 1d0
+         ninvar = mg_ndim
+         call gen_mom(rep(ichan), mincfig, maxcfig, ninvar, wgt, x, p)
+         mg_in_eval = .false.
+         if (p(0, 1) .lt. 0d0) cycle
+         call switchmom(p, pout, perms(1, mapconfig(ichan)), jc,
+     &        nexternal)
+         done = .true.
+         do k = 1, maxsproc
+            if (nk(k) .lt. 2 .or. ncmp(k) .ge. 10) cycle
+            done = .false.
+c           the first channel of k against one of its others, in turn
+            c1 = cfirst(k)
+            pick = 2 + mod(itry, nk(k) - 1)
+            c2 = 0
+            n = 0
+            do c = 1, mapconfig(0)
+               if (confsub(k, c) .ne. 0) then
+                  n = n + 1
+                  if (n .eq. pick) c2 = c
+               endif
+            enddo
+            call madnis_sub_weights(pout, k, 1, c1, f1, w1)
+            if (f1 .eq. 0d0) cycle
+c           SMATRIX sums every helicity in its first MAXTRIES points, later only the non-vanishing
+c           ones, which changes AMP2: compare after that warm-up
+            nwarm(k) = nwarm(k) + 1
+            if (nwarm(k) .le. 40) cycle
+            call madnis_sub_weights(pout, k, 1, c2, f2, w2)
+            if (f2 .eq. 0d0) cycle
+            do c = 1, mapconfig(0)
+               if (abs(w1(c) - w2(c)) .gt. 1d-9) return
+            enddo
+c           f = luminosity x |M|^2 (alpha_s^n, n from the first two scales apart) x what the scale
+c           does not change: the other channel's f follows from the luminosity and alpha_s alone
+            call madnis_luminosity(pout, k, 1, c1, pd1, as1)
+            call madnis_luminosity(pout, k, 1, c2, pd2, as2)
+            if (pd1 .le. 0d0 .or. pd2 .le. 0d0) return
+            ratio = (f2/pd2)/(f1/pd1)
+            if (as2 .eq. as1) then
+               if (abs(ratio - 1d0) .gt. 1d-9) return
+            else
+               if (nqcd(k) .lt. 0) then
+                  if (abs(log(as2/as1)) .lt. 1d-3) cycle
+                  power = log(ratio)/log(as2/as1)
+                  if (abs(power - nint(power)) .gt. 1d-6
+     &                 .or. power .lt. 0d0) return
+                  nqcd(k) = nint(power)
+               endif
+               if (abs(ratio - (as2/as1)**nqcd(k)) .gt. 1d-9*ratio) return
+            endif
+            ncmp(k) = ncmp(k) + 1
+         enddo
+         if (done) exit
+      enddo
+      draw = done
+      madnis_draw_scale = draw
+      end
+
+c     MadEvent's cuts and scales (Q2FACT, SCALE, G, CUTSPASSED) of subprocess k, mirror m at the
+c     momenta pout with the scales clustered with channel c (DSIG1 in its mode 3: nothing else).
+      subroutine madnis_scales(pout, k, m, c)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      integer k, m, c
+      double precision pout(0:3, nexternal), p(0:3, max_particles+1), f
+      call madnis_momenta_for(pout, c, p)
+      call madnis_dsigproc(p, k, m, c, 3, f)
+      end
+
+c     The parton luminosity PD(0) of subprocess k, mirror m at the momenta pout with the scales
+c     clustered with channel c, and alpha_s at that renormalisation scale (MadEvent's cuts and
+c     scales, DSIG1 in its mode 4: no matrix element).
+      subroutine madnis_luminosity(pout, k, m, c, pd, as)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'coupl.inc'
+      integer k, m, c
+      double precision pout(0:3, nexternal), pd, as
+      double precision p(0:3, max_particles+1), pi
+      parameter (pi = 3.141592653589793d0)
+      call madnis_momenta_for(pout, c, p)
+      call madnis_dsigproc(p, k, m, c, 4, pd)
+      as = g**2/(4d0*pi)
+      end
+
+c     Whether the scale channel may be drawn (madnis_draw_scale; on unless the caller says 0).
+c     Call after madnis_init, before anything else.
+      subroutine madnis_allow_scale_draw(on) bind(C,
+     &     name='madnis_allow_scale_draw')
+      use iso_c_binding
+      implicit none
+      integer(c_int), value :: on
+      include 'genps.inc'
+      include 'madnis_glue.inc'
+      mg_allow_draw = on .ne. 0
+      end
+
+c     Subprocess k, mirror m at the momenta pout (as the matrix elements see them) with the scale
+c     clustered with channel c: its contribution f (pb, madnis_dsigproc) and, where f is not 0, its
+c     single-diagram-enhancement weights w(1..nconf) normalised to 1 (SMATRIX's AMP2 times the
+c     channel's cut, as MadEvent's sde_strategy says).
+      subroutine madnis_sub_weights(pout, k, m, c, f, w)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      include 'run.inc'
+      integer k, m, c
+      double precision pout(0:3, nexternal), f, w(*)
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      integer mapconfig(0:lmaxconfigs), this_config
+      common/to_mconfigs/mapconfig, this_config
+      double precision amp2(maxamps), jamp2(0:maxflow)
+      common/to_amps/amp2, jamp2
+      double precision p(0:3, max_particles+1), p1(0:3, nexternal)
+      double precision xtot, get_channel_cut
+      external get_channel_cut
+      integer i, j, nconf
+      nconf = mapconfig(0)
+      call madnis_momenta_for(pout, c, p)
+      call madnis_dsigproc(p, k, m, c, 0, f)
+      if (f .eq. 0d0) return
+      do i = 1, nexternal
+         do j = 0, 3
+            p1(j, i) = pout(j, i)
+         enddo
+         if (m .eq. 2) then
+            p1(2, i) = -p1(2, i)
+            p1(3, i) = -p1(3, i)
+         endif
+      enddo
+      xtot = 0d0
+      do i = 1, nconf
+         w(i) = 0d0
+         j = confsub(k, i)
+         if (j .ne. 0) then
+            if (sde_strat .eq. 1) then
+               w(i) = amp2(j)*get_channel_cut(p1, i)
+            else
+               w(i) = get_channel_cut(p1, i)
+            endif
+            xtot = xtot + w(i)
+         endif
+      enddo
+      do i = 1, nconf
+         if (xtot .ne. 0d0) then
+            w(i) = w(i)/xtot
+         else
+            w(i) = 1d0/nconf
+         endif
+      enddo
+      end
+
+c     The momenta p that channel c's permutation (DSIGPROC's SWITCHMOM) turns into pout.
+      subroutine madnis_momenta_for(pout, c, p)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      integer c
+      double precision pout(0:3, nexternal), p(0:3, max_particles+1)
+      integer perms(nexternal, lmaxconfigs)
+      include 'symperms.inc'
+      integer mapconfig(0:lmaxconfigs), this_config
+      common/to_mconfigs/mapconfig, this_config
+      integer a, i, j
+      do a = 1, nexternal
+         do j = 0, 3
+            p(j, perms(a, mapconfig(c))) = pout(j, a)
+         enddo
+      enddo
+      end
+
+c     A number uniform in (0, 1), a fixed function of the point r (its bits) and of salt: the
+c     scale channel drawn for an evaluation is drawn again for the point's event record.
+      double precision function madnis_point_uniform(r, salt)
+      implicit none
+      include 'genps.inc'
+      include 'madnis_glue.inc'
+      double precision r(*)
+      integer salt, d
+      integer*8 x, bits
+      x = 1_8 + salt
+      do d = 1, mg_ndim
+         bits = iand(transfer(r(d), bits), huge(bits))
+         x = mod(48271_8*x + mod(bits, 2147483647_8), 2147483647_8)
+      enddo
+      do d = 1, 4
+         x = mod(48271_8*x, 2147483647_8)
+      enddo
+      if (x .eq. 0_8) x = 1_8
+      madnis_point_uniform = dble(x)/2147483647d0
       end
 
 c     Channels are MadEvent's configs 1..mapconfig(0); symmetry group = the representative
@@ -387,9 +667,10 @@ c     channel's set_peaks then shapes them for its own tree, as in its own G dir
 
 c     DSIGPROC for subprocess k, mirror m at the generated momenta p with channel ichan alone in
 c     SYMCONF (so ICONFIG = ichan: its permutation, scale clustering and single-diagram weight), as
-c     MadEvent calls it for one config: AMP2/JAMP2 zeroed, cuts redone, /to_mirror/ set; afterwards
+c     MadEvent calls it for one config (imode 0; 3: only the cuts and scales; 4: then only the
+c     parton luminosity PD(0), no matrix element): AMP2/JAMP2 zeroed, cuts redone, /to_mirror/ set; afterwards
 c     the beam fractions and rapidity that DSIGPROC flips for the mirror are restored. f in pb.
-      subroutine madnis_dsigproc(p, k, m, ichan, f)
+      subroutine madnis_dsigproc(p, k, m, ichan, imode, f)
       implicit none
       include 'genps.inc'
       include 'nexternal.inc'
@@ -397,7 +678,7 @@ c     the beam fractions and rapidity that DSIGPROC flips for the mirror are res
       include 'maxamps.inc'
       include 'run.inc'
       double precision p(0:3, max_particles+1), f
-      integer k, m, ichan
+      integer k, m, ichan, imode
       integer confsub(maxsproc, lmaxconfigs)
       include 'config_subproc_map.inc'
       double precision amp2(maxamps), jamp2(0:maxflow)
@@ -425,7 +706,7 @@ c     the beam fractions and rapidity that DSIGPROC flips for the mirror are res
       cutsdone = .false.
       sproc_now = k
       mirror_now = m
-      f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, 0)
+      f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, imode)
       if (m .eq. 2) then
          xdum = xbk(1)
          xbk(1) = xbk(2)
@@ -436,10 +717,11 @@ c     the beam fractions and rapidity that DSIGPROC flips for the mirror are res
 
 c     One point: fills the generated momenta p (gen_mom's order), the momenta pout that the
 c     matrix elements see (config ichan's permutation of p), x1, x2, value (= f*J, pb),
-c     alpha(nconf), status, and the contribution fk of each (subprocess, mirror). With
-c     with_me = .false. only the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
+c     alpha(nconf), status, the contribution fk of each (subprocess, mirror) and the channel isc
+c     its scale clustered with (drawn, madnis_draw_scale, or ichan). With with_me = .false. only
+c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       subroutine madnis_point(ichan, r, p, pout, x1, x2, value, alpha,
-     &     status, fk, with_me)
+     &     status, fk, isc, with_me)
       implicit none
       include 'genps.inc'
       include 'nexternal.inc'
@@ -447,7 +729,7 @@ c     with_me = .false. only the phase space: p, pout, x1, x2 and status 1 (fail
       include 'maxamps.inc'
       include 'run.inc'
       include 'madnis_glue.inc'
-      integer ichan, status
+      integer ichan, status, isc(2, maxsproc)
       logical with_me
       double precision r(*), pout(0:3, nexternal), x1, x2, value
       double precision p(0:3, max_particles+1)
@@ -473,18 +755,30 @@ c     with_me = .false. only the phase space: p, pout, x1, x2 and status 1 (fail
       double precision xtot
       double precision get_channel_cut
       external get_channel_cut
-      logical first, passed, scale_dep, madnis_scale_dep
-      save first, rep, nconf, scale_dep
+      logical first, passed, scale_dep, madnis_scale_dep, draw
+      logical madnis_draw_scale
+      integer c0, ic, npr, last
+      double precision u, acc, madnis_point_uniform
+      double precision w0(lmaxconfigs), wi(lmaxconfigs)
+      double precision pd0, pdi, as0, asi, q0(2), g0
+      integer nqcd(maxsproc)
+      common/madnis_scale_draw/nqcd
+      double precision g
+      common/strong/g
+      save first, rep, nconf, scale_dep, draw
       data first/.true./
       if (first) then
          first = .false.
          call madnis_representatives(rep)
          nconf = mapconfig(0)
          scale_dep = madnis_scale_dep()
+         draw = madnis_draw_scale()
       endif
       do k = 1, maxsproc
          fk(1, k) = 0d0
          fk(2, k) = 0d0
+         isc(1, k) = ichan
+         isc(2, k) = ichan
       enddo
       do i = 1, nconf
          alpha(i) = 0d0
@@ -517,6 +811,7 @@ c     with_me = .false. only the phase space: p, pout, x1, x2 and status 1 (fail
       endif
       passed = .false.
       ftot = 0d0
+      if (draw) goto 60
       do k = 1, maxsproc
 c        As MadEvent's DSIG: a subprocess without the channel's diagram (CONFSUB = 0, e.g. the
 c        t-channel quark of u u~ > w+ w- vs d d~ > w+ w-) adds nothing to this channel (its alpha is
@@ -526,7 +821,7 @@ c        function of the point in every channel (trained channel weights need th
          if (confsub(k, ichan) .eq. 0 .and. scale_dep) cycle
          do m = 1, 2
             if (m .eq. 1 .or. mirrorprocs(k)) then
-               call madnis_dsigproc(p, k, m, ichan, f)
+               call madnis_dsigproc(p, k, m, ichan, 0, f)
                if (cutspassed) passed = .true.
                fk(m, k) = f
                if (f .ne. 0d0) then
@@ -574,6 +869,82 @@ c                 SMATRIX's single-diagram-enhancement weights of this subproces
          enddo
          return
       endif
+      goto 90
+c     Scale channels drawn (madnis_draw_scale): every subprocess and mirror counts, evaluated with
+c     the scale of ichan where it has ichan's diagram, else of its first channel (c0); then one
+c     channel i drawn with its weight w0(i) at this point and, if it is not c0, f moved to i's
+c     scales (luminosity and alpha_s, no second matrix element). alpha: the weights w0 averaged.
+ 60   npr = 0
+      do k = 1, maxsproc
+         c0 = ichan
+         if (confsub(k, ichan) .eq. 0) then
+            c0 = 0
+            do i = nconf, 1, -1
+               if (confsub(k, i) .ne. 0) c0 = i
+            enddo
+            if (c0 .eq. 0) cycle
+         endif
+         do m = 1, 2
+            if (m .eq. 1 .or. mirrorprocs(k)) then
+               call madnis_sub_weights(pout, k, m, c0, f, w0)
+               if (cutspassed) passed = .true.
+               if (f .ne. 0d0) then
+                  q0(1) = q2fact(1)
+                  q0(2) = q2fact(2)
+                  g0 = g
+                  u = madnis_point_uniform(r, 2*k + m)
+                  ic = 0
+                  last = c0
+                  acc = 0d0
+                  do i = 1, nconf
+                     acc = acc + w0(i)
+                     if (w0(i) .gt. 0d0) then
+                        if (ic .eq. 0 .and. u .lt. acc) ic = i
+                        last = i
+                     endif
+                  enddo
+c                 u beyond the rounded sum of the weights: the last channel
+                  if (ic .eq. 0) ic = last
+                  if (ic .ne. c0) then
+c                    f at the drawn channel's scales: the same where its clustering gives the same
+c                    scales, else moved by the luminosity and alpha_s^n (madnis_draw_scale); a
+c                    second matrix element only where alpha_s differs and n is not known
+                     call madnis_scales(pout, k, m, ic)
+                     if (.not. cutspassed) then
+                        f = 0d0
+                     else if (q2fact(1) .ne. q0(1) .or. q2fact(2) .ne. q0(2)
+     &                       .or. g .ne. g0) then
+                        call madnis_luminosity(pout, k, m, c0, pd0, as0)
+                        call madnis_luminosity(pout, k, m, ic, pdi, asi)
+                        if (asi .eq. as0) then
+                           f = f*(pdi/pd0)
+                        else if (nqcd(k) .ge. 0) then
+                           f = f*(pdi/pd0)*(asi/as0)**nqcd(k)
+                        else
+                           call madnis_sub_weights(pout, k, m, ic, f, wi)
+                        endif
+                     endif
+                  endif
+                  isc(m, k) = ic
+                  fk(m, k) = f
+                  ftot = ftot + f
+                  npr = npr + 1
+                  do i = 1, nconf
+                     alpha(i) = alpha(i) + w0(i)
+                  enddo
+               endif
+            endif
+         enddo
+      enddo
+      status = 2
+      if (passed) status = 0
+      value = ftot*wgt
+      if (npr .gt. 0) then
+         do i = 1, nconf
+            alpha(i) = alpha(i)/npr
+         enddo
+         return
+      endif
  90   do i = 1, nconf
          alpha(i) = 1d0/nconf
       enddo
@@ -595,6 +966,7 @@ c                 SMATRIX's single-diagram-enhancement weights of this subproces
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
       integer ipt, nconf, ist, k, ic, start(lmaxconfigs + 1)
+      integer isc(2, maxsproc)
       integer, allocatable :: order(:)
       double precision fk(2, maxsproc), p(0:3, max_particles+1)
       nconf = mapconfig(0)
@@ -622,7 +994,7 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
          ipt = order(k)
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
      &        momenta((ipt-1)*4*nexternal + 1), x1(ipt), x2(ipt),
-     &        value(ipt), alpha((ipt-1)*nconf + 1), ist, fk, .true.)
+     &        value(ipt), alpha((ipt-1)*nconf + 1), ist, fk, isc, .true.)
          status(ipt) = ist
       enddo
       deallocate(order)
@@ -666,7 +1038,8 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       include 'config_subproc_map.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
-      logical single, madnis_scale_dep
+      logical single, madnis_scale_dep, madnis_draw_scale
+      integer isc(2, maxsproc)
       real ran1, flow
       external ran1
       double precision fk(2, maxsproc), pt(0:3, nexternal), x1, x2
@@ -683,7 +1056,9 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
             return
          endif
       enddo
-      single = maxsproc .eq. 1 .and. .not. mirrorprocs(1)
+c     one subprocess, no mirror and no scale channel to draw: nothing to choose
+      single = maxsproc .eq. 1 .and. .not. mirrorprocs(1) .and.
+     &     .not. madnis_draw_scale()
       do ipt = 1, n
          nup(ipt) = 0
          subproc(ipt) = -1
@@ -697,7 +1072,7 @@ c        record is the same whatever batch or worker it is in
          if (single) then
 c           one subprocess, no mirror: nothing to choose, the recording evaluation below is the only one
             call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
-     &           pt, x1, x2, value, alpha, ist, fk, .false.)
+     &           pt, x1, x2, value, alpha, ist, fk, isc, .false.)
             if (ist .ne. 0 .or. (confsub(1, channel(ipt) + 1) .eq. 0
      &           .and. madnis_scale_dep())) cycle
             kc = 1
@@ -705,7 +1080,7 @@ c           one subprocess, no mirror: nothing to choose, the recording evaluati
             goto 50
          endif
          call madnis_point(channel(ipt) + 1, r((ipt-1)*mg_ndim + 1), p,
-     &        pt, x1, x2, value, alpha, ist, fk, .true.)
+     &        pt, x1, x2, value, alpha, ist, fk, isc, .true.)
          tot = 0d0
          do k = 1, maxsproc
             tot = tot + abs(fk(1, k)) + abs(fk(2, k))
@@ -735,10 +1110,12 @@ c        choose the subprocess and mirror with probability proportional to its c
                enddo
             enddo
          endif
-c        rerun that subprocess with MadEvent's event writer switched on (no event where it gives 0)
+c        rerun that subprocess with MadEvent's event writer switched on (no event where it gives 0),
+c        its scale clustered with the channel of its evaluation (isc)
  50      mg_rec_npart = 0
          mg_record = .true.
-         call madnis_dsigproc(p, kc, mc, channel(ipt) + 1, f)
+         call madnis_momenta_for(pt, isc(mc, kc), p)
+         call madnis_dsigproc(p, kc, mc, isc(mc, kc), 0, f)
          mg_record = .false.
          if (mg_rec_npart .eq. 0) cycle
          nup(ipt) = mg_rec_npart

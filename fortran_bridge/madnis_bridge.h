@@ -17,11 +17,18 @@
  * discrete choices in event records. Returns 0 on success. */
 int madnis_init(const char *rundir, int seed);
 
+/* With a channel-dependent scale (a MadEvent P-dir's dynamical_scale_choice = -1), whether each
+ * point's scale channel may be drawn from alpha (default 1; 0: the generating channel's scale,
+ * channel weights fixed). Call after madnis_init, before any other call. */
+void madnis_allow_scale_draw(int on);
+
 /* Sizes and metadata. ndim: dimension of r (3*n_final - 4, +1 per PDF beam); n_channels:
  * MadEvent's configs; n_subprocesses: entries of madnis_subprocesses; ebeams[2] in GeV;
- * scale_depends_on_channel: 1 if the scale choice uses the channel's diagram
- * (dynamical_scale_choice = -1 with a dynamical scale), so channel weights must stay
- * MadEvent's. */
+ * scale_depends_on_channel: 1 if the integrand depends on the channel that generated the
+ * point, so channel weights must stay MadEvent's (a MadEvent P-dir: dynamical_scale_choice = -1
+ * with a dynamical scale, for a process whose alpha depends on the scale; otherwise each
+ * point's scale channel is drawn from alpha and the value is the same function of the point
+ * in every channel). */
 void madnis_info(int *ndim, int *n_channels, int *nexternal, int *ninitial,
                  int *n_subprocesses, double *ebeams, int *scale_depends_on_channel);
 

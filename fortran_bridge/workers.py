@@ -92,10 +92,11 @@ class SharedBatch:
 class _Server:
     """Calls the C ABI for the parent's requests."""
 
-    def __init__(self, library: str, rundir: str, seed: int):
+    def __init__(self, library: str, rundir: str, seed: int, draw_scale_channel: bool):
         self.ffi, self.lib = load_library(library)
         if self.lib.madnis_init(rundir.encode(), seed) != 0:
             raise BridgeError(f"madnis_init({rundir!r}) failed")
+        self.lib.madnis_allow_scale_draw(int(draw_scale_channel))
         ints = [self.ffi.new("int *") for _ in range(6)]
         ebeams = np.zeros(2)
         self.lib.madnis_info(*ints[:5], self._ptr(ebeams), ints[5])
@@ -156,13 +157,13 @@ class _Server:
         return out
 
 
-def serve(fd: str, library: str, rundir: str, seed: str) -> None:
+def serve(fd: str, library: str, rundir: str, seed: str, draw_scale_channel: str) -> None:
     """Worker process main loop: load and initialise ``library``, then fork a child that answers
     the parent on socket ``fd``; when a child dies (Fortran STOP, signal) report ("crashed", exit
     code) and fork a fresh one from the initialised state, so a crash costs a fork, not a start."""
     conn = Connection(int(fd))
     try:
-        server = _Server(library, rundir, int(seed))
+        server = _Server(library, rundir, int(seed), draw_scale_channel == "1")
     except Exception as exc:  # report, then exit: the parent raises
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -203,8 +204,9 @@ def _answer(conn: Connection, server: _Server) -> None:
 class Worker:
     """One worker process (fork server) serving one library; started anew if it dies itself."""
 
-    def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str):
+    def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str, draw_scale_channel: bool):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
+        self.draw_scale_channel = draw_scale_channel
         self.log = rundir / f"worker{index}.log"
         self.batch: SharedBatch | None = None
         self.pending: int | None = None
@@ -224,6 +226,7 @@ class Worker:
                     str(self.library),
                     str(self.rundir),
                     str(self.seed),
+                    str(int(self.draw_scale_channel)),
                 ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -379,14 +382,14 @@ class _Job:
 class WorkerPool:
     """``workers`` processes; a batch is split into contiguous shards, one per worker."""
 
-    def __init__(self, library: Path, rundir: Path, seed: int, workers: int, name: str):
+    def __init__(self, library: Path, rundir: Path, seed: int, workers: int, name: str, draw_scale_channel: bool):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.name = name
         self.workers: list[Worker] = []
         try:
             for index in range(workers):
-                self.workers.append(Worker(library, rundir, seed + index, index, name))
+                self.workers.append(Worker(library, rundir, seed + index, index, name, draw_scale_channel))
         except BaseException:
             self.close()
             raise
