@@ -248,15 +248,17 @@ def test_pythia8_showers_the_events(dy_launch, tmp_path):
 
 
 def test_new_seed_gives_independent_events_and_keeps_earlier_runs(dy_launch):
-    """Second run (new seed from randinit) with a channel-independent scale: channel weights are trained."""
+    """Second run (new seed from randinit) with a channel-independent scale: channel weights are trained, as in
+    the first run with the default channel-dependent scale (its scale channel drawn from alpha)."""
     run_dir, first_out = dy_launch
-    assert "kept at MadEvent's alpha" in first_out  # default dynamical_scale_choice = -1 depends on the channel
+    assert "a channel drawn from MadEvent's alpha" in first_out  # default dynamical_scale_choice = -1
+    assert "channel weights are not trained" not in first_out
     first = run_dir / "Events" / "run_01" / "unweighted_events.lhe.gz"
     before = first.read_bytes()
     set_card(run_dir / "Cards" / "run_card.dat", nevents=200, madnis_steps=20, dynamical_scale_choice=3)
     out = generate_events(run_dir, timeout=600)
     cross_section(out)
-    assert "kept at MadEvent's alpha" not in out and "channel weights are not trained" not in out
+    assert "a channel drawn from MadEvent's alpha" not in out and "channel weights are not trained" not in out
     second = run_dir / "Events" / "run_02" / "unweighted_events.lhe.gz"
     check_events(second, 200)
     assert first.read_bytes() == before

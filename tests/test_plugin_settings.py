@@ -8,7 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from madnis_plugin.settings import CARD_DEFAULTS, MadnisSettings, card_block, card_bool, card_training
+from madnis_plugin.settings import (
+    CARD_DEFAULTS,
+    MadnisSettings,
+    card_block,
+    card_bool,
+    card_training,
+)
 
 from madnis.config import CARD, TrainingConfig
 
@@ -33,6 +39,7 @@ INVALID = {
     "madnis_workers": "0",
     "madnis_reuse": "perhaps",
     "madnis_recycle_helicities": "sometimes",
+    "madnis_draw_scale_channel": "sometimes",
     "madnis": "yes please",
 }
 

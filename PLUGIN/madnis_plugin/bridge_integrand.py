@@ -2,10 +2,12 @@
 
 The bridge evaluates f(x(r)) * J_channel(r) and MadEvent's prior channel weights alpha^MG for batches of
 (channel, r); this adapter converts to torch, groups symmetric channels (symfact) so they share one flow,
-conditions the channel-weight net on the momenta, and keeps alpha^MG fixed when the factorisation/
-renormalisation scale depends on the channel (default ``dynamical_scale_choice = -1``): learned channel
-weights would then change the integrand itself, not only its variance (91.4 pb instead of 110 pb
-measured on W+2j).
+conditions the channel-weight net on the momenta, and keeps alpha^MG fixed when the library says the
+integrand depends on the channel (``scale_depends_on_channel``): learned channel weights would then change
+the integrand itself, not only its variance (91.4 pb instead of 110 pb measured on W+2j when the scale was
+clustered with the generating channel). With MadEvent's default ``dynamical_scale_choice = -1`` a MadEvent
+P-dir's library draws each point's scale channel from alpha instead (``fortran_bridge/madnis_bridge.f``,
+``madnis_draw_scale``), so it says so only for processes with mixed coupling orders.
 """
 
 from __future__ import annotations

@@ -84,6 +84,11 @@ class MadnisSettings:
     recycle_helicities: bool = _entry(
         True, "MadEvent's helicity recycling before the bridge build, as its survey (False: every helicity summed)"
     )
+    draw_scale_channel: bool = _entry(
+        True,
+        "dynamical_scale_choice = -1: draw each point's scale channel from alpha (MadEvent's cross section), so"
+        " that channel weights are learned (False: the generating channel's scale, channel weights MadEvent's alpha)",
+    )
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -93,9 +93,12 @@ def generate_events(
 
     if settings.training.train_channel_weights and scale_depends_on_channel(cmd.run_card):
         logger.info(
-            "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s): channel weights "
-            "kept at MadEvent's alpha (learning them would change the cross section)",
+            "MadNIS: the scale depends on the channel (dynamical_scale_choice = %s): %s",
             cmd.run_card["dynamical_scale_choice"],
+            "each point clusters it with a channel drawn from MadEvent's alpha, so learned channel weights keep "
+            "MadEvent's cross section"
+            if settings.draw_scale_channel
+            else "channel weights kept at MadEvent's alpha (madnis_draw_scale_channel = False)",
         )
     me_dir = Path(cmd.me_dir)
     run_settings = madnis_run_settings(cmd, settings, seed)
@@ -162,6 +165,7 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int, prebuilt: bo
         seed=seed,
         workers=settings.fixed_workers() or 1,
         library=fortran_bridge.built_library(pdir) if prebuilt else None,
+        draw_scale_channel=settings.draw_scale_channel,
     )
     integrand = BridgeIntegrand(library)
     return ProcessSource(
