@@ -55,6 +55,7 @@ class ProcessInfo:
     subprocesses: list[SubprocessInfo]
     beam_energies: tuple[float, float]
     scale_depends_on_channel: bool
+    record_evaluations: int  # matrix-element evaluations per event record (madnis_record_evaluations)
 
 
 @dataclass
@@ -112,6 +113,7 @@ class ProcessLibrary:
             subprocesses=[SubprocessInfo(tuple(int(x) for x in p), bool(m)) for p, m in zip(raw["pdg"], raw["mirror"])],
             beam_energies=raw["beam_energies"],
             scale_depends_on_channel=raw["scale_depends_on_channel"],
+            record_evaluations=raw["record_evaluations"],
         )
         self.maxnup = int(raw["maxnup"])
         self.max_crash_fraction, self.max_crashes = max_crash_fraction, max_crashes

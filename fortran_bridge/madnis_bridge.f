@@ -359,6 +359,25 @@ c     scales, DSIG1 in its mode 4: no matrix element).
       as = g**2/(4d0*pi)
       end
 
+c     Matrix-element evaluations per event record: 1 where the record's own evaluation is the only
+c     one (one subprocess, no mirror, no scale channel to draw), else 2 (the point is evaluated
+c     first to choose the subprocess, mirror and scale channel).
+      integer(c_int) function madnis_record_evaluations() bind(C,
+     &     name='madnis_record_evaluations')
+      use iso_c_binding
+      implicit none
+      include 'genps.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      integer i
+      logical mirrorprocs(maxsproc)
+      include 'mirrorprocs.inc'
+      logical madnis_draw_scale
+      madnis_record_evaluations = 2
+      if (maxsproc .eq. 1 .and. .not. mirrorprocs(1) .and.
+     &     .not. madnis_draw_scale()) madnis_record_evaluations = 1
+      end
+
 c     Whether the scale channel may be drawn (madnis_draw_scale; on unless the caller says 0).
 c     Call after madnis_init, before anything else.
       subroutine madnis_allow_scale_draw(on) bind(C,

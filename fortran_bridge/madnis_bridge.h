@@ -53,6 +53,10 @@ void madnis_subprocesses(int *pdg, int *mirror);
 int madnis_evaluate(int n, const int *channel, const double *r, double *momenta,
                     double *x1, double *x2, double *value, double *alpha, int *status);
 
+/* Matrix-element evaluations that madnis_event_record makes per record (1 or 2: where a subprocess,
+ * mirror or scale channel is drawn, the point is evaluated before its record). */
+int madnis_record_evaluations(void);
+
 /* Largest number of Les Houches entries (externals plus s-channel resonances) per event. */
 int madnis_max_nup(void);
 

@@ -119,6 +119,7 @@ class _Server:
             mirror=mirror.astype(bool),
             beam_energies=(float(ebeams[0]), float(ebeams[1])),
             scale_depends_on_channel=bool(scale_dep),
+            record_evaluations=int(self.lib.madnis_record_evaluations()),
             maxnup=self.maxnup,
         )
         self.batch: SharedBatch | None = None

@@ -117,6 +117,14 @@ def test_channel_info(libraries):
     assert sum(s.mirror for s in dy.subprocesses) == 4
 
 
+def test_event_records_count_their_matrix_elements(libraries, pdirs):
+    """g g > t t~ g has one subprocess and no mirror: its record is its only evaluation unless the scale channel is
+    drawn, which evaluates the point first; p p > e+ e- always chooses a subprocess first."""
+    assert libraries["ttg"].info.record_evaluations == 2 and libraries["dy"].info.record_evaluations == 2
+    with ProcessLibrary(pdirs["ttg"], workers=1, draw_scale_channel=False) as fixed:
+        assert fixed.info.scale_depends_on_channel and fixed.info.record_evaluations == 1
+
+
 # float32-rounded MadNIS-like points on the faces of the cube that STOPped MadEvent before the glue kept
 # r in RANMAR's range [2**-24, 1 - 2**-24]: the first three in the scale's clustering (cluster.f
 # "Invalid combination", dynamical_scale_choice = -1), the last in the PDF (Bjorken x = 1)

@@ -20,6 +20,10 @@ contains
     madnis_init = 0
   end function
 
+  integer(c_int) function madnis_record_evaluations() bind(C, name='madnis_record_evaluations')
+    madnis_record_evaluations = 1
+  end function
+
   subroutine madnis_allow_scale_draw(on) bind(C, name='madnis_allow_scale_draw')
     integer(c_int), value :: on  ! the toy's scale does not depend on the channel: nothing to draw
   end subroutine

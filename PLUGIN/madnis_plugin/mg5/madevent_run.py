@@ -174,6 +174,7 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int, prebuilt: bo
         event_records=integrand.event_records,
         lprup=int(pdir.name[1:].split("_")[0]),
         channel_names=[f"G{c.config}" for c in library.info.channels],
+        record_evaluations=library.info.record_evaluations,
     )
 
 

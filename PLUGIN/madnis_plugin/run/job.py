@@ -112,6 +112,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         "reused_from": None if trained.reused_from is None else str(trained.reused_from),
         "lprup": source.lprup,
         "channel_names": source.channel_names,
+        "record_evaluations": source.record_evaluations,
         "summary": summary,
     }, trained.madnis
 

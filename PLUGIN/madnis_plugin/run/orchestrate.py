@@ -43,7 +43,7 @@ class SourceResult:
     integration: IntegrationResult  # the final integration alone
     events: Unweighted
     n_events: int
-    event_record_calls: int  # one matrix-element evaluation per event record
+    event_record_calls: int  # the event records' matrix-element evaluations (ProcessSource.record_evaluations each)
     spare_calls: int = 0  # chunks made ahead that the share did not need (points and records: not in sigma)
 
     @property
@@ -68,7 +68,7 @@ class SourceResult:
     def calls_line(self) -> str:
         return (
             f"{self.n_calls} matrix-element calls: {self.training_calls} training + {self.weighted_points} weighted "
-            f"(integration and unweighting, all in sigma) + {self.event_record_calls} event records"
+            f"(integration and unweighting, all in sigma) + {self.event_record_calls} for the event records"
             + (f" + {self.spare_calls} in chunks made ahead and not needed" if self.spare_calls else "")
         )
 
@@ -169,7 +169,8 @@ def run_processes(
     for index, (source, t, (integration, points), n_events) in enumerate(zip(sources, trained, integrations, shares)):
         events = unweight(t.madnis, points, n_events, source, settings, stream_seed(seed, index, SAMPLING), log)
         records = event_records(source, events, rng)
-        results.append(SourceResult(source, t, integration, events, n_events, event_record_calls=n_events))
+        record_calls = n_events * source.record_evaluations
+        results.append(SourceResult(source, t, integration, events, n_events, event_record_calls=record_calls))
         parts.append((source, events, records))
         log(f"  [{source.name}] {results[-1].calls_line()}")
     sigma, error = pooled_cross_section(results)

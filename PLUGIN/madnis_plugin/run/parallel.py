@@ -141,8 +141,8 @@ def run_in_jobs(
         if generated:  # the last chunk is cut: its events of lowest priority
             generated[-1] = generated[-1].first(n - m - CHUNK_EVENTS * (len(generated) - 1))
         events, records = merge_chunks(integration, first, sample_weights, [candidate.first(m), *generated])
-        # one matrix-element call per record computed: every event in a job's file, also the candidates not taken
-        record_calls = len(candidate) + CHUNK_EVENTS * len(generated)
+        # the matrix-element calls of every record computed: each event in a job's file, also the candidates not taken
+        record_calls = (len(candidate) + CHUNK_EVENTS * len(generated)) * t["record_evaluations"]
         source = merged_source(s, t)
         sampler = TrainedSampler(
             None,  # type: ignore[arg-type]  # the sampler lives in its job's checkpoint
@@ -152,7 +152,7 @@ def run_in_jobs(
             t["calls"],
             None if t["reused_from"] is None else Path(t["reused_from"]),
         )
-        spare = spare_calls(root / s.name, len(numbers))
+        spare = spare_calls(root / s.name, len(numbers), t["record_evaluations"])
         results.append(SourceResult(source, sampler, integration, events, n, record_calls, spare))
         parts.append((source, events, records))
         log(f"  [{s.name}] {results[-1].calls_line()}")
@@ -170,13 +170,13 @@ def run_in_jobs(
     return run
 
 
-def spare_calls(source_dir: Path, used: int) -> int:
+def spare_calls(source_dir: Path, used: int, record_evaluations: int) -> int:
     """Matrix-element calls of the chunks a training job made ahead beyond the ``used`` ones its share took
     (weighted points and records): spent, counted, but not in the events or sigma (which would then depend on
     how long the other jobs trained)."""
     calls, chunk = 0, used + 1
     while (result := read_result(chunk_dir(source_dir, chunk))) is not None:
-        calls, chunk = calls + result["weighted_points"] + CHUNK_EVENTS, chunk + 1
+        calls, chunk = calls + result["weighted_points"] + CHUNK_EVENTS * record_evaluations, chunk + 1
     return calls
 
 
@@ -188,5 +188,6 @@ def merged_source(source: JobSource, trained: dict) -> ProcessSource:
         event_records=None,  # type: ignore[arg-type]
         lprup=trained["lprup"],
         channel_names=trained["channel_names"],
+        record_evaluations=trained["record_evaluations"],
         process=source.pdir.name if source.parts > 1 else "",
     )

@@ -32,7 +32,7 @@ class ProcessSource:
     """One process (a MadEvent P-dir or a built-in process) as the orchestration sees it.
 
     ``event_records`` evaluates the matrix element once more per accepted point (flavour, colour and helicity
-    are drawn from it); ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted
+    are drawn from it; ``record_evaluations`` times where the point is evaluated first to choose them); ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted
     events vs the weighted truth in the report, e.g. m_ll for Drell-Yan.
     """
 
@@ -44,6 +44,7 @@ class ProcessSource:
     observable: Observable | None = None
     observable_label: str = ""
     process: str = ""  # a channel part's P-dir (channel_part); empty: the source is the whole process ``name``
+    record_evaluations: int = 1  # matrix-element evaluations per event record
 
     @property
     def process_name(self) -> str:
@@ -62,7 +63,15 @@ def channel_part(source: ProcessSource, channels: list[int], name: str) -> Proce
         return source.event_records(r, part.global_channel[channel], generator)
 
     names = None if source.channel_names is None else [source.channel_names[c] for c in part.channels]
-    return ProcessSource(name, part, event_records, source.lprup, names, process=source.process_name)
+    return ProcessSource(
+        name,
+        part,
+        event_records,
+        source.lprup,
+        names,
+        process=source.process_name,
+        record_evaluations=source.record_evaluations,
+    )
 
 
 @dataclass
