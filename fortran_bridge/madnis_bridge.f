@@ -763,17 +763,12 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       common/to_mconfigs/mapconfig, this_config
       integer mincfig, maxcfig
       common/to_configs/mincfig, maxcfig
-      double precision amp2(maxamps), jamp2(0:maxflow)
-      common/to_amps/amp2, jamp2
       logical cutsdone, cutspassed
       common/to_cutsdone/cutsdone, cutspassed
       integer rep(lmaxconfigs), nconf
       integer i, j, k, m, jc(nexternal), ninvar
       double precision x(maxinvar), wgt
-      double precision p1(0:3, nexternal), f, ftot, w(lmaxconfigs)
-      double precision xtot
-      double precision get_channel_cut
-      external get_channel_cut
+      double precision f, ftot
       logical first, passed, scale_dep, madnis_scale_dep, draw
       logical madnis_draw_scale
       integer c0, ic, npr, last
@@ -840,39 +835,12 @@ c        function of the point in every channel (trained channel weights need th
          if (confsub(k, ichan) .eq. 0 .and. scale_dep) cycle
          do m = 1, 2
             if (m .eq. 1 .or. mirrorprocs(k)) then
-               call madnis_dsigproc(p, k, m, ichan, 0, f)
+               call madnis_sub_weights(pout, k, m, ichan, f, w0)
                if (cutspassed) passed = .true.
                fk(m, k) = f
                if (f .ne. 0d0) then
-c                 SMATRIX's single-diagram-enhancement weights of this subprocess
-                  do i = 1, nexternal
-                     do j = 0, 3
-                        p1(j, i) = pout(j, i)
-                     enddo
-                     if (m .eq. 2) then
-                        p1(2, i) = -p1(2, i)
-                        p1(3, i) = -p1(3, i)
-                     endif
-                  enddo
-                  xtot = 0d0
                   do i = 1, nconf
-                     w(i) = 0d0
-                     j = confsub(k, i)
-                     if (j .ne. 0) then
-                        if (sde_strat .eq. 1) then
-                           w(i) = amp2(j)*get_channel_cut(p1, i)
-                        else
-                           w(i) = get_channel_cut(p1, i)
-                        endif
-                        xtot = xtot + w(i)
-                     endif
-                  enddo
-                  do i = 1, nconf
-                     if (xtot .ne. 0d0) then
-                        alpha(i) = alpha(i) + f*w(i)/xtot
-                     else
-                        alpha(i) = alpha(i) + f/nconf
-                     endif
+                     alpha(i) = alpha(i) + f*w0(i)
                   enddo
                   ftot = ftot + f
                endif
