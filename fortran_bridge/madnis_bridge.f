@@ -225,20 +225,16 @@ c     dependence).
       include 'config_subproc_map.inc'
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
-      integer mincfig, maxcfig
-      common/to_configs/mincfig, maxcfig
-      integer perms(nexternal, lmaxconfigs)
-      include 'symperms.inc'
       integer nqcd(maxsproc)
       common/madnis_scale_draw/nqcd
       logical madnis_scale_dep, first, draw, done
-      integer rep(lmaxconfigs), jc(nexternal), itry, ichan, d, k, c
-      integer c1, c2, n, ninvar, pick, i
+      integer itry, ichan, d, k, c, i
+      integer c1, c2, n, pick
       integer nk(maxsproc), cfirst(maxsproc), ncmp(maxsproc)
       integer nwarm(maxsproc)
       integer*8 seq
       double precision p(0:3, max_particles+1), pout(0:3, nexternal)
-      double precision x(maxinvar), wgt, f1, f2, pd1, pd2, as1, as2
+      double precision rr(maxdim), wgt, f1, f2, pd1, pd2, as1, as2
       double precision ratio, power
       double precision w1(lmaxconfigs), w2(lmaxconfigs)
       save first, draw
@@ -261,23 +257,15 @@ c     dependence).
       enddo
       if (.not. madnis_scale_dep()) return
       if (.not. mg_allow_draw) return
-      call madnis_representatives(rep)
       seq = 20231_8
       do itry = 1, 4000
          ichan = 1 + mod(itry - 1, mapconfig(0))
-         call madnis_configure(rep(ichan))
          do d = 1, mg_ndim
             seq = mod(48271_8*seq, 2147483647_8)
-            mg_r(d) = dble(seq)/2147483647d0
+            rr(d) = dble(seq)/2147483647d0
          enddo
-         mg_in_eval = .true.
-         wgt = 1d0
-         ninvar = mg_ndim
-         call gen_mom(rep(ichan), mincfig, maxcfig, ninvar, wgt, x, p)
-         mg_in_eval = .false.
+         call madnis_phase_space(ichan, rr, p, pout, wgt)
          if (p(0, 1) .lt. 0d0) cycle
-         call switchmom(p, pout, perms(1, mapconfig(ichan)), jc,
-     &        nexternal)
          done = .true.
          do k = 1, maxsproc
             if (nk(k) .lt. 2 .or. ncmp(k) .ge. 10) cycle
@@ -663,6 +651,46 @@ c        gen_mom configures itself on its first call: let it, with a dummy point
       current = irep
       end
 
+c     Channel ichan's phase space at r: the momenta p that gen_mom generates with the tree of the
+c     channel's representative (p(0, 1) < 0: no point), its Jacobian wgt, and pout = p as the matrix
+c     elements see it (ichan's permutation of identical particles); Bjorken x in XBK.
+      subroutine madnis_phase_space(ichan, r, p, pout, wgt)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      include 'madnis_glue.inc'
+      integer ichan
+      double precision r(*), p(0:3, max_particles+1), wgt
+      double precision pout(0:3, nexternal)
+      integer perms(nexternal, lmaxconfigs)
+      include 'symperms.inc'
+      integer mapconfig(0:lmaxconfigs), this_config
+      common/to_mconfigs/mapconfig, this_config
+      integer mincfig, maxcfig
+      common/to_configs/mincfig, maxcfig
+      integer rep(lmaxconfigs), jc(nexternal), i, ninvar
+      double precision x(maxinvar)
+      logical first
+      save first, rep
+      data first/.true./
+      if (first) then
+         first = .false.
+         call madnis_representatives(rep)
+      endif
+      call madnis_configure(rep(ichan))
+      do i = 1, mg_ndim
+         mg_r(i) = r(i)
+      enddo
+      mg_in_eval = .true.
+      wgt = 1d0
+      ninvar = mg_ndim
+      call gen_mom(rep(ichan), mincfig, maxcfig, ninvar, wgt, x, p)
+      mg_in_eval = .false.
+      if (p(0, 1) .ge. 0d0) call switchmom(p, pout,
+     &     perms(1, mapconfig(ichan)), jc, nexternal)
+      end
+
 c     Back to the state of a fresh MadEvent run (flat grids, no Breit-Wigner poles): each
 c     channel's set_peaks then shapes them for its own tree, as in its own G directory.
       subroutine madnis_reset_mapping()
@@ -687,8 +715,9 @@ c     channel's set_peaks then shapes them for its own tree, as in its own G dir
 c     DSIGPROC for subprocess k, mirror m at the generated momenta p with channel ichan alone in
 c     SYMCONF (so ICONFIG = ichan: its permutation, scale clustering and single-diagram weight), as
 c     MadEvent calls it for one config (imode 0; 3: only the cuts and scales; 4: then only the
-c     parton luminosity PD(0), no matrix element): AMP2/JAMP2 zeroed, cuts redone, /to_mirror/ set; afterwards
-c     the beam fractions and rapidity that DSIGPROC flips for the mirror are restored. f in pb.
+c     parton luminosity PD(0), no matrix element): AMP2/JAMP2 zeroed, cuts redone, /to_mirror/
+c     set; afterwards the beam fractions and rapidity that DSIGPROC flips for the mirror are
+c     restored. f in pb.
       subroutine madnis_dsigproc(p, k, m, ichan, imode, f)
       implicit none
       include 'genps.inc'
@@ -757,21 +786,17 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       include 'config_subproc_map.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
-      integer perms(nexternal, lmaxconfigs)
-      include 'symperms.inc'
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
-      integer mincfig, maxcfig
-      common/to_configs/mincfig, maxcfig
       logical cutsdone, cutspassed
       common/to_cutsdone/cutsdone, cutspassed
-      integer rep(lmaxconfigs), nconf
-      integer i, j, k, m, jc(nexternal), ninvar
-      double precision x(maxinvar), wgt
-      double precision f, ftot
+      integer nconf
+      integer i, j, k, m
+      double precision wgt
+      double precision f, ftot, norm
       logical first, passed, scale_dep, madnis_scale_dep, draw
       logical madnis_draw_scale
-      integer c0, ic, npr, last
+      integer c0, ic, last
       double precision u, acc, madnis_point_uniform
       double precision w0(lmaxconfigs), wi(lmaxconfigs)
       double precision pd0, pdi, as0, asi, q0(2), g0
@@ -779,11 +804,10 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       common/madnis_scale_draw/nqcd
       double precision g
       common/strong/g
-      save first, rep, nconf, scale_dep, draw
+      save first, nconf, scale_dep, draw
       data first/.true./
       if (first) then
          first = .false.
-         call madnis_representatives(rep)
          nconf = mapconfig(0)
          scale_dep = madnis_scale_dep()
          draw = madnis_draw_scale()
@@ -798,15 +822,7 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
          alpha(i) = 0d0
       enddo
       value = 0d0
-      call madnis_configure(rep(ichan))
-      do i = 1, mg_ndim
-         mg_r(i) = r(i)
-      enddo
-      mg_in_eval = .true.
-      wgt = 1d0
-      ninvar = mg_ndim
-      call gen_mom(rep(ichan), mincfig, maxcfig, ninvar, wgt, x, p)
-      mg_in_eval = .false.
+      call madnis_phase_space(ichan, r, p, pout, wgt)
       x1 = xbk(1)
       x2 = xbk(2)
       if (p(0, 1) .lt. 0d0) then
@@ -818,13 +834,13 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
          enddo
          goto 90
       endif
-      call switchmom(p, pout, perms(1, mapconfig(ichan)), jc, nexternal)
       if (.not. with_me) then
          status = 0
          return
       endif
       passed = .false.
       ftot = 0d0
+      norm = 0d0
       if (draw) goto 60
       do k = 1, maxsproc
 c        As MadEvent's DSIG: a subprocess without the channel's diagram (CONFSUB = 0, e.g. the
@@ -843,25 +859,17 @@ c        function of the point in every channel (trained channel weights need th
                      alpha(i) = alpha(i) + f*w0(i)
                   enddo
                   ftot = ftot + f
+                  norm = norm + f
                endif
             endif
          enddo
       enddo
-      status = 2
-      if (passed) status = 0
-      value = ftot*wgt
-      if (ftot .ne. 0d0) then
-         do i = 1, nconf
-            alpha(i) = alpha(i)/ftot
-         enddo
-         return
-      endif
-      goto 90
+      goto 70
 c     Scale channels drawn (madnis_draw_scale): every subprocess and mirror counts, evaluated with
 c     the scale of ichan where it has ichan's diagram, else of its first channel (c0); then one
 c     channel i drawn with its weight w0(i) at this point and, if it is not c0, f moved to i's
 c     scales (luminosity and alpha_s, no second matrix element). alpha: the weights w0 averaged.
- 60   npr = 0
+ 60   continue
       do k = 1, maxsproc
          c0 = ichan
          if (confsub(k, ichan) .eq. 0) then
@@ -915,7 +923,7 @@ c                    second matrix element only where alpha_s differs and n is n
                   isc(m, k) = ic
                   fk(m, k) = f
                   ftot = ftot + f
-                  npr = npr + 1
+                  norm = norm + 1d0
                   do i = 1, nconf
                      alpha(i) = alpha(i) + w0(i)
                   enddo
@@ -923,12 +931,14 @@ c                    second matrix element only where alpha_s differs and n is n
             endif
          enddo
       enddo
-      status = 2
+c     alpha: the subprocesses' weights averaged with the contributions (generating channel's scale)
+c     or equally (drawn: one function of the point)
+ 70   status = 2
       if (passed) status = 0
       value = ftot*wgt
-      if (npr .gt. 0) then
+      if (norm .ne. 0d0) then
          do i = 1, nconf
-            alpha(i) = alpha(i)/npr
+            alpha(i) = alpha(i)/norm
          enddo
          return
       endif
