@@ -80,7 +80,8 @@ class ProcessLibrary:
     ``library`` overrides the library to load (default: ``build(pdir)``); the workers run in
     ``pdir/madnis_build``. ``draw_scale_channel``: with MadEvent's channel-dependent scale, draw each point's
     scale channel from alpha, so that the value no longer depends on the channel that generated the point
-    (``madnis_allow_scale_draw``; the library still refuses where that would change the cross section). A batch tolerates up to ``max_crash_fraction`` of its points, and at
+    (``madnis_allow_scale_draw``; the library still refuses where that would change the cross section).
+    A batch tolerates up to ``max_crash_fraction`` of its points, and at
     most ``max_crashes`` points, crashing the Fortran (each costs about log2(batch) worker
     restarts to isolate); ``n_crashed`` counts them, ``crash_messages`` keeps the first messages.
     """

@@ -225,12 +225,14 @@ c     dependence).
       include 'config_subproc_map.inc'
       integer mapconfig(0:lmaxconfigs), this_config
       common/to_mconfigs/mapconfig, this_config
-      integer nqcd(maxsproc)
-      common/madnis_scale_draw/nqcd
+c     per subprocess: the alpha_s power n of |M|^2 (-1: not known) and its first channel (0: none),
+c     for madnis_point
+      integer nqcd(maxsproc), cfirst(maxsproc)
+      common/madnis_scale_draw/nqcd, cfirst
       logical madnis_scale_dep, first, draw, done
       integer itry, ichan, d, k, c, i
       integer c1, c2, n, pick
-      integer nk(maxsproc), cfirst(maxsproc), ncmp(maxsproc)
+      integer nk(maxsproc), ncmp(maxsproc)
       integer nwarm(maxsproc)
       integer*8 seq
       double precision p(0:3, max_particles+1), pout(0:3, nexternal)
@@ -347,12 +349,9 @@ c     scales, DSIG1 in its mode 4: no matrix element).
       as = g**2/(4d0*pi)
       end
 
-c     Matrix-element evaluations per event record: 1 where the record's own evaluation is the only
-c     one (one subprocess, no mirror, no scale channel to draw), else 2 (the point is evaluated
-c     first to choose the subprocess, mirror and scale channel).
-      integer(c_int) function madnis_record_evaluations() bind(C,
-     &     name='madnis_record_evaluations')
-      use iso_c_binding
+c     Whether an event record's own evaluation is the only one: one subprocess, no mirror, no scale
+c     channel to draw (else the point is evaluated first to choose them).
+      logical function madnis_record_alone()
       implicit none
       include 'genps.inc'
       include 'maxconfigs.inc'
@@ -361,9 +360,18 @@ c     first to choose the subprocess, mirror and scale channel).
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
       logical madnis_draw_scale
+      madnis_record_alone = maxsproc .eq. 1 .and. .not. mirrorprocs(1)
+     &     .and. .not. madnis_draw_scale()
+      end
+
+c     Matrix-element evaluations per event record (madnis_record_alone: 1, else 2).
+      integer(c_int) function madnis_record_evaluations() bind(C,
+     &     name='madnis_record_evaluations')
+      use iso_c_binding
+      implicit none
+      logical madnis_record_alone
       madnis_record_evaluations = 2
-      if (maxsproc .eq. 1 .and. .not. mirrorprocs(1) .and.
-     &     .not. madnis_draw_scale()) madnis_record_evaluations = 1
+      if (madnis_record_alone()) madnis_record_evaluations = 1
       end
 
 c     Whether the scale channel may be drawn (madnis_draw_scale; on unless the caller says 0).
@@ -800,8 +808,8 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       double precision u, acc, madnis_point_uniform
       double precision w0(lmaxconfigs), wi(lmaxconfigs)
       double precision pd0, pdi, as0, asi, q0(2), g0
-      integer nqcd(maxsproc)
-      common/madnis_scale_draw/nqcd
+      integer nqcd(maxsproc), cfirst(maxsproc)
+      common/madnis_scale_draw/nqcd, cfirst
       double precision g
       common/strong/g
       save first, nconf, scale_dep, draw
@@ -872,13 +880,8 @@ c     scales (luminosity and alpha_s, no second matrix element). alpha: the weig
  60   continue
       do k = 1, maxsproc
          c0 = ichan
-         if (confsub(k, ichan) .eq. 0) then
-            c0 = 0
-            do i = nconf, 1, -1
-               if (confsub(k, i) .ne. 0) c0 = i
-            enddo
-            if (c0 .eq. 0) cycle
-         endif
+         if (confsub(k, ichan) .eq. 0) c0 = cfirst(k)
+         if (c0 .eq. 0) cycle
          do m = 1, 2
             if (m .eq. 1 .or. mirrorprocs(k)) then
                call madnis_sub_weights(pout, k, m, c0, f, w0)
@@ -1035,7 +1038,7 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
       include 'config_subproc_map.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
-      logical single, madnis_scale_dep, madnis_draw_scale
+      logical single, madnis_scale_dep, madnis_record_alone
       integer isc(2, maxsproc)
       real ran1, flow
       external ran1
@@ -1054,8 +1057,7 @@ c     points in order of channel (counting sort): one phase-space set-up per cha
          endif
       enddo
 c     one subprocess, no mirror and no scale channel to draw: nothing to choose
-      single = maxsproc .eq. 1 .and. .not. mirrorprocs(1) .and.
-     &     .not. madnis_draw_scale()
+      single = madnis_record_alone()
       do ipt = 1, n
          nup(ipt) = 0
          subproc(ipt) = -1

@@ -32,7 +32,8 @@ class ProcessSource:
     """One process (a MadEvent P-dir or a built-in process) as the orchestration sees it.
 
     ``event_records`` evaluates the matrix element once more per accepted point (flavour, colour and helicity
-    are drawn from it; ``record_evaluations`` times where the point is evaluated first to choose them); ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted
+    are drawn from it; ``record_evaluations`` times where the point is evaluated first to choose them);
+    ``observable`` (optional, with ``observable_label``) is histogrammed for unweighted
     events vs the weighted truth in the report, e.g. m_ll for Drell-Yan.
     """
 
