@@ -56,6 +56,20 @@ def markdown(rows: list[dict], header: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_logs(directory: Path, target: Path) -> None:
+    """The last launch's log and the logs of its jobs (``madnis/jobs/<its run>``), so that a launch that went wrong
+    can be read afterwards."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(directory.parent / f"{directory.name}_madnis_True.log", target / "launch.log")
+    runs = list((directory / "madnis" / "jobs").glob("run_*"))
+    if runs:
+        latest = max(runs, key=lambda run: run.stat().st_mtime)
+        for log in latest.rglob("*.log"):
+            copy = target / log.relative_to(latest)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, copy)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("process", help='an MG5aMC process definition, e.g. "g g > t t~ g"')
@@ -69,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="ENTRY=VALUE", help="a run_card entry for every launch"
     )
+    parser.add_argument("--logs", type=Path, help="keep each launch's log and its jobs' logs in LOGS/seed<N>/")
     args = parser.parse_args(argv)
     entries = dict(item.split("=", 1) for item in args.set)
     reference = tuple(args.reference)
@@ -89,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(json.dumps(rows[-1]), flush=True)
+            if args.logs is not None:
+                keep_logs(directory, args.logs / f"seed{seed}")
             for build in (directory / "SubProcesses").glob("P*/madnis_build"):
                 shutil.rmtree(build)  # every launch builds, as a fresh one does
     command = (

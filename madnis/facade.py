@@ -81,16 +81,14 @@ class MadNIS:
 
         The check's points stay in ``check_samples`` (see :meth:`take_check_samples`), so the final integration
         need not draw them again: those of the check that ends training are points of the final sampler; those of
-        a check that resumed it, of the sampler as it was then, are kept where the channel weights are fixed (not
-        trained, e.g. MadEvent's alpha^prior): each point's weight is then an unbiased estimate of its channel's
-        I_i = integral of alpha_i f under whichever density drew it, so as a stage of the cross section (a
-        :class:`~madnis.integration.StagePool`) they estimate I_i, and
-        hit-or-miss accepts each sample's points in proportion to the integrand (q_s x f / q_s) against that
-        sample's own w_max: the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s),
-        and its sampler's heavier tail does not lower the later sampler's efficiency. Learned channel weights
-        change while training resumes, and points of samplers with different alpha_i, pooled, estimate
-        no I (two channels, f = 1, alpha (0.9, 0.1) with most points in channel 0, then (0.1, 0.9) with most in
-        channel 1: 1.78 for 1); there a resumed check's points are training calls, as its training batches are."""
+        a check that resumed it are a sample of the sampler as it was then: each point's weight estimates its
+        channel's I_i = integral of alpha_i f with the channel weights and density that drew it, and these I_i sum to
+        I, so the sample pools with the others as a whole (:class:`~madnis.integration.SamplerPools`; learned channel
+        weights change while training resumes: pooled per channel with another sampler's points, two channels, f = 1,
+        alpha (0.9, 0.1) with most points in channel 0, then (0.1, 0.9) with most in channel 1, give 1.78 for 1), and
+        hit-or-miss accepts its points in proportion to the integrand (q_s x f / q_s) against that sample's own w_max:
+        the points of a resumed check are not lost (``g g > w+ d u~ g``: 100k of them, ~6 s), and its sampler's
+        heavier tail does not lower the later sampler's efficiency."""
         if history.stop is None or history.stop.max_minutes_reached or stopping.best is None:
             return False
         if self.config.auto_check_points == 0:
@@ -110,11 +108,9 @@ class MadNIS:
         if check.fell and self._checked_state is not None:
             check = replace(check, kept_step=history.checks[-1].step)
         history.checks.append(check)
-        kept = not ((check.resumed or check.fell) and self.sampler.train_channel_weights)
-        if kept:
-            self.check_samples.append((check.step, sample))
+        self.check_samples.append((check.step, sample))
         if check.resumed:
-            stopping.recalibrate(measured / estimate, measured, points if kept else 0)
+            stopping.recalibrate(measured / estimate, measured, points)
             self._checked_state = copy.deepcopy(self.sampler.state_dict())
         elif check.kept_step is not None:
             self.sampler.load_state_dict(self._checked_state)
@@ -128,16 +124,14 @@ class MadNIS:
 
     def take_check_samples(self) -> list[tuple[int, WeightedSample]]:
         """The weighted points of the last training's efficiency checks (channels allocated as :meth:`integrate`
-        allocates them; with learned channel weights only the final sampler's, see :meth:`_resume_after_check`),
-        once, each with the training steps its sampler had made (the final sampler's are :attr:`sampler_step`).
-        Their integrand calls are already counted in ``n_calls``."""
+        allocates them, see :meth:`_resume_after_check`), once, each with the training steps its sampler had made
+        (the final sampler's are :attr:`sampler_step`). Their integrand calls are already counted in ``n_calls``."""
         samples, self.check_samples = self.check_samples, []
         return samples
 
     def take_training_batches(self) -> list[WeightedSample]:
         """The later half of the last training's online batches (each point's ``channel_probability`` its batch's
-        p_i), once; empty with learned channel weights (see :mod:`madnis.training`). Their integrand calls are
-        already counted in ``n_calls``."""
+        p_i), once (see :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
         return self.trainer.kept_batches()
 
     def _generator(self, seed: int | None) -> torch.Generator:

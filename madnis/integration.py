@@ -15,6 +15,12 @@ stage's per-channel mean weighted by the stage's size, never by the points it ha
 stage's allocation follows the earlier ones' weights (sigma_i, w_max_i), and pooling per channel would then dilute
 exactly the channels whose earlier points were high (heavy-tailed toy: -0.82 +- 0.09 permil against -0.26 +- 0.10
 stage by stage, ``benchmarks/results/sigma_bias.md``).
+
+Stages pool per channel only where they estimate the same I_i: the points of one sampler (one set of channel weights).
+Samplers whose channel weights differ (learned weights between training batches) estimate different I_i and only the
+same I; :class:`SamplerPools` pools each sampler's stages into one stage (:meth:`StagePool.collapsed`) before pooling
+samplers by their sizes, so a channel that one stage missed (the generation's points choose channels at random) takes
+its sampler's mean at the sampler's full size instead of shifting the mix of channel weights it is averaged over.
 """
 
 from __future__ import annotations
@@ -180,9 +186,10 @@ class StagePool:
     docstring). Everything is a sum over stages, so pools of separate jobs merge by adding (:meth:`merge`).
     """
 
-    FIELDS = ("size", "weighted", "variance", "n", "top")
+    FIELDS = ("size", "weighted", "variance", "n", "top", "total")
 
     def __init__(self, n_channels: int):
+        self.total = torch.zeros((), dtype=torch.float64)  # sum_s N_s over every stage
         self.size = torch.zeros(n_channels, dtype=torch.float64)  # sum_s N_s over the stages with points in i
         self.weighted = torch.zeros(n_channels, dtype=torch.float64)  # sum_s N_s m_is
         self.variance = torch.zeros(n_channels, dtype=torch.float64)  # sum_s N_s^2 Var(m_is)
@@ -197,6 +204,7 @@ class StagePool:
         mean, variance = stage.channel_estimates()
         present = stage.n > 0
         size = float(stage.n.sum())
+        pool.total = torch.tensor(size, dtype=torch.float64)
         pool.size = torch.where(present, size, 0.0).double()
         pool.weighted = torch.where(present, size * mean, 0.0).double()
         pool.variance = torch.where(present, size**2 * variance, 0.0).double()
@@ -210,10 +218,21 @@ class StagePool:
     def merge(self, other: StagePool) -> StagePool:
         """Both pools' stages as one pool (a new object)."""
         pool = StagePool(len(self.n))
-        for name in ("size", "weighted", "variance", "n"):
+        for name in ("total", "size", "weighted", "variance", "n"):
             setattr(pool, name, getattr(self, name) + getattr(other, name))
         pool.top = torch.topk(torch.cat([self.top, other.top], dim=1), TOP_WEIGHTS, dim=1).values
         pool.n_failed = self.n_failed + other.n_failed
+        return pool
+
+    def collapsed(self) -> StagePool:
+        """These stages as one stage of their total size: per channel their pooled mean and its variance, every
+        channel at the total size (a channel without points: mean 0, as a channel that no longer has weight)."""
+        pool = StagePool(len(self.n))
+        size = self.size.clamp_min(1)
+        pool.total, pool.size = self.total.clone(), torch.full_like(self.size, float(self.total))
+        pool.weighted = self.total * self.weighted / size
+        pool.variance = self.total**2 * self.variance / size**2
+        pool.n, pool.top, pool.n_failed = self.n.clone(), self.top.clone(), self.n_failed
         return pool
 
     def arrays(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -237,6 +256,52 @@ class StagePool:
         mean, variance = self.weighted / size, self.variance / size**2
         tails = channel_tails(self.top, self.n, mean)
         return _result(mean, variance + tails**2, tails, self.n, group_of_channel, self.n_failed)
+
+
+class SamplerPools:
+    """The stages of several samplers pooled into one I (module docstring): ``earlier``, the stages of samplers other
+    than the final one, each sampler (a training batch, an efficiency check's points) added collapsed; ``final``, the
+    final sampler's stages, which may come from several jobs and pool per channel. I pools ``earlier`` with ``final``
+    collapsed. Everything is a sum, so pools of separate jobs merge by adding (:meth:`merge`)."""
+
+    def __init__(self, n_channels: int):
+        self.earlier, self.final = StagePool(n_channels), StagePool(n_channels)
+
+    def add(self, stage: ChannelAccumulator, final: bool) -> None:
+        """One stage: of the final sampler (``final``), or the only stage of an earlier sampler."""
+        if final:
+            self.final = self.final.merge(StagePool.of_stage(stage))
+        else:
+            self.earlier = self.earlier.merge(StagePool.of_stage(stage).collapsed())
+
+    def merge(self, other: SamplerPools) -> SamplerPools:
+        """Both pools' stages as one (a new object)."""
+        pools = SamplerPools(len(self.final.n))
+        pools.earlier, pools.final = self.earlier.merge(other.earlier), self.final.merge(other.final)
+        return pools
+
+    @property
+    def n_points(self) -> int:
+        return self.earlier.n_points + self.final.n_points
+
+    def arrays(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The state as named arrays (for ``numpy.savez``), see :meth:`from_arrays`."""
+        return self.earlier.arrays(f"{prefix}earlier_") | self.final.arrays(f"{prefix}final_")
+
+    @classmethod
+    def from_arrays(cls, data, prefix: str) -> SamplerPools:
+        """The pools whose :meth:`arrays` (or their numpy copies) ``data`` holds."""
+        pools = cls(len(data[f"{prefix}final_n"]))
+        pools.earlier = StagePool.from_arrays(data, f"{prefix}earlier_")
+        pools.final = StagePool.from_arrays(data, f"{prefix}final_")
+        return pools
+
+    def pooled(self) -> StagePool:
+        """Every stage as one pool: the earlier samplers and the final one collapsed, by their sizes."""
+        return self.earlier.merge(self.final.collapsed())
+
+    def result(self, group_of_channel: torch.Tensor) -> IntegrationResult:
+        return self.pooled().result(group_of_channel)
 
 
 def _result(

@@ -9,20 +9,20 @@ reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.S
 batches decides when to stop (the steps run otherwise are exactly ``config.steps``). Integrand values are divided by a fixed scale (the first batch's |I|) so the loss
 and gradient clipping do not depend on the units of the cross section. Losses run in float64.
 
-With fixed channel weights (the sampler does not learn them, e.g. MadEvent's alpha^prior under a channel-dependent
-scale) each online batch is an importance sample of I like any other: its points' w = alpha_i f / q_i are unbiased
-for I_i = integral of alpha_i f under the density that drew them, whichever it was, and its channel counts are fixed
-before it is drawn. The later half of the online batches (at most :data:`KEPT_POINTS` points, none from before
-channel dropping, which renormalises alpha over the active channels) is therefore kept (:meth:`Trainer.kept_batches`)
-for the quoted cross section and the events, as MadEvent's survey iterations count in its cross section: their
-integrand calls are already paid. Which batches are kept depends on how many online batches training made (the later
-half, the cap), never on a batch's own weights directly. Whether batch b is drawn at all is decided before it is
-drawn, so the batches up to the stop are unbiased (optional stopping); the lower end, half of the final count, depends
-on when the rule stopped, which it decides from the batches' weights: only batches near it are affected, ~half the
-training before the stop, which move the stop only through a best projection of theirs (rare while the sampler
-improves) or through training, so the effect is second order (measured: ``benchmarks/results/launch_pulls_*.md``).
-With learned channel weights alpha changes from batch to batch and batches pooled per channel would estimate no I, so
-nothing is kept.
+Each online batch is an importance sample of I like any other: its channel counts are fixed before it is drawn, and
+its points' w = alpha_i f / q_i, with the channel weights and densities that drew them, estimate the I_i of those
+channel weights, which sum to I whatever they are (learned channel weights change from batch to batch: each batch is
+then a sample of its own, :class:`madnis.integration.SamplerPools`). The later half of the online batches (at most
+:data:`KEPT_POINTS` points, none from before channel dropping, which changes the active channels) is therefore kept
+(:meth:`Trainer.kept_batches`) for the quoted cross section and the events, as MadEvent's survey iterations count in
+its cross section: their integrand calls are already paid. Which batches are kept depends on how many online batches
+training made (the later half, the cap), never on a batch's own weights directly; a batch with more active channels
+than points, some of them without a point, is no sample of I and is not kept. Whether batch b is drawn at all is
+decided before it is drawn, so the batches up to the stop are unbiased (optional stopping); the lower end, half of the
+final count, depends on when the rule stopped, which it decides from the batches' weights: only batches near it are
+affected, ~half the training before the stop, which move the stop only through a best projection of theirs (rare while
+the sampler improves) or through training, so the effect is second order (measured:
+``benchmarks/results/launch_pulls_*.md``).
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ class Trainer:
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
         weights = draw.weight / share[draw.channel]
-        if not self.sampler.train_channel_weights:
+        if bool((counts[self.sampler.active.cpu()] > 0).all()):  # a sample of I only if every channel has points
             sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
             self._keep(sample, online_step + 1)
         return OnlineBatch(batch, integral, rel_error, weights, draw_seconds)
@@ -309,8 +309,8 @@ class Trainer:
         return sum(len(s.weight) for s in self.kept)
 
     def kept_batches(self) -> list[WeightedSample]:
-        """The kept online batches, each a weighted sample with its own p_i (each a stage of the cross section:
-        :class:`madnis.integration.StagePool`), once; empty if none is kept (learned channel weights, or taken)."""
+        """The kept online batches, each a weighted sample with its own p_i (each a sampler's only stage of the cross
+        section: :class:`madnis.integration.SamplerPools`), once; empty once taken."""
         batches, self.kept = list(self.kept), deque()
         return batches
 
@@ -347,7 +347,7 @@ class Trainer:
         if not self.dropped:
             return ""
         self.sampler.active[drop.to(self.sampler.active.device)] = False
-        self.kept.clear()  # alpha is renormalised over the active channels from here on
+        self.kept.clear()  # the active channels change here
         message = f"dropped {len(self.dropped)} channel(s) below {self.config.drop_threshold:g} of the integral: {self.dropped}"
         log.info(message)
         return message

@@ -3,11 +3,12 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from madnis import MadNIS, TrainingConfig
 from madnis.integrand import IntegrandResult
-from madnis.integration import ChannelAccumulator, integrate
+from madnis.integration import ChannelAccumulator, SamplerPools, StagePool, integrate
 from madnis.toys import TwoResonances4D
 
 
@@ -128,3 +129,39 @@ def test_many_channel_groups_share_flows():
     result = m.integrate(4800)
     assert len(result.groups()) == 24 and all(c.n_points >= 2 for c in result.channels)
     assert abs(result.integral - toy.exact) < 4 * result.error
+
+
+def test_samplers_with_different_channel_weights_pool_as_wholes():
+    """f = 1 on two channels with flat densities, so a point's weight in channel i is its sampler's alpha_i. An
+    earlier sampler (alpha 0.9, 0.1; 100 points over both channels) and the final one (alpha 0.1, 0.9): its
+    integration (100 points, both channels) and its generation's points (50, all in channel 0 by chance). Each sampler
+    estimates 1; pooled per channel over every stage, channel 1 would miss the generation's stage:
+    (100 x 0.9 + 100 x 0.1 + 50 x 0.1) / 250 + (100 x 0.1 + 100 x 0.9) / 200 = 0.92."""
+
+    def stage(counts: tuple[int, int], alpha: tuple[float, float]) -> ChannelAccumulator:
+        channel = torch.repeat_interleave(torch.arange(2), torch.tensor(counts))
+        weight = torch.tensor(alpha, dtype=torch.float64)[channel]
+        return ChannelAccumulator.of(2, channel, weight, torch.ones(len(channel), dtype=torch.bool))
+
+    earlier, integration, generation = (
+        stage((50, 50), (0.9, 0.1)),
+        stage((10, 90), (0.1, 0.9)),
+        stage((50, 0), (0.1, 0.9)),
+    )
+    pools = SamplerPools(2)
+    pools.add(earlier, final=False)
+    pools.add(integration, final=True)
+    pools.add(generation, final=True)
+    group = torch.tensor([0, 1])
+    result = pools.result(group)
+    assert result.integral == pytest.approx(1.0, rel=1e-14) and result.n_points == 250
+    assert [c.integral for c in result.channels] == pytest.approx([105 / 250, 145 / 250], rel=1e-14)
+    per_channel = StagePool(2)
+    for s in (earlier, integration, generation):
+        per_channel = per_channel.merge(StagePool.of_stage(s))
+    assert per_channel.result(group).integral == pytest.approx(0.92, rel=1e-14)
+    alone = SamplerPools(2)  # one sampler alone: its stages pool per channel as before
+    alone.add(integration, final=True)
+    alone.add(generation, final=True)
+    assert alone.result(group).integral == pytest.approx(0.1 + 0.9, rel=1e-14)
+    assert SamplerPools.from_arrays(pools.arrays("x_"), "x_").result(group).integral == pytest.approx(1.0, rel=1e-14)

@@ -100,7 +100,7 @@ def test_a_small_source_integrates_fewer_points(tmp_path):
     asked = [int(line.split("(asked ")[1].split()[0]) for line in lines if "integration: sigma" in line]
     assert asked[0] == pytest.approx(8000 * 0.9 / 0.82, rel=0.05) and asked[1] == MIN_INTEGRATION_POINTS
     big_points, small_points = (s.result.n_points for s in result.sources)
-    assert small_points < big_points and small_points <= 1500  # the kept training batches come on top
+    assert small_points < big_points and small_points <= 2048 + 500  # the kept training batches (8 x 256) on top
     assert abs(result.cross_section - 10 * CamelBack1D().exact) < 5 * result.error
 
 
@@ -171,11 +171,13 @@ def test_reused_sampler_skips_training_and_the_seed_drives_the_events(tmp_path):
     assert saved.exists() and first.sources[0].trained.reused_from is None
     first_x = event_x(first)
 
-    same = run(2, reuse=True, lines=same_lines)  # the training run's seed repeats its integral and events
+    same = run(2, reuse=True, lines=same_lines)  # the training run's seed; its training batches are not there
     assert f"Reusing trained sampler from {saved}" in "\n".join(same_lines)
     assert not any("step" in line or "Training" in line for line in same_lines)
     assert same.sources[0].trained.reused_from == saved and same.sources[0].trained.losses == []
-    assert same.cross_section == first.cross_section and np.array_equal(event_x(same), first_x)
+    assert abs(same.cross_section - first.cross_section) < 5 * np.hypot(same.error, first.error)
+    again = run(2, reuse=True, lines=[])  # the seed repeats the integral and the events
+    assert again.cross_section == same.cross_section and np.array_equal(event_x(again), event_x(same))
 
     other = run(5, reuse=True, lines=other_lines)  # another seed: independent integration and events
     source = other.sources[0]
@@ -227,14 +229,15 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     result = run.sources[0]
     assert sum(calls) == run.n_calls == result.n_calls == result.training_calls + result.weighted_points + 200
     vegas_calls = config.training.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 groups
-    assert result.training_calls == 15 * 256 + vegas_calls and result.event_record_calls == 200
+    kept = 8 * 256  # the later 8 of the 15 online batches are integration points, counted there
+    assert result.training_calls == 15 * 256 - kept + vegas_calls and result.event_record_calls == 200
     assert f"MadNIS: {sum(calls)} matrix-element calls in all" in "\n".join(lines)
     tail = math.sqrt(sum(c.tail**2 for c in result.result.channels))  # the weight-tail part, printed apart
     assert run.tail_error == pytest.approx(tail) and 0 < tail < run.error
     line = next(line for line in lines if "holds a weight-tail part" in line)
     assert f"{run.error:.3g} pb" in line and f"{tail:.3g} pb" in line
     assert f"alone, as MadEvent quotes it: {math.sqrt(run.error**2 - tail**2):.3g} pb" in line
-    assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000
+    assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000 - kept
     prior = result.events.prior_fractions
     assert prior.sum() == pytest.approx(1.0) and (prior > 0.2).all()
 

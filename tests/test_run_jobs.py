@@ -39,7 +39,7 @@ from madnis_plugin.run.sample import Unweighted
 from madnis_plugin.run.source import RunSettings
 
 from madnis import TrainingConfig
-from madnis.integration import ChannelAccumulator, StagePool
+from madnis.integration import ChannelAccumulator, SamplerPools
 
 
 def test_a_training_job_projects_to_its_share_by_the_other_p_dirs_integrals_as_they_come_in(tmp_path):
@@ -172,7 +172,9 @@ def accumulate(channel: torch.Tensor, weight: torch.Tensor) -> ChannelAccumulato
 
 def as_accumulated(acc: ChannelAccumulator) -> Accumulated:
     """One stage as a job writes it and the merge reads it back (through its arrays)."""
-    return Accumulated.from_arrays(Accumulated(StagePool.of_stage(acc), np.ones(3), 3.0).arrays())
+    pools = SamplerPools(3)
+    pools.add(acc, final=True)
+    return Accumulated.from_arrays(Accumulated(pools, np.ones(3), 3.0).arrays())
 
 
 def test_one_stage_through_a_file_is_its_accumulator_and_stages_merge_in_any_order():

@@ -9,7 +9,7 @@ import torch
 
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
-from madnis.integration import ChannelAccumulator, IntegrationResult
+from madnis.integration import ChannelAccumulator, IntegrationResult, SamplerPools
 from madnis.stopping import EfficiencyCheck
 from madnis.toys import CamelBack1D
 
@@ -170,9 +170,9 @@ def test_the_projection_counts_the_events_of_points_drawn_already():
 @pytest.mark.parametrize("train_channel_weights", [False, True])
 def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(monkeypatch, train_channel_weights):
     """The window claims 100 % efficiency: the first check measures far less, scales the estimates to it and training
-    resumes; the next check agrees with the scaled estimate and training stops. The checks' points are counted.
-    With fixed channel weights every check's points are kept for the integral; with learned ones only the final
-    sampler's (its channel weights are not the resumed check's)."""
+    resumes; the next check agrees with the scaled estimate and training stops. The checks' points are counted and
+    kept for the integral, each check's sample pooled as a whole (with learned channel weights each check's are its
+    own)."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 1.0)
     config = quick_auto(auto_check_points=5000, train_channel_weights=train_channel_weights)
     m = MadNIS(CamelBack1D(prior="bw"), config)
@@ -183,25 +183,20 @@ def test_an_optimistic_estimate_is_checked_on_fresh_points_and_training_goes_on(
     assert history.stop.steps == len(history) > first.step  # the step count goes on after the check
     trained = sum(256 for p in history.progress if p.online)
     assert m.n_calls == m.config.vegas_iterations * 256 * m.sampler.n_groups + trained + 5000 * len(history.checks)
-    # with fixed channel weights every check's points are kept, also those of the sampler that a check sent back
-    # to training: pooled per channel (each weight unbiased under the density it was drawn from) they estimate the
-    # integral; with learned channel weights only the final sampler's
-    # (a final check that measured less than the first hands back the first's sampler: with learned channel weights
-    # then neither check's points are the kept sampler's)
-    kept = history.checks if not train_channel_weights else [] if last.fell else history.checks[-1:]
+    # every check's points are kept, also those of the sampler that a check sent back to training: each sample
+    # estimates the integral (per channel, the I_i of its own channel weights), so the samples pool as wholes
     taken = m.take_check_samples()
-    assert [len(sample.weight) for _, sample in taken] == [check.points for check in kept]
-    assert [step for step, _ in taken] == [check.step for check in kept]
+    assert [len(sample.weight) for _, sample in taken] == [check.points for check in history.checks]
+    assert [step for step, _ in taken] == [check.step for check in history.checks]
     assert m.sampler_step == (history.checks[-2].step if last.fell else m.trainer.steps_done)
-    if not taken:
-        return
-    samples = [sample for _, sample in taken]
-    channel = torch.cat([sample.channel for sample in samples])
-    within = torch.cat([sample.weight * sample.channel_probability for sample in samples])
-    accumulator = ChannelAccumulator(m.sampler.n_channels)
-    accumulator.add(channel, within, torch.ones_like(within, dtype=torch.bool))
-    pooled = accumulator.result(m.sampler.group_of_channel.cpu())
-    assert pooled.n_points == 5000 * len(samples)
+    pools = SamplerPools(m.sampler.n_channels)
+    for step, sample in taken:
+        within = sample.weight * sample.channel_probability
+        pools.add(
+            ChannelAccumulator.of(m.sampler.n_channels, sample.channel, within, sample.ok), step == m.sampler_step
+        )
+    pooled = pools.result(m.sampler.group_of_channel.cpu())
+    assert pooled.n_points == 5000 * len(taken)
     assert abs(pooled.integral - CamelBack1D().exact) < 4 * pooled.error
 
 
@@ -232,8 +227,7 @@ def test_training_stops_at_the_second_check_when_the_efficiency_stays_below_the_
 def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch, train_channel_weights):
     """The first check measures 30 % (far below the window's 100 %: training resumes), the second 10 %: training stops
     and the sampler goes back to what it was at the first check, which measured higher; its points are labelled by
-    that check's step. With fixed channel weights both checks' points stay (each under the density that drew it); with
-    learned ones neither (their samplers' channel weights are not the kept sampler's)."""
+    that check's step. Both checks' points stay, each a sample of the sampler that drew it."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: 1.0)
     measured = iter([0.3, 0.1])
     states = []
@@ -257,7 +251,7 @@ def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch
     assert len(states) == 2 and any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert all(torch.equal(v, states[0][k]) for k, v in m.sampler.state_dict().items())
     kept = m.take_check_samples()
-    assert [step for step, _ in kept] == ([] if train_channel_weights else [first.step, last.step])
+    assert [step for step, _ in kept] == [first.step, last.step]
 
 
 def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):

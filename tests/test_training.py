@@ -8,7 +8,7 @@ import torch
 
 from madnis import MadNIS, TrainingConfig, training
 from madnis.adam import Adam
-from madnis.integration import ChannelAccumulator, StagePool
+from madnis.integration import ChannelAccumulator, SamplerPools
 from madnis.toys import CamelBack1D, ManyChannels10D, TwoResonances4D, cauchy_inverse
 from madnis.training import lr_factor
 
@@ -236,25 +236,38 @@ def test_every_loss_trains(loss):
     assert sum(p.rel_error for p in last) < 0.7 * sum(p.rel_error for p in first)
 
 
-def test_fixed_channel_weights_keep_the_later_online_batches_as_an_unbiased_sample():
-    """With fixed channel weights the later half of the online batches is kept, batch by batch (each point's channel
-    probability its batch's), whose stages pooled by size estimate the integral; taken once. With learned channel
-    weights nothing is kept (alpha changes from batch to batch)."""
-    config = TrainingConfig(steps=40, batch_size=512, buffered_steps=1, train_channel_weights=False, seed=3)
+@pytest.mark.parametrize("train_channel_weights", [False, True])
+def test_the_later_online_batches_are_kept_as_an_unbiased_sample(train_channel_weights):
+    """The later half of the online batches is kept, batch by batch (each point's channel probability its batch's),
+    taken once; each batch a sample of its own (learned channel weights change between batches), they pool by size
+    into the integral."""
+    config = TrainingConfig(
+        steps=40, batch_size=512, buffered_steps=1, train_channel_weights=train_channel_weights, seed=3
+    )
     m = MadNIS(CamelBack1D(prior="bw"), config)
     m.train()
     batches = m.take_training_batches()
     assert [len(b.weight) for b in batches] == [512] * 10 and m.take_training_batches() == []  # the later 10 of 20
-    pool = StagePool(2)
+    pools = SamplerPools(2)
     for b in batches:
-        pool = pool.merge(
-            StagePool.of_stage(ChannelAccumulator.of(2, b.channel, b.weight * b.channel_probability, b.ok))
-        )
-    result = pool.result(m.sampler.group_of_channel.cpu())
+        pools.add(ChannelAccumulator.of(2, b.channel, b.weight * b.channel_probability, b.ok), final=False)
+    result = pools.result(m.sampler.group_of_channel.cpu())
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
-    learned = MadNIS(CamelBack1D(prior="bw"), replace(config, train_channel_weights=True))
-    learned.train()
-    assert learned.take_training_batches() == []
+
+
+def test_a_batch_with_a_channel_left_without_points_is_not_kept():
+    """48 active channels: a batch of 32 points leaves channels without a point and estimates no I (those channels'
+    I_i are missing); a batch of 64 gives every channel one and is kept."""
+    config = TrainingConfig(
+        steps=6, batch_size=32, buffered_steps=0, vegas_pretraining=False, drop_threshold=0.0, seed=1
+    )
+    small = MadNIS(ManyChannels10D(), config)
+    small.train()
+    assert small.take_training_batches() == []
+    large = MadNIS(ManyChannels10D(), replace(config, batch_size=64))
+    large.train()
+    batches = large.take_training_batches()
+    assert len(batches) == 3 and all(len(torch.unique(b.channel)) == 48 for b in batches)
 
 
 def test_no_batch_from_before_channel_dropping_is_kept_and_at_most_kept_points(monkeypatch):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from madnis import ChannelContribution, IntegrationResult, TrainingConfig
-from madnis.integration import StagePool
+from madnis.integration import SamplerPools
 
 from ..lhe import EventRecords
 from .events import integration_points, training_share
@@ -267,10 +267,10 @@ def read_result(job_dir: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Accumulated:
-    """A job's weighted points as mergeable state: their stages' sums (:class:`madnis.integration.StagePool`: a job's
-    stages pool with another's by their sizes) and the prior-channel sums of the diagnostics."""
+    """A job's weighted points as mergeable state: their stages' sums (:class:`madnis.integration.SamplerPools`: a
+    job's stages pool with another's by their sizes) and the prior-channel sums of the diagnostics."""
 
-    cross_section: StagePool
+    cross_section: SamplerPools
     prior_weighted: np.ndarray  # sum w alpha^prior per channel
     prior_total: float = 0.0
 
@@ -281,7 +281,7 @@ class Accumulated:
 
     @classmethod
     def empty(cls, n_channels: int) -> Accumulated:
-        return cls(StagePool(n_channels), np.zeros(n_channels))
+        return cls(SamplerPools(n_channels), np.zeros(n_channels))
 
     @property
     def n_points(self) -> int:
@@ -297,7 +297,7 @@ class Accumulated:
     @classmethod
     def from_arrays(cls, data: Any, prefix: str = "acc_") -> Accumulated:
         return cls(
-            StagePool.from_arrays(data, prefix),
+            SamplerPools.from_arrays(data, prefix),
             np.asarray(data[f"{prefix}prior_weighted"]),
             float(data[f"{prefix}prior_total"]),
         )

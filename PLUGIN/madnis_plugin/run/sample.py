@@ -2,11 +2,11 @@
 
 As MadEvent's refine points serve both, the final integration's points are the first weighted sample for
 unweighting; weighted batches are then drawn until exactly ``n_events`` points are accepted. Every point drawn
-also enters the quoted cross section. With fixed channel weights (MadEvent's alpha^prior) the points of every earlier
-sampler do too, for a point's w estimates the same I_i whatever density drew it: those of an efficiency check that
-resumed training and the later online batches of training (:mod:`madnis.training`), which thus count towards
-``integration_points`` and unweight into events. With learned channel weights only the final sampler's points are
-drawn for sigma and events.
+also enters the quoted cross section, and so do the points of every earlier sampler: those of an efficiency check
+that resumed training and the later online batches of training (:mod:`madnis.training`), which thus count towards
+``integration_points`` and unweight into events. Each of them is an importance sample of I with its own channel
+weights (learned ones change from batch to batch), so it pools with the others as a whole, by its size
+(:class:`madnis.integration.SamplerPools`), never per channel with points of other channel weights.
 
 Each batch is a *stage* of :class:`madnis.integration.StagePool`: its size and channel allocation were fixed before it
 was drawn, and sigma pools the stages by their sizes, not per channel (a later allocation by sigma_i or w_max_i would
@@ -18,13 +18,14 @@ towards its own w_max_i), an outlier raised w_max, so the chunk drew more points
 +0.3 +- 0.3 with a fixed plan; ``g g > w+ d u~ g``: one chunk met a weight 17x its w_max and drew 671k points instead
 of ~50k). An event above the plan's w_max is kept with weight W / w_max, as any overweight event.
 
-Unweighting: a point of channel i with weight w in its channel carries W = w / P_i. For the integration's points
-(and earlier samplers') P_i is the channel's share of its sampler's points (each batch's n_i are fixed before it is
-drawn, so W is unbiased) and the w_max is MadEvent's of that sampler's W (:func:`madnis.unweighting.max_weight`,
-share ``training.max_overweight``): each earlier sampler is a sample of its own, so the accepted points of each
-follow f and so does their union, while the earlier samplers' heavier tails do not set the w_max of the final one's
-points (``g g > w+ d u~ g``, a channel part checked at 0.79 % and then 2.71 % on 100k points each: 1261 events from
-the 200k points against one w_max, 1943 with one each). For the plan's points P_i = p_i and the w_max is the plan's.
+Unweighting: a point of channel i with weight w in its channel carries W = w / p_i, p_i the channel's share of its
+batch (each batch's n_i are fixed before it is drawn, so W is unbiased; with the plan's points, the plan's p_i). The
+w_max of the points of one sampler (the training batches count as one) is MadEvent's of their W
+(:func:`madnis.unweighting.max_weight`, share ``training.max_overweight``): each batch accepts its points in proportion
+to f / w_max, so the accepted points of each sampler follow f and so does their union, while the earlier samplers'
+heavier tails do not set the w_max of the final one's points (``g g > w+ d u~ g``, a channel part checked at 0.79 %
+and then 2.71 % on 100k points each: 1261 events from the 200k points against one w_max, 1943 with one each). For the
+plan's points the w_max is the plan's.
 Every point gets its uniform number u once; of more than ``n_events`` accepted points a uniformly random subset is
 kept (a fixed random priority per point), so the events' channel mix is not tilted towards the first batches. The
 diagnostics (prior channel shares, the observable of the weighted points and of the events) are accumulated from the
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 
 from madnis import IntegrationResult, MadNIS, WeightedSample
-from madnis.integration import ChannelAccumulator, StagePool
+from madnis.integration import ChannelAccumulator, SamplerPools
 from madnis.sampler import channel_probabilities
 from madnis.unweighting import channel_max_weights, max_weight, overweight_share, unweighting_efficiency
 
@@ -87,7 +88,7 @@ class WeightedPoints:
         """Only what unweighting and the diagnostics need is kept of each point (not its momenta or alpha)."""
         n_channels = source.integrand.n_channels
         self.group_of_channel = madnis.sampler.group_of_channel.cpu()
-        self.stages = StagePool(n_channels)  # every batch but the plan's, each a stage
+        self.stages = SamplerPools(n_channels)  # every batch but the plan's, each a stage
         self.planned = ChannelAccumulator(n_channels)  # the plan's batches: one stage (one allocation)
         self.observable = source.observable
         self.r: list[torch.Tensor] = []
@@ -109,7 +110,7 @@ class WeightedPoints:
         within = weight * sample.channel_probability.double().cpu()
         if plan is None:
             stage = ChannelAccumulator.of(len(self.prior_weighted), channel, within, sample.ok.cpu())
-            self.stages = self.stages.merge(StagePool.of_stage(stage))
+            self.stages.add(stage, final=sampler == self.final_sampler)
         else:
             self.planned.add(channel, within, sample.ok.cpu())
         self.r.append(sample.r.cpu())
@@ -128,9 +129,11 @@ class WeightedPoints:
         return sum(len(w) for w in self.weight)
 
     @property
-    def cross_section(self) -> StagePool:
-        """Every point so far, stage by stage (the plan's batches one stage)."""
-        return self.stages.merge(StagePool.of_stage(self.planned))
+    def cross_section(self) -> SamplerPools:
+        """Every point so far, stage by stage (the plan's batches one stage of the final sampler)."""
+        planned = SamplerPools(len(self.prior_weighted))
+        planned.add(self.planned, final=True)
+        return self.stages.merge(planned)
 
     def integration_result(self, max_overweight: float) -> IntegrationResult:
         """sigma of all points so far, each channel with the w_max (MadEvent's rule) of the final sampler's points:
@@ -172,17 +175,15 @@ class WeightedPoints:
         return torch.cat([torch.full((len(w),), value, dtype=dtype) for w, value in zip(self.weight, values)])
 
     def unweighting_weights(self, max_overweight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """W of every point and each point's w_max (module docstring): for a plan's points w / p_i and the plan's
-        w_max; for the others w / P_i with P_i its channel's share of its sampler's points and MadEvent's w_max of
-        its sampler's W with share ``max_overweight`` (inf where all its W are 0)."""
-        channel, within, sampler = torch.cat(self.channel), torch.cat(self.within), self.samplers()
+        """W = w / p_i of every point (p_i its batch's channel probability) and each point's w_max: for a plan's
+        points the plan's, for the others MadEvent's w_max of their sampler's W with share ``max_overweight`` (inf
+        where all its W are 0)."""
+        sampler = self.samplers()
         planned = self._per_point([w is not None for w in self.plan_w_max], torch.bool)
-        weights = torch.cat(self.weight).clone()
+        weights = torch.cat(self.weight)
         thresholds = self._per_point([math.inf if w is None else w for w in self.plan_w_max], torch.float64)
         for label in torch.unique(sampler[~planned]).tolist():
             mine = (sampler == label) & ~planned
-            share = torch.bincount(channel[mine], minlength=len(self.prior_weighted)).double() / int(mine.sum())
-            weights[mine] = within[mine] / share[channel[mine]]
             magnitude = weights[mine].abs()
             thresholds[mine] = max_weight(magnitude, max_overweight) if bool((magnitude > 0).any()) else math.inf
         return weights, thresholds
