@@ -130,7 +130,7 @@ class MadNIS:
         return samples
 
     def take_training_batches(self) -> list[WeightedSample]:
-        """The later half of the last training's online batches (each point's ``channel_probability`` its batch's
+        """The latest quarter of the last training's online batches (each point's ``channel_probability`` its batch's
         p_i), once (see :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
         return self.trainer.kept_batches()
 

@@ -12,15 +12,18 @@ and gradient clipping do not depend on the units of the cross section. Losses ru
 Each online batch is an importance sample of I like any other: its channel counts are fixed before it is drawn, and
 its points' w = alpha_i f / q_i, with the channel weights and densities that drew them, estimate the I_i of those
 channel weights, which sum to I whatever they are (learned channel weights change from batch to batch: each batch is
-then a sample of its own, :class:`madnis.integration.SamplerPools`). The later half of the online batches (at most
-:data:`KEPT_POINTS` points, none from before channel dropping, which changes the active channels) is therefore kept
-(:meth:`Trainer.kept_batches`) for the quoted cross section and the events, as MadEvent's survey iterations count in
-its cross section: their integrand calls are already paid. Which batches are kept depends on how many online batches
-training made (the later half, the cap), never on a batch's own weights directly; a batch with more active channels
-than points, some of them without a point, is no sample of I and is not kept. Whether batch b is drawn at all is
-decided before it is drawn, so the batches up to the stop are unbiased (optional stopping); the lower end, half of the
-final count, depends on when the rule stopped, which it decides from the batches' weights: only batches near it are
-affected, ~half the training before the stop, which move the stop only through a best projection of theirs (rare while
+then a sample of its own, :class:`madnis.integration.SamplerPools`). The latest :data:`KEPT_SHARE` of the online
+batches (at most :data:`KEPT_POINTS` points, none from before channel dropping, which changes the active channels) is
+therefore kept (:meth:`Trainer.kept_batches`) for the quoted cross section and the events, as MadEvent's survey
+iterations count in its cross section: their integrand calls are already paid. Why the latest quarter: they count
+towards the integration's points one for one, and earlier batches carry more variance per point than the final
+sampler (``p p > t t~ j``, 10k events, seeds 41-52: the later half gave an error of 1.28 pb, the later quarter 1.20, at
+the same wall time; ``g g > w+ d u~ g`` alike, ``benchmarks/results/stop36_measurements.md``). Which batches are kept
+depends on how many online batches training made (the share, the cap), never on a batch's own weights directly; a
+batch with more active channels than points, some of them without a point, is no sample of I and is not kept. Whether
+batch b is drawn at all is decided before it is drawn, so the batches up to the stop are unbiased (optional stopping);
+the lower end, a share of the final count, depends on when the rule stopped, which it decides from the batches'
+weights: only batches near it are affected, which move the stop only through a best projection of theirs (rare while
 the sampler improves) or through training, so the effect is second order (measured:
 ``benchmarks/results/launch_pulls_*.md``).
 """
@@ -51,6 +54,7 @@ from .vegas import VegasGrid
 log = logging.getLogger("madnis")
 
 KEPT_POINTS = 200_000  # the most points of the latest online batches kept for the integral and the events
+KEPT_SHARE = 0.25  # the share of the online batches kept, the latest (at least one)
 
 
 @dataclass
@@ -296,11 +300,11 @@ class Trainer:
         return OnlineBatch(batch, integral, rel_error, weights, draw_seconds)
 
     def _keep(self, sample: WeightedSample, online_batches: int) -> None:
-        """Keep the batch; drop the oldest kept ones beyond the later half of the ``online_batches`` so far or beyond
-        :data:`KEPT_POINTS` points."""
+        """Keep the batch; drop the oldest kept ones beyond the latest :data:`KEPT_SHARE` of the ``online_batches`` so
+        far or beyond :data:`KEPT_POINTS` points."""
         self.kept.append(sample)
         while len(self.kept) > 1 and (
-            len(self.kept) > online_batches - online_batches // 2 or self.kept_points > KEPT_POINTS
+            len(self.kept) > int(KEPT_SHARE * online_batches) or self.kept_points > KEPT_POINTS
         ):
             self.kept.popleft()
 

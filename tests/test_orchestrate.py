@@ -100,7 +100,7 @@ def test_a_small_source_integrates_fewer_points(tmp_path):
     asked = [int(line.split("(asked ")[1].split()[0]) for line in lines if "integration: sigma" in line]
     assert asked[0] == pytest.approx(8000 * 0.9 / 0.82, rel=0.05) and asked[1] == MIN_INTEGRATION_POINTS
     big_points, small_points = (s.result.n_points for s in result.sources)
-    assert small_points < big_points and small_points <= 2048 + 500  # the kept training batches (8 x 256) on top
+    assert small_points < big_points and small_points <= 768 + 1000  # the kept training batches (3 x 256) on top
     assert abs(result.cross_section - 10 * CamelBack1D().exact) < 5 * result.error
 
 
@@ -229,7 +229,7 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     result = run.sources[0]
     assert sum(calls) == run.n_calls == result.n_calls == result.training_calls + result.weighted_points + 200
     vegas_calls = config.training.vegas_iterations * 256 * 2  # VEGAS pre-training: iterations x batch x 2 groups
-    kept = 8 * 256  # the later 8 of the 15 online batches are integration points, counted there
+    kept = 3 * 256  # the latest 3 of the 15 online batches are integration points, counted there
     assert result.training_calls == 15 * 256 - kept + vegas_calls and result.event_record_calls == 200
     assert f"MadNIS: {sum(calls)} matrix-element calls in all" in "\n".join(lines)
     tail = math.sqrt(sum(c.tail**2 for c in result.result.channels))  # the weight-tail part, printed apart

@@ -68,7 +68,7 @@ def trained():
 def test_training_counts_its_calls(trained):
     _, t = trained
     kept = t.madnis.trainer.kept_points  # the later training batches: integration points, counted there
-    assert kept == 8 * 256 and t.calls == t.madnis.n_calls - kept > 0  # the later 8 of 15 online batches
+    assert kept == 3 * 256 and t.calls == t.madnis.n_calls - kept > 0  # the latest 3 of 15 online batches
     assert len(t.losses) == len(t.running_integrals) == 15
     assert t.reused_from is None and t.seconds > 0
 
@@ -117,19 +117,19 @@ def test_the_check_that_ends_training_is_part_of_the_integration(settings):
 
 
 def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channel_weights(settings):
-    """Fixed channel weights (MadEvent's alpha^prior under a channel-dependent scale): the later half of the online
-    batches counts towards integration_points and enters sigma; its calls move from training to the integration, and
+    """Fixed channel weights (MadEvent's alpha^prior under a channel-dependent scale): the latest quarter of the
+    online batches counts towards integration_points and enters sigma; its calls move from training to the integration, and
     some events come from it."""
     source = toy_source("P1_a", 1)
     settings = replace(settings, integration_points=8000)
     settings.training = TrainingConfig(steps=40, batch_size=256, seed=2, train_channel_weights=False)
     t = train_or_load(0, source, None, settings, quiet)
     kept = t.madnis.trainer.kept_points
-    assert kept == 20 * 256 and t.calls == t.madnis.n_calls - kept
+    assert kept == 10 * 256 and t.calls == t.madnis.n_calls - kept
     lines = []
     result, points = integrate(t.madnis, source, settings, seed=7, log=lines.append)
     assert len(points) == result.n_points == 8000 == t.madnis.n_calls - t.calls
-    assert f"{kept} from 20 later training batches" in lines[-1]
+    assert f"{kept} from 10 later training batches" in lines[-1]
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     from_training = points.samplers() == TRAINING_SAMPLE
     assert int(from_training.sum()) == kept and t.madnis.take_training_batches() == []

@@ -238,7 +238,7 @@ def test_every_loss_trains(loss):
 
 @pytest.mark.parametrize("train_channel_weights", [False, True])
 def test_the_later_online_batches_are_kept_as_an_unbiased_sample(train_channel_weights):
-    """The later half of the online batches is kept, batch by batch (each point's channel probability its batch's),
+    """The latest quarter of the online batches is kept, batch by batch (each point's channel probability its batch's),
     taken once; each batch a sample of its own (learned channel weights change between batches), they pool by size
     into the integral."""
     config = TrainingConfig(
@@ -247,7 +247,7 @@ def test_the_later_online_batches_are_kept_as_an_unbiased_sample(train_channel_w
     m = MadNIS(CamelBack1D(prior="bw"), config)
     m.train()
     batches = m.take_training_batches()
-    assert [len(b.weight) for b in batches] == [512] * 10 and m.take_training_batches() == []  # the later 10 of 20
+    assert [len(b.weight) for b in batches] == [512] * 5 and m.take_training_batches() == []  # the latest 5 of 20
     pools = SamplerPools(2)
     for b in batches:
         pools.add(ChannelAccumulator.of(2, b.channel, b.weight * b.channel_probability, b.ok), final=False)
@@ -259,7 +259,7 @@ def test_a_batch_with_a_channel_left_without_points_is_not_kept():
     """48 active channels: a batch of 32 points leaves channels without a point and estimates no I (those channels'
     I_i are missing); a batch of 64 gives every channel one and is kept."""
     config = TrainingConfig(
-        steps=6, batch_size=32, buffered_steps=0, vegas_pretraining=False, drop_threshold=0.0, seed=1
+        steps=12, batch_size=32, buffered_steps=0, vegas_pretraining=False, drop_threshold=0.0, seed=1
     )
     small = MadNIS(ManyChannels10D(), config)
     small.train()
