@@ -293,7 +293,7 @@ class StoppingRule:
 
     def recalibrate(self, factor: float, measured: float, kept_check_points: int = 0) -> None:
         """Scale every later efficiency estimate by ``factor``: an efficiency check found them off, measuring
-        ``measured`` now on its points, of which ``kept_check_points`` unweight into events (fixed channel weights).
+        ``measured`` now on its points, of which ``kept_check_points`` unweight into events.
         The best projection, which rested on the old scale, becomes the check's: now, at the measured efficiency
         (the clock and the window go on)."""
         self.calibration *= factor

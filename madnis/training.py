@@ -183,7 +183,7 @@ class Trainer:
         self.dropping_done = False
         self.online_steps = 0
         self.steps_done = 0  # steps made so far; automatic training goes on from here after an efficiency check
-        self.kept: deque[WeightedSample] = deque()  # the later online batches (fixed channel weights; module docstring)
+        self.kept: deque[WeightedSample] = deque()  # the latest online batches (module docstring)
 
     def train(
         self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None
@@ -275,7 +275,8 @@ class Trainer:
 
     def _online_batch(self, online_step: int) -> OnlineBatch:
         """Draw a stratified batch, update the running channel statistics, store it; return it with its estimates."""
-        counts = self.stratifier.counts(self.config.batch_size, self.sampler.active.cpu(), online_step)
+        active = self.sampler.active.cpu()
+        counts = self.stratifier.counts(self.config.batch_size, active, online_step)
         channel = torch.repeat_interleave(torch.arange(self.sampler.n_channels), counts)
         start = time.perf_counter()
         draw = self.sampler.draw(self.integrand, channel, self.generator)
@@ -294,7 +295,7 @@ class Trainer:
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
         weights = draw.weight / share[draw.channel]
-        if bool((counts[self.sampler.active.cpu()] > 0).all()):  # a sample of I only if every channel has points
+        if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points
             sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
             self._keep(sample, online_step + 1)
         return OnlineBatch(batch, integral, rel_error, weights, draw_seconds)

@@ -255,7 +255,7 @@ def test_training_ends_with_the_checked_sampler_that_measured_higher(monkeypatch
 
 
 def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(monkeypatch):
-    """With fixed channel weights the kept later training batches unweight into events too: the efficiency check
+    """The kept later training batches unweight into events too (here with fixed channel weights): the check
     draws n_events / estimate minus their points, and the training's last projection counted them."""
     monkeypatch.setattr(StoppingRule, "efficiency", lambda self, n_events: self.calibration * 0.2)
     config = quick_auto(auto_check_points=100_000, train_channel_weights=False)

@@ -251,7 +251,7 @@ def integrate(
 
     The points of the training's efficiency checks (:meth:`madnis.MadNIS.take_check_samples`: the one that ended
     training, of the fixed sampler, and any that resumed it, of the sampler then; each batch a stage of sigma)
-    and its later online batches (:meth:`madnis.MadNIS.take_training_batches`, with fixed channel weights) count
+    and its later online batches (:meth:`madnis.MadNIS.take_training_batches`) count
     towards them, and only the rest is drawn."""
     n_points = settings.integration_points if n_points is None else n_points
     points = WeightedPoints(madnis, source)
