@@ -330,11 +330,8 @@ class Trainer:
         if not torch.isfinite(loss):
             return self._skip(float(loss.detach()))
         loss.backward()
-        parameters = self.sampler.trainable_parameters()
-        norm = torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip or math.inf)
-        if not torch.isfinite(norm):
+        if not math.isfinite(self.optimizer.step(self.config.grad_clip or math.inf)):  # clipped, then updated
             return self._skip(float(loss.detach()))
-        self.optimizer.step()
         self.optimizer.advance_schedule()
         return float(loss.detach())
 

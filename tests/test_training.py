@@ -186,6 +186,36 @@ def test_adam_follows_torch_adam_and_its_checkpoint_layout():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_adam_clips_the_total_norm_as_torch_and_keeps_updating_loaded_parameters():
+    """Adam.step(max_norm) clips as torch.nn.utils.clip_grad_norm_ before the update and returns the norm before
+    clipping (nothing updated where it is not finite); the parameters live in the optimiser's flat buffer, so a
+    module's load_state_dict (an in-place copy) puts values there that the next update starts from."""
+    torch.manual_seed(5)
+    ours, theirs = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    theirs.load_state_dict(ours.state_dict())
+    adam = Adam(ours.parameters(), 0.1, lambda step: 1.0)
+    reference = torch.optim.Adam(theirs.parameters(), lr=0.1, foreach=True)
+    x = torch.randn(8, 3)
+    for _ in range(3):
+        for module, optimizer in ((ours, adam), (theirs, reference)):
+            optimizer.zero_grad()
+            (100 * module(x) ** 2).sum().backward()
+        norm = adam.step(max_norm=0.5)
+        assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.5)), rel=1e-5)
+        assert norm > 0.5  # the clipping acts
+        reference.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    before = ours.weight.detach().clone()
+    ours.weight.grad = torch.full_like(ours.weight, math.nan)
+    assert math.isnan(adam.step()) and torch.equal(ours.weight.detach(), before)
+    ours.load_state_dict({"weight": torch.zeros(2, 3), "bias": torch.zeros(2)})
+    adam.zero_grad()
+    ours(x).sum().backward()
+    adam.step()
+    assert 0 < ours.weight.abs().max() < 0.2  # one step of at most ~lr from the loaded zeros
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match=r"^TrainingConfig.loss must be one of"):
         TrainingConfig(loss="mse")
