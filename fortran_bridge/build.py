@@ -171,14 +171,24 @@ def _repair_source_race(proc: Path, make_vars: list[str], log: Path) -> None:
     archive ranlib cannot read is removed and rebuilt by one more sequential make, once."""
     for rebuilt in (False, True):
         _make(proc / "Source", [], make_vars, "compiling Source libraries (sequential pass)", log, jobs=1)
-        errors = {archive: _ranlib(archive) for archive in sorted((proc / "lib").glob("*.a"))}
-        malformed = [archive for archive, error in errors.items() if error]
+        errors = _ranlib_all(sorted((proc / "lib").glob("*.a")))
+        malformed = list(errors)
         if not malformed:
             return
         if rebuilt:
             raise BuildError(f"ranlib {malformed[0]} failed: {errors[malformed[0]]} (full log: {log})")
         for archive in malformed:
             archive.unlink()
+
+
+def _ranlib_all(archives: list[Path]) -> dict[Path, str]:
+    """Index every archive; ranlib's error for each it cannot read (empty: all indexed). One ranlib for all of them
+    (0.03 s, where one process per archive took 0.2 s of every build: on a single-P-dir launch's critical path);
+    only where that fails, one per archive names the archives it cannot read."""
+    if not archives or subprocess.run(["ranlib", *map(str, archives)], capture_output=True).returncode == 0:
+        return {}
+    errors = {archive: _ranlib(archive) for archive in archives}
+    return {archive: error for archive, error in errors.items() if error}
 
 
 def _ranlib(archive: Path) -> str:
