@@ -46,8 +46,7 @@ class Adam:
         self.counts = [0] * len(self.params)  # optimiser steps each parameter took (bias corrections)
         sizes = [p.numel() for p in self.params]
         self.bounds = [(end - size, end) for size, end in zip(sizes, itertools.accumulate(sizes))]
-        with torch.no_grad():
-            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         for p, (start, end) in zip(self.params, self.bounds):
             p.data = self.flat[start:end].view_as(p)
         self.exp_avg = torch.zeros_like(self.flat)
@@ -73,7 +72,9 @@ class Adam:
         norm = float(torch.linalg.vector_norm(grads))
         if not math.isfinite(norm):
             return norm
-        grads.mul_(min(1.0, max_norm / (norm + 1e-6)))
+        clip = max_norm / (norm + 1e-6)  # clip_grad_norm_'s coefficient, applied where below 1
+        if clip < 1.0:
+            grads.mul_(clip)
         for i in live:
             self.counts[i] += 1
         offset = 0
