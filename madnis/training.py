@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .adam import Adam
+from .averaging import ParameterAverage, ParameterChoice
 from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
 from .dropping import channels_to_drop
@@ -49,6 +50,7 @@ from .losses import LOSSES
 from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
+from .unweighting import max_weight
 from .vegas import VegasGrid
 
 log = logging.getLogger("madnis")
@@ -84,16 +86,19 @@ class TrainingProgress:
 @dataclass
 class History:
     """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
-    automatic training stopped (None with a fixed budget) and its efficiency checks."""
+    automatic training stopped (None with a fixed budget), its efficiency checks and, at the end of each part (before
+    its check), which parameters the sampler took (:mod:`madnis.averaging`)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
     checks: list[EfficiencyCheck] = field(default_factory=list)
+    choices: list[ParameterChoice] = field(default_factory=list)
 
     def extend(self, part: History) -> None:
         """Append a later part of the same training (after an efficiency check)."""
         self.progress += part.progress
+        self.choices += part.choices
         self.n_skipped, self.stop = part.n_skipped, part.stop
 
     def __len__(self) -> int:
@@ -173,6 +178,8 @@ class Trainer:
         self.sampler, self.integrand, self.config, self.statistics = sampler, integrand, config, statistics
         self.generator = generator
         self._optimizer: Adam | None = None  # made on first use (see ``optimizer``)
+        self._average: ParameterAverage | None = None  # made with the optimiser (config.average_parameters)
+        self._last_parameters: torch.Tensor | None = None  # the last step's, while the sampler has the average
         self._pending_state: dict | None = None
         self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
@@ -196,6 +203,7 @@ class Trainer:
             log.info(message)
         integral = rel_error = math.nan
         projection = None
+        self._restore_last_parameters()  # training goes on from the last step's parameters
         steps = range(self.config.steps) if stopping is None else itertools.count(self.steps_done)
         for step in steps:
             online = step % (self.config.buffered_steps + 1) == 0
@@ -238,7 +246,51 @@ class Trainer:
                 break
         self.steps_done = len(history) if stopping is None else self.steps_done + len(history)
         history.n_skipped = self.n_skipped
+        choice = self._choose_parameters()
+        if choice is not None:
+            history.choices.append(choice)
+            log.info(choice.describe())
         return history
+
+    def _restore_last_parameters(self) -> None:
+        if self._last_parameters is not None:
+            self.optimizer.flat.copy_(self._last_parameters)
+            self._last_parameters = None
+
+    def _choose_parameters(self) -> ParameterChoice | None:
+        """Give the sampler the averaged parameters where their estimated unweighting efficiency on the buffered online
+        batches is higher than the last step's (:mod:`madnis.averaging`); None without an average or batches."""
+        average, batches = self._average, self.buffer.batches()
+        if average is None or average.steps == 0 or not batches:
+            return None
+        flat = self.optimizer.flat
+        with torch.no_grad():
+            efficiency_last = self._efficiency_on(batches)
+            last = flat.clone()
+            flat.copy_(average.value)
+            efficiency_average = self._efficiency_on(batches)
+        averaged = efficiency_average > efficiency_last
+        if averaged:
+            self._last_parameters = last
+        else:
+            flat.copy_(last)
+        return ParameterChoice(self.steps_done, averaged, efficiency_average, efficiency_last, len(batches))
+
+    def _efficiency_on(self, batches: list[BufferedBatch]) -> float:
+        """The sampler's unweighting efficiency by MadEvent's rule, estimated from stored points drawn by earlier
+        samplers: each point's weight W = alpha f / (q_model p_i) (p_i: its channel's share of its batch) counts
+        q_model / q_sample times (:func:`madnis.unweighting.max_weight`'s masses). 0 where a weight is not finite."""
+        weights, masses = [], []
+        for batch in batches:
+            q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
+            alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
+            share = torch.bincount(batch.channel, minlength=self.sampler.n_channels).double() / len(batch.channel)
+            weights.append(alpha * batch.value.double().abs() / (q_model * share[batch.channel]))
+            masses.append(q_model / batch.q_sample.double())
+        weight, mass = torch.cat(weights), torch.cat(masses)
+        if not bool(torch.isfinite(weight).all() and torch.isfinite(mass).all()) or not bool((weight > 0).any()):
+            return 0.0
+        return float((mass * weight).mean()) / max_weight(weight, self.config.max_overweight, mass)
 
     @property
     def optimizer(self) -> Adam:
@@ -249,17 +301,24 @@ class Trainer:
             self._optimizer = Adam(
                 self.sampler.trainable_parameters(), config.learning_rate, lambda step: lr_factor(step, config)
             )
+            if config.average_parameters:
+                self._average = ParameterAverage(self._optimizer.flat)
             if self._pending_state is not None:
                 self._optimizer.load_state_dict(self._pending_state["optimizer"], self._pending_state["scheduler"])
+                if self._average is not None and self._pending_state.get("average") is not None:
+                    self._average.load_state_dict(self._pending_state["average"])
                 self._pending_state = None
         return self._optimizer
 
     def state_dict(self) -> dict:
         """Optimiser, schedule and counters: what continuing the training needs besides the sampler."""
         untouched = self._optimizer is None and self._pending_state is not None
+        average = None if self._average is None else self._average.state_dict()
         return {
             "optimizer": self._pending_state["optimizer"] if untouched else self.optimizer.state_dict(),
             "scheduler": self._pending_state["scheduler"] if untouched else self.optimizer.schedule_state_dict(),
+            "average": self._pending_state.get("average") if untouched else average,
+            "last_parameters": self._last_parameters,  # training goes on from them (the sampler has the average)
             "scale": self.scale,
             "dropped": list(self.dropped),
             "dropping_done": self.dropping_done,
@@ -269,7 +328,9 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
-        self._optimizer = None  # made again with the loaded state when first needed
+        self._pending_state["average"] = state.get("average")  # absent from checkpoints before averaging
+        self._optimizer, self._average = None, None  # made again when first needed
+        self._last_parameters = state.get("last_parameters")
         self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
         self.online_steps, self.n_skipped = state["online_steps"], state["n_skipped"]
 
@@ -290,7 +351,7 @@ class Trainer:
             self.scale = abs(integral) if integral != 0 and math.isfinite(integral) else 1.0
         rel_error = math.sqrt(float(variance.sum())) / abs(integral) if integral != 0 else math.inf
         value = torch.where(draw.ok, draw.value.double(), torch.zeros_like(draw.value, dtype=torch.float64))
-        if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
+        if self.config.buffered_steps > 0 or self.config.average_parameters:  # nothing reads the buffer otherwise
             self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
@@ -322,18 +383,24 @@ class Trainer:
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
         self.optimizer.zero_grad()
-        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
-        alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
-        loss = self.loss_fn(
-            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
-        )
+        loss = self._loss(batch)
         if not torch.isfinite(loss):
             return self._skip(float(loss.detach()))
         loss.backward()
         if not math.isfinite(self.optimizer.step(self.config.grad_clip or math.inf)):  # clipped, then updated
             return self._skip(float(loss.detach()))
         self.optimizer.advance_schedule()
+        if self._average is not None:
+            self._average.update()
         return float(loss.detach())
+
+    def _loss(self, batch: BufferedBatch) -> torch.Tensor:
+        """The training loss of the sampler's parameters on a stored batch (reweighted by q_model / q_sample)."""
+        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
+        alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
+        return self.loss_fn(
+            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
+        )
 
     def _skip(self, loss: float) -> float:
         self.optimizer.zero_grad()

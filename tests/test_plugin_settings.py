@@ -29,6 +29,7 @@ INVALID = {
     "madnis_buffered_steps": "-2",
     "madnis_vegas_pretraining": "maybe",
     "madnis_train_channel_weights": "2",
+    "madnis_average_parameters": "sometimes",
     "madnis_uniform_fraction": "1.5",
     "madnis_defensive_fraction": "1",
     "madnis_drop_threshold": "1",

@@ -97,6 +97,49 @@ def test_buffered_training_matches_online_at_equal_steps():
     assert buffered.rel_error < 1.3 * online.rel_error
 
 
+def test_the_parameter_average_is_an_exponential_moving_average_of_the_steps():
+    from madnis.averaging import ParameterAverage
+
+    flat = torch.zeros(3)
+    average = ParameterAverage(flat, decay=0.5)
+    for value in (1.0, 2.0, 4.0):
+        flat.fill_(value)
+        average.update()
+    assert torch.allclose(average.value, torch.full((3,), 0.5 * (0.5 * (0.5 * 1.0) + 0.5 * 2.0) + 0.5 * 4.0))
+    assert average.steps == 3
+
+
+def test_the_sampler_takes_the_parameters_that_unweight_better_and_training_goes_on_from_the_last():
+    """After training the sampler has the averaged parameters where their efficiency estimated on the buffered
+    batches is the higher, else the last step's; a poor average (the start) is not taken; more training starts
+    from the last step's parameters."""
+    m = MadNIS(CamelBack1D(prior="bw"), TrainingConfig(steps=60, batch_size=256, vegas_pretraining=False))
+    history = m.train()
+    trainer = m.trainer
+    (choice,) = history.choices
+    assert choice.step == 60 and choice.batches == m.config.buffer_capacity
+    assert (
+        choice.averaged == (choice.efficiency_average > choice.efficiency_last)
+        and "parameters after step 60: " in choice.describe()
+    )
+    flat = trainer.optimizer.flat
+    assert torch.equal(flat, trainer._average.value) == choice.averaged
+    last = flat.clone() if not choice.averaged else trainer._last_parameters.clone()
+    noise = torch.randn(flat.shape, generator=torch.Generator().manual_seed(3))
+    trainer._restore_last_parameters()
+    trainer._average.value.copy_(last + noise)  # parameters far off the trained ones
+    poor = trainer._choose_parameters()
+    assert not poor.averaged and poor.efficiency_average < poor.efficiency_last and torch.equal(flat, last)
+    trainer._average.value.copy_(last)  # an average equal to the last: not higher, the last stays
+    assert not trainer._choose_parameters().averaged
+    with torch.no_grad():
+        flat.add_(noise)  # a last step far off, its average the trained parameters
+    better = trainer._choose_parameters()
+    assert better.averaged and torch.equal(flat, last)
+    trainer._restore_last_parameters()
+    assert torch.equal(flat, last + noise)  # training would go on from the last step's parameters
+
+
 def test_non_finite_loss_skips_step_and_keeps_weights():
     m = MadNIS(TOY_4D, TrainingConfig(steps=6, batch_size=128))
     calls = {"n": 0}

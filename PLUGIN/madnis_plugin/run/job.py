@@ -51,7 +51,13 @@ from .sample import EventPlan, UnweightingStopped, WeightedPoints, integrate, to
 from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
-SUMMARY_KEYS = ("Training MadNIS", "efficiency check", "training stopped", "Reusing trained sampler")
+SUMMARY_KEYS = (
+    "Training MadNIS",
+    "parameters after step",
+    "efficiency check",
+    "training stopped",
+    "Reusing trained sampler",
+)
 
 
 STARTED = time.time()

@@ -126,8 +126,9 @@ def train_or_load(
             on_estimate(float(madnis.statistics.integral.sum()))
 
     history = madnis.train(callback, settings.nevents if n_events is None else n_events)
-    for check in history.checks:
-        log(f"  [{source.name}] {check.describe()}")
+    for k in range(max(len(history.choices), len(history.checks))):  # each end of training, then its check
+        for item in history.choices[k : k + 1] + history.checks[k : k + 1]:
+            log(f"  [{source.name}] {item.describe()}")
     reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
