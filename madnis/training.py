@@ -259,9 +259,10 @@ class Trainer:
 
     def _choose_parameters(self) -> ParameterChoice | None:
         """Give the sampler the averaged parameters where their estimated unweighting efficiency on the buffered online
-        batches is higher than the last step's (:mod:`madnis.averaging`); None without an average or batches."""
+        batches is higher than the last step's (:mod:`madnis.averaging`); None without an average that is ready
+        (:attr:`~madnis.averaging.ParameterAverage.ready`) or batches."""
         average, batches = self._average, self.buffer.batches()
-        if average is None or average.steps == 0 or not batches:
+        if average is None or not average.ready or not batches:
             return None
         flat = self.optimizer.flat
         with torch.no_grad():
