@@ -1,4 +1,4 @@
-"""The trainable parameters averaged over the latest training steps, and the choice between them and the last.
+"""The trainable parameters averaged over the latest training steps, which the sampler takes after long trainings.
 
 Why: at a constant learning rate the parameters keep jumping around their optimum, and the last step's sampler
 carries that noise; an average over the latest steps (Polyak averaging, here an exponential moving average with
@@ -11,19 +11,18 @@ part at 500 steps, 4 seeds: 0.86, 1.98, 0.63 and 1.05 % against 0.93, 0.31, 0.40
 (polynomial-decay averaging, the latest ~11 %) did as well on ``P1_gg_ttxg`` and worse on the W+2j part (0.62 and
 0.36 %).
 
-So after ``MIN_HORIZONS`` of the average's horizons (200 steps; shorter trainings keep the last step's parameters)
-the sampler takes whichever of the two unweights better on the latest online batches (the sample buffer's,
-:mod:`madnis.buffer`): each point's weight under the candidate parameters, counted q_model / q_sample times, gives
-that sampler's efficiency by MadEvent's rule (:func:`madnis.unweighting.max_weight`); a paired comparison on the same
-points, with no integrand call of its own. It picked the one that unweights better on fresh points in 10 of 12
-``P1_gg_ttxg`` trainings (120-300 steps; the two misses where both were within 0.4 % or the estimates within 1 %),
-where the training loss on the same points (the moment-3 or variance loss) picked it in 7: the average's gain is in
-the weight tail, which w_max sees and a loss hardly. On the W+2j part it picked the better in 1 of 4 (the buffer's
-10k points do not see that weight tail: estimates of 2-12 % where fresh points unweight at 0.3-2 %), so there it is
-no better than keeping the last step's parameters (0.52 % against 0.48 % on average; the average alone: 1.13 %).
-Before 200 steps the estimate's misses cost more than its hits gain: whole 10k-event launches that compared from the
-first step (``g g > t t~ g``, ``p p > t t~ j``, stops at steps 100-177) took the average on thin margins at steps 100
-and 149 and measured 6.7 and 14.3 % on their checks where the last step's parameters measured 9.0 and 16.7 %.
+So once training made ``MIN_HORIZONS`` of the average's horizons (200 steps), the sampler takes the average when
+training ends (before each efficiency check; a resumed training goes on from the last step's parameters); shorter
+trainings keep the last step's. From 200 steps the average unweighted better in 8 of 10 of the trainings above (the two
+losses 21.4 -> 20.1 % and 0.93 -> 0.86 %; the gains up to 21.8 -> 36.2 % and 0.31 -> 1.98 %).
+
+Tried first: choosing between the two by the unweighting efficiency each would have on the latest buffered online
+batches (each point counted q_model / q_sample times). It picked the better one in 10 of 12 ``P1_gg_ttxg`` trainings
+of 120-300 steps but in 1 of 4 on the W+2j part, whose weight tail the buffer's 10k points do not see (estimates
+2-12 % where fresh points unweight at 0.3-2 %): 0.52 % there against 1.13 % for the average alone; and in whole
+10k-event launches it took the average at steps 100 and 149 on thin margins where it unweighted worse (checks of 6.7
+and 14.3 % against 9.0 and 16.7 % with the last step's). The training loss on the same points picked the better in 7
+of 12 (the average's gain is in the weight tail, which a loss hardly sees).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 DECAY = 0.95  # each step's weight in the average falls by this factor per later step (module docstring)
-MIN_HORIZONS = 10  # the average is a candidate after this many of its horizons 1 / (1 - DECAY): 200 steps
+MIN_HORIZONS = 10  # the sampler takes the average after this many of its horizons 1 / (1 - DECAY): 200 steps
 
 
 class ParameterAverage:
@@ -63,25 +62,13 @@ class ParameterAverage:
 
 
 @dataclass(frozen=True)
-class ParameterChoice:
-    """Which parameters the sampler took after ``step`` steps: the average (``averaged``) or the last, by their
-    unweighting efficiencies estimated on ``batches`` buffered online batches."""
+class AveragedParameters:
+    """After ``step`` training steps the sampler took the parameters averaged over the latest steps."""
 
     step: int
-    averaged: bool
-    efficiency_average: float
-    efficiency_last: float
-    batches: int
 
     def describe(self) -> str:
-        share = f"the latest ~{1 / (1 - DECAY):.0f} steps"
-        estimate = f"unweighting efficiency estimated on the latest {self.batches} online batches"
-        if self.averaged:
-            return (
-                f"parameters after step {self.step}: averaged over {share} ({estimate}: "
-                f"{100 * self.efficiency_average:.2f}% against {100 * self.efficiency_last:.2f}% with the last step's)"
-            )
         return (
-            f"parameters after step {self.step}: the last step's ({estimate}: "
-            f"{100 * self.efficiency_last:.2f}% against {100 * self.efficiency_average:.2f}% averaged over {share})"
+            f"parameters after step {self.step}: averaged over the latest ~{1 / (1 - DECAY):.0f} steps "
+            f"(an exponential moving average, decay {DECAY})"
         )

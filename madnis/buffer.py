@@ -99,15 +99,6 @@ class SampleBuffer:
         s = self._batches[index]
         return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features)
 
-    def batches(self) -> list[BufferedBatch]:
-        """Every stored batch (the latest ``capacity`` online batches), oldest first."""
-        ring = (
-            self._batches[self._next :] + self._batches[: self._next]
-            if len(self._batches) == self.capacity
-            else self._batches
-        )
-        return [BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features) for s in ring]
-
     def _dense_prior(self, s: _Stored) -> torch.Tensor | None:
         if s.prior_values is None or s.prior_indices is None:
             return s.prior_values

@@ -105,8 +105,8 @@ class TrainingConfig:
         per_group_flows: one independent network per channel group instead of one conditional network.
         cwnet_hidden_layers, cwnet_hidden_units: size of the channel-weight net.
         grad_clip: maximal gradient norm (None: no clipping).
-        average_parameters: after training, sample with the parameters averaged over the latest steps where their
-            training loss on the latest online batches is lower than the last step's (:mod:`madnis.averaging`).
+        average_parameters: after training of at least 200 steps, sample with the parameters averaged over the latest
+            ~20 steps (:mod:`madnis.averaging`).
         dtype, device: training precision and device (integrals are accumulated in float64 regardless).
         seed: seed of all sampling (torch.Generator) and of the network initialisation.
         max_failed_fraction: fail clearly when more than this fraction of integrand calls failed.
@@ -162,7 +162,7 @@ class TrainingConfig:
     cwnet_hidden_units: int = 32
     grad_clip: float | None = 10.0
     average_parameters: bool = card_field(
-        True, "sample with the parameters averaged over the latest training steps where their loss is lower"
+        True, "after 200 training steps or more, sample with the parameters averaged over the latest ~20 steps"
     )
     dtype: str = "float32"
     device: str = "cpu"

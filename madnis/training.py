@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .adam import Adam
-from .averaging import ParameterAverage, ParameterChoice
+from .averaging import AveragedParameters, ParameterAverage
 from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
 from .dropping import channels_to_drop
@@ -50,7 +50,6 @@ from .losses import LOSSES
 from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
-from .unweighting import max_weight
 from .vegas import VegasGrid
 
 log = logging.getLogger("madnis")
@@ -86,19 +85,19 @@ class TrainingProgress:
 @dataclass
 class History:
     """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
-    automatic training stopped (None with a fixed budget), its efficiency checks and, at the end of each part (before
-    its check), which parameters the sampler took (:mod:`madnis.averaging`)."""
+    automatic training stopped (None with a fixed budget), its efficiency checks and the ends of training (before
+    their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
     checks: list[EfficiencyCheck] = field(default_factory=list)
-    choices: list[ParameterChoice] = field(default_factory=list)
+    averaged: list[AveragedParameters] = field(default_factory=list)
 
     def extend(self, part: History) -> None:
         """Append a later part of the same training (after an efficiency check)."""
         self.progress += part.progress
-        self.choices += part.choices
+        self.averaged += part.averaged
         self.n_skipped, self.stop = part.n_skipped, part.stop
 
     def __len__(self) -> int:
@@ -246,10 +245,10 @@ class Trainer:
                 break
         self.steps_done = len(history) if stopping is None else self.steps_done + len(history)
         history.n_skipped = self.n_skipped
-        choice = self._choose_parameters()
-        if choice is not None:
-            history.choices.append(choice)
-            log.info(choice.describe())
+        averaged = self._take_average()
+        if averaged is not None:
+            history.averaged.append(averaged)
+            log.info(averaged.describe())
         return history
 
     def _restore_last_parameters(self) -> None:
@@ -257,41 +256,15 @@ class Trainer:
             self.optimizer.flat.copy_(self._last_parameters)
             self._last_parameters = None
 
-    def _choose_parameters(self) -> ParameterChoice | None:
-        """Give the sampler the averaged parameters where their estimated unweighting efficiency on the buffered online
-        batches is higher than the last step's (:mod:`madnis.averaging`); None without an average that is ready
-        (:attr:`~madnis.averaging.ParameterAverage.ready`) or batches."""
-        average, batches = self._average, self.buffer.batches()
-        if average is None or not average.ready or not batches:
+    def _take_average(self) -> AveragedParameters | None:
+        """Give the sampler the averaged parameters once the average is ready (:mod:`madnis.averaging`), keeping the
+        last step's for more training; None before."""
+        average = self._average
+        if average is None or not average.ready:
             return None
-        flat = self.optimizer.flat
-        with torch.no_grad():
-            efficiency_last = self._efficiency_on(batches)
-            last = flat.clone()
-            flat.copy_(average.value)
-            efficiency_average = self._efficiency_on(batches)
-        averaged = efficiency_average > efficiency_last
-        if averaged:
-            self._last_parameters = last
-        else:
-            flat.copy_(last)
-        return ParameterChoice(self.steps_done, averaged, efficiency_average, efficiency_last, len(batches))
-
-    def _efficiency_on(self, batches: list[BufferedBatch]) -> float:
-        """The sampler's unweighting efficiency by MadEvent's rule, estimated from stored points drawn by earlier
-        samplers: each point's weight W = alpha f / (q_model p_i) (p_i: its channel's share of its batch) counts
-        q_model / q_sample times (:func:`madnis.unweighting.max_weight`'s masses). 0 where a weight is not finite."""
-        weights, masses = [], []
-        for batch in batches:
-            q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
-            alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
-            share = torch.bincount(batch.channel, minlength=self.sampler.n_channels).double() / len(batch.channel)
-            weights.append(alpha * batch.value.double().abs() / (q_model * share[batch.channel]))
-            masses.append(q_model / batch.q_sample.double())
-        weight, mass = torch.cat(weights), torch.cat(masses)
-        if not bool(torch.isfinite(weight).all() and torch.isfinite(mass).all()) or not bool((weight > 0).any()):
-            return 0.0
-        return float((mass * weight).mean()) / max_weight(weight, self.config.max_overweight, mass)
+        self._last_parameters = self.optimizer.flat.clone()
+        self.optimizer.flat.copy_(average.value)
+        return AveragedParameters(self.steps_done)
 
     @property
     def optimizer(self) -> Adam:
@@ -352,7 +325,7 @@ class Trainer:
             self.scale = abs(integral) if integral != 0 and math.isfinite(integral) else 1.0
         rel_error = math.sqrt(float(variance.sum())) / abs(integral) if integral != 0 else math.inf
         value = torch.where(draw.ok, draw.value.double(), torch.zeros_like(draw.value, dtype=torch.float64))
-        if self.config.buffered_steps > 0 or self.config.average_parameters:  # nothing reads the buffer otherwise
+        if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
             self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         share = (counts.double() / counts.sum()).to(draw.weight.device)

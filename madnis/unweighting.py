@@ -43,34 +43,26 @@ from dataclasses import dataclass
 import torch
 
 
-def max_weight(weights: torch.Tensor, max_overweight: float = 1e-3, masses: torch.Tensor | None = None) -> float:
+def max_weight(weights: torch.Tensor, max_overweight: float = 1e-3) -> float:
     """MadEvent's w_max of |weights|: the smallest w_max with sum((|w| - w_max)+) <= max_overweight * sum(|w|).
 
     Between two sampled weights the excess is linear in w_max, so the bound is met with equality
     (unless it holds already at the smallest weight, which is then returned); ``max_overweight = 0``
-    gives the largest weight. ``masses`` (positive, default 1): each point counts that often in both sums, e.g.
-    q_model / q_sample for the w_max of another sampler's weights estimated from this sample's points.
+    gives the largest weight.
     """
     if not 0 <= max_overweight < 1:
         raise ValueError(f"max_overweight must be in [0, 1), got {max_overweight}")
-    values = weights.detach().abs().double().flatten()
-    order = values.argsort(descending=True)
-    ordered = values[order]
+    ordered = weights.detach().abs().double().flatten().sort(descending=True).values
     if ordered.numel() == 0 or not torch.isfinite(ordered).all() or not ordered[0] > 0:
         raise ValueError("max_weight needs a non-empty tensor of finite weights, not all zero")
-    if masses is None:
-        count = torch.arange(1, ordered.numel() + 1, dtype=torch.float64)
-        cumulative = torch.cumsum(ordered, 0)
-    else:
-        mass = masses.detach().double().flatten()[order]
-        count = torch.cumsum(mass, 0)
-        cumulative = torch.cumsum(ordered * mass, 0)
+    cumulative = torch.cumsum(ordered, 0)
     allowed = max_overweight * float(cumulative[-1])
+    count = torch.arange(1, ordered.numel() + 1, dtype=torch.float64)
     excess = cumulative - count * ordered  # weight above w_max = ordered[j]: nondecreasing in j
     j = int(torch.searchsorted(excess, torch.tensor([allowed], dtype=torch.float64), right=True)[0]) - 1
     if j == ordered.numel() - 1:
         return float(ordered[-1])
-    return max(float(ordered[j + 1]), (float(cumulative[j]) - allowed) / float(count[j]))
+    return max(float(ordered[j + 1]), (float(cumulative[j]) - allowed) / (j + 1))
 
 
 def channel_max_weights(

@@ -109,35 +109,27 @@ def test_the_parameter_average_is_an_exponential_moving_average_of_the_steps():
     assert average.steps == 3
 
 
-def test_the_sampler_takes_the_parameters_that_unweight_better_and_training_goes_on_from_the_last():
-    """After 200 steps (before, the average lags and is no candidate) the sampler has the averaged parameters where
-    their efficiency estimated on the buffered batches is the higher, else the last step's; an average far off is
-    not taken; more training starts from the last step's parameters."""
-    short = MadNIS(CamelBack1D(prior="bw"), TrainingConfig(steps=60, batch_size=256, vegas_pretraining=False))
-    assert short.train().choices == []
+def test_after_200_steps_the_sampler_takes_the_averaged_parameters_and_training_goes_on_from_the_last():
+    """Before 200 steps the average lags a sampler that still improves fast: the last step's parameters stay; from
+    200 the sampler has the average, and more training starts from the last step's parameters."""
+    short = MadNIS(CamelBack1D(prior="bw"), TrainingConfig(steps=199, batch_size=256, vegas_pretraining=False))
+    assert short.train().averaged == [] and short.trainer._last_parameters is None
     m = MadNIS(CamelBack1D(prior="bw"), TrainingConfig(steps=200, batch_size=256, vegas_pretraining=False))
     history = m.train()
+    (averaged,) = history.averaged
+    assert (
+        averaged.step == 200 and "parameters after step 200: averaged over the latest ~20 steps" in averaged.describe()
+    )
     trainer = m.trainer
-    (choice,) = history.choices
-    assert choice.step == 200 and choice.batches == m.config.buffer_capacity
-    assert choice.averaged == (choice.efficiency_average > choice.efficiency_last)
-    assert "parameters after step 200: " in choice.describe()
-    flat = trainer.optimizer.flat
-    assert torch.equal(flat, trainer._average.value) == choice.averaged
-    last = flat.clone() if not choice.averaged else trainer._last_parameters.clone()
-    noise = torch.randn(flat.shape, generator=torch.Generator().manual_seed(3))
+    flat, last = trainer.optimizer.flat, trainer._last_parameters
+    assert torch.equal(flat, trainer._average.value) and not torch.equal(flat, last)
+    sampled = torch.cat([p.detach().reshape(-1) for p in m.sampler.trainable_parameters()])
+    assert torch.equal(sampled, trainer._average.value)  # the flow and channel-weight net sample with the average
+    last = last.clone()
     trainer._restore_last_parameters()
-    trainer._average.value.copy_(last + noise)  # parameters far off the trained ones
-    poor = trainer._choose_parameters()
-    assert not poor.averaged and poor.efficiency_average < poor.efficiency_last and torch.equal(flat, last)
-    trainer._average.value.copy_(last)  # an average equal to the last: not higher, the last stays
-    assert not trainer._choose_parameters().averaged
-    with torch.no_grad():
-        flat.add_(noise)  # a last step far off, its average the trained parameters
-    better = trainer._choose_parameters()
-    assert better.averaged and torch.equal(flat, last)
-    trainer._restore_last_parameters()
-    assert torch.equal(flat, last + noise)  # training would go on from the last step's parameters
+    assert torch.equal(flat, last)  # training goes on from the last step's parameters
+    off = MadNIS(CamelBack1D(prior="bw"), replace(m.config, average_parameters=False))
+    assert off.train().averaged == [] and off.trainer._average is None
 
 
 def test_non_finite_loss_skips_step_and_keeps_weights():

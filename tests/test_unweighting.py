@@ -54,20 +54,6 @@ def test_zero_share_gives_the_largest_weight_and_bad_input_fails():
         max_weight(torch.zeros(3))
 
 
-def test_masses_count_each_weight_that_often_and_reweight_a_sample_to_another_density():
-    generator = torch.Generator().manual_seed(8)
-    weights = torch.rand(2000, generator=generator, dtype=torch.float64) ** -0.3
-    counts = torch.randint(1, 4, (2000,), generator=generator)
-    repeated = max_weight(weights.repeat_interleave(counts), 1e-3)
-    assert max_weight(weights, 1e-3, counts.double()) == pytest.approx(repeated, rel=1e-12)
-    # f(x) = 3 x^2 on [0, 1]; the w_max of q(x) = 2x from points drawn uniformly, each counted q(x) times, is that
-    # of points drawn from q (w = 1.5 x: E_q[(w - t)+] = 1e-3 E_q[w] at t = 1.5 (1 - 0.0167...)): both within 1 %
-    x = torch.rand(400_000, generator=generator, dtype=torch.float64)
-    drawn = torch.rand(400_000, generator=generator, dtype=torch.float64).sqrt()  # x ~ q
-    reweighted = max_weight(1.5 * x, 1e-3, masses=2 * x)
-    assert reweighted == pytest.approx(max_weight(1.5 * drawn, 1e-3), rel=0.01)
-
-
 def test_unweighted_events_with_overweights_are_unbiased_per_bin():
     # x ~ U[0,1], w = (2/3) x^(-1/3): target density (2/3) x^(-1/3), integral x^(2/3) per bin. With 1 % of
     # the weight above w_max the overweights sit at small x: keeping them with weight w / w_max keeps

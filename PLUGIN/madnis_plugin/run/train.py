@@ -17,6 +17,7 @@ from pathlib import Path
 
 from madnis import MadNIS, TrainingProgress
 from madnis.config import AUTO
+from madnis.stopping import EfficiencyCheck
 
 from .source import ProcessSource, RunSettings, saved_sampler_path
 
@@ -126,9 +127,8 @@ def train_or_load(
             on_estimate(float(madnis.statistics.integral.sum()))
 
     history = madnis.train(callback, settings.nevents if n_events is None else n_events)
-    for k in range(max(len(history.choices), len(history.checks))):  # each end of training, then its check
-        for item in history.choices[k : k + 1] + history.checks[k : k + 1]:
-            log(f"  [{source.name}] {item.describe()}")
+    for item in sorted(history.averaged + history.checks, key=lambda x: (x.step, isinstance(x, EfficiencyCheck))):
+        log(f"  [{source.name}] {item.describe()}")  # each end of training, then its check
     reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
