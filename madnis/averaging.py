@@ -6,15 +6,18 @@ carries that noise; an average over the latest steps (Polyak averaging, here an 
 (``steps = auto`` does not). Measured on fixed budgets (``benchmarks/results/stop38_measurements.md``, 300k weighted
 points each): ``p p > t t~ j``'s ``P1_gg_ttxg``, 3 seeds, at 300 steps the average unweights at 33.6 % against the last
 parameters' 25.1 %, at 200 steps 23.5 % against 22.4 %, but at 160 steps 15.9 % against 18.4 % and at 120 steps 9.4 %
-against 12.4 %: early on the sampler still improves fast, and the average lags behind it; a ``g g > w+ d u~ g`` channel
-part at 500 steps, 4 seeds: 0.86, 1.98, 0.63 and 1.05 % against 0.93, 0.31, 0.40 and 0.28 %. An average over a share of the steps instead
-(polynomial-decay averaging, the latest ~11 %) did as well on ``P1_gg_ttxg`` and worse on the W+2j part (0.62 and
-0.36 %).
+against 12.4 %: early on the sampler still improves fast, and the average lags behind it; a ``g g > w+ d u~ g``
+channel part at 500 steps, 4 seeds: 0.86, 1.98, 0.63 and 1.05 % against 0.93, 0.31, 0.40 and 0.28 %. An average over
+a share of the steps instead (polynomial-decay averaging, the latest ~11 %) did as well on ``P1_gg_ttxg`` and worse on
+the W+2j part (0.62 and 0.36 %).
 
 So once training made ``MIN_HORIZONS`` of the average's horizons (200 steps), the sampler takes the average when
 training ends (before each efficiency check; a resumed training goes on from the last step's parameters); shorter
 trainings keep the last step's. From 200 steps the average unweighted better in 8 of 10 of the trainings above (the two
-losses 21.4 -> 20.1 % and 0.93 -> 0.86 %; the gains up to 21.8 -> 36.2 % and 0.31 -> 1.98 %).
+losses 21.4 -> 20.1 % and 0.93 -> 0.86 %; the gains up to 21.8 -> 36.2 % and 0.31 -> 1.98 %). Whole launches:
+``p p > t t~ j`` at 100k events 29.6 against 26.3 % (4 seeds, each higher; the first form below, which took the
+average on the ``g g`` P-dir in all four), ``g g > w+ d u~ g`` at 10k events 2.40 against 1.55 % for that choice
+from 200 steps (3 seeds, each higher), errors alike.
 
 Tried first: choosing between the two by the unweighting efficiency each would have on the latest buffered online
 batches (each point counted q_model / q_sample times). It picked the better one in 10 of 12 ``P1_gg_ttxg`` trainings
