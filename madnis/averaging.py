@@ -38,6 +38,11 @@ DECAY = 0.95  # each step's weight in the average falls by this factor per later
 MIN_HORIZONS = 10  # the sampler takes the average after this many of its horizons 1 / (1 - DECAY): 200 steps
 
 
+def horizon(decay: float) -> float:
+    """The steps an exponential moving average with ``decay`` spans: 1 / (1 - decay)."""
+    return 1 / (1 - decay)
+
+
 class ParameterAverage:
     """Exponential moving average of ``flat`` (the optimiser's flat parameter buffer, :class:`madnis.adam.Adam`)."""
 
@@ -54,7 +59,7 @@ class ParameterAverage:
     @property
     def ready(self) -> bool:
         """Enough steps that the average no longer lags a fast-improving sampler (module docstring)."""
-        return self.steps >= MIN_HORIZONS / (1 - self.decay)
+        return self.steps >= MIN_HORIZONS * horizon(self.decay)
 
     def state_dict(self) -> dict:
         return {"value": self.value.clone(), "steps": self.steps}
@@ -66,12 +71,13 @@ class ParameterAverage:
 
 @dataclass(frozen=True)
 class AveragedParameters:
-    """After ``step`` training steps the sampler took the parameters averaged over the latest steps."""
+    """After ``step`` training steps the sampler took the parameters averaged with ``decay``."""
 
     step: int
+    decay: float
 
     def describe(self) -> str:
         return (
-            f"parameters after step {self.step}: averaged over the latest ~{1 / (1 - DECAY):.0f} steps "
-            f"(an exponential moving average, decay {DECAY})"
+            f"parameters after step {self.step}: averaged over the latest ~{horizon(self.decay):.0f} steps "
+            f"(an exponential moving average, decay {self.decay})"
         )

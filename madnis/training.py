@@ -264,7 +264,7 @@ class Trainer:
             return None
         self._last_parameters = self.optimizer.flat.clone()
         self.optimizer.flat.copy_(average.value)
-        return AveragedParameters(self.steps_done)
+        return AveragedParameters(self.steps_done, average.decay)
 
     @property
     def optimizer(self) -> Adam:
@@ -301,8 +301,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
-        self._pending_state["average"] = state.get("average")  # absent from checkpoints before averaging
+        self._pending_state = {
+            "optimizer": state["optimizer"],
+            "scheduler": state["scheduler"],
+            "average": state.get("average"),  # absent from checkpoints before averaging
+        }
         self._optimizer, self._average = None, None  # made again when first needed
         self._last_parameters = state.get("last_parameters")
         self.scale, self.dropped, self.dropping_done = state["scale"], list(state["dropped"]), state["dropping_done"]
@@ -357,7 +360,11 @@ class Trainer:
     def _optimise(self, batch: BufferedBatch) -> float:
         """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
         self.optimizer.zero_grad()
-        loss = self._loss(batch)
+        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
+        alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
+        loss = self.loss_fn(
+            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
+        )
         if not torch.isfinite(loss):
             return self._skip(float(loss.detach()))
         loss.backward()
@@ -367,14 +374,6 @@ class Trainer:
         if self._average is not None:
             self._average.update()
         return float(loss.detach())
-
-    def _loss(self, batch: BufferedBatch) -> torch.Tensor:
-        """The training loss of the sampler's parameters on a stored batch (reweighted by q_model / q_sample)."""
-        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
-        alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
-        return self.loss_fn(
-            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
-        )
 
     def _skip(self, loss: float) -> float:
         self.optimizer.zero_grad()
