@@ -23,6 +23,9 @@ GLUE_DIR = Path(__file__).resolve().parent
 GLUE_FILES = ("madnis_bridge.f", "madnis_glue.inc", "madnis_bridge.mk")
 BUILD_DIRNAME = "madnis_build"
 SOURCE_SUFFIXES = (".f", ".f90", ".inc", ".c", ".cc", ".h")
+ARCHIVE_CHECKS = (["ranlib"], ["objdump", "-h"])
+"""Each archive must pass both: ranlib indexes it, and objdump reads every member (ranlib exits 0 on an archive with
+a truncated object, leaving that member's symbols out of the index)."""
 
 
 class BuildError(RuntimeError):
@@ -166,34 +169,39 @@ def _make(cwd: Path, args: list[str], variables: list[str], what: str, log: Path
 def _repair_source_race(proc: Path, make_vars: list[str], log: Path) -> None:
     """Undo a race of MG5aMC's Source makefile under ``make -j``: libgammaUPC.a is made by two rules at once
     (Source/makefile's own and PDF/makefile's, which also deletes it first), which can leave it missing, without
-    its index (seen: the bridge link failing with "archive has no index") or malformed (seen: ranlib failing on
-    it). A sequential make rebuilds what is missing (a no-op otherwise) and ranlib re-indexes every archive; an
-    archive ranlib cannot read is removed and rebuilt by one more sequential make, once."""
+    its index (seen: the bridge link failing with "archive has no index") or with a truncated member (seen: ranlib
+    failing on it, or ranlib succeeding without indexing it). A sequential make rebuilds what is missing (a no-op
+    otherwise) and ranlib re-indexes every archive; an archive ranlib or objdump cannot read is removed and rebuilt
+    by one more sequential make, once."""
     for rebuilt in (False, True):
         _make(proc / "Source", [], make_vars, "compiling Source libraries (sequential pass)", log, jobs=1)
-        errors = _ranlib_all(sorted((proc / "lib").glob("*.a")))
-        malformed = list(errors)
-        if not malformed:
+        errors = _index_all(sorted((proc / "lib").glob("*.a")))
+        if not errors:
             return
         if rebuilt:
-            raise BuildError(f"ranlib {malformed[0]} failed: {errors[malformed[0]]} (full log: {log})")
-        for archive in malformed:
+            archive, error = next(iter(errors.items()))
+            raise BuildError(f"{archive.name} stays malformed after a rebuild: {error} (full log: {log})")
+        for archive in errors:
             archive.unlink()
 
 
-def _ranlib_all(archives: list[Path]) -> dict[Path, str]:
-    """Index every archive; ranlib's error for each it cannot read (empty: all indexed). One ranlib for all of them
-    (0.03 s, where one process per archive took 0.2 s of every build: on a single-P-dir launch's critical path);
-    only where that fails, one per archive names the archives it cannot read."""
-    if not archives or subprocess.run(["ranlib", *map(str, archives)], capture_output=True).returncode == 0:
+def _index_all(archives: list[Path]) -> dict[Path, str]:
+    """Index and read every archive; the first failing check's error for each that fails (empty: all good). One
+    process per check for all archives (0.03 s, where one process per archive took 0.2 s of every build: on a
+    single-P-dir launch's critical path); only where that fails, one per archive names the failing ones."""
+    files = list(map(str, archives))
+    if not archives or all(_run(command + files) == "" for command in ARCHIVE_CHECKS):
         return {}
-    errors = {archive: _ranlib(archive) for archive in archives}
+    errors = {
+        archive: next(filter(None, (_run(command + [str(archive)]) for command in ARCHIVE_CHECKS)), "")
+        for archive in archives
+    }
     return {archive: error for archive, error in errors.items() if error}
 
 
-def _ranlib(archive: Path) -> str:
-    """Index ``archive``; the error's last line, or "" when ranlib succeeded."""
-    result = subprocess.run(["ranlib", str(archive)], capture_output=True, text=True)
+def _run(command: list[str]) -> str:
+    """Run ``command``; its error output's last line, or "" when it succeeded."""
+    result = subprocess.run(command, capture_output=True, text=True)
     return _last_line(result.stderr) if result.returncode != 0 else ""
 
 

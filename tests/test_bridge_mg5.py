@@ -238,20 +238,41 @@ def test_build_is_cached(pdirs):
     assert build(pdirs["dy"]) == library and library.stat().st_mtime_ns == stamp
 
 
-def test_build_rebuilds_an_archive_the_source_race_left_malformed(pdirs, tmp_path):
+def _truncate_archive(archive: Path) -> None:
+    """The archive cut in the middle: ranlib fails on it."""
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2 + 37])
+
+
+def _truncate_a_member(archive: Path) -> None:
+    """The archive rewritten with its first object cut short: ranlib exits 0 and indexes only the others."""
+    members = archive.parent / "members"
+    members.mkdir()
+    subprocess.run(["ar", "x", str(archive)], cwd=members, check=True)
+    names = subprocess.run(["ar", "t", str(archive)], capture_output=True, text=True, check=True).stdout.split()
+    first = members / names[0]
+    first.write_bytes(first.read_bytes()[:300])
+    archive.unlink()
+    subprocess.run(["ar", "cr", str(archive), *names], cwd=members, check=True)
+    shutil.rmtree(members)
+
+
+@pytest.mark.parametrize("damage", [_truncate_archive, _truncate_a_member], ids=["archive", "member"])
+def test_build_rebuilds_an_archive_the_source_race_left_malformed(pdirs, tmp_path, damage):
     """MG5aMC's Source makefile under ``make -j`` can leave lib/libgammaUPC.a truncated (seen in CI: "ranlib ...
-    malformed archive"): the build removes it, remakes it sequentially and links (a copy of the process, so the
-    library the other tests opened is not rewritten)."""
+    malformed archive", and once a member cut short, which ranlib indexes without complaint and the link then
+    rejects): the build removes it, remakes it sequentially and links (a copy of the process, so the library the
+    other tests opened is not rewritten)."""
     build(pdirs["dy"])  # Source compiled
     process = tmp_path / "dy"
     shutil.copytree(pdirs["dy"].parent.parent, process, symlinks=True)
     archive = process / "lib" / "libgammaUPC.a"
-    whole = archive.read_bytes()
-    archive.write_bytes(whole[: len(whole) // 2 + 37])
-    assert subprocess.run(["ranlib", str(archive)], capture_output=True).returncode != 0
+    damage(archive)
+    assert subprocess.run(["objdump", "-h", str(archive)], capture_output=True).returncode != 0
     library = build(process / "SubProcesses" / pdirs["dy"].name, force=True)
     assert library.is_file()
-    assert subprocess.run(["ranlib", str(archive)], capture_output=True).returncode == 0
+    for check in (["ranlib"], ["objdump", "-h"]):
+        assert subprocess.run([*check, str(archive)], capture_output=True).returncode == 0, check
 
 
 @pytest.mark.slow
