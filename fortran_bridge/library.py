@@ -204,6 +204,16 @@ class ProcessLibrary:
         """``event_record``'s worker result for n crashed points (no event)."""
         return arrays(EVENT_RECORD, n, self._sizes(), blank=True)
 
+    @property
+    def workers(self) -> int:
+        """The worker processes serving the library now."""
+        return len(self._pool.workers)
+
+    def grow(self, workers: int) -> None:
+        """Serve with ``workers`` processes from now on where that is more than now (cores that fell idle). The
+        results do not change: every value and record is a function of its point (and the record's seed) alone."""
+        self._pool.grow(workers)
+
     def close(self) -> None:
         self._pool.close()
 

@@ -387,13 +387,19 @@ class WorkerPool:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.name = name
+        self._start = lambda index: Worker(library, rundir, seed + index, index, name, draw_scale_channel)
         self.workers: list[Worker] = []
         try:
-            for index in range(workers):
-                self.workers.append(Worker(library, rundir, seed + index, index, name, draw_scale_channel))
+            self.grow(workers)
         except BaseException:
             self.close()
             raise
+
+    def grow(self, workers: int) -> None:
+        """Start workers until there are ``workers`` (none where there are as many already); the next batches
+        are split over all of them."""
+        for index in range(len(self.workers), workers):
+            self.workers.append(self._start(index))
 
     @property
     def info(self) -> dict[str, Any]:

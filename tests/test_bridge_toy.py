@@ -80,6 +80,21 @@ def test_sharding_and_batches_are_bit_identical(toy_library, tmp_path):
         np.testing.assert_array_equal(np.concatenate([getattr(h, key) for h in halves]), getattr(whole, key))
 
 
+def test_a_grown_library_splits_batches_over_its_new_workers_with_the_same_results(toy_library, tmp_path):
+    """A job whose neighbours ended takes their cores by growing its worker pool mid-run (run/jobs.py)."""
+    rng = np.random.default_rng(4)
+    channel, r = rng.integers(0, 2, 3000), rng.random((3000, 2))
+    with ProcessLibrary(tmp_path, library=toy_library) as library:
+        before = library.evaluate(channel, r)
+        library.grow(3)
+        library.grow(2)  # never fewer
+        assert library.workers == 3
+        after = library.evaluate(channel, r)
+        assert [worker.pending for worker in library._pool.workers] == [1000, 1000, 1000]  # each its shard
+    for key in ("value", "alpha", "momenta", "status"):
+        np.testing.assert_array_equal(getattr(after, key), getattr(before, key))
+
+
 def test_nonfinite_values_are_flagged_and_counted(toy):
     before = toy.n_nonfinite
     ev = toy.evaluate(np.array([0, 0]), np.array([[0.0, 0.5], [0.5, 0.5]]))  # J = 1/(2x) = inf at x = 0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from madnis_plugin.lhe import EventRecords
+from madnis_plugin.run import job as job_module
 from madnis_plugin.run.events import integration_points, share_events
+from madnis_plugin.run.job import claim_idle_cores
 from madnis_plugin.run.jobs import (
     CHUNK_EVENTS,
+    FINISHED,
     INTEGRAL,
     LOG,
     Accumulated,
@@ -31,6 +34,7 @@ from madnis_plugin.run.jobs import (
     settings_from_dict,
     settings_to_dict,
     share_bound,
+    workers_now,
     write_events_file,
     write_json,
     write_result,
@@ -146,6 +150,55 @@ def test_chunks_are_made_ahead_only_while_another_job_trains_and_none_waits(tmp_
     assert ahead_open([str(d) for d in others])
     write_result(others[1], {})
     assert not ahead_open([str(d) for d in others])  # every training is done: the parent goes on
+
+
+def test_a_training_job_takes_the_cores_the_others_left_once_none_waits(tmp_path):
+    others = [tmp_path / name for name in "abc"]
+    for d in others:
+        d.mkdir()
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=4, other_trainings=list(map(str, others)))
+    assert workers_now(spec) == 1  # c has not started: the cores that free go to it
+    for d in others:
+        (d / LOG).write_text("")
+    assert workers_now(spec) == 1  # four jobs on four cores
+    (others[0] / FINISHED).touch()
+    assert workers_now(spec) == 1  # three running: one core each, one idle (never more workers than cores)
+    (others[1] / FINISHED).touch()
+    assert workers_now(spec) == 2
+    (others[2] / FINISHED).touch()
+    assert workers_now(spec) == 4  # alone
+    assert workers_now(replace(spec, shared_cores=0)) == 1  # fixed madnis_workers, or a cluster: never grows
+    assert workers_now(replace(spec, workers=2, shared_cores=2)) == 2
+
+
+def test_a_training_job_grows_its_bridge_workers_before_a_batch_at_most_once_a_second(tmp_path, monkeypatch):
+    class Library:
+        workers = 1
+
+        def grow(self, workers: int) -> None:
+            self.workers = workers
+
+    clock = [100.0]
+    monkeypatch.setattr(job_module.time, "monotonic", lambda: clock[0])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / LOG).write_text("")
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, other_trainings=[str(other)], label="P1")
+    library, lines = Library(), []
+    claim = claim_idle_cores(spec, library, lines.append)
+    claim()
+    assert library.workers == 1 and not lines
+    (other / FINISHED).touch()
+    clock[0] += 0.5
+    claim()
+    assert library.workers == 1  # looked again only a second after the last look
+    clock[0] += 0.5
+    claim()
+    assert library.workers == 2 and lines == [
+        "  [P1] 2 bridge workers from now on: the other training jobs left their cores"
+    ]
+    claim()
+    assert len(lines) == 1
 
 
 def test_chunk_seeds_differ_by_source_and_chunk_and_repeat():

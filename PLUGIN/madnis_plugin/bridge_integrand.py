@@ -12,6 +12,7 @@ P-dir's library draws each point's scale channel from alpha instead (``fortran_b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,11 @@ from madnis import Integrand, IntegrandResult
 
 
 class BridgeIntegrand(Integrand):
-    """``library``: a ``fortran_bridge.ProcessLibrary`` of one SubProcesses/P* directory."""
+    """``library``: a ``fortran_bridge.ProcessLibrary`` of one SubProcesses/P* directory. ``before_batch``, where
+    set, is called before each batch is evaluated (a job grows its workers there, ``run/job.py``)."""
 
     has_prior = True
+    before_batch: Callable[[], None] | None = None
 
     def __init__(self, library: Any):
         info = library.info
@@ -39,6 +42,8 @@ class BridgeIntegrand(Integrand):
         self.momentum_scale = float(sum(info.beam_energies)) / 2.0
 
     def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
+        if self.before_batch is not None:
+            self.before_batch()
         result = self.library.evaluate(
             channel.detach().cpu().numpy().astype(np.int64), r.detach().cpu().numpy().astype(np.float64)
         )

@@ -27,7 +27,7 @@ from madnis.subset import partition_groups
 from ..lhe import BannerLike, LHEInit
 from ..run import RunResult, RunSettings, saved_sampler_path
 from ..run.job_server import client_script
-from ..run.jobs import LOG, JobSource, JobSpec, read_result
+from ..run.jobs import FINISHED, LOG, RESULT, JobSource, JobSpec, read_result
 from ..run.parallel import run_in_jobs
 from ..settings import MadnisSettings
 from .launch_server import python_path
@@ -44,6 +44,7 @@ export PYTHONPATH={pythonpath}
 export OMP_NUM_THREADS={threads}
 export FC={fc}
 {{ {server}{python} -m madnis_plugin.run.job {job_dir}; }} >> {log} 2>&1
+touch {finished}
 exit 0
 """
 
@@ -71,6 +72,7 @@ def write_script(job_dir: Path, server: str | None = None) -> Path:
             python=python,
             server=ask_server,
             log=log,
+            finished=shlex.quote(str(job_dir / FINISHED)),
         )
     )
     script.chmod(0o755)
@@ -99,7 +101,8 @@ class ClusterJobs:
         pending = list(job_dirs)
         for attempt in (1, 2):
             for job_dir in pending:
-                (job_dir / "result.json").unlink(missing_ok=True)
+                for left in (RESULT, FINISHED):
+                    (job_dir / left).unlink(missing_ok=True)
                 self.cmd.cluster.submit(str(write_script(job_dir, self.server)), argument=[], cwd=str(job_dir))
             self.cmd.cluster.wait(self.cmd.me_dir, self.progress(what, len(pending)))
             pending = [d for d in pending if read_result(d) is None]

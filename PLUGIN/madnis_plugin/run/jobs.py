@@ -51,7 +51,7 @@ CHUNK_EVENTS = 500
 # torch where no job server forks it, see job_server.py).
 EVENTS_IN_TRAINING = 2.0
 GENERATION = 4  # random stream of the generation chunks (beside source.INTEGRATION, SAMPLING)
-SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL = (
+SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL, FINISHED = (
     "spec.json",
     "result.json",
     "job.log",
@@ -59,6 +59,7 @@ SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL = (
     "points.npz",
     "events.npz",
     "integral.json",
+    "finished",  # touched by the job's script when the job's process ended, whatever its outcome: its core is free
 )
 
 
@@ -94,7 +95,8 @@ class JobSpec:
     index: int
     seed: int  # the run's seed
     settings: dict[str, Any]  # settings_to_dict of the run's RunSettings
-    workers: int = 1  # bridge workers of this job
+    workers: int = 1  # bridge workers of this job at its start
+    shared_cores: int = 0  # train: the cores the run's jobs share on this machine (0: keep ``workers``), workers_now
     threads: int = 1  # torch intra-op threads of this job
     chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
     n_events: int = 0  # train: the events steps = auto projects to with one source (several: projected_share)
@@ -257,6 +259,19 @@ def ahead_open(other_trainings: list[str]) -> bool:
     when one ends)."""
     dirs = [Path(d) for d in other_trainings]
     return all((d / LOG).exists() for d in dirs) and any(read_result(d) is None for d in dirs)
+
+
+def workers_now(spec: JobSpec) -> int:
+    """The bridge workers training job ``spec`` may use now: its share of the cores at the start (``spec.workers``)
+    or, once every other training job has started (none waits for a core) and some have ended, its even share of
+    ``spec.shared_cores`` among the jobs still running; a job left alone takes every core. Why: MadEvent keeps its
+    ``nb_core`` busy; here a P-dir or channel part that trains longest (W+2j's larger part, ``p p > t t~ j``'s ``g g``)
+    drew its final points on one core while the others stood idle for up to 9 s of a 46 s launch."""
+    dirs = [Path(d) for d in spec.other_trainings]
+    if spec.shared_cores <= spec.workers or not all((d / LOG).exists() for d in dirs):
+        return spec.workers
+    running = 1 + sum(not (d / FINISHED).exists() for d in dirs)
+    return max(spec.workers, spec.shared_cores // running)
 
 
 def read_result(job_dir: Path) -> dict[str, Any] | None:

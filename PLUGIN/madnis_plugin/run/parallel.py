@@ -51,10 +51,12 @@ JobRunner = Callable[[list[Path], str], None]  # runs the jobs of these director
 
 
 def job_specs(specs: list[tuple[Path, JobSpec]], cores: int, workers: int | None) -> list[Path]:
-    """Write the specs with each job's share of ``cores`` (``workers`` fixes the bridge workers)."""
+    """Write the specs with each job's share of ``cores`` (``workers`` fixes the bridge workers; otherwise a
+    training job takes the cores its neighbours leave, :func:`.jobs.workers_now`)."""
     auto_workers, threads = core_share(cores, len(specs))
     for job_dir, spec in specs:
         spec.workers, spec.threads = workers or auto_workers, threads
+        spec.shared_cores = cores if workers is None and spec.kind == "train" else 0
         spec.write(job_dir)
     return [job_dir for job_dir, _ in specs]
 
