@@ -201,6 +201,27 @@ def test_a_training_job_grows_its_bridge_workers_before_a_batch_at_most_once_a_s
     assert len(lines) == 1
 
 
+def test_a_job_whose_new_worker_cannot_start_goes_on_with_the_workers_it_has(tmp_path):
+    class Library:
+        workers, tries = 1, 0
+
+        def grow(self, workers: int) -> None:
+            self.tries += 1
+            raise OSError("Resource temporarily unavailable")
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / LOG).write_text("")
+    (other / FINISHED).touch()
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, other_trainings=[str(other)], label="P1")
+    library, lines = Library(), []
+    claim = claim_idle_cores(spec, library, lines.append)
+    claim()
+    claim()
+    assert library.workers == 1 and library.tries == 1
+    assert lines == ["  [P1] no more bridge workers (Resource temporarily unavailable): going on with 1"]
+
+
 def test_chunk_seeds_differ_by_source_and_chunk_and_repeat():
     seeds = {chunk_seed(21, i, c) for i in range(3) for c in range(50)}
     assert len(seeds) == 150

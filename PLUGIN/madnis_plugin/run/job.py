@@ -12,6 +12,7 @@ source's first chunks ahead while other training jobs still train (:func:`ahead`
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fortran_bridge import BridgeError
 from madnis import MadNIS
 
 from ..settings import MadnisSettings
@@ -184,7 +186,8 @@ def ahead(
 def claim_idle_cores(spec: JobSpec, library: Any, log: Callable[[str], None]) -> Callable[[], None]:
     """A training job's ``before_batch`` (:class:`~madnis_plugin.bridge_integrand.BridgeIntegrand`): at most every
     :data:`GROW_CHECK_SECONDS`, grow the bridge workers to :func:`.jobs.workers_now` (the cores the other training
-    jobs left), with a log line. The results do not change, only how fast the batches are evaluated."""
+    jobs left), with a log line. The results do not change, only how fast the batches are evaluated. A worker that
+    cannot start (no process left to fork) is logged once and the job goes on with the workers it has."""
     next_check = 0.0
 
     def claim() -> None:
@@ -194,9 +197,15 @@ def claim_idle_cores(spec: JobSpec, library: Any, log: Callable[[str], None]) ->
             return
         next_check = now + GROW_CHECK_SECONDS
         wanted = workers_now(spec)
-        if wanted > library.workers:
+        if wanted <= library.workers:
+            return
+        try:
             library.grow(wanted)
-            log(f"  [{spec.name}] {wanted} bridge workers from now on: the other training jobs left their cores")
+        except (BridgeError, OSError) as error:  # no new process: the job goes on as it was, and stops asking
+            next_check = math.inf
+            log(f"  [{spec.name}] no more bridge workers ({error}): going on with {library.workers}")
+            return
+        log(f"  [{spec.name}] {wanted} bridge workers from now on: the other training jobs left their cores")
 
     return claim
 
