@@ -8,9 +8,14 @@ with ``--points`` points, and the estimators use only the last ``--window`` onli
 - median: the median of each batch's own efficiency (the rule before this study),
 - pooled: the efficiency of the window's batches pooled (what :mod:`madnis.stopping` uses, then extrapolated),
 - pooled multichannel: sum_i I_i / sum_i w_max_i of the pooled window per channel,
-- pooled 4 windows: the last 4 x ``--window`` batches pooled.
+- pooled 4 windows: the last 4 x ``--window`` batches pooled,
+- rule: what :class:`madnis.stopping.StoppingRule` projects with (the pooled window extrapolated by its halves to the
+  sample ``--events`` events need),
+- tail fit: the large-sample value of a generalized Pareto tail fitted to the pooled window's k = sqrt(n) largest
+  weights (:func:`madnis.tails.fit_gpd`): w_max solves p_k E[(Y - y)+] = 1e-3 <w> for the fitted excess Y above the
+  (k+1)-th largest weight, p_k = k / n (a candidate for the rule, stop 39; not adopted).
 
-Writes ``benchmarks/results/stopping_estimates.md``.
+Writes ``benchmarks/results/NAME.md`` (``--name``, default ``stopping_estimates``).
 
     python benchmarks/stopping_estimates.py WJJ/SubProcesses/P1_gg_wpqqg --segment 250 --segments 8
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import sys
@@ -31,6 +37,8 @@ from madnis_plugin.settings import MadnisSettings, card_training
 
 from fortran_bridge import ProcessLibrary
 from madnis import MadNIS
+from madnis.stopping import StoppingRule
+from madnis.tails import MAX_SHAPE, MIN_TAIL_POINTS, TOP_WEIGHTS, fit_gpd
 from madnis.training import OnlineBatch, Trainer
 from madnis.unweighting import channel_max_weights, madevent_efficiency, multichannel_efficiency
 
@@ -42,9 +50,31 @@ def efficiency(weights: torch.Tensor) -> float:
     return madevent_efficiency(weights, RULE)
 
 
-def estimates(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], window: int, n: int) -> dict:
+def tail_fit_efficiency(weights: torch.Tensor) -> float:
+    """The "tail fit" estimator of the module docstring."""
+    ordered = weights.abs().double().sort(descending=True).values
+    n, mean = len(ordered), float(ordered.mean())
+    k = min(max(int(math.sqrt(n)), MIN_TAIL_POINTS), TOP_WEIGHTS - 1)
+    threshold = float(ordered[k])
+    xi, scale = fit_gpd((ordered[:k] - threshold).flip(0).clamp_min(1e-300 * threshold))
+    xi, p_k, allowed = min(xi, MAX_SHAPE), k / n, RULE * mean
+    if p_k * scale / (1 - xi) <= allowed:  # w_max lies below the fitted tail: the sample's own
+        return efficiency(ordered)
+    if abs(xi) < 1e-9:
+        excess = scale * math.log(p_k * scale / allowed)
+    else:
+        z = (allowed * (1 - xi) / (p_k * scale)) ** (xi / (xi - 1))
+        excess = scale * (z - 1) / xi
+    return mean / (threshold + excess)
+
+
+def estimates(
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], window: int, n: int, events: float
+) -> dict:
     """The estimators of the module docstring from (channel, w / p_i, p_i per channel) of the online batches."""
     last = batches[-window:]
+    rule = StoppingRule(events, window=window, max_overweight=RULE)
+    rule.batches.extend(w for _, w, _ in last)
     channel = torch.cat([c for c, _, _ in last])
     within = torch.cat([w * share[c] for c, w, share in last])
     integrals = torch.zeros(n, dtype=torch.float64).index_add(0, channel, within)
@@ -54,6 +84,8 @@ def estimates(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], wi
         "pooled": efficiency(torch.cat([w for _, w, _ in last])),
         "pooled multichannel": multichannel_efficiency(integrals, channel_max_weights(within, channel, n, RULE)),
         "pooled 4 windows": efficiency(torch.cat([w for _, w, _ in batches[-4 * window :]])),
+        "rule": rule.efficiency(events),
+        "tail fit": tail_fit_efficiency(torch.cat([w for _, w, _ in last])),
     }
 
 
@@ -64,6 +96,8 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--events", type=float, default=5000, help="the events the rule extrapolates to")
+    parser.add_argument("--name", default="stopping_estimates", help="stem of the result file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -88,7 +122,7 @@ def main() -> None:
                 {
                     "steps": (segment + 1) * args.segment,
                     "truth": truth,
-                    **estimates(batches, args.window, madnis.sampler.n_channels),
+                    **estimates(batches, args.window, madnis.sampler.n_channels, args.events),
                 }
             )
             print(rows[-1], flush=True)
@@ -97,7 +131,8 @@ def main() -> None:
         "# The efficiency `steps = auto` sees while training, against the truth",
         "",
         f"- command: `python benchmarks/stopping_estimates.py {args.pdir.name} --segment {args.segment} "
-        f"--segments {args.segments} --window {args.window} --points {args.points}` (the P-dir of `output madnis`)",
+        f"--segments {args.segments} --window {args.window} --points {args.points} --events {args.events:g} "
+        f"--name {args.name}` (the P-dir of `output madnis`)",
         f"- machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
@@ -110,7 +145,7 @@ def main() -> None:
         "",
     ]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "stopping_estimates.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
