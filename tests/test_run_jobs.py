@@ -39,6 +39,7 @@ from madnis_plugin.run.jobs import (
     write_json,
     write_result,
 )
+from madnis_plugin.run.parallel import job_specs
 from madnis_plugin.run.sample import Unweighted
 from madnis_plugin.run.source import RunSettings
 
@@ -156,7 +157,7 @@ def test_a_training_job_takes_the_cores_the_others_left_once_none_waits(tmp_path
     others = [tmp_path / name for name in "abc"]
     for d in others:
         d.mkdir()
-    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=4, other_trainings=list(map(str, others)))
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=4, others=list(map(str, others)))
     assert workers_now(spec) == 1  # c has not started: the cores that free go to it
     for d in others:
         (d / LOG).write_text("")
@@ -171,6 +172,18 @@ def test_a_training_job_takes_the_cores_the_others_left_once_none_waits(tmp_path
     assert workers_now(replace(spec, workers=2, shared_cores=2)) == 2
 
 
+def test_the_jobs_of_a_phase_know_each_other_and_grow_only_with_automatic_workers(tmp_path):
+    dirs = [tmp_path / f"generate_{i:03d}" for i in (1, 3, 5)]
+    specs = [JobSpec("generate", "/x/P1", 0, 1, {}, chunks=[i]) for i in (1, 3, 5)]
+    assert job_specs(list(zip(dirs, specs)), 2, None) == dirs
+    for job_dir in dirs:
+        spec = JobSpec.read(job_dir)
+        assert spec.others == [str(d) for d in dirs if d != job_dir]
+        assert (spec.workers, spec.shared_cores) == (1, 2)
+    job_specs(list(zip(dirs, specs)), 2, 1)  # madnis_workers fixed: never more
+    assert JobSpec.read(dirs[0]).shared_cores == 0
+
+
 def test_a_training_job_grows_its_bridge_workers_before_a_batch_at_most_once_a_second(tmp_path, monkeypatch):
     class Library:
         workers = 1
@@ -183,7 +196,7 @@ def test_a_training_job_grows_its_bridge_workers_before_a_batch_at_most_once_a_s
     other = tmp_path / "other"
     other.mkdir()
     (other / LOG).write_text("")
-    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, other_trainings=[str(other)], label="P1")
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, others=[str(other)], label="P1")
     library, lines = Library(), []
     claim = claim_idle_cores(spec, library, lines.append)
     claim()
@@ -194,9 +207,7 @@ def test_a_training_job_grows_its_bridge_workers_before_a_batch_at_most_once_a_s
     assert library.workers == 1  # looked again only a second after the last look
     clock[0] += 0.5
     claim()
-    assert library.workers == 2 and lines == [
-        "  [P1] 2 bridge workers from now on: the other training jobs left their cores"
-    ]
+    assert library.workers == 2 and lines == ["  [P1] 2 bridge workers from now on: the other jobs left their cores"]
     claim()
     assert len(lines) == 1
 
@@ -213,7 +224,7 @@ def test_a_job_whose_new_worker_cannot_start_goes_on_with_the_workers_it_has(tmp
     other.mkdir()
     (other / LOG).write_text("")
     (other / FINISHED).touch()
-    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, other_trainings=[str(other)], label="P1")
+    spec = JobSpec("train", "/x/P1", 0, 1, {}, workers=1, shared_cores=2, others=[str(other)], label="P1")
     library, lines = Library(), []
     claim = claim_idle_cores(spec, library, lines.append)
     claim()

@@ -62,7 +62,7 @@ SUMMARY_KEYS = (
     "Reusing trained sampler",
     "bridge workers from now on",
 )
-GROW_CHECK_SECONDS = 1.0  # how often a training job looks for cores its neighbours left (a few file checks)
+GROW_CHECK_SECONDS = 1.0  # how often a job looks for cores its neighbours left (a few file checks)
 
 
 STARTED = time.time()
@@ -92,18 +92,18 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         write_json(job_dir / INTEGRAL, {"integral": integral, "estimate": True})
 
     n_events = spec.n_events or None  # one P-dir (or part): exact
-    if spec.other_trainings and not spec.events_here:
-        n_events = projected_share(spec.max_events, spec.other_trainings)
+    if spec.others and not spec.events_here:
+        n_events = projected_share(spec.max_events, spec.others)
     trained = train_or_load(spec.index, source, saved, settings, log_and_keep, n_events, estimate)
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
-    n_points = integration_points_here(settings.integration_points, trained.running_integral, spec.other_trainings)
+    n_points = integration_points_here(settings.integration_points, trained.running_integral, spec.others)
     integration, points = integrate(trained.madnis, source, settings, integration_seed, log, n_points)
     trained.madnis.save(job_dir / SAMPLER)
     write_json(job_dir / INTEGRAL, {"integral": integration.integral})  # bounds the other P-dirs' shares
     needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need
     complete = spec.events_here and needed <= EVENTS_IN_TRAINING * len(points)
     seed = chunk_seed(spec.seed, spec.index, 0)
-    n_events = spec.n_events if complete else share_bound(spec.max_events, integration.integral, spec.other_trainings)
+    n_events = spec.n_events if complete else share_bound(spec.max_events, integration.integral, spec.others)
     events = unweight(trained.madnis, points, n_events, source, settings, seed, log, draw_more=complete)
     events = events.in_priority_order()  # each record then does not depend on how many candidates there are
     records = event_records(source, events, np.random.default_rng(seed))
@@ -168,12 +168,12 @@ def ahead(
     1, 2, ... on this otherwise idle core, up to what its share can need (:func:`.jobs.share_bound`); the chunk in
     the making is dropped when the last of them ends. The parent takes those its share needs; the others'
     calls are counted, not their points."""
-    if result["events_here"] or not spec.other_trainings:
+    if result["events_here"] or not spec.others:
         return
     integral = result["integration"]["integral"]
     have, chunk = result["candidates"], 1
-    closed = lambda: not ahead_open(spec.other_trainings)  # noqa: E731
-    while not closed() and have < share_bound(spec.max_events, integral, spec.other_trainings):
+    closed = lambda: not ahead_open(spec.others)  # noqa: E731
+    while not closed() and have < share_bound(spec.max_events, integral, spec.others):
         try:
             make_chunk(madnis, source, settings, spec, chunk, chunk_dir(job_dir.parent, chunk), closed)
         except UnweightingStopped:
@@ -184,9 +184,9 @@ def ahead(
 
 
 def claim_idle_cores(spec: JobSpec, library: Any, log: Callable[[str], None]) -> Callable[[], None]:
-    """A training job's ``before_batch`` (:class:`~madnis_plugin.bridge_integrand.BridgeIntegrand`): at most every
-    :data:`GROW_CHECK_SECONDS`, grow the bridge workers to :func:`.jobs.workers_now` (the cores the other training
-    jobs left), with a log line. The results do not change, only how fast the batches are evaluated. A worker that
+    """A job's ``before_batch`` (:class:`~madnis_plugin.bridge_integrand.BridgeIntegrand`): at most every
+    :data:`GROW_CHECK_SECONDS`, grow the bridge workers to :func:`.jobs.workers_now` (the cores the other jobs of its
+    phase left), with a log line. The results do not change, only how fast the batches are evaluated. A worker that
     cannot start (no process left to fork) is logged once and the job goes on with the workers it has."""
     next_check = 0.0
 
@@ -205,7 +205,7 @@ def claim_idle_cores(spec: JobSpec, library: Any, log: Callable[[str], None]) ->
             next_check = math.inf
             log(f"  [{spec.name}] no more bridge workers ({error}): going on with {library.workers}")
             return
-        log(f"  [{spec.name}] {wanted} bridge workers from now on: the other training jobs left their cores")
+        log(f"  [{spec.name}] {wanted} bridge workers from now on: the other jobs left their cores")
 
     return claim
 
@@ -225,7 +225,7 @@ def run(job_dir: Path) -> None:
     )
     source = process_source(Path(spec.pdir), MadnisSettings(workers=str(spec.workers)), spec.seed)
     library = source.integrand.library
-    if spec.kind == "train" and spec.shared_cores > spec.workers:
+    if spec.shared_cores > spec.workers:
         source.integrand.before_batch = claim_idle_cores(spec, library, log)
     if spec.channels is not None:
         source = channel_part(source, spec.channels, spec.name)

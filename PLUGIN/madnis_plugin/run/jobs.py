@@ -96,12 +96,14 @@ class JobSpec:
     seed: int  # the run's seed
     settings: dict[str, Any]  # settings_to_dict of the run's RunSettings
     workers: int = 1  # bridge workers of this job at its start
-    shared_cores: int = 0  # train: the cores the run's jobs share on this machine (0: keep ``workers``), workers_now
+    shared_cores: int = 0  # the cores the run's jobs share on this machine (0: keep ``workers``), workers_now
     threads: int = 1  # torch intra-op threads of this job
     chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
     n_events: int = 0  # train: the events steps = auto projects to with one source (several: projected_share)
     max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
-    other_trainings: list[str] = field(default_factory=list)  # train: the other P-dirs' training job directories
+    # the other jobs of this job's phase (directories): train, the other sources' training jobs (their integrals
+    # bound this source's share); generate, the other generation jobs (workers_now)
+    others: list[str] = field(default_factory=list)
     sampler: str = ""  # generate: the trained checkpoint
     integration: dict[str, Any] | None = None  # generate: the train job's integration (channel probabilities)
     events_here: bool = False  # train: n_events is the P-dir's share; draw more points for them if cheap
@@ -262,12 +264,13 @@ def ahead_open(other_trainings: list[str]) -> bool:
 
 
 def workers_now(spec: JobSpec) -> int:
-    """The bridge workers training job ``spec`` may use now: its share of the cores at the start (``spec.workers``)
-    or, once every other training job has started (none waits for a core) and some have ended, its even share of
-    ``spec.shared_cores`` among the jobs still running; a job left alone takes every core. Why: MadEvent keeps its
-    ``nb_core`` busy; here a P-dir or channel part that trains longest (W+2j's larger part, ``p p > t t~ j``'s ``g g``)
-    drew its final points on one core while the others stood idle for up to 9 s of a 46 s launch."""
-    dirs = [Path(d) for d in spec.other_trainings]
+    """The bridge workers job ``spec`` may use now: its share of the cores at the start (``spec.workers``) or, once
+    every other job of its phase (``spec.others``) has started (none waits for a core) and some have ended, its even
+    share of ``spec.shared_cores`` among the jobs still running; a job left alone takes every core. Why: MadEvent
+    keeps its ``nb_core`` busy; here a P-dir or channel part that trains longest (W+2j's larger part, ``p p > t t~
+    j``'s ``g g``) drew its final points on one core while the others stood idle for up to 9 s of a 57 s launch, and
+    the last generation job of a packing runs alone."""
+    dirs = [Path(d) for d in spec.others]
     if spec.shared_cores <= spec.workers or not all((d / LOG).exists() for d in dirs):
         return spec.workers
     running = 1 + sum(not (d / FINISHED).exists() for d in dirs)

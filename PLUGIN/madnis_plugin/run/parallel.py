@@ -51,12 +51,14 @@ JobRunner = Callable[[list[Path], str], None]  # runs the jobs of these director
 
 
 def job_specs(specs: list[tuple[Path, JobSpec]], cores: int, workers: int | None) -> list[Path]:
-    """Write the specs with each job's share of ``cores`` (``workers`` fixes the bridge workers; otherwise a
-    training job takes the cores its neighbours leave, :func:`.jobs.workers_now`)."""
+    """Write the specs of one phase's jobs with each job's share of ``cores`` and the other jobs of the phase
+    (``workers`` fixes the bridge workers; otherwise a job takes the cores its neighbours leave,
+    :func:`.jobs.workers_now`)."""
     auto_workers, threads = core_share(cores, len(specs))
     for job_dir, spec in specs:
         spec.workers, spec.threads = workers or auto_workers, threads
-        spec.shared_cores = cores if workers is None and spec.kind == "train" else 0
+        spec.shared_cores = cores if workers is None else 0
+        spec.others = [str(other) for other, _ in specs if other != job_dir]
         spec.write(job_dir)
     return [job_dir for job_dir, _ in specs]
 
@@ -100,8 +102,6 @@ def run_in_jobs(
         )
         for i, s in enumerate(sources)
     ]
-    for spec, job_dir in zip(specs, train_dirs):
-        spec.other_trainings = [str(d) for d in train_dirs if d != job_dir]
     job_specs(list(zip(train_dirs, specs)), cores, workers)
     run_jobs(train_dirs, "training")
     trained = [read_result(d) or {} for d in train_dirs]
