@@ -7,7 +7,9 @@ then isolates the crashing points by bisection on the restarted worker: the othe
 their results, the points that crash on their own are reported as crashed, and the batch fails
 with :class:`BridgeError` only when more points crash than the caller tolerates.
 :class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED)`` in a fresh interpreter; the Fortran's
-own printing goes to ``RUNDIR/worker<k>.log``.
+own printing goes to a file of its own, ``RUNDIR/worker<k>.<random>.log`` (the jobs of two channel parts of one P-dir
+serve it from the same RUNDIR at once, and a crash reports its worker's output only), removed when the worker is
+closed normally.
 """
 
 from __future__ import annotations
@@ -208,7 +210,9 @@ class Worker:
     def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str, draw_scale_channel: bool):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
         self.draw_scale_channel = draw_scale_channel
-        self.log = rundir / f"worker{index}.log"
+        handle, name = tempfile.mkstemp(prefix=f"worker{index}.", suffix=".log", dir=rundir)  # its own: see above
+        os.close(handle)
+        self.log = Path(name)
         self.batch: SharedBatch | None = None
         self.pending: int | None = None
         self.info = self._start()
@@ -343,6 +347,7 @@ class Worker:
                 self.proc.wait()
         self.conn.close()
         self._close_batch()
+        self.log.unlink(missing_ok=True)
 
 
 class _Job:

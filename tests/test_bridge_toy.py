@@ -95,6 +95,14 @@ def test_a_grown_library_splits_batches_over_its_new_workers_with_the_same_resul
         np.testing.assert_array_equal(getattr(after, key), getattr(before, key))
 
 
+def test_two_libraries_on_one_directory_keep_their_worker_output_apart(toy_library, tmp_path):
+    """Two jobs train channel parts of one P-dir at once: each worker's output (what a crash reports) is its own."""
+    with ProcessLibrary(tmp_path, library=toy_library) as one, ProcessLibrary(tmp_path, library=toy_library) as two:
+        logs = {worker.log for library in (one, two) for worker in library._pool.workers}
+        assert len(logs) == 2 and all(log.exists() for log in logs)
+    assert not any(log.exists() for log in logs)  # closed normally: nothing left behind
+
+
 def test_nonfinite_values_are_flagged_and_counted(toy):
     before = toy.n_nonfinite
     ev = toy.evaluate(np.array([0, 0]), np.array([[0.0, 0.5], [0.5, 0.5]]))  # J = 1/(2x) = inf at x = 0
