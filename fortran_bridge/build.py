@@ -51,8 +51,10 @@ def build(pdir: Path | str, force: bool = False) -> Path:
             return lib
         if shutil.which(fc) is None:
             raise BuildError(f"Fortran compiler '{fc}' not found: install gfortran (apt-get install gfortran)")
-        if any(shutil.which(tool) is None for tool in ("make", "objcopy", "ranlib")):
-            raise BuildError("'make', 'objcopy' and 'ranlib' (binutils) are needed to build the bridge library")
+        if any(shutil.which(tool) is None for tool in ("make", "objcopy", "objdump", "ranlib")):
+            raise BuildError(
+                "'make', 'objcopy', 'objdump' and 'ranlib' (binutils) are needed to build the bridge library"
+            )
         out.mkdir(exist_ok=True)
         stamp.unlink(missing_ok=True)
         log = out / "build.log"
