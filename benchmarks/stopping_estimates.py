@@ -38,7 +38,7 @@ from madnis_plugin.settings import MadnisSettings, card_training
 from fortran_bridge import ProcessLibrary
 from madnis import MadNIS
 from madnis.stopping import StoppingRule
-from madnis.tails import MAX_SHAPE, MIN_TAIL_POINTS, TOP_WEIGHTS, fit_gpd
+from madnis.tails import fit_top
 from madnis.training import OnlineBatch, Trainer
 from madnis.unweighting import channel_max_weights, madevent_efficiency, multichannel_efficiency
 
@@ -51,13 +51,14 @@ def efficiency(weights: torch.Tensor) -> float:
 
 
 def tail_fit_efficiency(weights: torch.Tensor) -> float:
-    """The "tail fit" estimator of the module docstring."""
+    """The "tail fit" estimator of the module docstring (the fit of :func:`madnis.tails.fit_top`)."""
     ordered = weights.abs().double().sort(descending=True).values
     n, mean = len(ordered), float(ordered.mean())
-    k = min(max(int(math.sqrt(n)), MIN_TAIL_POINTS), TOP_WEIGHTS - 1)
-    threshold = float(ordered[k])
-    xi, scale = fit_gpd((ordered[:k] - threshold).flip(0).clamp_min(1e-300 * threshold))
-    xi, p_k, allowed = min(xi, MAX_SHAPE), k / n, RULE * mean
+    fit = fit_top(ordered, n)
+    if fit is None:  # no tail to fit: the sample's own
+        return efficiency(ordered)
+    k, threshold, _, xi, scale = fit
+    p_k, allowed = k / n, RULE * mean
     if p_k * scale / (1 - xi) <= allowed:  # w_max lies below the fitted tail: the sample's own
         return efficiency(ordered)
     if abs(xi) < 1e-9:
@@ -73,6 +74,7 @@ def estimates(
 ) -> dict:
     """The estimators of the module docstring from (channel, w / p_i, p_i per channel) of the online batches."""
     last = batches[-window:]
+    pooled = torch.cat([w for _, w, _ in last])
     rule = StoppingRule(events, window=window, max_overweight=RULE)
     rule.batches.extend(w for _, w, _ in last)
     channel = torch.cat([c for c, _, _ in last])
@@ -81,11 +83,11 @@ def estimates(
     integrals /= torch.bincount(channel, minlength=n).clamp_min(1)
     return {
         "median": float(torch.tensor([efficiency(w) for _, w, _ in last]).median()),
-        "pooled": efficiency(torch.cat([w for _, w, _ in last])),
+        "pooled": efficiency(pooled),
         "pooled multichannel": multichannel_efficiency(integrals, channel_max_weights(within, channel, n, RULE)),
         "pooled 4 windows": efficiency(torch.cat([w for _, w, _ in batches[-4 * window :]])),
         "rule": rule.efficiency(events),
-        "tail fit": tail_fit_efficiency(torch.cat([w for _, w, _ in last])),
+        "tail fit": tail_fit_efficiency(pooled),
     }
 
 

@@ -210,9 +210,9 @@ class Worker:
     def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str, draw_scale_channel: bool):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
         self.draw_scale_channel = draw_scale_channel
-        handle, name = tempfile.mkstemp(prefix=f"worker{index}.", suffix=".log", dir=rundir)  # its own: see above
+        handle, log = tempfile.mkstemp(prefix=f"worker{index}.", suffix=".log", dir=rundir)  # its own: see above
         os.close(handle)
-        self.log = Path(name)
+        self.log = Path(log)
         self.batch: SharedBatch | None = None
         self.pending: int | None = None
         self.info = self._start()

@@ -65,16 +65,26 @@ def fit_gpd(excess: torch.Tensor) -> tuple[float, float]:
     return (n * xi_hat + SHAPE_PRIOR_WEIGHT * SHAPE_PRIOR) / (n + SHAPE_PRIOR_WEIGHT), scale
 
 
-def tail_fit(top: torch.Tensor, n: int, mean: float) -> tuple[float, float] | None:
-    """(xi, tail) of a channel of ``n`` weights with mean ``mean`` whose largest magnitudes are ``top``
-    (descending); None when there are too few distinct non-zero weights to fit a tail."""
+def fit_top(top: torch.Tensor, n: int) -> tuple[int, float, torch.Tensor, float, float] | None:
+    """The rule's fit (module docstring) to the largest magnitudes ``top`` (descending) of ``n`` weights: (k, the
+    threshold w_(k+1), the k excesses over it ascending, xi capped at MAX_SHAPE, scale); None when there are too few
+    distinct non-zero weights to fit a tail."""
     k = min(max(int(math.sqrt(n)), MIN_TAIL_POINTS), TOP_WEIGHTS - 1)
     if n < 2 * MIN_TAIL_POINTS or len(top) <= k or not top[k] > 0 or not top[0] > top[k]:
         return None
     threshold = float(top[k])
     excess = (top[:k] - threshold).flip(0).clamp_min(1e-300 * threshold)
     xi, scale = fit_gpd(excess)
-    xi = min(xi, MAX_SHAPE)
+    return k, threshold, excess, min(xi, MAX_SHAPE), scale
+
+
+def tail_fit(top: torch.Tensor, n: int, mean: float) -> tuple[float, float] | None:
+    """(xi, tail) of a channel of ``n`` weights with mean ``mean`` whose largest magnitudes are ``top``
+    (descending); None when there are too few distinct non-zero weights to fit a tail."""
+    fit = fit_top(top, n)
+    if fit is None:
+        return None
+    k, threshold, excess, xi, scale = fit
     largest = float(excess[-1])
     if xi < 0 and 1 + xi * largest / scale <= 0:
         return xi, 0.0  # the largest weight is at the fitted upper end

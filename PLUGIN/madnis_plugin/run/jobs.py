@@ -255,12 +255,17 @@ def integration_points_here(configured: int, integral: float, other_trainings: l
     return integration_points(configured_points, sigma, 0)
 
 
+def all_started(job_dirs: list[Path]) -> bool:
+    """Whether every one of these jobs has started (its log exists): then no job waits for a core that frees
+    (MG5aMC's multicore pool starts queued jobs only when one ends)."""
+    return all((d / LOG).exists() for d in job_dirs)
+
+
 def ahead_open(other_trainings: list[str]) -> bool:
     """Whether a finished training job may make chunks ahead: some other training job still trains, and every one
-    has started (its log exists), so no job waits for this core (MG5aMC's multicore pool starts queued jobs only
-    when one ends)."""
+    has started (:func:`all_started`), so no job waits for this core."""
     dirs = [Path(d) for d in other_trainings]
-    return all((d / LOG).exists() for d in dirs) and any(read_result(d) is None for d in dirs)
+    return all_started(dirs) and any(read_result(d) is None for d in dirs)
 
 
 def workers_now(spec: JobSpec) -> int:
@@ -271,7 +276,7 @@ def workers_now(spec: JobSpec) -> int:
     j``'s ``g g``) drew its final points on one core while the others stood idle for up to 9 s of a 57 s launch, and
     the last generation job of a packing runs alone."""
     dirs = [Path(d) for d in spec.others]
-    if spec.shared_cores <= spec.workers or not all((d / LOG).exists() for d in dirs):
+    if spec.shared_cores <= spec.workers or not all_started(dirs):
         return spec.workers
     running = 1 + sum(not (d / FINISHED).exists() for d in dirs)
     return max(spec.workers, spec.shared_cores // running)
