@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import os
 import sys
+import zlib
 
 import numpy as np
 import pytest
+from madnis_plugin import lhe
 from madnis_plugin.lhe import Banner, EventRecords, LHEInit, LHEProcessInfo, run_card_text, write_lhe
 
 
@@ -56,13 +59,79 @@ def test_pylhe_reads_it(tmp_path):
     assert [int(p.id) for p in events[0].particles] == [2, -2, -11, 11]
 
 
-def test_interrupted_write_leaves_no_file(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_interrupted_write_leaves_no_file(tmp_path, processes):
+    """One process: event 4000 fails after more than a MB went to the writing thread; two: the child writing the
+    second half fails, then the launch writing it in its place, after the first half and the header are written."""
     records = dy_like_records(5000)
     records.helicity = records.helicity.astype(object)
-    records.helicity[4000, 2] = "?"  # formatting event 4000 fails, after more than a MB went to the writing thread
+    records.helicity[4000, 2] = "?"
     with pytest.raises(TypeError):
-        write_lhe(tmp_path / "events.lhe.gz", records, np.ones(5000), LHEInit([LHEProcessInfo(1, 0, 1)]))
+        write_lhe(
+            tmp_path / "events.lhe.gz", records, np.ones(5000), LHEInit([LHEProcessInfo(1, 0, 1)]), None, processes
+        )
     assert list(tmp_path.iterdir()) == []
+
+
+def gzip_members(path) -> int:
+    data, members = path.read_bytes(), 0
+    while data:
+        stream = zlib.decompressobj(31)
+        stream.decompress(data)
+        data, members = stream.unused_data, members + 1
+    return members
+
+
+def several_slices(n_slices: int) -> tuple[EventRecords, np.ndarray, LHEInit]:
+    n = n_slices * lhe.MIN_EVENTS_PER_PROCESS + 7
+    weights = np.random.default_rng(1).uniform(800.0, 900.0, n)
+    return dy_like_records(n), weights, LHEInit([LHEProcessInfo(844.3, 1.85, 900.0, 1)])
+
+
+@pytest.mark.parametrize("name", ["events.lhe.gz", "events.lhe"])
+def test_several_processes_write_the_text_of_one(tmp_path, name):
+    records, weights, init = several_slices(3)
+    one = write_lhe(tmp_path / "one" / name, records, weights, init)
+    three = write_lhe(tmp_path / "three" / name, records, weights, init, processes=3)
+    read = gzip.open if name.endswith(".gz") else open
+    with read(one, "rt") as a, read(three, "rt") as b:
+        text = b.read()
+        assert text == a.read() and text.count("<event>") == len(records)
+    if name.endswith(".gz"):  # the header with the first slice, (two more slices,) the closing tag
+        assert (gzip_members(one), gzip_members(three)) == (2, 4)
+    assert [p.name for p in (tmp_path / "three").iterdir()] == [name]  # no part left behind
+
+
+def test_a_slice_whose_child_failed_is_written_by_the_launch(tmp_path, monkeypatch):
+    records, weights, init = several_slices(2)
+    launch, write_member = os.getpid(), lhe._write_member
+
+    def fails_in_a_child(raw, gz, texts):
+        if os.getpid() != launch:
+            raise OSError("the child's disk is full")
+        write_member(raw, gz, texts)
+
+    one = write_lhe(tmp_path / "one.lhe.gz", records, weights, init)
+    monkeypatch.setattr(lhe, "_write_member", fails_in_a_child)
+    two = write_lhe(tmp_path / "two.lhe.gz", records, weights, init, processes=2)
+    assert gzip.open(two).read() == gzip.open(one).read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.lhe.gz", "two.lhe.gz"]
+
+
+def test_pythia_reads_every_slice(tmp_path):
+    pythia8mc = pytest.importorskip("pythia8mc")
+    records, weights, init = several_slices(3)
+    path = write_lhe(tmp_path / "events.lhe.gz", records, weights, init, processes=3)
+    pythia = pythia8mc.Pythia("", False)
+    for setting in ("Beams:frameType = 4", f"Beams:LHEF = {path}", "PartonLevel:all = off", "HadronLevel:all = off"):
+        assert pythia.readString(setting)
+    for setting in ("Check:event = off", "Next:numberCount = 0", "Print:quiet = on"):
+        assert pythia.readString(setting)
+    assert pythia.init()
+    read = 0
+    while pythia.next():
+        read += 1
+    assert read == len(records) and pythia.infoPython().atEndOfFile()
 
 
 def test_a_failing_disk_write_is_raised_and_leaves_no_file(tmp_path, monkeypatch):
@@ -92,3 +161,6 @@ def test_mg5_lhe_parser_reads_it(tmp_path, mg5_dir):
     events = list(lhe_parser.EventFile(str(path)))
     assert len(events) == 20 and [p.pid for p in events[0]] == [2, -2, -11, 11]
     assert events[0].wgt == pytest.approx(844.3)
+    records, weights, init = several_slices(3)  # a file of several gzip members, read through
+    path = write_lhe(tmp_path / "sliced.lhe.gz", records, weights, init, processes=3)
+    assert sum(1 for _ in lhe_parser.EventFile(str(path))) == len(records)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
+import itertools
 import os
 import queue
+import shutil
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -114,26 +117,44 @@ EVENT_LINE = "<event>\n%2d %6d %+13.7e %14.8e %14.8e %14.8e"
 PARTICLE_LINE = " %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14.10e %10.4e %10.4e"
 
 
+FORMAT_BATCH = 4096  # events turned into Python numbers at a time (the text of a few MB, whatever the file's size)
+
+
 def event_blocks(records: EventRecords, weights: np.ndarray) -> Iterator[str]:
-    """The ``<event>`` blocks in MadEvent's number format (lhe_parser.Event/Particle.__str__), one per event.
-    The arrays become Python lists first: indexing numpy element by element costs more than the formatting."""
-    heads = zip(
-        records.nup.tolist(),
-        records.subprocess.tolist(),
-        np.asarray(weights, dtype=np.float64).tolist(),
-        records.scale.tolist(),
-        records.aqed.tolist(),
-        records.aqcd.tolist(),
-    )
-    integers = np.concatenate(
-        [records.pdg[..., None], records.status[..., None], records.mothers, records.color], axis=2
-    ).tolist()
-    momenta, helicity = records.momenta.tolist(), records.helicity.tolist()
-    for head, ints, moms, hels in zip(heads, integers, momenta, helicity):
-        lines = [EVENT_LINE % head]
-        lines += [PARTICLE_LINE % (*ints[j], *moms[j], 0.0, hels[j]) for j in range(head[0])]
-        lines.append("</event>\n")
-        yield "\n".join(lines)
+    """The ``<event>`` blocks in MadEvent's number format (lhe_parser.Event/Particle.__str__), one per event, in order.
+
+    Events with the same number of particles share one format of their whole block, filled by one ``%`` from one row
+    of numbers (integers as floats: ``%d`` prints them alike), batch by batch: numpy's element-by-element indexing
+    costs more than the formatting, and one ``%`` per block instead of one per line and a list of lines saved 13 %
+    (100k t t~ j events, 2.1 -> 1.8 s, the same text)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    for start in range(0, len(weights), FORMAT_BATCH):
+        batch = records.take(np.arange(start, min(start + FORMAT_BATCH, len(weights))))
+        heads = np.stack(
+            [batch.nup, batch.subprocess, weights[start : start + len(batch)], batch.scale, batch.aqed, batch.aqcd],
+            axis=1,
+        )
+        blocks: list[str] = [""] * len(batch)
+        for nup in np.unique(batch.nup).tolist():
+            index = np.nonzero(batch.nup == nup)[0]
+            particles = np.concatenate(
+                [
+                    batch.pdg[index, :nup, None],
+                    batch.status[index, :nup, None],
+                    batch.mothers[index, :nup],
+                    batch.color[index, :nup],
+                    batch.momenta[index, :nup],
+                    np.zeros((len(index), nup, 1)),  # VTIMUP
+                    batch.helicity[index, :nup, None],
+                ],
+                axis=2,
+                dtype=np.float64,
+            )
+            rows = np.concatenate([heads[index], particles.reshape(len(index), -1)], axis=1).tolist()
+            block = "\n".join([EVENT_LINE, *[PARTICLE_LINE] * nup, "</event>\n"])
+            for i, row in zip(index.tolist(), rows):
+                blocks[i] = block % tuple(row)
+        yield from blocks
 
 
 class _CompressingWriter:
@@ -186,9 +207,15 @@ class _CompressingWriter:
 
 
 def write_lhe(
-    path: str | os.PathLike, records: EventRecords, weights: np.ndarray, init: LHEInit, banner: BannerLike | None = None
+    path: str | os.PathLike,
+    records: EventRecords,
+    weights: np.ndarray,
+    init: LHEInit,
+    banner: BannerLike | None = None,
+    processes: int = 1,
 ) -> Path:
-    """Write ``records`` with per-event ``weights`` (pb) to ``path`` (.lhe or .lhe.gz), atomically.
+    """Write ``records`` with per-event ``weights`` (pb) to ``path`` (.lhe or .lhe.gz), atomically, on up to
+    ``processes`` cores (:func:`_write_lhe`).
 
     The banner's <MGGenerationInfo> gets the number of events and the summed cross section of ``init``.
     """
@@ -200,7 +227,7 @@ def write_lhe(
         raise ValueError("refusing to write non-finite event weights")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _collector_paused():
-        return _write_lhe(path, records, weights, init, banner or Banner())
+        return _write_lhe(path, records, weights, init, banner or Banner(), processes)
 
 
 @contextlib.contextmanager
@@ -217,32 +244,90 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _write_lhe(path: Path, records: EventRecords, weights: np.ndarray, init: LHEInit, banner: BannerLike) -> Path:
+MIN_EVENTS_PER_PROCESS = 2000  # fewer events than this per process: one process writes them (a fork costs ~10 ms)
+
+
+def _write_lhe(
+    path: Path, records: EventRecords, weights: np.ndarray, init: LHEInit, banner: BannerLike, processes: int
+) -> Path:
+    """The file as consecutive parts: the header with the first slice of events, then the other slices, each
+    formatted (and compressed) by a forked child into a file of its own while this process does the first, then
+    the closing tag. A gzip file may hold several members, read as one stream by gzip, zlib (Pythia 8), pylhe and
+    MG5aMC's lhe_parser (tests/test_lhe.py). Why: formatting is Python and compressing zlib, ~30 us per t t~ j
+    event together, serial in the launch after every job has ended and left its cores idle (100k events: 2.9 s).
+    A slice whose child failed is written here; on any error or Ctrl-C the children are stopped and no file is
+    left (the temporary names are removed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    total = sum(p.xsec for p in init.processes)
+    gz = path.suffix == ".gz"
+    n_slices = max(1, min(processes, len(records) // MIN_EVENTS_PER_PROCESS))
+    bounds = np.linspace(0, len(records), n_slices + 1).astype(int).tolist()
+    slices = list(zip(bounds[:-1], bounds[1:]))
+    parts = [tmp.with_name(f"{tmp.name}.part{k}") for k in range(1, n_slices)]
+    children: dict[int, int] = {}  # slice -> pid of the child writing it
+
+    def events(k: int) -> Iterator[str]:
+        start, stop = slices[k]
+        index = np.arange(start, stop)
+        return event_blocks(records.take(index), weights[start:stop])
+
     try:
-        raw = open(tmp, "wb")
-        with raw:
-            gz = path.suffix == ".gz"
-            stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else raw
-            with stream:
-                out = _CompressingWriter(stream)
+        for k, part in enumerate(parts, start=1):
+            try:
+                pid = os.fork()
+            except OSError:  # no process to spare: this process writes the slice
+                continue
+            if pid == 0:  # the child: its slice into its part, then gone (no cleanup, no output of its own)
                 try:
-                    out.write('<LesHouchesEvents version="3.0">\n')
-                    out.write(banner.text(len(records), total))
-                    out.write(init.text())
-                    for block in event_blocks(records, weights):
-                        out.write(block)
-                    out.write("</LesHouchesEvents>\n")
+                    with open(part, "wb") as raw:
+                        _write_member(raw, gz, events(k))
                 except BaseException:
-                    out.abort()
-                    raise
-                out.close()
+                    os._exit(1)
+                os._exit(0)
+            children[k] = pid
+        total = sum(p.xsec for p in init.processes)
+        with open(tmp, "wb") as raw:
+            header = ['<LesHouchesEvents version="3.0">\n', banner.text(len(records), total), init.text()]
+            _write_member(raw, gz, itertools.chain(header, events(0)))
+            for k, part in enumerate(parts, start=1):
+                if k in children and _exit_status(children[k]) == 0:
+                    del children[k]
+                    with open(part, "rb") as written:
+                        shutil.copyfileobj(written, raw)
+                else:  # the child failed (or none started): the slice is written here
+                    children.pop(k, None)
+                    _write_member(raw, gz, events(k))
+            _write_member(raw, gz, ["</LesHouchesEvents>\n"])
         os.replace(tmp, path)
     except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
+        for pid in children.values():
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                _exit_status(pid)
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
     return path
+
+
+def _write_member(raw: BinaryIO, gz: bool, texts: Iterable[str]) -> None:
+    """``texts`` appended to ``raw``: as one gzip member (``gz``) or plain, compressed while the next are formatted."""
+    stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else raw
+    with stream if gz else contextlib.nullcontext():
+        out = _CompressingWriter(stream)
+        try:
+            for text in texts:
+                out.write(text)
+        except BaseException:
+            out.abort()
+            raise
+        out.close()
+
+
+def _exit_status(pid: int) -> int:
+    """The exit status of the child ``pid`` once it has ended (a signal's: its negative number)."""
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def run_card_text(entries: Iterable[tuple[object, str, str]]) -> str:

@@ -88,15 +88,18 @@ def write_events(
     banner: BannerLike,
     init: LHEInit,
     rng: np.random.Generator,
+    processes: int = 1,
 ) -> Path:
     """Step 5: all sources' events shuffled together, weights averaging ``sigma`` (MadEvent's
-    ``event_norm = average``; each source's events average 1 before), one ``<init>`` line per source."""
+    ``event_norm = average``; each source's events average 1 before), one ``<init>`` line per source; written on up
+    to ``processes`` cores (:func:`madnis_plugin.lhe.write_lhe`)."""
     written = [(records, unweighted) for _, unweighted, records in parts if records is not None]
     records = EventRecords.concatenate([r for r, _ in written])
     weights = sigma * np.concatenate([u.relative_weight / u.relative_weight.mean() for _, u in written])
     order = rng.permutation(len(records))
-    processes = [
+    process_lines = [
         LHEProcessInfo(u.cross_section.integral, u.cross_section.error, float(weights.max()), source.lprup)
         for source, u, _ in parts
     ]
-    return write_lhe(path, records.take(order), weights[order], replace(init, processes=processes), banner)
+    info = replace(init, processes=process_lines)
+    return write_lhe(path, records.take(order), weights[order], info, banner, processes)

@@ -160,7 +160,7 @@ def run_in_jobs(
         log(f"  [{s.name}] {results[-1].calls_line()}")
     sigma, error = pooled_cross_section(results)
     rng = np.random.default_rng(seed)
-    lhe_path = write_events(settings.output_dir / settings.events_file, parts, sigma, banner, init, rng)
+    lhe_path = write_events(settings.output_dir / settings.events_file, parts, sigma, banner, init, rng, cores)
     if settings.save_models:  # only now: a failed or interrupted run keeps the samplers saved before
         for s, train_dir, t in zip(sources, train_dirs, trained):
             if t["reused_from"] is None:
