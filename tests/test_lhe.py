@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -114,6 +115,26 @@ def test_a_slice_whose_child_failed_is_written_by_the_launch(tmp_path, monkeypat
     one = write_lhe(tmp_path / "one.lhe.gz", records, weights, init)
     monkeypatch.setattr(lhe, "_write_member", fails_in_a_child)
     two = write_lhe(tmp_path / "two.lhe.gz", records, weights, init, processes=2)
+    assert gzip.open(two).read() == gzip.open(one).read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.lhe.gz", "two.lhe.gz"]
+
+
+def test_a_hung_child_is_stopped_and_its_slice_written_by_the_launch(tmp_path, monkeypatch):
+    records, weights, init = several_slices(2)
+    launch, write_member = os.getpid(), lhe._write_member
+
+    def hangs_in_a_child(raw, gz, texts):
+        if os.getpid() != launch:
+            time.sleep(600)  # as a child stuck on a lock another thread held at the fork
+        write_member(raw, gz, texts)
+
+    one = write_lhe(tmp_path / "one.lhe.gz", records, weights, init)
+    monkeypatch.setattr(lhe, "_write_member", hangs_in_a_child)
+    monkeypatch.setattr(lhe, "CHILD_PATIENCE", 0.0)
+    monkeypatch.setattr(lhe, "CHILD_GRACE_SECONDS", 0.5)
+    started = time.monotonic()
+    two = write_lhe(tmp_path / "two.lhe.gz", records, weights, init, processes=2)
+    assert time.monotonic() - started < 30
     assert gzip.open(two).read() == gzip.open(one).read()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.lhe.gz", "two.lhe.gz"]
 

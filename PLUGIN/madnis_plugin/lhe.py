@@ -21,6 +21,7 @@ import queue
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,9 @@ def _collector_paused() -> Iterator[None]:
 
 
 MIN_EVENTS_PER_PROCESS = 2000  # fewer events than this per process: one process writes them (a fork costs ~10 ms)
+# a child not done CHILD_PATIENCE x the launch's own slice time + CHILD_GRACE_SECONDS after it is presumed hung
+# (e.g. a lock another thread held at the fork) and its slice is written by the launch: a run never waits forever
+CHILD_PATIENCE, CHILD_GRACE_SECONDS = 10.0, 30.0
 
 
 def _write_lhe(
@@ -255,8 +259,8 @@ def _write_lhe(
     the closing tag. A gzip file may hold several members, read as one stream by gzip, zlib (Pythia 8), pylhe and
     MG5aMC's lhe_parser (tests/test_lhe.py). Why: formatting is Python and compressing zlib, ~30 us per t t~ j
     event together, serial in the launch after every job has ended and left its cores idle (100k events: 2.9 s).
-    A slice whose child failed is written here; on any error or Ctrl-C the children are stopped and no file is
-    left (the temporary names are removed)."""
+    A slice whose child failed or hung (:data:`CHILD_PATIENCE`) is written here; on any error or Ctrl-C the children
+    are stopped and no file is left (the temporary names are removed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     gz = path.suffix == ".gz"
     n_slices = max(1, min(processes, len(records) // MIN_EVENTS_PER_PROCESS))
@@ -287,22 +291,22 @@ def _write_lhe(
         total = sum(p.xsec for p in init.processes)
         with open(tmp, "wb") as raw:
             header = ['<LesHouchesEvents version="3.0">\n', banner.text(len(records), total), init.text()]
+            started = time.monotonic()
             _write_member(raw, gz, itertools.chain(header, events(0)))
+            deadline = time.monotonic() + CHILD_PATIENCE * (time.monotonic() - started) + CHILD_GRACE_SECONDS
             for k, part in enumerate(parts, start=1):
-                if k in children and _exit_status(children[k]) == 0:
+                if k in children and _exit_status(children[k], deadline) == 0:
                     del children[k]
                     with open(part, "rb") as written:
                         shutil.copyfileobj(written, raw)
-                else:  # the child failed (or none started): the slice is written here
-                    children.pop(k, None)
+                else:  # the child failed, hung or never started: the slice is written here
+                    _stop(children.pop(k, None))
                     _write_member(raw, gz, events(k))
             _write_member(raw, gz, ["</LesHouchesEvents>\n"])
         os.replace(tmp, path)
     except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
         for pid in children.values():
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(pid, signal.SIGKILL)
-                _exit_status(pid)
+            _stop(pid)
         tmp.unlink(missing_ok=True)
         raise
     finally:
@@ -325,9 +329,24 @@ def _write_member(raw: BinaryIO, gz: bool, texts: Iterable[str]) -> None:
         out.close()
 
 
-def _exit_status(pid: int) -> int:
-    """The exit status of the child ``pid`` once it has ended (a signal's: its negative number)."""
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+def _exit_status(pid: int, deadline: float) -> int | None:
+    """The exit status of the child ``pid`` once it has ended (a signal's: its negative number), None if it has not
+    by ``deadline`` (``time.monotonic``)."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+
+
+def _stop(pid: int | None) -> None:
+    """Kill the child ``pid`` (None: no child) and reap it, if it is still there."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def run_card_text(entries: Iterable[tuple[object, str, str]]) -> str:
