@@ -295,12 +295,15 @@ def _write_lhe(
             _write_member(raw, gz, itertools.chain(header, events(0)))
             deadline = time.monotonic() + CHILD_PATIENCE * (time.monotonic() - started) + CHILD_GRACE_SECONDS
             for k, part in enumerate(parts, start=1):
-                if k in children and _exit_status(children[k], deadline) == 0:
+                status = _exit_status(children[k], deadline) if k in children else None
+                if status is None:  # hung, or never started
+                    _stop(children.pop(k, None))
+                else:
                     del children[k]
+                if status == 0:
                     with open(part, "rb") as written:
                         shutil.copyfileobj(written, raw)
                 else:  # the child failed, hung or never started: the slice is written here
-                    _stop(children.pop(k, None))
                     _write_member(raw, gz, events(k))
             _write_member(raw, gz, ["</LesHouchesEvents>\n"])
         os.replace(tmp, path)
