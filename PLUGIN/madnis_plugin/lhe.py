@@ -121,16 +121,18 @@ PARTICLE_LINE = " %8d %2d %4d %4d %4d %4d %+13.10e %+13.10e %+13.10e %14.10e %14
 FORMAT_BATCH = 4096  # events turned into Python numbers at a time (the text of a few MB, whatever the file's size)
 
 
-def event_blocks(records: EventRecords, weights: np.ndarray) -> Iterator[str]:
-    """The ``<event>`` blocks in MadEvent's number format (lhe_parser.Event/Particle.__str__), one per event, in order.
+def event_blocks(records: EventRecords, weights: np.ndarray, first: int = 0, last: int | None = None) -> Iterator[str]:
+    """The ``<event>`` blocks in MadEvent's number format (lhe_parser.Event/Particle.__str__), one per event, in order:
+    the events ``first`` to ``last`` (None: to the end).
 
     Events with the same number of particles share one format of their whole block, filled by one ``%`` from one row
     of numbers (integers as floats: ``%d`` prints them alike), batch by batch: numpy's element-by-element indexing
     costs more than the formatting, and one ``%`` per block instead of one per line and a list of lines saved 13 %
     (100k t t~ j events, 2.1 -> 1.8 s, the same text)."""
     weights = np.asarray(weights, dtype=np.float64)
-    for start in range(0, len(weights), FORMAT_BATCH):
-        batch = records.take(np.arange(start, min(start + FORMAT_BATCH, len(weights))))
+    last = len(weights) if last is None else last
+    for start in range(first, last, FORMAT_BATCH):
+        batch = records.take(np.arange(start, min(start + FORMAT_BATCH, last)))
         heads = np.stack(
             [batch.nup, batch.subprocess, weights[start : start + len(batch)], batch.scale, batch.aqed, batch.aqcd],
             axis=1,
@@ -270,9 +272,7 @@ def _write_lhe(
     children: dict[int, int] = {}  # slice -> pid of the child writing it
 
     def events(k: int) -> Iterator[str]:
-        start, stop = slices[k]
-        index = np.arange(start, stop)
-        return event_blocks(records.take(index), weights[start:stop])
+        return event_blocks(records, weights, *slices[k])
 
     try:
         for k, part in enumerate(parts, start=1):
@@ -320,8 +320,8 @@ def _write_lhe(
 
 def _write_member(raw: BinaryIO, gz: bool, texts: Iterable[str]) -> None:
     """``texts`` appended to ``raw``: as one gzip member (``gz``) or plain, compressed while the next are formatted."""
-    stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else raw
-    with stream if gz else contextlib.nullcontext():
+    member = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) if gz else None
+    with member if gz else contextlib.nullcontext(raw) as stream:
         out = _CompressingWriter(stream)
         try:
             for text in texts:
