@@ -6,10 +6,16 @@ cards, the same ``nb_core`` (``run_mode = 2``): both launches compile (a MadNIS 
 launch compiled would only link the bridge). Records wall time (compilation included in both),
 cross section, matrix-element calls and unweighting efficiency; writes
 ``benchmarks/results/mg5_vs_madnis.json`` (one row per launch: process, mode, nevents, nb_core, wall_s, xsec,
-err, me_calls, efficiency_madevent_rule, events_per_call), ``mg5_vs_madnis.md`` and ``mg5_vs_madnis.png`` (``--output NAME`` renames them).
+err, me_calls, efficiency_madevent_rule, events_per_call; MadNIS rows also madnis_steps), ``mg5_vs_madnis.md`` and
+``mg5_vs_madnis.png`` (``--output NAME`` renames them).
 
     python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 \
         --case "g g > w+ d u~ g" 100000
+
+``--steps`` with several training budgets (``madnis_steps`` values, e.g. ``--steps auto 500 1000``) launches MadNIS
+once per budget after the one stock launch of each case, each in its own fresh copy: the trade-off between training
+time, unweighting efficiency and wall time in one run, drawn as a third panel (efficiency against wall time, stock's
+point beside MadNIS's budgets).
 
 Python's bytecode: MadEvent runs under ``python -O``, whose ``.opt-1.pyc`` files Python writes on a first import.
 Where ``PYTHONDONTWRITEBYTECODE`` is set (this project's machines set it) none is ever written and every launch
@@ -167,14 +173,19 @@ def madnis(
     return Measurement(sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), tail, variance)
 
 
+CARD_BUDGET = "card"  # the budget label of a MadNIS launch that keeps the run_card's madnis_steps
+
+
 @dataclass
 class Case:
-    """One process at one number of events, launched stock and MadNIS back to back."""
+    """One process at one number of events, launched stock and MadNIS (at training budget ``steps``) back to back;
+    the cases of several budgets share their stock launch."""
 
     process: str
     nevents: int
     stock: Measurement
     madnis: Measurement
+    steps: str = CARD_BUDGET
 
     @property
     def pull(self) -> float:
@@ -197,12 +208,18 @@ class Case:
                 err=m.error,
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
-                **({"err_weight_tail": m.tail_error} if mode == "madnis" else {}),
+                **({"err_weight_tail": m.tail_error, "madnis_steps": self.steps} if mode == "madnis" else {}),
                 events_per_call=round(self.nevents / m.points, 5),
                 **({"phases_s": m.phases} if m.phases else {}),
             )
             for mode, m in (("stock", self.stock), ("madnis", self.madnis))
         ]
+
+    @property
+    def label(self) -> str:
+        """The case in tables and plots: process, events and, unless the card's, the training budget."""
+        budget = "" if self.steps == CARD_BUDGET else f", madnis_steps = {self.steps}"
+        return f"`{self.process}`, {self.nevents:,} events{budget}"
 
 
 def write_outputs(
@@ -236,16 +253,16 @@ def write_outputs(
         f"- date: {date}",
         *[f"- note: {note}" for note in notes],
         "",
-        "| process | events | stock sigma [pb] | MadNIS sigma [pb] | MadNIS error without its weight-tail part [pb] "
+        "| process | events | madnis_steps | stock sigma [pb] | MadNIS sigma [pb] | MadNIS error without its weight-tail part [pb] "
         "| pull | stock time [s] | MadNIS time [s] "
         "| time MadNIS / stock | stock calls | MadNIS calls | stock efficiency | MadNIS efficiency "
         "| events per call stock / MadNIS | MadNIS points stopping the Fortran |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s, m = c.stock, c.madnis
         lines.append(
-            f"| `{c.process}` | {c.nevents:,} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
+            f"| `{c.process}` | {c.nevents:,} | {c.steps} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
             f"| {m.variance_error:.3g} | {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
             f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
             f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} |"
@@ -271,8 +288,7 @@ def write_outputs(
         "compilation on; MG5aMC's start and its end steps are the rest of the wall time above):",
         "",
         *[
-            f"- `{c.process}`, {c.nevents:,} events: "
-            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in c.madnis.phases.items())
+            f"- {c.label}: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in c.madnis.phases.items())
             for c in cases
             if c.madnis.phases
         ],
@@ -280,9 +296,11 @@ def write_outputs(
     ]
     table = RESULTS / f"{name}.md"
     table.write_text("\n".join(lines))
-    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(10, 3.6))
+    budgets = budget_groups(cases)
+    fig, axes = plt.subplots(1, 3 if budgets else 2, figsize=(15 if budgets else 10, 3.6))
+    ax_t, ax_e = axes[:2]
     x = range(len(cases))
-    names = [f"{c.process}\n{c.nevents:,}" for c in cases]
+    names = [f"{c.process}\n{c.nevents:,}" + ("" if c.steps == CARD_BUDGET else f"\n{c.steps} steps") for c in cases]
     ax_t.bar([i - 0.2 for i in x], [c.stock.seconds for c in cases], 0.4, label="stock MadEvent")
     ax_t.bar([i + 0.2 for i in x], [c.madnis.seconds for c in cases], 0.4, label="MadNIS")
     ax_t.set(ylabel="wall time [s]", title="launch wall time")
@@ -292,9 +310,48 @@ def write_outputs(
     for ax in (ax_t, ax_e):
         ax.set_xticks(list(x), names, fontsize=7)
         ax.legend(fontsize=7)
+    if budgets:
+        draw_budgets(axes[2], budgets)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{name}.png", dpi=110)
     return table
+
+
+def budget_groups(cases: list[Case]) -> dict[tuple[str, int], list[Case]]:
+    """The cases of each (process, nevents) launched at several training budgets (empty when none was)."""
+    groups: dict[tuple[str, int], list[Case]] = {}
+    for c in cases:
+        groups.setdefault((c.process, c.nevents), []).append(c)
+    return {key: group for key, group in groups.items() if len(group) > 1}
+
+
+def draw_budgets(ax, budgets: dict[tuple[str, int], list[Case]]) -> None:
+    """Unweighting efficiency against wall time: stock's launch and MadNIS's at each budget, per case."""
+    for (process, nevents), group in budgets.items():
+        stock = group[0].stock
+        line = ax.plot([c.madnis.seconds for c in group], [100 * c.madnis.efficiency for c in group], "o-")[0]
+        for c in group:
+            ax.annotate(
+                c.steps,
+                (c.madnis.seconds, 100 * c.madnis.efficiency),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.plot(
+            [stock.seconds],
+            [100 * stock.efficiency],
+            "s",
+            color=line.get_color(),
+            fillstyle="none",
+            label=f"{process}, {nevents:,}: MadNIS (o, by madnis_steps), stock (square)",
+        )
+    ax.set(
+        xlabel="wall time [s]", ylabel="unweighting efficiency [%]", title="training budget: efficiency vs wall time"
+    )
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=6)
 
 
 def bytecode_setting(dont_write: bool) -> str:
@@ -331,7 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a process at its own nevents",
     )
     parser.add_argument("--nb-core", type=int, default=os.cpu_count() or 1, help="cores of both launches (run_mode 2)")
-    parser.add_argument("--steps", default=None, help="madnis_steps (default: the card's)")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        default=[CARD_BUDGET],
+        help=f"madnis_steps of the MadNIS launches, one launch per value after each stock launch ({CARD_BUDGET!r}: "
+        "the run_card's, the default)",
+    )
     parser.add_argument("--mg5", type=Path, default=mg5_home())
     parser.add_argument("--keep", action="store_true", help="keep the process directories and launch logs")
     parser.add_argument("--note", action="append", default=[], help="line for the results header (repeatable)")
@@ -350,23 +413,30 @@ def main(argv: list[str] | None = None) -> int:
     directories = process_directories(args.mg5, [p for p, _ in wanted], "mg5_vs_madnis_", args.keep)
     for i, ((process, directory), (_, nevents)) in enumerate(zip(directories, wanted)):
         try:
-            fresh = directory.with_name(f"{directory.name}_madnis")  # compiles as the stock launch does
-            shutil.copytree(directory, fresh, symlinks=True)
+            fresh = [directory.with_name(f"{directory.name}_madnis{k}") for k in range(len(args.steps))]
+            for copy in fresh:  # each compiles as the stock launch does
+                shutil.copytree(directory, copy, symlinks=True)
             if i == 0 and not args.dont_write_bytecode:
                 warm_up(directory, args.nb_core)
             s = stock(directory, nevents, args.nb_core)
-            m = madnis(fresh, nevents, args.steps, args.nb_core)
         except RunFailed as error:
             failures.append(f"{process}` ({nevents} events) failed: `{error}")
             print(f"{process}: FAILED {error}", flush=True)
             continue
-        cases.append(Case(process, nevents, s, m))
-        print(f"{process} ({nevents} events): stock {asdict(s)}\n  MadNIS {asdict(m)}", flush=True)
+        for copy, steps in zip(fresh, args.steps):
+            try:
+                m = madnis(copy, nevents, None if steps == CARD_BUDGET else steps, args.nb_core)
+            except RunFailed as error:
+                failures.append(f"{process}` ({nevents} events, madnis_steps {steps}) failed: `{error}")
+                print(f"{process} (madnis_steps {steps}): FAILED {error}", flush=True)
+                continue
+            cases.append(Case(process, nevents, s, m, steps))
+            print(f"{process} ({nevents} events, {steps}): stock {asdict(s)}\n  MadNIS {asdict(m)}", flush=True)
     command = "python benchmarks/mg5_vs_madnis.py " + " ".join(
         [f'"{p}"' for p in args.processes]
         + [f"--nevents {args.nevents}", f"--nb-core {args.nb_core}"]
         + [f'--case "{p}" {n}' for p, n in args.case]
-        + ([f"--steps {args.steps}"] if args.steps else [])
+        + ([f"--steps {' '.join(args.steps)}"] if args.steps != [CARD_BUDGET] else [])
         + ([f"--output {args.output}"] if args.output != "mg5_vs_madnis" else [])
         + (["--dont-write-bytecode"] if args.dont_write_bytecode else [])
     )
