@@ -1,6 +1,6 @@
 """Ablation on matrix elements: which TrainingConfig setting shrinks the weight tail of a W+2j channel part (issue 8).
 
-Each run trains one channel part of ``g g > w+ d u~ g`` (the part a 2-core launch of the run's seed trains: the
+Each run trains one channel part of a P-dir, made for ``g g > w+ d u~ g``'s and usable on any other (the part a 2-core launch of the run's seed trains: the
 P-dir's channel groups dealt into ``--parts`` parts of about equal estimated cross section, ``madnis.subset``) for
 ``--steps`` fixed steps with the plugin's run_card defaults plus the row's overrides, then draws ``--points``
 weighted points (batches of ``--batch`` points, default 100k, channels by their w_max as a launch draws them) and
@@ -110,15 +110,23 @@ def evaluate(madnis, points: int, batch: int, seed: int) -> dict:
     )
 
 
+def process_of(pdir: Path) -> str:
+    """The process the P-dir's output was generated for (its proc_card's first ``generate`` line), for the header."""
+    card = pdir.resolve().parents[1] / "Cards" / "proc_card_mg5.dat"
+    lines = card.read_text().splitlines() if card.is_file() else []
+    generated = [line.split(None, 1)[1].strip() for line in lines if line.startswith("generate ")]
+    return f"{generated[0]}, {pdir.name}" if generated else pdir.name
+
+
 def markdown(runs: list[dict], command: str, args: argparse.Namespace) -> str:
     lines = [
-        "# W+2j channel-part ablation (issue 8)",
+        f"# Channel-part ablation on `{process_of(Path(args.pdir))}` (issue 8)",
         "",
         f"- command: `{command}`",
         f"- machine: {platform.machine()}, {platform.platform()}, {args.jobs} runs at a time, 1 torch thread and 1 "
         "bridge worker each",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- part {args.part} of {args.parts} of `g g > w+ d u~ g` (a 2-core launch's split), {args.steps} training steps "
+        f"- part {args.part} of {args.parts} of `{process_of(Path(args.pdir))}` (a launch's split), {args.steps} training steps "
         f"x 1024 points with the plugin's run_card defaults plus the setting; {args.points} weighted points in "
         f"batches of {args.batch}; efficiency = mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight "
         "above it), of all points and (median) of each batch",
@@ -159,7 +167,7 @@ def quoted_arguments(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pdir", help="SubProcesses/P1_gg_wpqqg of an `output madnis` of g g > w+ d u~ g")
+    parser.add_argument("pdir", help="a P-dir of an `output madnis` (e.g. SubProcesses/P1_gg_wpqqg of g g > w+ d u~ g)")
     parser.add_argument("--row", action="append", default=[], help="JSON dict of TrainingConfig overrides")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
     parser.add_argument("--steps", type=int, default=800)
@@ -188,8 +196,11 @@ def main(argv: list[str] | None = None) -> None:
         runs = [row for rows in pool.starmap(run, tasks, chunksize=1) for row in rows]
     for r in runs:
         print(json.dumps(r), flush=True)
-    command = "OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
-        f"'{a}'" if a.startswith("{") else a for a in quoted_arguments(argv if argv is not None else sys.argv[1:])
+    command = (
+        f"OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py OUTPUT/SubProcesses/{Path(args.pdir).name} "
+        + " ".join(
+            f"'{a}'" if a.startswith("{") else a for a in quoted_arguments(argv if argv is not None else sys.argv[1:])
+        )
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(dict(command=command, runs=runs), indent=1) + "\n")
