@@ -225,11 +225,6 @@ class Case:
 def write_outputs(
     cases: list[Case], failures: list[str], command: str, notes: list[str], nb_core: int, name: str
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = (
         f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
@@ -296,8 +291,21 @@ def write_outputs(
     ]
     table = RESULTS / f"{name}.md"
     table.write_text("\n".join(lines))
+    draw(cases, RESULTS / f"{name}.png")
+    return table
+
+
+def draw(cases: list[Case], path: Path) -> None:
+    """Wall time and events per call of each case, stock beside MadNIS, and the budgets' trade-off (if any)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     budgets = budget_groups(cases)
-    fig, axes = plt.subplots(1, 3 if budgets else 2, figsize=(15 if budgets else 10, 3.6))
+    bars = max(5.0, 0.9 * len(cases))  # inches per bar panel: room for each case's label
+    widths = [bars, bars] + ([5.5] if budgets else [])
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 3.8), gridspec_kw={"width_ratios": widths})
     ax_t, ax_e = axes[:2]
     x = range(len(cases))
     names = [f"{c.process}\n{c.nevents:,}" + ("" if c.steps == CARD_BUDGET else f"\n{c.steps} steps") for c in cases]
@@ -308,13 +316,13 @@ def write_outputs(
     ax_e.bar([i + 0.2 for i in x], [100 * c.nevents / c.madnis.points for c in cases], 0.4, label="MadNIS")
     ax_e.set(ylabel="%", title="events per matrix-element call")
     for ax in (ax_t, ax_e):
-        ax.set_xticks(list(x), names, fontsize=7)
+        ax.set_xticks(list(x), names, fontsize=6)
         ax.legend(fontsize=7)
     if budgets:
         draw_budgets(axes[2], budgets)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=110)
-    return table
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def budget_groups(cases: list[Case]) -> dict[tuple[str, int], list[Case]]:
