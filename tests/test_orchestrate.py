@@ -237,7 +237,9 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     line = next(line for line in lines if "holds a weight-tail part" in line)
     assert f"{run.error:.3g} pb" in line and f"{tail:.3g} pb" in line
     assert f"alone, as MadEvent quotes it: {math.sqrt(run.error**2 - tail**2):.3g} pb" in line
-    assert len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000 - kept
+    assert (
+        len(result.events.event_observable) == 200 and len(result.events.sample_observable) == 4000
+    )  # final sampler's
     prior = result.events.prior_fractions
     assert prior.sum() == pytest.approx(1.0) and (prior > 0.2).all()
 

@@ -40,6 +40,7 @@ from test_orchestrate import toy_records, toy_source
 
 from madnis import MadNIS, TrainingConfig, WeightedSample
 from madnis.toys import CamelBack1D, ParetoChannels
+from madnis.unweighting import channel_max_weights
 
 
 def quiet(line: str) -> None:
@@ -82,11 +83,14 @@ def test_a_saved_sampler_is_taken_as_it_is(settings):
 
 
 def test_the_integration_points_are_the_first_weighted_points(trained, settings):
+    """A fixed budget: the final sampler draws integration_points itself, the kept batches (if no test took them
+    yet) come on top."""
     source, t = trained
     before = t.madnis.n_calls
     result, points = integrate(t.madnis, source, settings, seed=7, log=quiet)
-    from_training = int((points.samplers() == TRAINING_SAMPLE).sum())  # kept batches, if no test took them yet
-    assert len(points) == result.n_points == 4000 == t.madnis.n_calls - before + from_training
+    from_training = int((points.samplers() == TRAINING_SAMPLE).sum())
+    assert len(points) == result.n_points == 4000 + from_training
+    assert t.madnis.n_calls - before == 4000 == int((points.samplers() == points.final_sampler).sum())
     pooled = points.cross_section.result(points.group_of_channel)
     assert pooled.integral == pytest.approx(result.integral, rel=1e-10)
     assert pooled.error == pytest.approx(result.error, rel=1e-6)
@@ -118,8 +122,8 @@ def test_the_check_that_ends_training_is_part_of_the_integration(settings):
 
 def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channel_weights(settings):
     """Fixed channel weights (MadEvent's alpha^prior under a channel-dependent scale): the latest quarter of the
-    online batches counts towards integration_points and enters sigma; its calls move from training to the integration, and
-    some events come from it."""
+    online batches enters sigma on top of the final sampler's integration_points (a fixed budget: no check drew
+    from the final sampler); its calls move from training to the integration, and some events come from it."""
     source = toy_source("P1_a", 1)
     settings = replace(settings, integration_points=8000)
     settings.training = TrainingConfig(steps=40, batch_size=256, seed=2, train_channel_weights=False)
@@ -128,7 +132,7 @@ def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channe
     assert kept == 10 * 256 and t.calls == t.madnis.n_calls - kept
     lines = []
     result, points = integrate(t.madnis, source, settings, seed=7, log=lines.append)
-    assert len(points) == result.n_points == 8000 == t.madnis.n_calls - t.calls
+    assert len(points) == result.n_points == 8000 + kept == t.madnis.n_calls - t.calls
     assert f"{kept} from 10 later training batches" in lines[-1]
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     from_training = points.samplers() == TRAINING_SAMPLE
@@ -136,7 +140,7 @@ def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channe
     weights, w_max = points.unweighting_weights(settings.training.max_overweight)
     assert float(w_max[from_training][0]) != float(w_max[~from_training][0])  # each sample its own w_max
     events = unweight(t.madnis, points, 300, source, settings, seed=9, log=quiet, draw_more=False)
-    assert len(events.r) == 300 and events.cross_section.n_points == 8000
+    assert len(events.r) == 300 and events.cross_section.n_points == 8000 + kept
     assert torch.isin(events.r[:, 0], torch.cat(points.r)[from_training][:, 0]).sum() > 30
 
 
@@ -293,6 +297,26 @@ def test_each_sampler_unweights_against_its_own_w_max(settings, earlier_last):
     assert events.w_max == 1.0  # the final sampler's
 
 
+def test_a_fixed_budget_whose_later_batches_exceed_the_integration_still_plans_by_the_final_sampler(settings):
+    """Later training batches numbering more points than integration_points (long fixed budgets) do not stand in for
+    the final sampler: it draws integration_points itself, and the plan's channel w_max are those of its points, not
+    of the batches of earlier samplers (which, earlier in training, carry larger weights here)."""
+    source = toy_source("P1_a", 1)
+    settings = replace(settings, integration_points=2000)
+    settings.training = TrainingConfig(steps=40, batch_size=256, seed=2, train_channel_weights=False)
+    t = train_or_load(0, source, None, settings, quiet)
+    kept = t.madnis.trainer.kept_points
+    assert kept == 10 * 256 > settings.integration_points
+    result, points = integrate(t.madnis, source, settings, seed=7, log=quiet)
+    final = points.samplers() == points.final_sampler
+    assert int(final.sum()) == 2000 == t.madnis.n_calls - t.calls - kept and len(points) == 2000 + kept
+    own = channel_max_weights(
+        torch.cat(points.within)[final], torch.cat(points.channel)[final], 2, settings.training.max_overweight
+    )
+    assert [c.max_weight for c in result.channels] == own.tolist()
+    assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
+
+
 def test_the_plots_weighted_sample_is_the_final_samplers_integration(tmp_path):
     """The weight plot's and the observable plot's weighted sample are the same points: the final integration's of
     the final sampler, not the kept training batches (fixed channel weights, the built-in Drell-Yan with m_ll)."""
@@ -308,7 +332,7 @@ def test_the_plots_weighted_sample_is_the_final_samplers_integration(tmp_path):
     kept = t.madnis.trainer.kept_points
     _, points = integrate(t.madnis, source, settings, seed=5, log=quiet)
     events = unweight(t.madnis, points, 200, source, settings, seed=7, log=quiet)
-    assert kept > 0 and len(events.sample_weights) == len(events.sample_observable) == 5000 - kept
+    assert kept > 0 and len(events.sample_weights) == len(events.sample_observable) == 5000
     assert len(events.event_observable) == 200
 
 
