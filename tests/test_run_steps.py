@@ -315,6 +315,12 @@ def test_a_fixed_budget_whose_later_batches_exceed_the_integration_still_plans_b
     )
     assert [c.max_weight for c in result.channels] == own.tolist()
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
+    # Nor does a check of another sampler (one that resumed training), however many points it drew.
+    earlier = t.madnis.sampler_step - 1
+    t.madnis.check_samples.append((earlier, t.madnis.integrate_sample(3000, seed=3)[1]))
+    _, points = integrate(t.madnis, source, settings, seed=8, log=quiet)
+    samplers = points.samplers()
+    assert int((samplers == points.final_sampler).sum()) == 2000 and int((samplers == earlier).sum()) == 3000
 
 
 def test_the_plots_weighted_sample_is_the_final_samplers_integration(tmp_path):

@@ -148,9 +148,9 @@ class WeightedPoints:
         return result
 
     def final_points(self) -> torch.Tensor:
-        """(n,) which points the final sampler drew (all of them if it drew none: every point came from the
-        training's later batches or resumed checks). The last batch need not be its: the kept training batches can
-        come last when they and the checks fill ``integration_points``."""
+        """(n,) which points the final sampler drew (all of them if it drew none, which :func:`integrate` never
+        lets happen). The last batch need not be its: the kept training batches come last when they and the final
+        sampler's check fill ``integration_points``."""
         final = self.samplers() == self.final_sampler
         return final if bool(final.any()) else torch.ones_like(final)
 
@@ -253,7 +253,7 @@ def integrate(
     training, of the fixed sampler, and any that resumed it, of the sampler then; each batch a stage of sigma)
     and its later online batches (:meth:`madnis.MadNIS.take_training_batches`) count
     towards them, and only the rest is drawn; but where no check drew from the final sampler (a fixed budget,
-    ``madnis_steps = N``) the later batches come on top of its own ``n_points``: its points' w_max plans the
+    ``madnis_steps = N``) it draws ``n_points`` itself and the other points come on top: its points' w_max plans the
     generation (:meth:`WeightedPoints.integration_result`), and the later batches, drawn by earlier samplers with
     heavier tails, would otherwise stand in for it (``g g > w+ d u~ g`` at 1000 fixed steps: 62 later batches filled
     a part's 44.5k points, the final sampler drew none, and the plan's w_max of 17,370 pb from those batches made
@@ -264,17 +264,17 @@ def integrate(
     reused = madnis.take_check_samples()
     for sampler, sample in reused:
         points.add(sample, sampler)
-    checked = len(points)
     final_checked = any(sampler == madnis.sampler_step for sampler, _ in reused)
     training = madnis.take_training_batches()
     for batch in training:
         points.add(batch, TRAINING_SAMPLE)
-    fresh = n_points - (len(points) if final_checked else checked)
+    fresh = n_points - len(points) if final_checked else n_points
     if fresh >= 2:
         points.add(madnis.integrate_sample(fresh, seed=seed)[1], madnis.sampler_step)
     points.integration_batches = len(points.weight)
     result = points.integration_result(settings.training.max_overweight)
     madnis.last_result = result
+    checked = sum(len(sample.weight) for _, sample in reused)
     from_check = f", {checked} of them from {len(reused)} efficiency check(s)" if reused else ""
     trained = sum(len(batch.weight) for batch in training)
     from_training = f", {trained} from {len(training)} later training batches" if training else ""
