@@ -1,8 +1,8 @@
 """Ablation on matrix elements: which TrainingConfig setting shrinks the weight tail of a W+2j channel part (issue 8).
 
-Each run trains one channel part of a P-dir, made for ``g g > w+ d u~ g``'s and usable on any other (the part a 2-core launch of the run's seed trains: the
-P-dir's channel groups dealt into ``--parts`` parts of about equal estimated cross section, ``madnis.subset``) for
-``--steps`` fixed steps with the plugin's run_card defaults plus the row's overrides, then draws ``--points``
+Each run trains one channel part of a P-dir (made for ``g g > w+ d u~ g``'s, usable on any other; the part a 2-core
+launch of the run's seed trains: the P-dir's channel groups dealt into ``--parts`` parts of about equal estimated
+cross section, ``madnis.subset``) for ``--steps`` fixed steps with the plugin's run_card defaults plus the row's overrides, then draws ``--points``
 weighted points (batches of ``--batch`` points, default 100k, channels by their w_max as a launch draws them) and
 reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's rule (at most 0.1 % of the weight
 above w_max), the median efficiency of the batches (a launch's chunk of 1000 events unweights 40k-70k points against
@@ -119,14 +119,15 @@ def process_of(pdir: Path) -> str:
 
 
 def markdown(runs: list[dict], command: str, args: argparse.Namespace) -> str:
+    process = process_of(Path(args.pdir))
     lines = [
-        f"# Channel-part ablation on `{process_of(Path(args.pdir))}` (issue 8)",
+        f"# Channel-part ablation on `{process}` (issue 8)",
         "",
         f"- command: `{command}`",
         f"- machine: {platform.machine()}, {platform.platform()}, {args.jobs} runs at a time, 1 torch thread and 1 "
         "bridge worker each",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- part {args.part} of {args.parts} of `{process_of(Path(args.pdir))}` (a launch's split), {args.steps} training steps "
+        f"- part {args.part} of {args.parts} of `{process}` (a launch's split), {args.steps} training steps "
         f"x 1024 points with the plugin's run_card defaults plus the setting; {args.points} weighted points in "
         f"batches of {args.batch}; efficiency = mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight "
         "above it), of all points and (median) of each batch",
