@@ -3,10 +3,11 @@
 Each run trains one channel part of a P-dir (made for ``g g > w+ d u~ g``'s, usable on any other; the part a 2-core
 launch of the run's seed trains: the P-dir's channel groups dealt into ``--parts`` parts of about equal estimated
 cross section, ``madnis.subset``) for ``--steps`` fixed steps with the plugin's run_card defaults plus the row's
-overrides, then draws ``--points`` weighted points (batches of ``--batch`` points, default 100k, channels by their w_max as a launch draws them) and
-reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's rule (at most 0.1 % of the weight
-above w_max), the median efficiency of the batches (a launch's chunk of 1000 events unweights 40k-70k points against
-its own w_max), the largest weight / mean, and the training wall time. Runs are spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
+overrides, then draws ``--points`` weighted points (batches of ``--batch`` points, default 100k, channels by their
+w_max as a launch draws them) and reports sigma/I per point, the unweighting efficiency of all of them by MadEvent's
+rule (at most 0.1 % of the weight above w_max), the median efficiency of the batches (a launch's chunk of 1000 events
+unweights 40k-70k points against its own w_max), the largest weight / mean, and the training wall time. Runs are
+spread over ``--jobs`` processes (one bridge worker and one torch thread each). Writes
 ``benchmarks/results/NAME.{json,md}`` (``--name``, default ``wjj_ablation``).
 
     OMP_NUM_THREADS=1 python benchmarks/wjj_ablation.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg \\
