@@ -24,7 +24,16 @@ import torch
 import torch.nn as nn
 
 from .permutations import IndexPermutation, SoftRotation, default_blocks, masks_for
-from .splines import MIN_BIN_HEIGHT, MIN_BIN_WIDTH, MIN_DERIVATIVE, SplineConstants, rq_spline_unconstrained
+from .splines import (
+    MIN_BIN_HEIGHT,
+    MIN_BIN_WIDTH,
+    MIN_DERIVATIVE,
+    SplineConstants,
+    SplineRecord,
+    replay_inverse,
+    rq_spline_recorded,
+    rq_spline_unconstrained,
+)
 
 # Points per flow evaluation when sampling: large batches are drawn in chunks this size, whose
 # intermediates (~1.6 MB each in 10D) stay in the cache (measured ~25 % less CPU time per point at
@@ -152,10 +161,29 @@ class CouplingBlock(nn.Module):
             n_cond, self.n_transformed * (3 * bins + 1), n_conditions, hidden_layers, hidden_units, per_condition
         )
 
-    def forward(self, x: torch.Tensor, condition, grouping, inverse: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        condition,
+        grouping,
+        inverse: bool = False,
+        record: list[SplineRecord] | None = None,
+        replay: SplineRecord | None = None,
+    ):
+        """The block's map (or its inverse) and log|det|. ``record``: a no-gradient pass appends its spline there;
+        ``replay``: an inverse pass at the points of that record reuses it (:func:`madnis.splines.replay_inverse`)."""
         x_cond, x_trans = x.split((self.n_cond, self.n_transformed), dim=1)  # one cat in the backward
         params = self.conditioner(x_cond, condition, grouping).view(x.shape[0], self.n_transformed, -1)
-        y, log_det = rq_spline_unconstrained(x_trans, params, inverse, self.constants)
+        if replay is not None:
+            if not inverse:
+                raise ValueError("a recorded spline is replayed only by the inverse pass")
+            y, log_det = replay_inverse(x_trans, params, replay)
+        elif record is not None:
+            spline = rq_spline_recorded(x_trans, params, inverse, self.constants)
+            record.append(spline)
+            y, log_det = spline.out, spline.log_det
+        else:
+            y, log_det = rq_spline_unconstrained(x_trans, params, inverse, self.constants)
         return torch.cat((x_cond, y), dim=1), log_det.sum(dim=1)
 
 
@@ -242,38 +270,59 @@ class Flow(nn.Module):
         eps = torch.finfo(x.dtype).eps
         return x.clamp(eps, 1 - eps)
 
-    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent z -> r and log|det dr/dz|."""
+    def forward(
+        self, z: torch.Tensor, condition: torch.Tensor | None = None, record: list[SplineRecord] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent z -> r and log|det dr/dz|. ``record`` (a no-gradient pass): filled with each block's spline, in
+        block order, for :meth:`log_prob` at the same points (its ``replay``)."""
         condition, grouping = self._prepare(z, condition)
         x, log_det = z, 0
         for mixer, block in zip(self.mixers, self.blocks):
             x, ld_mix = mixer(x, condition)
-            x, ld_block = block(x, condition, grouping)
+            x, ld_block = block(x, condition, grouping, record=record)
             log_det = log_det + ld_block if ld_mix is None else log_det + ld_mix + ld_block
         x, _ = self.mixers[-1](x, condition)
         return self._clamp(x), log_det
 
-    def inverse(self, r: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """r -> latent z and log|det dz/dr|."""
+    def inverse(
+        self,
+        r: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        record: list[SplineRecord] | None = None,
+        replay: list[SplineRecord] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """r -> latent z and log|det dz/dr|. ``record``: as in :meth:`forward`; ``replay``: the record of a pass
+        (either way) over exactly these points with the current parameters, whose splines this pass reuses."""
         condition, grouping = self._prepare(r, condition)
         x, _ = self.mixers[-1].inverse(r, condition)
         log_det = 0
-        for mixer, block in zip(reversed(self.mixers[:-1]), reversed(self.blocks)):
-            x, ld_block = block(x, condition, grouping, inverse=True)
+        recorded: list[SplineRecord] = []
+        for index in reversed(range(len(self.blocks))):
+            mixer, block = self.mixers[index], self.blocks[index]
+            spline = None if replay is None else replay[index]
+            x, ld_block = block(
+                x, condition, grouping, inverse=True, record=None if record is None else recorded, replay=spline
+            )
             x, ld_mix = mixer.inverse(x, condition)
             log_det = log_det + ld_block if ld_mix is None else log_det + ld_mix + ld_block
+        if record is not None:
+            record.extend(reversed(recorded))
         return self._clamp(x), log_det
 
     def sample(
-        self, condition: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        condition: torch.Tensor,
+        generator: torch.Generator | None = None,
+        record: list[SplineRecord] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One point per entry of ``condition``: r ~ q(r | condition) and log q(r)."""
+        """One point per entry of ``condition``: r ~ q(r | condition) and log q(r). ``record``: as in
+        :meth:`forward` (the batch then goes through in one piece)."""
         reference = self.blocks[0].conditioner.biases[0]
         z = torch.rand(
             (condition.shape[0], self.dims), generator=generator, dtype=reference.dtype, device=reference.device
         )
-        if z.shape[0] <= SAMPLE_CHUNK:
-            r, log_det = self.forward(z, condition)
+        if z.shape[0] <= SAMPLE_CHUNK or record is not None:
+            r, log_det = self.forward(z, condition, record)
         else:
             parts = [
                 self.forward(z[i : i + SAMPLE_CHUNK], condition[i : i + SAMPLE_CHUNK])
@@ -282,9 +331,15 @@ class Flow(nn.Module):
             r, log_det = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
         return r, -log_det
 
-    def log_prob(self, r: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """log q(r | condition)."""
-        return self.inverse(r, condition)[1]
+    def log_prob(
+        self,
+        r: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        record: list[SplineRecord] | None = None,
+        replay: list[SplineRecord] | None = None,
+    ) -> torch.Tensor:
+        """log q(r | condition); ``record`` and ``replay`` as in :meth:`inverse`."""
+        return self.inverse(r, condition, record, replay)[1]
 
     def init_from_grids(self, grids: torch.Tensor) -> None:
         """Start from VEGAS grids (n_conditions, dims, n_grid_bins+1), see :mod:`madnis.vegas_init`."""

@@ -18,7 +18,7 @@ trained ``g g > w+ d u~ g`` sampler's largest weights came from regions where th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from .cwnet import ChannelWeightNet
 from .dropping import restrict_channel_weights
 from .flow import Flow
 from .integrand import Integrand, IntegrandResult
+from .splines import SplineRecord
 
 
 class CountingIntegrand:
@@ -75,6 +76,22 @@ class Draw:
     momenta: torch.Tensor | None
     ok: torch.Tensor
     weight: torch.Tensor
+    record: DrawRecord | None = None
+
+
+@dataclass
+class DrawRecord:
+    """The flow's splines from drawing a batch, for training's log q at the same points
+    (:meth:`MultiChannelSampler.log_q`): per share of the points (their index in the batch; None: all of them) the
+    record of the flow's pass over them, forward for the points it drew, inverse for the flat ones
+    (:meth:`madnis.flow.Flow.inverse`, ``replay``)."""
+
+    parts: list[tuple[torch.Tensor | None, list[SplineRecord]]] = field(default_factory=list)
+
+    def part(self, index: torch.Tensor | None) -> list[SplineRecord]:
+        """A new part: the list the flow's pass over the points at ``index`` fills."""
+        self.parts.append((index, []))
+        return self.parts[-1][1]
 
 
 def _to_device(result: IntegrandResult, device: torch.device) -> IntegrandResult:
@@ -123,9 +140,10 @@ class MultiChannelSampler(nn.Module):
         return [p for m in modules for p in m.parameters()]
 
     def sample(
-        self, channel: torch.Tensor, generator: torch.Generator | None = None
+        self, channel: torch.Tensor, generator: torch.Generator | None = None, record: DrawRecord | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """r ~ q_{g(channel)} (the defensive mixture, module docstring) and log q (no gradient).
+        """r ~ q_{g(channel)} (the defensive mixture, module docstring) and log q (no gradient); ``record`` gets the
+        flow's splines (:class:`DrawRecord`).
 
         Each point first picks its share (flat with probability eps), so the flow samples only the points it
         draws; the flat points need only its density.
@@ -133,27 +151,40 @@ class MultiChannelSampler(nn.Module):
         group = self.group_of_channel[channel]
         with torch.no_grad():
             if self.defensive_fraction == 0:
-                return self.flow.sample(group, generator)
+                return self.flow.sample(group, generator, None if record is None else record.part(None))
             reference = self._flow_parameter
             flat = torch.rand(len(group), generator=generator, device=reference.device) < self.defensive_fraction
             r = torch.empty((len(group), self.flow.dims), dtype=reference.dtype, device=reference.device)
             log_q_flow = torch.empty(len(group), dtype=reference.dtype, device=reference.device)
             for share, draw in ((~flat, self.flow.sample), (flat, self._flat_points)):
                 if bool(share.any()):
-                    r[share], log_q_flow[share] = draw(group[share], generator)
+                    splines = None if record is None else record.part(torch.nonzero(share)[:, 0])
+                    r[share], log_q_flow[share] = draw(group[share], generator, splines)
             return r, self._mixture(log_q_flow)
 
-    def _flat_points(self, group: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _flat_points(
+        self, group: torch.Tensor, generator: torch.Generator | None, record: list[SplineRecord] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """r flat in the unit cube and the flow's log q_flow there (the mixture needs both densities)."""
         reference = self._flow_parameter
         r = torch.rand(
             (len(group), self.flow.dims), generator=generator, dtype=reference.dtype, device=reference.device
         )
-        return r, self.flow.log_prob(r, group)
+        return r, self.flow.log_prob(r, group, record=record)
 
-    def log_q(self, r: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
-        """Differentiable log q_{g(channel)}(r) of the defensive mixture."""
-        return self._mixture(self.flow.log_prob(r, self.group_of_channel[channel]))
+    def log_q(self, r: torch.Tensor, channel: torch.Tensor, record: DrawRecord | None = None) -> torch.Tensor:
+        """Differentiable log q_{g(channel)}(r) of the defensive mixture. ``record``: that of drawing exactly these
+        points with the current parameters, whose splines it reuses (same value and gradient, less work)."""
+        group = self.group_of_channel[channel]
+        if record is None:
+            return self._mixture(self.flow.log_prob(r, group))
+        indices, parts = [], []
+        for index, splines in record.parts:
+            if index is None:
+                return self._mixture(self.flow.log_prob(r, group, replay=splines))
+            indices.append(index)
+            parts.append(self.flow.log_prob(r[index], group[index], replay=splines))
+        return self._mixture(torch.cat(parts)[torch.argsort(torch.cat(indices))])
 
     def _mixture(self, log_q_flow: torch.Tensor) -> torch.Tensor:
         """log((1 - eps) q_flow + eps): the flow's density mixed with the flat one."""
@@ -183,11 +214,17 @@ class MultiChannelSampler(nn.Module):
         return self.channel_weights(alpha_prior, features, len(channel)).gather(1, channel[:, None])[:, 0]
 
     def draw(
-        self, integrand: CountingIntegrand, channel: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        integrand: CountingIntegrand,
+        channel: torch.Tensor,
+        generator: torch.Generator | None = None,
+        record: bool = False,
     ) -> Draw:
-        """Sample one point per entry of ``channel``, evaluate the integrand and weight each point (no gradient)."""
+        """Sample one point per entry of ``channel``, evaluate the integrand and weight each point (no gradient);
+        ``record``: keep the flow's splines for training on these points (:class:`DrawRecord`)."""
         channel = channel.to(self.active.device)
-        r, log_q = self.sample(channel, generator)
+        kept = DrawRecord() if record else None
+        r, log_q = self.sample(channel, generator, kept)
         result = _to_device(integrand(r.double(), channel), r.device)
         with torch.no_grad():
             alpha = self.channel_weight(channel, result.alpha_prior, result.features)
@@ -203,6 +240,7 @@ class MultiChannelSampler(nn.Module):
             result.momenta,
             result.ok,
             weight,
+            kept,
         )
 
 

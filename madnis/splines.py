@@ -246,35 +246,76 @@ class _UnconstrainedSpline(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, params, inverse: bool, constants: SplineConstants):
         out, log_det, saved = _spline_forward(x, params, inverse, constants)
-        ctx.inverse, ctx.bins, ctx.constants = inverse, (params.shape[-1] - 1) // 3, constants
+        ctx.inverse, ctx.constants = inverse, constants
         ctx.save_for_backward(*saved)
         return out, log_det
 
     @staticmethod
     def backward(ctx, grad_out, grad_log_det):
-        index, exp, total, unit, exp_k, before, raw_derivative, *saved = ctx.saved_tensors
-        grad_x, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1 = _rq_backward(
-            saved, grad_out, grad_log_det, ctx.inverse
-        )
-        bins = ctx.bins
-        grad_knot = torch.stack((grad_xk, grad_yk), dim=-1).mul_(unit)[..., None]  # (..., 2, 1)
-        grad_size = torch.stack((grad_w, grad_h), dim=-1).mul_(unit)[..., None]
-        dot = torch.addcmul(grad_knot * before[..., None], grad_size, exp_k[..., None]) / total[..., None]
-        # unit G_j - unit sum_i softmax_i G_i as the running sum of: grad_knot - dot at bin 0,
-        # grad_size - grad_knot at the located bin k, -grad_size at k + 1 (a spare column K catches k = K-1)
-        steps = exp.new_zeros(*exp.shape[:-1], bins + 1)
-        index2 = index[..., None, None].expand(*exp.shape[:-1], 1)
-        steps[..., :1] = grad_knot - dot
-        steps.scatter_add_(-1, index2, grad_size - grad_knot)
-        steps.scatter_add_(-1, index2 + 1, grad_size.neg_())
-        grad_params = exp.new_empty(*exp.shape[:-2], 3 * bins + 1)
-        torch.mul(exp, steps.cumsum_(dim=-1)[..., :bins], out=grad_params[..., : 2 * bins].unflatten(-1, (2, bins)))
-        # d derivative / d raw, 0 where the exponent is capped
-        slope = ctx.constants.derivative(raw_derivative) - ctx.constants.min_derivative
-        slope.masked_fill_(raw_derivative >= MAX_LOG_DERIVATIVE, 0.0)
-        grad_raw = torch.stack((grad_d0, grad_d1), dim=-1).mul_(slope)
-        grad_params[..., 2 * bins :].zero_().scatter_(-1, _pair(index[..., None]), grad_raw)
+        grad_x, grad_params = _spline_backward(ctx.saved_tensors, grad_out, grad_log_det, ctx.inverse, ctx.constants)
         return grad_x, grad_params, None, None
+
+
+def _spline_backward(saved_tensors, grad_out, grad_log_det, inverse: bool, constants: SplineConstants):
+    """Backward of :class:`_UnconstrainedSpline` from what :func:`_spline_forward` saved: (grad x, grad params)."""
+    index, exp, total, unit, exp_k, before, raw_derivative, *saved = saved_tensors
+    grad_x, grad_xk, grad_yk, grad_w, grad_h, grad_d0, grad_d1 = _rq_backward(saved, grad_out, grad_log_det, inverse)
+    bins = exp.shape[-1]
+    grad_knot = torch.stack((grad_xk, grad_yk), dim=-1).mul_(unit)[..., None]  # (..., 2, 1)
+    grad_size = torch.stack((grad_w, grad_h), dim=-1).mul_(unit)[..., None]
+    dot = torch.addcmul(grad_knot * before[..., None], grad_size, exp_k[..., None]) / total[..., None]
+    # unit G_j - unit sum_i softmax_i G_i as the running sum of: grad_knot - dot at bin 0,
+    # grad_size - grad_knot at the located bin k, -grad_size at k + 1 (a spare column K catches k = K-1)
+    steps = exp.new_zeros(*exp.shape[:-1], bins + 1)
+    index2 = index[..., None, None].expand(*exp.shape[:-1], 1)
+    steps[..., :1] = grad_knot - dot
+    steps.scatter_add_(-1, index2, grad_size - grad_knot)
+    steps.scatter_add_(-1, index2 + 1, grad_size.neg_())
+    grad_params = exp.new_empty(*exp.shape[:-2], 3 * bins + 1)
+    torch.mul(exp, steps.cumsum_(dim=-1)[..., :bins], out=grad_params[..., : 2 * bins].unflatten(-1, (2, bins)))
+    # d derivative / d raw, 0 where the exponent is capped
+    slope = constants.derivative(raw_derivative) - constants.min_derivative
+    slope.masked_fill_(raw_derivative >= MAX_LOG_DERIVATIVE, 0.0)
+    grad_raw = torch.stack((grad_d0, grad_d1), dim=-1).mul_(slope)
+    grad_params[..., 2 * bins :].zero_().scatter_(-1, _pair(index[..., None]), grad_raw)
+    return grad_x, grad_params
+
+
+@dataclass(frozen=True)
+class SplineRecord:
+    """A spline evaluated without gradient: its input, image, log|det| and what its backward needs.
+
+    Why: training evaluates log q with gradient at the very points it just drew, so the inverse splines of that
+    pass would recompute, bin by bin, what drawing computed (a third of a 10D training step's time).
+    :func:`replay_inverse` gives that pass the recorded values with the analytic backward instead.
+    """
+
+    x: torch.Tensor
+    out: torch.Tensor
+    log_det: torch.Tensor
+    saved: tuple[torch.Tensor, ...]
+    inverse: bool
+    constants: SplineConstants
+
+    def inverse_image(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inverse map's image of the recorded points and its log|det| (the forward pass read backwards)."""
+        return (self.out, self.log_det) if self.inverse else (self.x, -self.log_det)
+
+
+class _ReplayedInverse(torch.autograd.Function):
+    """The inverse spline at recorded points (:class:`SplineRecord`): the recorded image, the analytic backward."""
+
+    @staticmethod
+    def forward(ctx, y, params, record: SplineRecord):
+        ctx.record = record
+        out, log_det = record.inverse_image()
+        return out.clone(), log_det.clone()  # fresh outputs: the record's tensors stay as they are
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_log_det):
+        record = ctx.record
+        grad_y, grad_params = _spline_backward(record.saved, grad_out, grad_log_det, True, record.constants)
+        return grad_y, grad_params, None
 
 
 def rq_spline(
@@ -314,3 +355,20 @@ def rq_spline_unconstrained(
         return _UnconstrainedSpline.apply(x, params, inverse, constants)
     out, log_det, _ = _spline_forward(x, params, inverse, constants)  # no autograd node when sampling
     return out, log_det
+
+
+def rq_spline_recorded(
+    x: torch.Tensor, params: torch.Tensor, inverse: bool, constants: SplineConstants = SplineConstants()
+) -> SplineRecord:
+    """:func:`rq_spline_unconstrained` without gradient, kept for :func:`replay_inverse`."""
+    with torch.no_grad():
+        x = x.clamp(0.0, 1.0)
+        out, log_det, saved = _spline_forward(x, params, inverse, constants)
+    return SplineRecord(x, out, log_det, saved, inverse, constants)
+
+
+def replay_inverse(y: torch.Tensor, params: torch.Tensor, record: SplineRecord) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse spline with gradient at the points of ``record``: ``y`` must be its image (its input, for an
+    inverse record) and ``params`` the parameters it was evaluated with; equal to ``rq_spline_unconstrained(y,
+    params, inverse=True)`` up to the rounding of the inverse map, which it does not recompute."""
+    return _ReplayedInverse.apply(y, params, record)

@@ -47,7 +47,7 @@ from .config import TrainingConfig
 from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES
-from .sampler import CountingIntegrand, MultiChannelSampler, WeightedSample
+from .sampler import CountingIntegrand, DrawRecord, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
 from .vegas import VegasGrid
@@ -161,6 +161,7 @@ class OnlineBatch:
     rel_error: float
     event_weights: torch.Tensor
     draw_seconds: float
+    record: DrawRecord | None
 
 
 class Trainer:
@@ -210,15 +211,15 @@ class Trainer:
                 if step >= self.config.drop_step and not self.dropping_done and self.config.drop_threshold > 0:
                     message = self._drop_channels() or message
                 drawn = self._online_batch(self.online_steps)
-                batch, integral, rel_error = drawn.batch, drawn.integral, drawn.rel_error
+                batch, integral, rel_error, record = drawn.batch, drawn.integral, drawn.rel_error, drawn.record
                 self.online_steps += 1
                 if stopping is not None:
                     projection = stopping.observe(
                         step, drawn.event_weights, drawn.draw_seconds, integral, self.kept_points
                     )
             else:
-                batch = self.buffer.sample(self.generator)
-            loss = self._optimise(batch)
+                batch, record = self.buffer.sample(self.generator), None
+            loss = self._optimise(batch, record)
             if stopping is not None:
                 history.stop = stopping.stop(step)
             progress = TrainingProgress(
@@ -317,7 +318,7 @@ class Trainer:
         counts = self.stratifier.counts(self.config.batch_size, active, online_step)
         channel = torch.repeat_interleave(torch.arange(self.sampler.n_channels), counts)
         start = time.perf_counter()
-        draw = self.sampler.draw(self.integrand, channel, self.generator)
+        draw = self.sampler.draw(self.integrand, channel, self.generator, record=True)
         draw_seconds = time.perf_counter() - start
         accumulator = ChannelAccumulator.of(self.sampler.n_channels, draw.channel, draw.weight, draw.ok, tails=False)
         mean, variance = accumulator.channel_estimates()
@@ -336,7 +337,7 @@ class Trainer:
         if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points
             sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
             self._keep(sample, online_step + 1)
-        return OnlineBatch(batch, integral, rel_error, weights, draw_seconds)
+        return OnlineBatch(batch, integral, rel_error, weights, draw_seconds, draw.record)
 
     def _keep(self, sample: WeightedSample, online_batches: int) -> None:
         """Keep the batch; drop the oldest kept ones beyond the latest :data:`KEPT_SHARE` of the ``online_batches`` so
@@ -357,10 +358,11 @@ class Trainer:
         batches, self.kept = list(self.kept), deque()
         return batches
 
-    def _optimise(self, batch: BufferedBatch) -> float:
-        """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite."""
+    def _optimise(self, batch: BufferedBatch, record: DrawRecord | None = None) -> float:
+        """One optimiser step on a batch; skipped (and counted) if the loss or the gradient is not finite.
+        ``record``: the flow's splines from drawing the batch (an online batch), reused by log q."""
         self.optimizer.zero_grad()
-        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel).double())
+        q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel, record).double())
         alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
         loss = self.loss_fn(
             batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels

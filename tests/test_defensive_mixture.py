@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from madnis import MadNIS, TrainingConfig
+from madnis.sampler import DrawRecord
 from madnis.toys import ManyChannels10D, TwoResonances4D
 
 EPS = 0.25
@@ -30,6 +31,29 @@ def test_sampled_log_q_is_the_mixture_density_of_the_point(trained):
     torch.testing.assert_close(log_q, recomputed, atol=2e-4, rtol=0)
     expected = torch.log((1 - EPS) * flow_only.double().exp() + EPS)
     torch.testing.assert_close(recomputed.double(), expected, atol=2e-4, rtol=0)
+
+
+def test_training_log_q_from_the_draw_record_equals_the_recomputed_one(trained):
+    """An online batch's log q reuses the flow's splines of drawing it (flow-drawn and flat points alike): the
+    same value and the same gradient as evaluating the mixture's density afresh."""
+    sampler = trained.sampler.to(torch.float64)
+    try:
+        channel = torch.arange(2000) % 2
+        record = DrawRecord()
+        r, log_q = sampler.sample(channel, torch.Generator().manual_seed(8), record)
+        assert len(record.parts) == 2 and all(index is not None for index, _ in record.parts)
+        results = []
+        for replay in (record, None):
+            sampler.flow.zero_grad()
+            value = sampler.log_q(r, channel, replay)
+            value.square().sum().backward()
+            results.append((value.detach(), torch.cat([p.grad.flatten() for p in sampler.flow.parameters()])))
+        (replayed, gradient_replayed), (recomputed, gradient_recomputed) = results
+        torch.testing.assert_close(replayed, log_q, rtol=0, atol=1e-12)
+        torch.testing.assert_close(replayed, recomputed, rtol=0, atol=1e-9)
+        torch.testing.assert_close(gradient_replayed, gradient_recomputed, rtol=1e-7, atol=1e-9)
+    finally:
+        trained.sampler.to(torch.float32)
 
 
 def test_flat_share_is_drawn_where_the_flow_is_thin(trained):
