@@ -97,6 +97,25 @@ def test_buffered_training_matches_online_at_equal_steps():
     assert buffered.rel_error < 1.3 * online.rel_error
 
 
+def test_online_steps_replaying_the_draw_train_as_recomputing_log_q(monkeypatch):
+    """Training whose online steps replay the draw's splines (the default) ends at the parameters of training that
+    recomputes log q for every step (float64, buffered and online steps, flow-drawn and flat points): the record
+    reaches exactly the batch it was drawn for."""
+    config = TrainingConfig(
+        steps=24, batch_size=256, buffered_steps=1, defensive_fraction=0.25, dtype="float64", vegas_pretraining=False
+    )
+    replayed = MadNIS(TOY_4D, config)
+    replayed.train()
+    optimise = training.Trainer._optimise
+    monkeypatch.setattr(training.Trainer, "_optimise", lambda self, batch, record=None: optimise(self, batch))
+    recomputed = MadNIS(TOY_4D, config)
+    recomputed.train()
+    start = torch.cat([p.detach().flatten() for p in MadNIS(TOY_4D, config).sampler.flow.parameters()])
+    final = [torch.cat([p.detach().flatten() for p in m.sampler.flow.parameters()]) for m in (replayed, recomputed)]
+    assert (final[0] - start).abs().max() > 1e-3  # training moved the flow
+    torch.testing.assert_close(final[0], final[1], rtol=1e-8, atol=1e-10)
+
+
 def test_the_parameter_average_is_an_exponential_moving_average_of_the_steps():
     from madnis.averaging import ParameterAverage
 
