@@ -23,7 +23,7 @@ differs. Measurements:
 
 Writes benchmarks/results/step_time.json (every sample) and step_time.md (medians).
 
-    python benchmarks/step_time.py --baseline 559adc6 --pdir WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg --repeats 5
+    python benchmarks/step_time.py --baseline 559adc6 --pdir WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg
 """
 
 from __future__ import annotations
@@ -208,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="commit to compare with (omit: current tree only)")
     parser.add_argument("--worktree", type=Path, default=Path(tempfile.gettempdir()) / "madnis_step_time_baseline")
     parser.add_argument("--pdir", help="SubProcesses/P* dir of g g > w+ d u~ g (omit: no per-point row)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--steps", type=int, default=100, help="timed training steps per measurement (20 were too noisy here)"
+    )
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--point-train-steps", type=int, default=20)
     parser.add_argument("--worker", choices=["step", "point"], help=argparse.SUPPRESS)
