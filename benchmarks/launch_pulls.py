@@ -1,10 +1,11 @@
-"""Pulls of whole MadNIS launches over seeds against a reference cross section (e.g. MadEvent converged).
+"""Pulls of whole MadNIS (or, with ``--stock``, stock MadEvent) launches over seeds against a reference cross section.
 
 Why: one launch's pull says little (a benchmark run's ``g g > t t~ g`` came out +2.8 sigma against MadEvent
 converged); the pulls of several seeds of the same launch show whether the quoted cross section and error are
 right, with everything a launch does (training, its checks and later batches, integration, generation chunks).
 ``output madnis`` once, then one MadNIS launch per seed (``iseed``; default cards, ``nb_core`` cores, a fresh
-build each time). Writes ``benchmarks/results/<output>.json`` and ``.md``.
+build each time). ``--stock`` launches stock MadEvent (``madnis = False``) the same way, so that a disagreement
+between the two is traced to one of them. Writes ``benchmarks/results/<output>.json`` and ``.md``.
 
     python benchmarks/launch_pulls.py "g g > t t~ g" --reference 413.35 0.23 --seeds 1 2 3 4 5 6 7 8 \\
         --output launch_pulls_ttg
@@ -26,7 +27,7 @@ from pathlib import Path
 from madnis_plugin.install import mg5_home
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mg5_vs_madnis import RESULTS, madnis, process_directories  # noqa: E402
+from mg5_vs_madnis import RESULTS, madnis, process_directories, stock  # noqa: E402
 from validation import pull  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def markdown(rows: list[dict], header: dict) -> str:
     pulls = [row["pull"] for row in rows]
     chi2 = sum(p * p for p in pulls)
     lines = [
-        f"# Launch pulls: `{header['process']}`",
+        f"# Launch pulls: `{header['process']}`" + (" (stock MadEvent)" if header.get("mode") == "stock" else ""),
         "",
         f"- command: `{header['command']}`",
         f"- machine: {header['machine']}; date: {header['date']}; commit {header['commit']}",
@@ -56,11 +57,11 @@ def markdown(rows: list[dict], header: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def keep_logs(directory: Path, target: Path) -> None:
+def keep_logs(directory: Path, target: Path, madnis_run: bool = True) -> None:
     """The last launch's log and the logs of its jobs (``madnis/jobs/<its run>``), so that a launch that went wrong
     can be read afterwards."""
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(directory.parent / f"{directory.name}_madnis_True.log", target / "launch.log")
+    shutil.copy(directory.parent / f"{directory.name}_madnis_{madnis_run}.log", target / "launch.log")
     runs = list((directory / "madnis" / "jobs").glob("run_*"))
     if runs:
         latest = max(runs, key=lambda run: run.stat().st_mtime)
@@ -84,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="ENTRY=VALUE", help="a run_card entry for every launch"
     )
     parser.add_argument("--logs", type=Path, help="keep each launch's log and its jobs' logs in LOGS/seed<N>/")
+    parser.add_argument("--stock", action="store_true", help="launch stock MadEvent (madnis = False) instead")
     args = parser.parse_args(argv)
     entries = dict(item.split("=", 1) for item in args.set)
     reference = tuple(args.reference)
     rows = []
     for _, directory in process_directories(args.mg5, [args.process], "launch_pulls_", keep=False):
         for seed in args.seeds:
-            m = madnis(directory, args.nevents, nb_core=args.nb_core, iseed=seed, **entries)
+            launch = stock if args.stock else madnis
+            m = launch(directory, args.nevents, nb_core=args.nb_core, iseed=seed, **entries)
             rows.append(
                 dict(
                     seed=seed,
@@ -105,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(rows[-1]), flush=True)
             if args.logs is not None:
-                keep_logs(directory, args.logs / f"seed{seed}")
+                keep_logs(directory, args.logs / f"seed{seed}", madnis_run=not args.stock)
             for build in (directory / "SubProcesses").glob("P*/madnis_build"):
                 shutil.rmtree(build)  # every launch builds, as a fresh one does
     command = (
         f'python benchmarks/launch_pulls.py "{args.process}" --reference {args.reference[0]} {args.reference[1]} '
         f"--seeds {' '.join(map(str, args.seeds))} --nevents {args.nevents} --nb-core {args.nb_core} "
-        f"--output {args.output}" + "".join(f" --set {item}" for item in args.set)
+        f"--output {args.output}" + "".join(f" --set {item}" for item in args.set) + (" --stock" if args.stock else "")
     )
     header = dict(
         process=args.process,
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         nevents=args.nevents,
         nb_core=args.nb_core,
         entries=entries,
+        mode="stock" if args.stock else "madnis",
         commit=subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         ).stdout.strip(),

@@ -141,9 +141,10 @@ def cross_section(log: str) -> tuple[float, float]:
     return float(found[-1][0]), float(found[-1][1])
 
 
-def stock(directory: Path, nevents: int, nb_core: int | None = None) -> Measurement:
-    """A stock launch; points: the survey/refine points that SubProcesses/results.dat counts."""
-    log, seconds = launch(directory, nb_core, madnis="False", nevents=nevents)
+def stock(directory: Path, nevents: int, nb_core: int | None = None, **entries: object) -> Measurement:
+    """A stock launch (``entries``: other run_card entries, e.g. ``iseed``); points: the survey/refine points that
+    SubProcesses/results.dat counts."""
+    log, seconds = launch(directory, nb_core, madnis="False", nevents=nevents, **entries)
     sigma, error = cross_section(log)
     fields = (directory / "SubProcesses" / "results.dat").read_text().split()
     points, primary_unweighted = int(fields[3]), int(fields[6])  # results.dat: nevents, ..., nunwgt
