@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import torch
-from wjj_ablation import RESULTS, quoted_arguments, train_part
+from wjj_ablation import RESULTS, process_of, quoted_arguments, train_part
 
 from madnis.unweighting import madevent_efficiency
 
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             madnis, source, seconds = train_part(args.pdir, args.parts, part, args.steps, {}, seed)
             row = measure(madnis, source, args.points, args.draws, seed)
-            rows.append(dict(part=f"{Path(args.pdir).name} {part} of {args.parts}", steps=args.steps, seed=seed) | row)
+            label = f"{process_of(Path(args.pdir))} {part} of {args.parts}"
+            rows.append(dict(part=label, steps=args.steps, seed=seed) | row)
             print(json.dumps(rows[-1]), flush=True)
     command = (
         f"OMP_NUM_THREADS=1 python benchmarks/scale_draw_noise.py OUTPUT/SubProcesses/{Path(args.pdir).name} "

@@ -1,12 +1,14 @@
-"""Where the weight tail of a trained W+2j channel part comes from (issue 8): the anatomy of its largest weights.
+"""Where the weight tail of a trained channel part comes from (issue 8): the anatomy of its largest weights.
 
-Trains one channel part of ``g g > w+ d u~ g`` as :mod:`wjj_ablation` does (plugin defaults, ``--steps`` fixed
+Trains one channel part of a P-dir (made for ``g g > w+ d u~ g``'s) as :mod:`wjj_ablation` does (plugin defaults, ``--steps`` fixed
 steps), draws ``--points`` weighted points with the channels by their w_max (as a launch's generation draws them)
 and reports:
 
+- the share of the points with weight 0 (outside the cuts: they cost the flow and the phase space, no event);
 - the unweighting efficiency of all points by MadEvent's rule (at most 0.1 % of the weight above w_max), and with
   the points of the channels carrying most of the weight above w_max left out one after the other;
-- per channel: its share of the points and of sigma, its share of the weight above w_max, its largest weight;
+- per channel: its share of the points (and of them with weight 0) and of sigma, its share of the weight above
+  w_max, its largest weight;
 - the ``--top`` largest weights: channel, the channel's probability p_i, the prior channel weight alpha_i, f J, the
   flow density q, the distance of r to the nearest face of the unit cube, and how much f J changes when r moves by
   1e-3 along any one dimension (a smooth region against a narrow spike or a cut edge).
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 
 import torch
-from wjj_ablation import RESULTS, quoted_arguments, train_part
+from wjj_ablation import RESULTS, process_of, quoted_arguments, train_part
 
 from madnis.unweighting import madevent_efficiency, max_weight
 
@@ -53,6 +55,7 @@ def anatomy(madnis, source, points: int, top: int, seed: int) -> dict:
             dict(
                 channel=c,
                 points=int(mine.sum()) / points,
+                zero=float((weight[mine] == 0).double().mean()),
                 sigma=float(weight[mine].sum() / weight.sum()),
                 above_w_max=float(excess[mine].sum() / excess.sum()) if excess.sum() > 0 else 0.0,
                 largest_over_mean=float(weight[mine].max()) / mean,
@@ -93,6 +96,7 @@ def anatomy(madnis, source, points: int, top: int, seed: int) -> dict:
     return dict(
         points=points,
         efficiency=efficiency(weight, rule),
+        zero_share=float((weight == 0).double().mean()),
         w_max_over_mean=w_max / mean,
         without_channels=without,
         channels=channels,
@@ -102,26 +106,28 @@ def anatomy(madnis, source, points: int, top: int, seed: int) -> dict:
 
 def markdown(result: dict, command: str, args: argparse.Namespace) -> str:
     lines = [
-        "# Anatomy of the W+2j weight tail (issue 8)",
+        f"# Anatomy of the weight tail of `{process_of(Path(args.pdir))}` (issue 8)",
         "",
         f"- command: `{command}`",
         f"- machine: {platform.machine()}, {platform.platform()}, 1 torch thread, 1 bridge worker",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- part {args.part} of {args.parts} of `g g > w+ d u~ g`, {args.steps} training steps (plugin defaults, seed "
+        f"- part {args.part} of {args.parts} of `{process_of(Path(args.pdir))}`, {args.steps} training steps (plugin defaults, seed "
         f"{args.seed}); {result['points']} weighted points, channels by their w_max; MadEvent's rule (0.1 % of the "
         "weight above w_max)",
         "",
-        f"Efficiency {100 * result['efficiency']:.2f} %, w_max / mean {result['w_max_over_mean']:.0f}. Leaving out the "
+        f"Efficiency {100 * result['efficiency']:.2f} %, w_max / mean {result['w_max_over_mean']:.0f}, "
+        f"{100 * result['zero_share']:.1f} % of the points with weight 0 (outside the cuts). Leaving out the "
         "channels with most weight above w_max: "
         + ", ".join(f"without channel {w['channel']} {100 * w['efficiency']:.2f} %" for w in result["without_channels"])
         + ".",
         "",
-        "| channel | share of points | share of sigma | share of the weight above w_max | largest w / mean |",
-        "|---|---|---|---|---|",
+        "| channel | share of points | of them weight 0 | share of sigma | share of the weight above w_max "
+        "| largest w / mean |",
+        "|---|---|---|---|---|---|",
     ]
     for row in result["channels"][: args.top]:
         lines.append(
-            f"| {row['channel']} | {100 * row['points']:.1f} % | {100 * row['sigma']:.1f} % | "
+            f"| {row['channel']} | {100 * row['points']:.1f} % | {100 * row['zero']:.1f} % | {100 * row['sigma']:.1f} % | "
             f"{100 * row['above_w_max']:.1f} % | {row['largest_over_mean']:.0f} |"
         )
     lines += [
@@ -143,7 +149,7 @@ def markdown(result: dict, command: str, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pdir", help="SubProcesses/P1_gg_wpqqg of an `output madnis` of g g > w+ d u~ g")
+    parser.add_argument("pdir", help="a P-dir of an `output madnis` (e.g. SubProcesses/P1_gg_wpqqg of g g > w+ d u~ g)")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--points", type=int, default=300_000)
     parser.add_argument("--top", type=int, default=12)
@@ -155,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     madnis, source, train_seconds = train_part(args.pdir, args.parts, args.part, args.steps, {}, args.seed)
     result = anatomy(madnis, source, args.points, args.top, args.seed) | {"train_s": round(train_seconds, 1)}
-    command = "OMP_NUM_THREADS=1 python benchmarks/weight_tail.py WJJ_OUTPUT/SubProcesses/P1_gg_wpqqg " + " ".join(
-        quoted_arguments(argv if argv is not None else sys.argv[1:])
+    command = (
+        f"OMP_NUM_THREADS=1 python benchmarks/weight_tail.py OUTPUT/SubProcesses/{Path(args.pdir).name} "
+        + " ".join(quoted_arguments(argv if argv is not None else sys.argv[1:]))
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps({"command": command, **result}, indent=1))
