@@ -7,6 +7,12 @@ drawn), the generating channel, the features and, to save memory with many chann
 largest prior channel weights per point with their indices (the generating channel's entry is always kept).
 On read the prior is rebuilt as a dense (n, n_channels) tensor with zeros elsewhere; the channel-weight
 net's softmax renormalises it.
+
+With ``drop_zeros`` (a loss blind to points of value 0, :data:`madnis.losses.LOSSES_BLIND_TO_ZEROS`) a batch keeps
+only its points with a non-zero value and the number of the others per channel (``zero_counts``): the losses then
+give the same value and gradient, and a buffered step's flow and channel-weight work shrinks by the share of points
+outside the cuts (measured at 300 steps: 51 % on a W+2j channel part, 60 % on ``p p > e+ e- j``'s ``g q`` P-dir,
+17 % on ``p p > t t~ j``'s ``g g``). A batch without any non-zero point keeps its first point (a step still runs).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class BufferedBatch:
     channel: torch.Tensor
     alpha_prior: torch.Tensor | None
     features: torch.Tensor | None
+    zero_counts: torch.Tensor | None = None  # (n_channels,): points of value 0 left out, per channel
 
 
 @dataclass
@@ -37,6 +44,7 @@ class _Stored:
     prior_values: torch.Tensor | None
     prior_indices: torch.Tensor | None
     features: torch.Tensor | None
+    zero_counts: torch.Tensor | None
 
 
 def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,8 +59,8 @@ def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tup
 class SampleBuffer:
     """Fixed-capacity ring buffer of training batches."""
 
-    def __init__(self, capacity: int, n_channels: int, top_m: int | None = None):
-        self.capacity, self.n_channels, self.top_m = capacity, n_channels, top_m
+    def __init__(self, capacity: int, n_channels: int, top_m: int | None = None, drop_zeros: bool = False):
+        self.capacity, self.n_channels, self.top_m, self.drop_zeros = capacity, n_channels, top_m, drop_zeros
         self._batches: list[_Stored] = []
         self._next = 0
 
@@ -68,7 +76,16 @@ class SampleBuffer:
         alpha_prior: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
     ) -> None:
-        """Keep one batch (detached), overwriting the oldest when full."""
+        """Keep one batch (detached), overwriting the oldest when full; with ``drop_zeros`` its non-zero points."""
+        zero_counts = None
+        if self.drop_zeros:
+            keep = value != 0
+            if not bool(keep.any()):
+                keep[0] = True
+            zero_counts = torch.bincount(channel[~keep], minlength=self.n_channels)
+            r, value, q_sample, channel = r[keep], value[keep], q_sample[keep], channel[keep]
+            alpha_prior = None if alpha_prior is None else alpha_prior[keep]
+            features = None if features is None else features[keep]
         values = indices = None
         if alpha_prior is not None:
             if self.top_m is None or self.top_m >= self.n_channels:
@@ -83,6 +100,7 @@ class SampleBuffer:
             values,
             indices,
             None if features is None else features.detach(),
+            zero_counts,
         )
         if len(self._batches) < self.capacity:
             self._batches.append(entry)
@@ -97,7 +115,7 @@ class SampleBuffer:
         device = generator.device if generator is not None else None
         index = int(torch.randint(len(self._batches), (1,), generator=generator, device=device))
         s = self._batches[index]
-        return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features)
+        return BufferedBatch(s.r, s.value, s.q_sample, s.channel, self._dense_prior(s), s.features, s.zero_counts)
 
     def _dense_prior(self, s: _Stored) -> torch.Tensor | None:
         if s.prior_values is None or s.prior_indices is None:

@@ -48,7 +48,7 @@ from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
 from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
-from .losses import LOSSES
+from .losses import LOSSES, LOSSES_BLIND_TO_ZEROS
 from .sampler import CountingIntegrand, DrawRecord, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
@@ -183,7 +183,9 @@ class Trainer:
         self._average: ParameterAverage | None = None  # made with the optimiser (config.average_parameters)
         self._last_parameters: torch.Tensor | None = None  # the last step's, while the sampler has the average
         self._pending_state: dict | None = None
-        self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
+        self.buffer = SampleBuffer(
+            config.buffer_capacity, sampler.n_channels, config.buffer_top_m, config.loss in LOSSES_BLIND_TO_ZEROS
+        )
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
         self.loss_fn = LOSSES[config.loss]
         self.scale: float | None = None
@@ -367,7 +369,13 @@ class Trainer:
         q_model = torch.exp(self.sampler.log_q(batch.r, batch.channel, record).double())
         alpha = self.sampler.channel_weight(batch.channel, batch.alpha_prior, batch.features).double()
         loss = self.loss_fn(
-            batch.channel, batch.value / self.scale, q_model, batch.q_sample.double(), alpha, self.sampler.n_channels
+            batch.channel,
+            batch.value / self.scale,
+            q_model,
+            batch.q_sample.double(),
+            alpha,
+            self.sampler.n_channels,
+            batch.zero_counts,
         )
         if not torch.isfinite(loss):
             return self._skip(float(loss.detach()))

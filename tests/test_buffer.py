@@ -1,4 +1,5 @@
-"""Sample buffer: ring capacity, top-m prior storage with the generating channel kept, dense rebuild."""
+"""Sample buffer: ring capacity, top-m prior storage with the generating channel kept, dense rebuild, zero-valued
+points left out with their counts."""
 
 import torch
 
@@ -44,3 +45,28 @@ def test_dense_prior_rebuilt_from_top_m():
     full = SampleBuffer(capacity=2, n_channels=4, top_m=None)
     store(full, 1, prior)
     torch.testing.assert_close(full.sample().alpha_prior, prior)
+
+
+def test_dropping_zeros_keeps_the_non_zero_points_and_counts_the_others_per_channel():
+    buffer = SampleBuffer(capacity=2, n_channels=3, top_m=2, drop_zeros=True)
+    channel = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
+    value = torch.tensor([0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 0.0, 5.0])
+    prior = torch.softmax(torch.arange(24.0).reshape(8, 3), dim=1)
+    features = torch.arange(16.0).reshape(8, 2)
+    buffer.store(torch.arange(8.0)[:, None], value, torch.ones(8), channel, prior, features)
+    kept = buffer.sample()
+    assert kept.value.tolist() == [2.0, 3.0, 5.0] and kept.r[:, 0].tolist() == [1.0, 4.0, 7.0]
+    assert kept.channel.tolist() == [0, 1, 0] and kept.features[:, 0].tolist() == [2.0, 8.0, 14.0]
+    assert kept.zero_counts.tolist() == [1, 2, 2]
+    values, indices = top_m_prior(prior[[1, 4, 7]], channel[[1, 4, 7]], 2)  # the kept points' own rows
+    torch.testing.assert_close(kept.alpha_prior.gather(1, indices), values)
+
+
+def test_a_batch_of_zeros_keeps_its_first_point_and_a_kept_batch_has_no_counts():
+    buffer = SampleBuffer(capacity=1, n_channels=2, drop_zeros=True)
+    buffer.store(torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]))
+    kept = buffer.sample()
+    assert kept.channel.tolist() == [1] and kept.zero_counts.tolist() == [2, 1]
+    plain = SampleBuffer(capacity=1, n_channels=2)
+    plain.store(torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]))
+    assert len(plain.sample().value) == 4 and plain.sample().zero_counts is None

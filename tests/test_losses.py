@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from madnis.losses import LOSSES, channel_variances
+from madnis.losses import LOSSES, LOSSES_BLIND_TO_ZEROS, channel_variances
 
 N = 200_000
 
@@ -57,6 +57,49 @@ def test_gradients_finite_with_zero_values_and_weights(name):
     loss = LOSSES[name](channel, value, q_model, torch.ones(n, dtype=torch.float64), alpha, 3)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(params.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES_BLIND_TO_ZEROS))
+def test_points_of_value_zero_left_out_with_their_counts_give_the_same_loss_and_gradient(name):
+    """A buffered batch may store only its non-zero points and their channels' zero counts (madnis.buffer): every loss
+    blind to zeros gives the value and the gradient (flow density and channel weights) of the whole batch; channel 2
+    has only zeros, channel 3 a single non-zero point among zeros."""
+    gen = torch.Generator().manual_seed(3)
+    n, n_channels = 400, 4
+    channel = torch.randint(0, 3, (n,), generator=gen)
+    channel[:9] = 3
+    value = torch.rand(n, generator=gen, dtype=torch.float64) * (torch.rand(n, generator=gen) < 0.5)
+    value[channel == 2] = 0.0
+    value[channel == 3] = 0.0
+    value[0] = 0.7
+    r = torch.rand(n, generator=gen, dtype=torch.float64)
+    q_sample = 0.5 + r
+
+    def loss_and_gradient(keep: torch.Tensor, zero_counts: torch.Tensor | None):
+        theta = torch.tensor([1.3, -0.4], dtype=torch.float64, requires_grad=True)
+        q_model = (1 + theta[0] * (r - 0.5))[keep]
+        alpha = torch.sigmoid(theta[1] + 2 * r)[keep]
+        loss = LOSSES[name](channel[keep], value[keep], q_model, q_sample[keep], alpha, n_channels, zero_counts)
+        loss.backward()
+        return loss.detach(), theta.grad
+
+    whole = loss_and_gradient(torch.ones(n, dtype=torch.bool), None)
+    nonzero = value != 0
+    left_out = loss_and_gradient(nonzero, torch.bincount(channel[~nonzero], minlength=n_channels))
+    assert bool((whole[1].abs() > 1e-6).all())  # the batch trains both the density and the channel weight
+    torch.testing.assert_close(left_out[0], whole[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(left_out[1], whole[1], rtol=1e-10, atol=1e-14)
+    # without the counts the channel means are those of the non-zero points alone: another loss
+    without = loss_and_gradient(nonzero, None)
+    assert abs(float(without[0] - whole[0])) > 1e-3 * abs(float(whole[0]))
+
+
+def test_rkl_refuses_a_batch_without_its_zero_valued_points():
+    """rkl penalises the flow's density at points of value 0: it must see them."""
+    assert "rkl" not in LOSSES_BLIND_TO_ZEROS
+    ones = torch.ones(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs the points with value 0"):
+        LOSSES["rkl"](torch.zeros(4, dtype=torch.long), ones, ones, ones, ones, 1, torch.tensor([2]))
 
 
 def test_zero_loss_when_flow_matches_integrand():

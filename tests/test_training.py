@@ -116,6 +116,35 @@ def test_online_steps_replaying_the_draw_train_as_recomputing_log_q(monkeypatch)
     torch.testing.assert_close(final[0], final[1], rtol=1e-8, atol=1e-10)
 
 
+class CutTwoResonances4D(TwoResonances4D):
+    """The 4D toy behind a cut: value 0 where r_0 < 0.3 (a third of the flat points), as matrix elements outside the
+    generation cuts."""
+
+    def evaluate(self, r: torch.Tensor, channel: torch.Tensor):
+        result = super().evaluate(r, channel)
+        return replace(result, value=torch.where(r[:, 0] < 0.3, torch.zeros_like(result.value), result.value))
+
+
+def test_buffered_steps_on_the_non_zero_points_alone_train_as_on_every_point(monkeypatch):
+    """A buffer that keeps only a batch's non-zero points and their zero counts per channel (the default with a loss
+    blind to zeros) ends training at the parameters of one that keeps every point (float64, 3 buffered steps per
+    online one, an integrand with a cut)."""
+    integrand = CutTwoResonances4D()
+    config = TrainingConfig(steps=24, batch_size=256, buffered_steps=3, dtype="float64", vegas_pretraining=False)
+    dropping = MadNIS(integrand, config)
+    dropping.train()
+    stored = dropping.trainer.buffer.sample()
+    assert 0.1 < float(stored.zero_counts.sum()) / (len(stored.value) + float(stored.zero_counts.sum())) < 0.5
+    monkeypatch.setattr(training, "LOSSES_BLIND_TO_ZEROS", frozenset())
+    keeping = MadNIS(integrand, config)
+    keeping.train()
+    assert keeping.trainer.buffer.sample().zero_counts is None
+    start = torch.cat([p.detach().flatten() for p in MadNIS(integrand, config).sampler.flow.parameters()])
+    final = [torch.cat([p.detach().flatten() for p in m.sampler.flow.parameters()]) for m in (dropping, keeping)]
+    assert (final[0] - start).abs().max() > 1e-3  # training moved the flow
+    torch.testing.assert_close(final[0], final[1], rtol=1e-8, atol=1e-10)
+
+
 def test_the_parameter_average_is_an_exponential_moving_average_of_the_steps():
     from madnis.averaging import ParameterAverage
 
