@@ -4,7 +4,8 @@ Every ``buffered_steps + 1``-th step is *online*: a fresh batch is drawn with po
 :mod:`madnis.stratification`, evaluated (integrand calls), stored in the :mod:`madnis.buffer` and trained on;
 the other steps reuse a stored batch, reweighted by q_model / q_sample in :mod:`madnis.losses`. An online step's
 q_model is taken with the parameters that drew the batch, so it replays the flow's splines of drawing it
-(:class:`madnis.sampler.DrawRecord`) instead of inverting the flow again. Online
+(:class:`madnis.sampler.DrawRecord`) instead of inverting the flow again. A buffered step trains on the stored
+batch's points inside the cuts alone, with the others' counts (:mod:`madnis.buffer`, ``drop_zeros``). Online
 batches update the running I_i and sigma_i; at ``config.drop_step`` the negligible channels are dropped
 (:mod:`madnis.dropping`). A step whose loss or gradient is not finite is skipped and counted, so a NaN never
 reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.StoppingRule` fed by the online
