@@ -93,6 +93,16 @@ class DrawRecord:
         self.parts.append((index, []))
         return self.parts[-1][1]
 
+    def take(self, keep: torch.Tensor) -> DrawRecord:
+        """The record of the batch's points that the mask ``keep`` selects, indexed within that selection."""
+        position = torch.cumsum(keep.long(), 0) - 1
+        taken = DrawRecord()
+        for index, splines in self.parts:
+            rows = keep if index is None else keep[index]
+            kept_index = None if index is None else position[index[rows]]
+            taken.parts.append((kept_index, [spline.take(rows) for spline in splines]))
+        return taken
+
 
 def _to_device(result: IntegrandResult, device: torch.device) -> IntegrandResult:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731

@@ -297,6 +297,11 @@ class SplineRecord:
     inverse: bool
     constants: SplineConstants
 
+    def take(self, rows: torch.Tensor) -> SplineRecord:
+        """The record of the points ``rows`` (a mask or indices) selects: every recorded tensor is per point."""
+        saved = tuple(t[rows] for t in self.saved)
+        return SplineRecord(self.x[rows], self.out[rows], self.log_det[rows], saved, self.inverse, self.constants)
+
     def inverse_image(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The inverse map's image of the recorded points and its log|det| (the forward pass read backwards)."""
         return (self.out, self.log_det) if self.inverse else (self.x, -self.log_det)

@@ -4,8 +4,8 @@ Every ``buffered_steps + 1``-th step is *online*: a fresh batch is drawn with po
 :mod:`madnis.stratification`, evaluated (integrand calls), stored in the :mod:`madnis.buffer` and trained on;
 the other steps reuse a stored batch, reweighted by q_model / q_sample in :mod:`madnis.losses`. An online step's
 q_model is taken with the parameters that drew the batch, so it replays the flow's splines of drawing it
-(:class:`madnis.sampler.DrawRecord`) instead of inverting the flow again. A buffered step trains on the stored
-batch's points inside the cuts alone, with the others' counts (:mod:`madnis.buffer`, ``drop_zeros``). Online
+(:class:`madnis.sampler.DrawRecord`) instead of inverting the flow again. Every step trains on its batch's points
+inside the cuts alone, with the others' counts (:mod:`madnis.buffer`, ``drop_zeros``). Online
 batches update the running I_i and sigma_i; at ``config.drop_step`` the negligible channels are dropped
 (:mod:`madnis.dropping`). A step whose loss or gradient is not finite is skipped and counted, so a NaN never
 reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.StoppingRule` fed by the online
@@ -337,12 +337,16 @@ class Trainer:
         if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
             self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
+        record = draw.record
+        if self.buffer.drop_zeros:  # the step trains on the points inside the cuts (madnis.buffer)
+            batch, keep = batch.without_zeros(self.sampler.n_channels)
+            record = None if record is None else record.take(keep)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
         weights = draw.weight / share[draw.channel]
         if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points
             sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
             self._keep(sample, online_step + 1)
-        return OnlineBatch(batch, integral, rel_error, weights, draw_seconds, draw.record)
+        return OnlineBatch(batch, integral, rel_error, weights, draw_seconds, record)
 
     def _keep(self, sample: WeightedSample, online_batches: int) -> None:
         """Keep the batch; drop the oldest kept ones beyond the latest :data:`KEPT_SHARE` of the ``online_batches`` so

@@ -125,12 +125,20 @@ class CutTwoResonances4D(TwoResonances4D):
         return replace(result, value=torch.where(r[:, 0] < 0.3, torch.zeros_like(result.value), result.value))
 
 
-def test_buffered_steps_on_the_non_zero_points_alone_train_as_on_every_point(monkeypatch):
-    """A buffer that keeps only a batch's non-zero points and their zero counts per channel (the default with a loss
-    blind to zeros) ends training at the parameters of one that keeps every point (float64, 3 buffered steps per
-    online one, an integrand with a cut)."""
+def test_steps_on_the_non_zero_points_alone_train_as_on_every_point(monkeypatch):
+    """Online and buffered steps on a batch's non-zero points with their zero counts per channel (the default with a
+    loss blind to zeros; an online step replays the draw's splines of those points alone) end training at the
+    parameters of steps on every point (float64, 3 buffered steps per online one, flow-drawn and flat points, an
+    integrand with a cut)."""
     integrand = CutTwoResonances4D()
-    config = TrainingConfig(steps=24, batch_size=256, buffered_steps=3, dtype="float64", vegas_pretraining=False)
+    config = TrainingConfig(
+        steps=24,
+        batch_size=256,
+        buffered_steps=3,
+        defensive_fraction=0.25,
+        dtype="float64",
+        vegas_pretraining=False,
+    )
     dropping = MadNIS(integrand, config)
     dropping.train()
     stored = dropping.trainer.buffer.sample()
