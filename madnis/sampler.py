@@ -94,11 +94,15 @@ class DrawRecord:
         return self.parts[-1][1]
 
     def take(self, keep: torch.Tensor) -> DrawRecord:
-        """The record of the batch's points that the mask ``keep`` selects, indexed within that selection."""
+        """The record of the batch's points that the mask ``keep`` selects, indexed within that selection; a part
+        left without a point is dropped (the flow takes no empty batch: the flat share's few points of a W+2j
+        batch can all lie outside the cuts)."""
         position = torch.cumsum(keep.long(), 0) - 1
         taken = DrawRecord()
         for index, splines in self.parts:
             rows = keep if index is None else keep[index]
+            if not bool(rows.any()):
+                continue
             kept_index = None if index is None else position[index[rows]]
             taken.parts.append((kept_index, [spline.take(rows) for spline in splines]))
         return taken

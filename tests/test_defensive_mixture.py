@@ -56,6 +56,32 @@ def test_training_log_q_from_the_draw_record_equals_the_recomputed_one(trained):
         trained.sampler.to(torch.float32)
 
 
+@pytest.mark.parametrize("kept", ["some of each share", "no flat point", "no flow-drawn point"])
+def test_the_record_of_some_points_gives_their_log_q(trained, kept):
+    """``DrawRecord.take`` (training's steps on the points inside the cuts): the record of the points a mask keeps
+    replays their log q as evaluating it afresh, also where the mask keeps no point of one share (a W+2j batch's
+    flat points can all lie outside the cuts)."""
+    sampler = trained.sampler.to(torch.float64)
+    try:
+        channel = torch.arange(600) % 2
+        record = DrawRecord()
+        r, _ = sampler.sample(channel, torch.Generator().manual_seed(9), record)
+        (flow_drawn, _), (flat, _) = record.parts
+        keep = torch.zeros(len(channel), dtype=torch.bool)
+        if kept != "no flow-drawn point":
+            keep[flow_drawn[::3]] = True
+        if kept != "no flat point":
+            keep[flat[1::2]] = True
+        taken = record.take(keep)
+        assert len(taken.parts) == (2 if kept == "some of each share" else 1)
+        with torch.no_grad():
+            replayed = sampler.log_q(r[keep], channel[keep], taken)
+            recomputed = sampler.log_q(r[keep], channel[keep])
+        torch.testing.assert_close(replayed, recomputed, rtol=0, atol=1e-9)
+    finally:
+        trained.sampler.to(torch.float32)
+
+
 def test_flat_share_is_drawn_where_the_flow_is_thin(trained):
     """About eps of the points land as a flat draw would: the share of points in the region where the trained
     flow puts almost nothing (q_flow < 0.01) is eps times that region's volume, not the flow's ~0."""
