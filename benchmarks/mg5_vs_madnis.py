@@ -133,11 +133,15 @@ class RunFailed(RuntimeError):
     """A launch printed no cross section; the message is MadEvent's error line."""
 
 
-def cross_section(log: str) -> tuple[float, float]:
+def cross_section(log: str, directory: Path) -> tuple[float, float]:
+    """The launch's last ``Cross-section : X +- Y pb``; else RunFailed with its last error line, without terminal
+    colour codes and with the temporary work directory written WORKDIR (the results files quote it)."""
     found = re.findall(r"Cross-section :\s+([\d.eE+-]+) \+- ([\d.eE+-]+) pb", log)
     if not found:
         errors = [l.strip() for l in log.splitlines() if "Error" in l or "error" in l]
-        raise RunFailed(errors[-1] if errors else log.strip().splitlines()[-1])
+        line = errors[-1] if errors else log.strip().splitlines()[-1]
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line).replace(str(directory.parent), "WORKDIR")
+        raise RunFailed(line)
     return float(found[-1][0]), float(found[-1][1])
 
 
@@ -145,7 +149,7 @@ def stock(directory: Path, nevents: int, nb_core: int | None = None, **entries: 
     """A stock launch (``entries``: other run_card entries, e.g. ``iseed``); points: the survey/refine points that
     SubProcesses/results.dat counts."""
     log, seconds = launch(directory, nb_core, madnis="False", nevents=nevents, **entries)
-    sigma, error = cross_section(log)
+    sigma, error = cross_section(log, directory)
     fields = (directory / "SubProcesses" / "results.dat").read_text().split()
     points, primary_unweighted = int(fields[3]), int(fields[6])  # results.dat: nevents, ..., nunwgt
     return Measurement(sigma, error, seconds, points, primary_unweighted / points)
@@ -158,7 +162,7 @@ def madnis(
     ``iseed``); every matrix-element call counted."""
     entries = entries if steps is None else {**entries, "madnis_steps": steps}
     log, seconds = launch(directory, nb_core, madnis="True", nevents=nevents, **entries)
-    sigma, error = cross_section(log)
+    sigma, error = cross_section(log, directory)
     found = re.findall(r"MadNIS: (\d+) matrix-element calls in all, unweighting efficiency ([\d.]+)%", log)
     if not found:
         raise RunFailed("the MadNIS launch printed no matrix-element count")
