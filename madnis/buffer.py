@@ -8,9 +8,9 @@ largest prior channel weights per point with their indices (the generating chann
 On read the prior is rebuilt as a dense (n, n_channels) tensor with zeros elsewhere; the channel-weight
 net's softmax renormalises it.
 
-With ``drop_zeros`` (a loss blind to points of value 0, :data:`madnis.losses.LOSSES_BLIND_TO_ZEROS`) a batch keeps
-only its points with a non-zero value and the number of the others per channel (``zero_counts``,
-:meth:`BufferedBatch.without_zeros`; training's online steps take the same part of their batch): the losses then
+With a loss blind to points of value 0 (:data:`madnis.losses.LOSSES_BLIND_TO_ZEROS`) training keeps of a batch only
+its points with a non-zero value and the number of the others per channel (``zero_counts``,
+:meth:`BufferedBatch.without_zeros`), for its online step and for the buffer alike: the losses then
 give the same value and gradient, and a step's flow and channel-weight work shrinks by the share of points
 outside the cuts (measured at 300 steps: 51 % on a W+2j channel part, 60 % on ``p p > e+ e- j``'s ``g q`` P-dir,
 17 % on ``p p > t t~ j``'s ``g g``). A batch without any non-zero point keeps its first point (a step still runs).
@@ -85,8 +85,8 @@ def top_m_prior(alpha_prior: torch.Tensor, channel: torch.Tensor, m: int) -> tup
 class SampleBuffer:
     """Fixed-capacity ring buffer of training batches."""
 
-    def __init__(self, capacity: int, n_channels: int, top_m: int | None = None, drop_zeros: bool = False):
-        self.capacity, self.n_channels, self.top_m, self.drop_zeros = capacity, n_channels, top_m, drop_zeros
+    def __init__(self, capacity: int, n_channels: int, top_m: int | None = None):
+        self.capacity, self.n_channels, self.top_m = capacity, n_channels, top_m
         self._batches: list[_Stored] = []
         self._next = 0
 
@@ -101,20 +101,10 @@ class SampleBuffer:
         channel: torch.Tensor,
         alpha_prior: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        zero_counts: torch.Tensor | None = None,
     ) -> None:
-        """Keep one batch (detached), overwriting the oldest when full; with ``drop_zeros`` its non-zero points."""
-        batch = BufferedBatch(r, value, q_sample, channel, alpha_prior, features)
-        if self.drop_zeros:
-            batch, _ = batch.without_zeros(self.n_channels)
-        r, value, q_sample, channel, alpha_prior, features, zero_counts = (
-            batch.r,
-            batch.value,
-            batch.q_sample,
-            batch.channel,
-            batch.alpha_prior,
-            batch.features,
-            batch.zero_counts,
-        )
+        """Keep one batch (detached), overwriting the oldest when full; ``zero_counts``: those of a batch of its
+        non-zero points (:meth:`BufferedBatch.without_zeros`)."""
         values = indices = None
         if alpha_prior is not None:
             if self.top_m is None or self.top_m >= self.n_channels:

@@ -5,7 +5,7 @@ Every ``buffered_steps + 1``-th step is *online*: a fresh batch is drawn with po
 the other steps reuse a stored batch, reweighted by q_model / q_sample in :mod:`madnis.losses`. An online step's
 q_model is taken with the parameters that drew the batch, so it replays the flow's splines of drawing it
 (:class:`madnis.sampler.DrawRecord`) instead of inverting the flow again. Every step trains on its batch's points
-inside the cuts alone, with the others' counts (:mod:`madnis.buffer`, ``drop_zeros``). Online
+inside the cuts alone, with the others' counts (:mod:`madnis.buffer`, ``Trainer.drop_zeros``). Online
 batches update the running I_i and sigma_i; at ``config.drop_step`` the negligible channels are dropped
 (:mod:`madnis.dropping`). A step whose loss or gradient is not finite is skipped and counted, so a NaN never
 reaches the weights. With ``config.steps = "auto"`` a :class:`~madnis.stopping.StoppingRule` fed by the online
@@ -184,9 +184,8 @@ class Trainer:
         self._average: ParameterAverage | None = None  # made with the optimiser (config.average_parameters)
         self._last_parameters: torch.Tensor | None = None  # the last step's, while the sampler has the average
         self._pending_state: dict | None = None
-        self.buffer = SampleBuffer(
-            config.buffer_capacity, sampler.n_channels, config.buffer_top_m, config.loss in LOSSES_BLIND_TO_ZEROS
-        )
+        self.buffer = SampleBuffer(config.buffer_capacity, sampler.n_channels, config.buffer_top_m)
+        self.drop_zeros = config.loss in LOSSES_BLIND_TO_ZEROS  # steps train on the points inside the cuts
         self.stratifier = Stratifier(statistics, config.uniform_fraction, config.stratified_warmup_steps)
         self.loss_fn = LOSSES[config.loss]
         self.scale: float | None = None
@@ -334,13 +333,14 @@ class Trainer:
             self.scale = abs(integral) if integral != 0 and math.isfinite(integral) else 1.0
         rel_error = math.sqrt(float(variance.sum())) / abs(integral) if integral != 0 else math.inf
         value = torch.where(draw.ok, draw.value.double(), torch.zeros_like(draw.value, dtype=torch.float64))
-        if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
-            self.buffer.store(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         batch = BufferedBatch(draw.r, value, draw.q_sample, draw.channel, draw.alpha_prior, draw.features)
         record = draw.record
-        if self.buffer.drop_zeros:  # the step trains on the points inside the cuts (madnis.buffer)
+        if self.drop_zeros:  # this step and the buffered ones train on the points inside the cuts (madnis.buffer)
             batch, keep = batch.without_zeros(self.sampler.n_channels)
             record = None if record is None else record.take(keep)
+        if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
+            b = batch
+            self.buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
         weights = draw.weight / share[draw.channel]
         if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points

@@ -3,7 +3,7 @@ points left out with their counts."""
 
 import torch
 
-from madnis.buffer import SampleBuffer, top_m_prior
+from madnis.buffer import BufferedBatch, SampleBuffer, top_m_prior
 
 
 def store(buffer, tag, prior=None, n=8):
@@ -48,12 +48,13 @@ def test_dense_prior_rebuilt_from_top_m():
 
 
 def test_dropping_zeros_keeps_the_non_zero_points_and_counts_the_others_per_channel():
-    buffer = SampleBuffer(capacity=2, n_channels=3, top_m=2, drop_zeros=True)
+    buffer = SampleBuffer(capacity=2, n_channels=3, top_m=2)
     channel = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
     value = torch.tensor([0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 0.0, 5.0])
     prior = torch.softmax(torch.arange(24.0).reshape(8, 3), dim=1)
     features = torch.arange(16.0).reshape(8, 2)
-    buffer.store(torch.arange(8.0)[:, None], value, torch.ones(8), channel, prior, features)
+    b, _ = BufferedBatch(torch.arange(8.0)[:, None], value, torch.ones(8), channel, prior, features).without_zeros(3)
+    buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
     kept = buffer.sample()
     assert kept.value.tolist() == [2.0, 3.0, 5.0] and kept.r[:, 0].tolist() == [1.0, 4.0, 7.0]
     assert kept.channel.tolist() == [0, 1, 0] and kept.features[:, 0].tolist() == [2.0, 8.0, 14.0]
@@ -63,8 +64,11 @@ def test_dropping_zeros_keeps_the_non_zero_points_and_counts_the_others_per_chan
 
 
 def test_a_batch_of_zeros_keeps_its_first_point_and_a_kept_batch_has_no_counts():
-    buffer = SampleBuffer(capacity=1, n_channels=2, drop_zeros=True)
-    buffer.store(torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]))
+    buffer = SampleBuffer(capacity=1, n_channels=2)
+    b, _ = BufferedBatch(
+        torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]), None, None
+    ).without_zeros(2)
+    buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
     kept = buffer.sample()
     assert kept.channel.tolist() == [1] and kept.zero_counts.tolist() == [2, 1]
     plain = SampleBuffer(capacity=1, n_channels=2)
