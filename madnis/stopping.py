@@ -52,6 +52,15 @@ later steps must promise less time than it. Measured on ``g g > w+ d u~ g``, 10k
 step 499 on an estimate of 1.32 % where the run's events came at 0.46 %; and, forgetting the best instead, a
 channel part checked at step 405 (1.21 %, projected 46.8 s) trained on to step 897 (1.71 %) on scaled estimates
 that never projected less than 54.2 s.
+One check scales the estimates down by at most ``MIN_RECALIBRATION`` (4x): a young sampler's check can be far below
+the window's estimate because of a handful of weights, and the sampler that training makes of it loses them, so the
+full factor would keep every later estimate that far too low and training going long after it paid. Measured on
+``p p > w+ j j``'s ``q q > w+ q q`` P-dir (one job alone, seeds 41-46, ``benchmarks/results/stop44_measurements.md``):
+first checks of 0.02 %, 0.03 % and 0.16 % against estimates of 0.95 %, 0.62 % and 0.99 % kept those jobs training
+to steps 1581, 1089 and 701 (134, 99 and 68 s), where the checks that ended them measured 6.0 %, 8.5 % and 3.7 %;
+with the factor at most 4x they stopped at steps 757, 714 and 671 (69, 62 and 62 s) measuring 8.4 %, 8.8 % and
+3.0 %. Where the sampler keeps its tail, the next check finds it again and scales once more (or stops training if
+it did not improve, below).
 A check after resumed training sends it back again only if the measured efficiency rose since the last check by more
 than the check tolerates (measured x ``CHECK_TOLERANCE`` > the last check's): on a plateau the window's estimate
 still errs high on lucky windows, and every resume costs at least ``patience_share`` of the projected time. Measured
@@ -90,6 +99,7 @@ from .unweighting import madevent_efficiency
 
 MIN_EXTRAPOLATION = 0.1  # the extrapolated efficiency is at least this share of the pooled window's
 CHECK_TOLERANCE = 0.7  # an efficiency check below this share of the estimate recalibrates and resumes training
+MIN_RECALIBRATION = 0.25  # one check scales the estimates down by at most this factor (module docstring)
 MIN_CHECK_POINTS = 10_000  # an efficiency check draws at least these points
 
 
@@ -182,7 +192,9 @@ class EfficiencyCheck:
         return self.below_estimate and not self.stalled and not self.out_of_time
 
     def describe(self) -> str:
-        if self.resumed:
+        if self.resumed and self.measured < MIN_RECALIBRATION * self.estimate:
+            verdict = f"training goes on with the estimates scaled by {MIN_RECALIBRATION:g}, a check's most"
+        elif self.resumed:
             verdict = "training goes on with the estimates scaled to it"
         elif not self.below_estimate:
             verdict = "the estimate holds"
@@ -292,11 +304,11 @@ class StoppingRule:
         return kept_points * efficiency + self.check_events
 
     def recalibrate(self, factor: float, measured: float, kept_check_points: int = 0) -> None:
-        """Scale every later efficiency estimate by ``factor``: an efficiency check found them off, measuring
-        ``measured`` now on its points, of which ``kept_check_points`` unweight into events.
+        """Scale every later efficiency estimate by ``factor``, at least ``MIN_RECALIBRATION``: an efficiency check
+        found them off, measuring ``measured`` now on its points, of which ``kept_check_points`` unweight into events.
         The best projection, which rested on the old scale, becomes the check's: now, at the measured efficiency
         (the clock and the window go on)."""
-        self.calibration *= factor
+        self.calibration *= max(factor, MIN_RECALIBRATION)
         self.check_events += kept_check_points * measured
         last = self.last
         self.best, self.since_best = None, 0

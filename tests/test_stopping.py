@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from madnis import MadNIS, StoppingRule, TrainingConfig
 from madnis.config import ConfigError
 from madnis.integration import ChannelAccumulator, IntegrationResult, SamplerPools
-from madnis.stopping import EfficiencyCheck
+from madnis.stopping import MIN_RECALIBRATION, EfficiencyCheck
 from madnis.toys import CamelBack1D
 
 POINTS = 1000
@@ -140,13 +141,13 @@ def test_recalibration_scales_the_estimates_and_the_check_becomes_the_best():
     stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0)
     assert stopping.best is not None and stopping.last.efficiency == pytest.approx(0.5)
     clock.now = 10.0
-    stopping.recalibrate(0.2, measured=0.12)  # the check measured 0.12 (not the scaled 0.1) after 10 s
-    assert stopping.best.efficiency == 0.12 and stopping.best.elapsed == 10.0 and stopping.since_best == 0
-    assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.1)
+    stopping.recalibrate(0.3, measured=0.17)  # the check measured 0.17 (not the scaled 0.15) after 10 s
+    assert stopping.best.efficiency == 0.17 and stopping.best.elapsed == 10.0 and stopping.since_best == 0
+    assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.15)
     # scaled estimates that promise no less time than the check's measured projection do not keep training going
     clock.now = 20.0
     stopping.observe(2, weights_with_efficiency(0.55), 1.0, 1.0)
-    assert stopping.best.efficiency == 0.12 and stopping.stop(2) is not None
+    assert stopping.best.efficiency == 0.17 and stopping.stop(2) is not None
 
 
 def test_the_projection_counts_the_events_of_points_drawn_already():
@@ -266,3 +267,21 @@ def test_the_check_draws_the_generation_sample_less_the_kept_training_batches(mo
     assert kept > 0 and history.checks[0].points == 10_000 / 0.2 - kept
     last = history.progress[-1].projection
     assert last.ready_events == pytest.approx(0.2 * kept) and last.points_to_draw == pytest.approx(10_000 / 0.2 - kept)
+
+
+def test_one_check_scales_the_estimates_down_by_at_most_a_factor_4():
+    """A young sampler's check far below the estimate (a handful of weights) scales the later estimates by 1/4, not
+    by its full ratio, and says so; a moderate one scales by its ratio."""
+    clock = Clock()
+    stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=clock, min_steps=0, patience=2)
+    stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0)
+    stopping.recalibrate(0.01 / 0.5, measured=0.01)
+    assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(
+        0.5 * MIN_RECALIBRATION
+    )
+    stopping.recalibrate(0.5, measured=0.06)
+    assert stopping.observe(2, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.5 * 0.25 * 0.5)
+    far = EfficiencyCheck(step=117, points=10_000, estimate=0.0095, measured=0.0002, previous=None, out_of_time=False)
+    near = replace(far, measured=0.004)
+    assert far.resumed and "scaled by 0.25, a check's most" in far.describe()
+    assert near.resumed and "scaled to it" in near.describe()
