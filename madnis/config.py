@@ -33,6 +33,13 @@ FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
 # 0.418 / 0.365 / 0.369 pb with 0 / 0.1 / 0.2 on g g > w+ d u~ g (10 dimensions), but 1.00 / 1.12 / 1.19 pb on
 # g g > t t~ g and 1.22 / 1.28 / 1.44 pb on p p > t t~ j (7 dimensions); unweighting alike.
 HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
+# It also goes to 2 -> 3 processes with two or more jets (MULTIJET_JETS, from MULTIJET_DIMENSIONS): on p p > w+ j j
+# (7 dimensions) a young sampler's efficiency check held single weights of ~5 % of its points' sum (q q > w+ q q)
+# that stayed in sigma; whole 2-core launches of 10k events, seeds 41-44 (benchmarks/results/stop44_measurements.md
+# section 4): errors 25.2 against 59.2 pb (stock's 28.6), 41.4 against 57.5 s. With one jet it stays 0: p p > e+ e- j
+# errors 1.08 against 0.78 pb over seeds 41-48, p p > t t~ j and g g > t t~ g alike (section 5). p p > j j (4
+# dimensions) was not measured.
+MULTIJET_JETS, MULTIJET_DIMENSIONS = 2, 7
 # Adam's learning rate: 2e-3 against 1e-3, whole 2-core launches of 10k events, seeds 41-46 each, back to back
 # (benchmarks/results/learning_rate.md): errors 1.02 / 1.14 pb on g g > t t~ g, 1.22 / 1.36 on p p > t t~ j,
 # 0.386 / 0.405 on g g > w+ d u~ g, unweighting 14.7 / 10.5 % and 11.3 / 9.6 % (W+2j 1.38 / 1.43 %), wall time
@@ -94,7 +101,7 @@ class TrainingConfig:
         train_channel_weights: train the channel-weight net (ignored when the integrand forbids it).
         uniform_fraction: share of each batch spread uniformly over active channels (rest by sigma_i).
         defensive_fraction: share of each channel's points drawn flat in r, so the density is (1 - eps) q_flow + eps
-            (bounds every weight; :mod:`madnis.sampler`); "auto": by the integrand's dimension
+            (bounds every weight; :mod:`madnis.sampler`); "auto": by the integrand's dimension and jets
             (:meth:`defensive_share`).
         stratified_warmup_steps: online steps with uniform channel allocation before stratifying by sigma_i.
         stats_decay: decay of the exponential running means of the per-channel I_i and sigma_i.
@@ -141,7 +148,8 @@ class TrainingConfig:
     defensive_fraction: float | str = card_field(
         0.0,
         "share of each channel's points drawn flat (MadEvent's mapping alone), in [0, 1), or "
-        + by_dimension_help(0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION),
+        + by_dimension_help(0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION)
+        + f" and from {MULTIJET_DIMENSIONS} with {MULTIJET_JETS} jets or more",
     )
     stratified_warmup_steps: int = 20
     stats_decay: float = 0.9
@@ -246,9 +254,13 @@ class TrainingConfig:
         """Hidden units per layer of the flow's coupling networks for an integrand of ``ndim`` dimensions."""
         return self.by_dimension(self.flow_hidden_units, ndim, FLOW_UNITS, WIDE_FLOW_UNITS)
 
-    def defensive_share(self, ndim: int) -> float:
-        """The flat share of each channel's points (the defensive mixture) for an integrand of ``ndim`` dimensions."""
-        return float(self.by_dimension(self.defensive_fraction, ndim, 0.0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION))
+    def defensive_share(self, ndim: int, jets: int = 0) -> float:
+        """The flat share of each channel's points (the defensive mixture) for an integrand of ``ndim`` dimensions
+        and ``jets`` final-state jets: ``auto`` takes the high-dimensional share from :data:`HIGH_DIMENSIONS` on, and
+        from :data:`MULTIJET_DIMENSIONS` with :data:`MULTIJET_JETS` jets or more."""
+        multijet = jets >= MULTIJET_JETS and ndim >= MULTIJET_DIMENSIONS
+        treated_as = max(ndim, HIGH_DIMENSIONS) if multijet else ndim
+        return float(self.by_dimension(self.defensive_fraction, treated_as, 0.0, HIGH_DIMENSIONAL_DEFENSIVE_FRACTION))
 
     @property
     def drop_step(self) -> int:

@@ -113,12 +113,12 @@ def train_or_load(
     budget = f"{config.steps} steps"
     if config.steps == AUTO:
         budget = f"steps while the projected time to the events falls (at most {config.max_minutes:g} min)"
+    madnis = MadNIS(source.integrand, config)
     log(
         f"Training MadNIS for {source.name}: {source.integrand.n_channels} channels, ndim {source.integrand.ndim} "
         f"(flow: {config.flow_units(source.integrand.ndim)} hidden units, "
-        f"{config.defensive_share(source.integrand.ndim):g} of the points flat), {budget} x {config.batch_size} points"
+        f"{madnis.sampler.defensive_fraction:g} of the points flat), {budget} x {config.batch_size} points"
     )
-    madnis = MadNIS(source.integrand, config)
     printer = progress_printer(source.name, settings.progress_every, log)
 
     def callback(p: TrainingProgress) -> None:
