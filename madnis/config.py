@@ -36,7 +36,7 @@ HIGH_DIMENSIONAL_DEFENSIVE_FRACTION = 0.1
 # It also goes to 2 -> 3 processes with two or more jets (MULTIJET_JETS, from MULTIJET_DIMENSIONS): on p p > w+ j j
 # (7 dimensions) a young sampler's efficiency check held single weights of ~5 % of its points' sum (q q > w+ q q)
 # that stayed in sigma; whole 2-core launches of 10k events, seeds 41-44 (benchmarks/results/stop44_measurements.md
-# section 4): errors 25.2 against 59.2 pb (stock's 28.6), 41.4 against 57.5 s. With one jet it stays 0: p p > e+ e- j
+# section 4): errors 24.1 against 59.2 pb (stock's 28.6), 47.1 against 57.5 s. With one jet it stays 0: p p > e+ e- j
 # errors 1.08 against 0.78 pb over seeds 41-48, p p > t t~ j and g g > t t~ g alike (section 5). p p > j j (4
 # dimensions) was not measured.
 MULTIJET_JETS, MULTIJET_DIMENSIONS = 2, 7
