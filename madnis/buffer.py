@@ -93,33 +93,24 @@ class SampleBuffer:
     def __len__(self) -> int:
         return len(self._batches)
 
-    def store(
-        self,
-        r: torch.Tensor,
-        value: torch.Tensor,
-        q_sample: torch.Tensor,
-        channel: torch.Tensor,
-        alpha_prior: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
-        zero_counts: torch.Tensor | None = None,
-    ) -> None:
-        """Keep one batch (detached), overwriting the oldest when full; ``zero_counts``: those of a batch of its
-        non-zero points (:meth:`BufferedBatch.without_zeros`)."""
+    def store(self, batch: BufferedBatch) -> None:
+        """Keep one batch (detached), the record :meth:`sample` gives back, overwriting the oldest when full; a batch
+        of its non-zero points carries its ``zero_counts`` (:meth:`BufferedBatch.without_zeros`)."""
         values = indices = None
-        if alpha_prior is not None:
+        if batch.alpha_prior is not None:
             if self.top_m is None or self.top_m >= self.n_channels:
-                values = alpha_prior.detach()
+                values = batch.alpha_prior.detach()
             else:
-                values, indices = top_m_prior(alpha_prior.detach(), channel, self.top_m)
+                values, indices = top_m_prior(batch.alpha_prior.detach(), batch.channel, self.top_m)
         entry = _Stored(
-            r.detach(),
-            value.detach(),
-            q_sample.detach(),
-            channel,
+            batch.r.detach(),
+            batch.value.detach(),
+            batch.q_sample.detach(),
+            batch.channel,
             values,
             indices,
-            None if features is None else features.detach(),
-            zero_counts,
+            None if batch.features is None else batch.features.detach(),
+            batch.zero_counts,
         )
         if len(self._batches) < self.capacity:
             self._batches.append(entry)

@@ -339,8 +339,7 @@ class Trainer:
             batch, keep = batch.without_zeros(self.sampler.n_channels)
             record = None if record is None else record.take(keep)
         if self.config.buffered_steps > 0:  # nothing reads the buffer otherwise
-            b = batch
-            self.buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
+            self.buffer.store(batch)
         share = (counts.double() / counts.sum()).to(draw.weight.device)
         weights = draw.weight / share[draw.channel]
         if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points

@@ -8,7 +8,14 @@ from madnis.buffer import BufferedBatch, SampleBuffer, top_m_prior
 
 def store(buffer, tag, prior=None, n=8):
     buffer.store(
-        torch.full((n, 2), float(tag)), torch.full((n,), float(tag)), torch.ones(n), torch.arange(n) % 4, prior
+        BufferedBatch(
+            torch.full((n, 2), float(tag)),
+            torch.full((n,), float(tag)),
+            torch.ones(n),
+            torch.arange(n) % 4,
+            prior,
+            None,
+        )
     )
 
 
@@ -54,7 +61,7 @@ def test_dropping_zeros_keeps_the_non_zero_points_and_counts_the_others_per_chan
     prior = torch.softmax(torch.arange(24.0).reshape(8, 3), dim=1)
     features = torch.arange(16.0).reshape(8, 2)
     b, _ = BufferedBatch(torch.arange(8.0)[:, None], value, torch.ones(8), channel, prior, features).without_zeros(3)
-    buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
+    buffer.store(b)
     kept = buffer.sample()
     assert kept.value.tolist() == [2.0, 3.0, 5.0] and kept.r[:, 0].tolist() == [1.0, 4.0, 7.0]
     assert kept.channel.tolist() == [0, 1, 0] and kept.features[:, 0].tolist() == [2.0, 8.0, 14.0]
@@ -68,9 +75,9 @@ def test_a_batch_of_zeros_keeps_its_first_point_and_a_kept_batch_has_no_counts()
     b, _ = BufferedBatch(
         torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]), None, None
     ).without_zeros(2)
-    buffer.store(b.r, b.value, b.q_sample, b.channel, b.alpha_prior, b.features, b.zero_counts)
+    buffer.store(b)
     kept = buffer.sample()
     assert kept.channel.tolist() == [1] and kept.zero_counts.tolist() == [2, 1]
     plain = SampleBuffer(capacity=1, n_channels=2)
-    plain.store(torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]))
+    plain.store(BufferedBatch(torch.zeros(4, 1), torch.zeros(4), torch.ones(4), torch.tensor([1, 0, 0, 1]), None, None))
     assert len(plain.sample().value) == 4 and plain.sample().zero_counts is None
