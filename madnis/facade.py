@@ -110,7 +110,7 @@ class MadNIS:
         history.checks.append(check)
         self.check_samples.append((check.step, sample))
         if check.resumed:
-            stopping.recalibrate(measured / estimate, measured, points)
+            stopping.recalibrate(check.scale, measured, points)
             self._checked_state = copy.deepcopy(self.sampler.state_dict())
         elif check.kept_step is not None:
             self.sampler.load_state_dict(self._checked_state)

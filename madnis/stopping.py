@@ -191,8 +191,14 @@ class EfficiencyCheck:
     def resumed(self) -> bool:
         return self.below_estimate and not self.stalled and not self.out_of_time
 
+    @property
+    def scale(self) -> float:
+        """What a resumed check scales the later estimates by: measured / estimate, at least ``MIN_RECALIBRATION``
+        (module docstring)."""
+        return max(self.measured / self.estimate, MIN_RECALIBRATION) if self.estimate > 0 else 1.0
+
     def describe(self) -> str:
-        if self.resumed and self.measured < MIN_RECALIBRATION * self.estimate:
+        if self.resumed and self.scale == MIN_RECALIBRATION:
             verdict = f"training goes on with the estimates scaled by {MIN_RECALIBRATION:g}, a check's most"
         elif self.resumed:
             verdict = "training goes on with the estimates scaled to it"
@@ -304,11 +310,11 @@ class StoppingRule:
         return kept_points * efficiency + self.check_events
 
     def recalibrate(self, factor: float, measured: float, kept_check_points: int = 0) -> None:
-        """Scale every later efficiency estimate by ``factor``, at least ``MIN_RECALIBRATION``: an efficiency check
-        found them off, measuring ``measured`` now on its points, of which ``kept_check_points`` unweight into events.
-        The best projection, which rested on the old scale, becomes the check's: now, at the measured efficiency
-        (the clock and the window go on)."""
-        self.calibration *= max(factor, MIN_RECALIBRATION)
+        """Scale every later efficiency estimate by ``factor`` (a resumed check's :attr:`EfficiencyCheck.scale`): the
+        check found them off, measuring ``measured`` now on its points, of which ``kept_check_points`` unweight into
+        events. The best projection, which rested on the old scale, becomes the check's: now, at the measured
+        efficiency (the clock and the window go on)."""
+        self.calibration *= factor
         self.check_events += kept_check_points * measured
         last = self.last
         self.best, self.since_best = None, 0

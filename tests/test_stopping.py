@@ -275,13 +275,14 @@ def test_one_check_scales_the_estimates_down_by_at_most_a_factor_4():
     clock = Clock()
     stopping = StoppingRule(1e3, window=1, max_overweight=0.0, clock=clock, min_steps=0, patience=2)
     stopping.observe(0, weights_with_efficiency(0.5), 1.0, 1.0)
-    stopping.recalibrate(0.01 / 0.5, measured=0.01)
+    far = EfficiencyCheck(step=117, points=10_000, estimate=0.5, measured=0.01, previous=None, out_of_time=False)
+    near = replace(far, measured=0.25)
+    assert far.scale == MIN_RECALIBRATION and near.scale == pytest.approx(0.5)
+    stopping.recalibrate(far.scale, measured=far.measured)
     assert stopping.observe(1, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(
         0.5 * MIN_RECALIBRATION
     )
-    stopping.recalibrate(0.5, measured=0.06)
+    stopping.recalibrate(near.scale, measured=near.measured)
     assert stopping.observe(2, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.5 * 0.25 * 0.5)
-    far = EfficiencyCheck(step=117, points=10_000, estimate=0.0095, measured=0.0002, previous=None, out_of_time=False)
-    near = replace(far, measured=0.004)
     assert far.resumed and "scaled by 0.25, a check's most" in far.describe()
     assert near.resumed and "scaled to it" in near.describe()
