@@ -36,8 +36,8 @@ FLOW_UNITS, WIDE_FLOW_UNITS = 32, 64
 # with 0 / 0.1 (benchmarks/results/defensive_mixture.md); p p > w+ j j (7) 59.2 / 24.1 pb, a young sampler's single
 # weights of ~5 % of its points' sum (stop44_measurements.md section 4). Its cost: p p > t t~ j and g g > t t~ g
 # errors alike (stop44_measurements.md section 5; on stop 31's code 1.28 / 1.22 and 1.12 / 1.00 pb), p p > e+ e- j
-# 0.79 / 0.73 pb (stop45_measurements.md section 3). Drell-Yan (4 dimensions, 44
-# launches at the default rate with mean pull -0.16) keeps 0: the share raised its error by 15 %, to near stock's.
+# 0.79 / 0.73 pb (stop45_measurements.md section 3). Drell-Yan (4 dimensions; 44 launches at the default rate, mean
+# pull -0.16) keeps 0: the share raised its error by 15 %, to near stock's.
 DEFENSIVE_DIMENSIONS, DEFENSIVE_FRACTION = 5, 0.1
 # Adam's learning rate: 2e-3 against 1e-3, whole 2-core launches of 10k events, seeds 41-46 each, back to back
 # (benchmarks/results/learning_rate.md): errors 1.02 / 1.14 pb on g g > t t~ g, 1.22 / 1.36 on p p > t t~ j,
