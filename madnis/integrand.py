@@ -66,6 +66,8 @@ class Integrand:
         n_features: size of ``features`` (0 if none); the channel-weight net then has no input but the prior.
         channel_weights_trainable: False when learned channel weights would change the answer
             (e.g. a channel-dependent scale choice); the trainer then keeps ``alpha_prior``.
+        jets: massless final-state partons (0 where the integrand is no scattering process); with two or more the
+            ``auto`` settings treat it as multi-jet (:meth:`madnis.TrainingConfig.defensive_share`).
     """
 
     ndim: int
@@ -74,6 +76,7 @@ class Integrand:
     has_prior: bool = False
     n_features: int = 0
     channel_weights_trainable: bool = True
+    jets: int = 0
 
     def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
         raise NotImplementedError

@@ -137,7 +137,7 @@ class MultiChannelSampler(nn.Module):
             integrand.n_channels, integrand.n_features, config.cwnet_hidden_layers, config.cwnet_hidden_units
         )
         self.train_channel_weights = config.train_channel_weights and integrand.channel_weights_trainable
-        self.defensive_fraction = config.defensive_share(integrand.ndim)
+        self.defensive_fraction = config.defensive_share(integrand.ndim, integrand.jets)
 
     @property
     def n_groups(self) -> int:

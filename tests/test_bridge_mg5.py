@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from madnis_plugin.bridge_integrand import BridgeIntegrand
 
 from fortran_bridge import ProcessLibrary, build
 
@@ -115,6 +116,8 @@ def test_channel_info(libraries):
     assert (dy.ndim, dy.n_channels) == (4, 2)
     assert {s.pdg[:2] for s in dy.subprocesses} == {(q, -q) for q in (1, 2, 3, 4)} | {(-q, q) for q in (1, 2, 3, 4)}
     assert sum(s.mirror for s in dy.subprocesses) == 4
+    # the integrands' jets, which choose the defensive share of multi-jet processes (madnis.config)
+    assert (BridgeIntegrand(libraries["ttg"]).jets, BridgeIntegrand(libraries["dy"]).jets) == (1, 0)
 
 
 def test_event_records_count_their_matrix_elements(libraries, pdirs):

@@ -126,9 +126,11 @@ def test_zero_fraction_draws_the_flow_itself():
 
 def test_auto_fraction_follows_the_dimension_and_a_number_is_kept():
     auto = TrainingConfig(defensive_fraction="auto")
-    # 2 -> 2 with PDFs (4 dimensions: p p > e+ e-) keep none; 2 -> 3 (7: p p > e+ e- j) and more take 0.1
-    assert [auto.defensive_share(ndim) for ndim in (2, 4, 5, 7, 8, 10)] == [0.0, 0.0, 0.1, 0.1, 0.1, 0.1]
-    assert TrainingConfig(defensive_fraction=0.0).defensive_share(7) == 0.0
+    assert [auto.defensive_share(ndim) for ndim in (4, 7, 8, 10)] == [0.0, 0.0, 0.1, 0.1]
+    # two jets or more take it from 7 dimensions (p p > w+ j j), not with one (p p > t t~ j) nor at 4 (p p > j j)
+    assert [auto.defensive_share(7, jets) for jets in (0, 1, 2, 3)] == [0.0, 0.0, 0.1, 0.1]
+    assert [auto.defensive_share(4, 2), auto.defensive_share(10, 0)] == [0.0, 0.1]
+    assert TrainingConfig(defensive_fraction=0.0).defensive_share(7, 2) == 0.0
     assert TrainingConfig(defensive_fraction=0.3).defensive_share(10) == 0.3
     assert MadNIS(ManyChannels10D(), replace(auto, steps=0)).sampler.defensive_fraction == 0.1
     assert MadNIS(TwoResonances4D(), replace(auto, steps=0)).sampler.defensive_fraction == 0.0

@@ -131,7 +131,7 @@ def test_training_entries_are_the_card_fields_of_training_config():
     entries = {e.field: e.default for e in MadnisSettings.entries() if e.training}
     assert entries == {**library, **CARD_DEFAULTS}
     # buffered: since the first release; no VEGAS: measured on W+2j (benchmarks/results/wjj_issue8.md); the flow's
-    # width and flat share by the dimension: measured on W+2j, ttg, ttj, p p > e+ e- j and Drell-Yan (madnis.config)
+    # width and flat share by the dimension: measured on W+2j, ttg, ttj and Drell-Yan (madnis.config.HIGH_DIMENSIONS)
     assert CARD_DEFAULTS == {
         "buffered_steps": 3,
         "steps": "auto",
@@ -183,3 +183,15 @@ def test_training_config_mapping():
     )
     config = MadnisSettings(training=training, device="CPU").training_config(seed=42)
     assert config == replace(training, seed=42, device="cpu")
+
+
+def test_the_jets_of_a_p_dir_are_its_massless_final_state_partons():
+    """PDG codes in the event's order: the two incoming legs do not count, the top and the W do not."""
+    from madnis_plugin.bridge_integrand import final_state_partons
+
+    assert final_state_partons((2, 2, 24, 2, 1)) == 2  # u u > w+ u d
+    assert final_state_partons((21, 21, 24, 1, -2, 21)) == 3  # g g > w+ d u~ g
+    assert final_state_partons((21, 21, 6, -6, 21)) == 1  # g g > t t~ g
+    assert final_state_partons((21, 2, 11, -11, 2)) == 1  # g u > e- e+ u
+    assert final_state_partons((2, -2, 11, -11)) == 0  # u u~ > e- e+
+    assert final_state_partons((5, -5, 21, 21)) == 2  # b b~ > g g

@@ -39,6 +39,7 @@ class BridgeIntegrand(Integrand):
         self.channel_groups = symmetry_groups([c.symmetry_group for c in info.channels])
         self.channel_weights_trainable = not bool(info.scale_depends_on_channel)
         self.n_features = 4 * self.nexternal
+        self.jets = final_state_partons(info.subprocesses[0].pdg)
         self.momentum_scale = float(sum(info.beam_energies)) / 2.0
 
     def evaluate(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
@@ -61,6 +62,15 @@ class BridgeIntegrand(Integrand):
         return self.library.event_record(
             channel.detach().cpu().numpy().astype(np.int64), r.detach().cpu().numpy().astype(np.float64), seed
         )
+
+
+PARTONS = frozenset(range(1, 6)) | {21}  # the quarks lighter than the top, and the gluon (PDG codes)
+
+
+def final_state_partons(pdg: tuple[int, ...]) -> int:
+    """The massless partons among the final-state particles (every leg after the two incoming) of one flavour
+    assignment: a P-dir's subprocesses share their particle kinds, so any one of them gives the P-dir's jets."""
+    return sum(abs(code) in PARTONS for code in pdg[2:])
 
 
 def symmetry_groups(symmetry_group: list[int]) -> list[list[int]]:

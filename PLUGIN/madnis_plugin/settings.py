@@ -25,7 +25,7 @@ from madnis.config import AUTO, CARD, ConfigError, TrainingConfig
 # buffered steps train on points already evaluated, and training lasts while it pays (``madnis.stopping``).
 # No VEGAS pre-training: on g g > w+ d u~ g (24 channel groups) it spent half of 1000 steps' calls and left
 # 0.10 % unweighting efficiency against 1.40 % without (benchmarks/results/wjj_issue8.md, same code). The flow's
-# width and the defensive flat share by the phase-space dimension (madnis.config says why).
+# width and the defensive flat share by the phase-space dimension (madnis.config.HIGH_DIMENSIONS says why).
 CARD_DEFAULTS = {
     "buffered_steps": 3,
     "steps": AUTO,
