@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AUTO, TrainingConfig
+from .coverage import FLAT_SHARE_ON_FAILURE, CoverageCheck
 from .integrand import Integrand
 from .integration import IntegrationResult, integrate
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
@@ -101,6 +102,8 @@ class MadNIS:
         if math.isfinite(needed):
             points = int(min(points, max(MIN_CHECK_POINTS, round(needed))))
         result, sample = self.integrate_sample(points, seed=seed)
+        if self._remedy_after_coverage(stopping, history, result):
+            return True
         measured = result.unweighting_efficiency
         previous = history.checks[-1].measured if history.checks else None
         out_of_time = stopping.elapsed() >= stopping.max_seconds
@@ -116,6 +119,40 @@ class MadNIS:
             self.sampler.load_state_dict(self._checked_state)
             self.kept_step = check.kept_step
         return check.resumed
+
+    def _remedy_after_coverage(self, stopping: StoppingRule, history: History, result: IntegrationResult) -> bool:
+        """Where the check's fresh points of the sampler just made integrate far below training's first batches
+        (:mod:`madnis.coverage`): take the next remedy (MadEvent's channel weights where they were learned, else the
+        flat share), drop the points drawn so far (the checks' and the kept training batches: their sampler left the
+        region), start the stopping rule's projections afresh (they rest on those points) and say that training goes
+        on. False where the check agrees or no remedy is left."""
+        coverage = CoverageCheck.of(
+            self.trainer.batch_integrals, result.integral, result.error, self.trainer.steps_done
+        )
+        if coverage is None or not coverage.failed:
+            return False
+        if self.sampler.train_channel_weights:
+            self.use_prior_channel_weights()
+            remedy = "MadEvent's channel weights (alpha^MG) from here on"
+        elif self.sampler.defensive_fraction < FLAT_SHARE_ON_FAILURE:
+            self.open_flat_share(FLAT_SHARE_ON_FAILURE)
+            remedy = f"{FLAT_SHARE_ON_FAILURE:g} of each channel's points flat from here on"
+        else:
+            return False
+        history.coverage.append(replace(coverage, remedy=f"training goes on with {remedy}, the points so far dropped"))
+        self.check_samples.clear()
+        self.trainer.kept.clear()
+        self._checked_state = None
+        stopping.restart()
+        return True
+
+    def use_prior_channel_weights(self) -> None:
+        """Weight the channels by MadEvent's alpha^MG from now on instead of the learned net (:mod:`madnis.coverage`:
+        learned weights can move a region's weight to a channel whose flow does not draw it), kept in the
+        configuration so a saved sampler weights its channels the same way."""
+        self.config = replace(self.config, train_channel_weights=False)
+        self.trainer.config = self.config
+        self.sampler.train_channel_weights = False
 
     @property
     def sampler_step(self) -> int:
@@ -133,6 +170,19 @@ class MadNIS:
         """The latest quarter of the last training's online batches (each point's ``channel_probability`` its batch's
         p_i), once (see :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
         return self.trainer.kept_batches()
+
+    def coverage_check(self, result: IntegrationResult) -> CoverageCheck | None:
+        """``result`` against the first half of training's online batches (:mod:`madnis.coverage`); None without
+        enough of them (a re-used sampler, a short training)."""
+        return CoverageCheck.of(self.trainer.batch_integrals, result.integral, result.error)
+
+    def open_flat_share(self, fraction: float) -> None:
+        """Draw ``fraction`` of each channel's points flat from now on (the defensive mixture, :mod:`madnis.sampler`),
+        kept in the configuration so a saved sampler draws the same way; a larger share already in use stays."""
+        if fraction > self.sampler.defensive_fraction:
+            self.config = replace(self.config, defensive_fraction=fraction)
+            self.trainer.config = self.config
+            self.sampler.defensive_fraction = fraction
 
     def _generator(self, seed: int | None) -> torch.Generator:
         if seed is None:

@@ -322,6 +322,13 @@ class StoppingRule:
             ready = last.ready_events + kept_check_points * measured
             self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point, ready)
 
+    def restart(self) -> None:
+        """Forget every projection, the window, the scale and the points of checks (a coverage check opened a flat
+        share: :mod:`madnis.coverage`); the clock and the measured cost per point go on."""
+        self.batches.clear()
+        self.best, self.last, self.since_best = None, None, 0
+        self.calibration, self.check_events = 1.0, 0.0
+
     def _efficiency(self, weights: torch.Tensor) -> float:
         return madevent_efficiency(weights, self.max_overweight) if weights.sum() > 0 else 0.0
 

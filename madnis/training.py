@@ -47,6 +47,7 @@ from .adam import Adam
 from .averaging import AveragedParameters, ParameterAverage
 from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
+from .coverage import CoverageCheck
 from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES, LOSSES_BLIND_TO_ZEROS
@@ -88,14 +89,16 @@ class TrainingProgress:
 @dataclass
 class History:
     """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
-    automatic training stopped (None with a fixed budget), its efficiency checks and the ends of training (before
-    their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`)."""
+    automatic training stopped (None with a fixed budget), its efficiency checks, the ends of training (before
+    their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`) and the coverage checks
+    that failed and opened a flat share (:mod:`madnis.coverage`)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
     checks: list[EfficiencyCheck] = field(default_factory=list)
     averaged: list[AveragedParameters] = field(default_factory=list)
+    coverage: list[CoverageCheck] = field(default_factory=list)  # the checks that opened the flat share
 
     def extend(self, part: History) -> None:
         """Append a later part of the same training (after an efficiency check)."""
@@ -195,6 +198,7 @@ class Trainer:
         self.online_steps = 0
         self.steps_done = 0  # steps made so far; automatic training goes on from here after an efficiency check
         self.kept: deque[WeightedSample] = deque()  # the latest online batches (module docstring)
+        self.batch_integrals: list[float] = []  # the I of each online batch that samples I (madnis.coverage)
 
     def train(
         self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None
@@ -345,6 +349,7 @@ class Trainer:
         if bool((counts[active] > 0).all()):  # a sample of I only if every channel has points
             sample = WeightedSample(draw.r, draw.channel, weights, draw.momenta, draw.ok, share[draw.channel])
             self._keep(sample, online_step + 1)
+            self.batch_integrals.append(integral)
         return OnlineBatch(batch, integral, rel_error, weights, draw_seconds, record)
 
     def _keep(self, sample: WeightedSample, online_batches: int) -> None:

@@ -133,7 +133,8 @@ def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channe
     lines = []
     result, points = integrate(t.madnis, source, settings, seed=7, log=lines.append)
     assert len(points) == result.n_points == 8000 + kept == t.madnis.n_calls - t.calls
-    assert f"{kept} from 10 later training batches" in lines[-1]
+    assert f"{kept} from 10 later training batches" in lines[0]
+    assert "coverage check" in lines[1] and lines[1].endswith("agrees")  # drawn where training drew
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     from_training = points.samplers() == TRAINING_SAMPLE
     assert int(from_training.sum()) == kept and t.madnis.take_training_batches() == []
@@ -142,6 +143,22 @@ def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channe
     events = unweight(t.madnis, points, 300, source, settings, seed=9, log=quiet, draw_more=False)
     assert len(events.r) == 300 and events.cross_section.n_points == 8000 + kept
     assert torch.isin(events.r[:, 0], torch.cat(points.r)[from_training][:, 0]).sum() > 30
+
+
+def test_a_fixed_budget_whose_integral_lies_far_below_training_s_batches_is_told_what_to_change(settings):
+    """A fixed budget trains no further after its integration: where the integral lies far below training's first
+    batches (set here 20 % above the toy's integral), the run says so in the line the launch repeats."""
+    source = toy_source("P1_a", 1)
+    settings.training = TrainingConfig(steps=40, batch_size=256, seed=2)
+    t = train_or_load(0, source, None, settings, quiet)
+    exact = CamelBack1D().exact
+    t.madnis.trainer.batch_integrals = list(np.random.default_rng(0).normal(1.2 * exact, 0.01 * exact, 20))
+    lines = []
+    integrate(t.madnis, source, settings, seed=7, log=lines.append)
+    assert "no longer draws a region" in lines[1] and "madnis_train_channel_weights = False" in lines[1]
+    t.madnis.use_prior_channel_weights()  # the advice after it
+    integrate(t.madnis, source, settings, seed=8, log=lines.append)
+    assert "no longer draws a region" in lines[3] and "madnis_defensive_fraction = 0.1" in lines[3]
 
 
 def test_unweighting_draws_nothing_more_when_the_integration_suffices(trained, settings):

@@ -61,6 +61,7 @@ SUMMARY_KEYS = (
     "training stopped",
     "Reusing trained sampler",
     "bridge workers from now on",
+    "no longer draws a region",  # a failed coverage check (madnis.coverage)
 )
 GROW_CHECK_SECONDS = 1.0  # how often a job looks for cores its neighbours left (a few file checks)
 
@@ -97,7 +98,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
     trained = train_or_load(spec.index, source, saved, settings, log_and_keep, n_events, estimate)
     integration_seed = stream_seed(spec.seed, spec.index, INTEGRATION)
     n_points = integration_points_here(settings.integration_points, trained.running_integral, spec.others)
-    integration, points = integrate(trained.madnis, source, settings, integration_seed, log, n_points)
+    integration, points = integrate(trained.madnis, source, settings, integration_seed, log_and_keep, n_points)
     trained.madnis.save(job_dir / SAMPLER)
     write_json(job_dir / INTEGRAL, {"integral": integration.integral})  # bounds the other P-dirs' shares
     needed = spec.n_events / max(integration.unweighting_efficiency, 1e-12)  # weighted points the events need
