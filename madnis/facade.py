@@ -13,9 +13,9 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AUTO, TrainingConfig
-from .coverage import FLAT_SHARE_ON_FAILURE, CoverageCheck
 from .integrand import Integrand
 from .integration import IntegrationResult, integrate
+from .reach import FLAT_SHARE_ON_FAILURE, ReachCheck
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
 from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, StoppingRule
 from .stratification import ChannelStatistics, allocate_points
@@ -102,7 +102,7 @@ class MadNIS:
         if math.isfinite(needed):
             points = int(min(points, max(MIN_CHECK_POINTS, round(needed))))
         result, sample = self.integrate_sample(points, seed=seed)
-        if self._remedy_after_coverage(stopping, history, result):
+        if self._remedy_after_reach(stopping, history, result):
             return True
         measured = result.unweighting_efficiency
         previous = history.checks[-1].measured if history.checks else None
@@ -120,16 +120,14 @@ class MadNIS:
             self.kept_step = check.kept_step
         return check.resumed
 
-    def _remedy_after_coverage(self, stopping: StoppingRule, history: History, result: IntegrationResult) -> bool:
+    def _remedy_after_reach(self, stopping: StoppingRule, history: History, result: IntegrationResult) -> bool:
         """Where the check's fresh points of the sampler just made integrate far below training's first batches
-        (:mod:`madnis.coverage`): take the next remedy (MadEvent's channel weights where they were learned, else the
+        (:mod:`madnis.reach`): take the next remedy (MadEvent's channel weights where they were learned, else the
         flat share), drop the points drawn so far (the checks' and the kept training batches: their sampler left the
         region), start the stopping rule's projections afresh (they rest on those points) and say that training goes
         on. False where the check agrees or no remedy is left."""
-        coverage = CoverageCheck.of(
-            self.trainer.batch_integrals, result.integral, result.error, self.trainer.steps_done
-        )
-        if coverage is None or not coverage.failed:
+        reach = ReachCheck.of(self.trainer.batch_integrals, result.integral, result.error, self.trainer.steps_done)
+        if reach is None or not reach.failed:
             return False
         if self.sampler.train_channel_weights:
             self.use_prior_channel_weights()
@@ -139,7 +137,7 @@ class MadNIS:
             remedy = f"{FLAT_SHARE_ON_FAILURE:g} of each channel's points flat from here on"
         else:
             return False
-        history.coverage.append(replace(coverage, remedy=f"training goes on with {remedy}, the points so far dropped"))
+        history.reach.append(replace(reach, remedy=f"training goes on with {remedy}, the points so far dropped"))
         self.check_samples.clear()
         self.trainer.kept.clear()
         self._checked_state = None
@@ -147,7 +145,7 @@ class MadNIS:
         return True
 
     def use_prior_channel_weights(self) -> None:
-        """Weight the channels by MadEvent's alpha^MG from now on instead of the learned net (:mod:`madnis.coverage`:
+        """Weight the channels by MadEvent's alpha^MG from now on instead of the learned net (:mod:`madnis.reach`:
         learned weights can move a region's weight to a channel whose flow does not draw it), kept in the
         configuration so a saved sampler weights its channels the same way."""
         self.config = replace(self.config, train_channel_weights=False)
@@ -171,10 +169,10 @@ class MadNIS:
         p_i), once (see :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
         return self.trainer.kept_batches()
 
-    def coverage_check(self, result: IntegrationResult) -> CoverageCheck | None:
-        """``result`` against the first half of training's online batches (:mod:`madnis.coverage`); None without
+    def reach_check(self, result: IntegrationResult) -> ReachCheck | None:
+        """``result`` against the first half of training's online batches (:mod:`madnis.reach`); None without
         enough of them (a re-used sampler, a short training)."""
-        return CoverageCheck.of(self.trainer.batch_integrals, result.integral, result.error)
+        return ReachCheck.of(self.trainer.batch_integrals, result.integral, result.error)
 
     def open_flat_share(self, fraction: float) -> None:
         """Draw ``fraction`` of each channel's points flat from now on (the defensive mixture, :mod:`madnis.sampler`),

@@ -47,10 +47,10 @@ from .adam import Adam
 from .averaging import AveragedParameters, ParameterAverage
 from .buffer import BufferedBatch, SampleBuffer
 from .config import TrainingConfig
-from .coverage import CoverageCheck
 from .dropping import channels_to_drop
 from .integration import ChannelAccumulator
 from .losses import LOSSES, LOSSES_BLIND_TO_ZEROS
+from .reach import ReachCheck
 from .sampler import CountingIntegrand, DrawRecord, MultiChannelSampler, WeightedSample
 from .stopping import EfficiencyCheck, Projection, StoppingRule, StopReason
 from .stratification import ChannelStatistics, Stratifier
@@ -90,15 +90,15 @@ class TrainingProgress:
 class History:
     """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
     automatic training stopped (None with a fixed budget), its efficiency checks, the ends of training (before
-    their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`) and the coverage checks
-    that failed and opened a flat share (:mod:`madnis.coverage`)."""
+    their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`) and the reach checks
+    that failed and opened a flat share (:mod:`madnis.reach`)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
     checks: list[EfficiencyCheck] = field(default_factory=list)
     averaged: list[AveragedParameters] = field(default_factory=list)
-    coverage: list[CoverageCheck] = field(default_factory=list)  # the checks that opened the flat share
+    reach: list[ReachCheck] = field(default_factory=list)  # the checks that opened the flat share
 
     def extend(self, part: History) -> None:
         """Append a later part of the same training (after an efficiency check)."""
@@ -198,7 +198,7 @@ class Trainer:
         self.online_steps = 0
         self.steps_done = 0  # steps made so far; automatic training goes on from here after an efficiency check
         self.kept: deque[WeightedSample] = deque()  # the latest online batches (module docstring)
-        self.batch_integrals: list[float] = []  # the I of each online batch that samples I (madnis.coverage)
+        self.batch_integrals: list[float] = []  # the I of each online batch that samples I (madnis.reach)
 
     def train(
         self, callback: Callable[[TrainingProgress], None] | None = None, stopping: StoppingRule | None = None

@@ -134,7 +134,7 @@ def test_the_later_training_batches_enter_sigma_and_the_events_with_fixed_channe
     result, points = integrate(t.madnis, source, settings, seed=7, log=lines.append)
     assert len(points) == result.n_points == 8000 + kept == t.madnis.n_calls - t.calls
     assert f"{kept} from 10 later training batches" in lines[0]
-    assert "coverage check" in lines[1] and lines[1].endswith("agrees")  # drawn where training drew
+    assert "reach check" in lines[1] and lines[1].endswith("agrees")  # drawn where training drew
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
     from_training = points.samplers() == TRAINING_SAMPLE
     assert int(from_training.sum()) == kept and t.madnis.take_training_batches() == []

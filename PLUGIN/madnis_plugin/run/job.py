@@ -61,7 +61,7 @@ SUMMARY_KEYS = (
     "training stopped",
     "Reusing trained sampler",
     "bridge workers from now on",
-    "no longer draws a region",  # a failed coverage check (madnis.coverage)
+    "no longer draws a region",  # a failed reach check (madnis.reach)
 )
 GROW_CHECK_SECONDS = 1.0  # how often a job looks for cores its neighbours left (a few file checks)
 

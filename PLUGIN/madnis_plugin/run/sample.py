@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from madnis import IntegrationResult, MadNIS, WeightedSample
-from madnis.coverage import FLAT_SHARE_ON_FAILURE
 from madnis.integration import ChannelAccumulator, SamplerPools
+from madnis.reach import FLAT_SHARE_ON_FAILURE
 from madnis.sampler import channel_probabilities
 from madnis.unweighting import channel_max_weights, max_weight, overweight_share, unweighting_efficiency
 
@@ -261,7 +261,7 @@ def integrate(
     its generation chunks unweight at 1.15 % where 500 fixed steps, whose final sampler drew 13k points, gave
     2.7 %, benchmarks/results/stop41_measurements.md).
 
-    The integral then meets training's first online batches (:mod:`madnis.coverage`): the line says whether the
+    The integral then meets training's first online batches (:mod:`madnis.reach`): the line says whether the
     sampler still draws what training drew (where it no longer did, automatic training has opened a flat share and
     trained on, :meth:`madnis.MadNIS.train`; a fixed budget gets the advice)."""
     n_points = settings.integration_points if n_points is None else n_points
@@ -287,15 +287,15 @@ def integrate(
     if n_points != settings.integration_points:
         by_share = f" (asked {n_points} by its share of sigma of {settings.integration_points} per source)"
     log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}{from_training}{by_share}")
-    coverage = madnis.coverage_check(result)
-    if coverage is not None:
+    reach = madnis.reach_check(result)
+    if reach is not None:
         change = "a lower madnis_learning_rate"  # what automatic training's remedies leave (madnis.MadNIS.train)
         if madnis.sampler.train_channel_weights:
             change = "madnis_train_channel_weights = False"
         elif madnis.sampler.defensive_fraction < FLAT_SHARE_ON_FAILURE:
             change = f"madnis_defensive_fraction = {FLAT_SHARE_ON_FAILURE:g}"
         remedy = f"the cross section may be low: launch again with {change}"
-        log(f"  [{source.name}] {replace(coverage, remedy=remedy).describe()}")
+        log(f"  [{source.name}] {replace(reach, remedy=remedy).describe()}")
     return result, points
 
 

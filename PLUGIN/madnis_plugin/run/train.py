@@ -17,7 +17,7 @@ from pathlib import Path
 
 from madnis import MadNIS, TrainingProgress
 from madnis.config import AUTO
-from madnis.coverage import CoverageCheck
+from madnis.reach import ReachCheck
 from madnis.stopping import EfficiencyCheck
 
 from .source import ProcessSource, RunSettings, saved_sampler_path
@@ -128,8 +128,8 @@ def train_or_load(
             on_estimate(float(madnis.statistics.integral.sum()))
 
     history = madnis.train(callback, settings.nevents if n_events is None else n_events)
-    ends = history.averaged + history.checks + history.coverage  # each end of training, then its checks
-    for item in sorted(ends, key=lambda x: (x.step, isinstance(x, EfficiencyCheck | CoverageCheck))):
+    ends = history.averaged + history.checks + history.reach  # each end of training, then its checks
+    for item in sorted(ends, key=lambda x: (x.step, isinstance(x, EfficiencyCheck | ReachCheck))):
         log(f"  [{source.name}] {item.describe()}")
     reason = "" if history.stop is None else history.stop.describe("madnis_max_minutes")
     if reason:

@@ -1,5 +1,6 @@
-"""The coverage check (madnis.coverage): a final integral far below training's first batches fails it, one that
-agrees or one large batch does not, and the flat share it opens changes how the sampler draws, saved with it."""
+"""The reach check (madnis.reach): an integral far below training's first batches fails it, one that agrees or one
+large batch does not; automatic training then takes MadEvent's channel weights, then a flat share, saved with the
+sampler."""
 
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from madnis import MadNIS, TrainingConfig
-from madnis.coverage import COVERAGE_SIGMAS, MIN_REFERENCE_BATCHES, CoverageCheck
+from madnis.reach import MIN_REFERENCE_BATCHES, REACH_SIGMAS, ReachCheck
 from madnis.toys import CamelBack1D
 
 
@@ -18,14 +19,14 @@ def normal_batches(n: int, mean: float, spread: float, seed: int = 0) -> list[fl
 
 def test_a_final_integral_that_agrees_passes_and_one_far_below_fails():
     batches = normal_batches(60, 10.0, 1.0)  # the first 30 make the reference: error ~ 1 / sqrt(30)
-    check = CoverageCheck.of(batches, 10.0, 0.05)
+    check = ReachCheck.of(batches, 10.0, 0.05)
     assert check.batches == 30 and check.reference == pytest.approx(np.mean(batches[:30]))
     assert check.reference_error == pytest.approx(np.std(batches[:30], ddof=1) / math.sqrt(30))
     assert abs(check.pull) < 3 and not check.failed and check.describe().endswith("agrees")
     low = check.reference - 6 * math.hypot(check.reference_error, 0.05)  # ~11 % of sigma no longer drawn
-    failed = CoverageCheck.of(batches, low, 0.05)
+    failed = ReachCheck.of(batches, low, 0.05)
     assert failed.pull == pytest.approx(-6) and failed.failed and "below by more than" in failed.describe()
-    high = CoverageCheck.of(batches, check.reference + 6 * math.hypot(check.reference_error, 0.05), 0.05)
+    high = ReachCheck.of(batches, check.reference + 6 * math.hypot(check.reference_error, 0.05), 0.05)
     assert not high.failed  # a tail training had not drawn yet: the weight-tail part of the error covers it
 
 
@@ -35,7 +36,7 @@ def test_one_large_batch_moves_the_reference_and_its_error_alike():
     batches = normal_batches(40, 1.0, 0.05)
     for large in (10.0, 100.0, 1000.0):
         batches[3] = large
-        check = CoverageCheck.of(batches, 1.0, 0.01)
+        check = ReachCheck.of(batches, 1.0, 0.01)
         assert -1.2 < check.pull < -0.8 and not check.failed
 
 
@@ -47,17 +48,17 @@ def test_skewed_healthy_batches_almost_never_fail():
     failures = 0
     for _ in range(3000):
         batches = list(rng.lognormal(0.0, 1.0, 40))
-        failures += CoverageCheck.of(batches, rng.normal(exact, 0.01), 0.01).failed
+        failures += ReachCheck.of(batches, rng.normal(exact, 0.01), 0.01).failed
     assert failures <= 3
 
 
 def test_too_few_or_non_finite_batches_give_no_check():
-    assert CoverageCheck.of(normal_batches(2 * MIN_REFERENCE_BATCHES - 1, 1.0, 0.1), 1.0, 0.1) is None
+    assert ReachCheck.of(normal_batches(2 * MIN_REFERENCE_BATCHES - 1, 1.0, 0.1), 1.0, 0.1) is None
     batches = normal_batches(2 * MIN_REFERENCE_BATCHES, 1.0, 0.1)
-    assert CoverageCheck.of(batches, 1.0, 0.1) is not None
+    assert ReachCheck.of(batches, 1.0, 0.1) is not None
     batches[0] = math.nan  # a batch without a finite estimate does not count
-    assert CoverageCheck.of(batches, 1.0, 0.1) is None
-    assert COVERAGE_SIGMAS == 5.0
+    assert ReachCheck.of(batches, 1.0, 0.1) is None
+    assert REACH_SIGMAS == 5.0
 
 
 def test_training_records_each_online_batch_integral_and_the_check_uses_the_first_half():
@@ -67,7 +68,7 @@ def test_training_records_each_online_batch_integral_and_the_check_uses_the_firs
     online = [p.integral for p in history.progress if p.online]
     assert madnis.trainer.batch_integrals == online and len(online) == 20
     result = madnis.integrate(20_000)
-    check = madnis.coverage_check(result)
+    check = madnis.reach_check(result)
     assert check.batches == 10 and check.reference == pytest.approx(np.mean(online[:10]))
     assert not check.failed and abs(result.integral - CamelBack1D().exact) < 4 * result.error
 
@@ -94,7 +95,7 @@ def test_an_opened_flat_share_draws_the_mixture_and_is_saved_with_the_sampler(tm
     assert abs(result.integral - CamelBack1D().exact) < 4 * result.error
 
 
-def test_automatic_training_takes_the_remedies_in_turn_where_checks_fail_coverage(tmp_path):
+def test_automatic_training_takes_the_remedies_in_turn_where_checks_fail_the_reach_check(tmp_path):
     """Every efficiency check's points integrate far below training's first batches (set here 30 % above the toy's
     integral, as a flow that later left a region gives them): the first failure puts MadEvent's channel weights in
     place of the learned ones, the second opens the flat share, each time the points so far are dropped and training
@@ -112,8 +113,8 @@ def test_automatic_training_takes_the_remedies_in_turn_where_checks_fail_coverag
             madnis.trainer.batch_integrals[:0] = fake  # what early batches of a flow that later closed give
 
     history = madnis.train(closed_early, n_events=1000)
-    assert [c.failed for c in history.coverage] == [True, True]
-    first, second = history.coverage
+    assert [c.failed for c in history.reach] == [True, True]
+    first, second = history.reach
     assert "training goes on with MadEvent's channel weights (alpha^MG)" in first.describe()
     assert "training goes on with 0.1 of each channel's points flat" in second.describe()
     assert first.step < second.step < madnis.trainer.steps_done
