@@ -24,7 +24,8 @@ dropped (their samplers left the region), the stopping rule starts afresh and tr
    The loss sees a channel's weight only where that channel's flow draws points, so moving a region's weight to a
    channel whose flow does not draw it *lowers* the estimated loss: the region's part of the integral just leaves the
    estimate. Seed 41 above: the learned weights had put the whole ``g q`` P-dir on one of its 4 channels, whose flow
-   gave 167.9 +- 0.49 pb; the same flows with alpha^MG gave 190.0 +- 3.0 pb on 100k points.
+   gave 168.1 +- 0.56 pb; the same flows with alpha^MG gave 185.1 +- 5.5 pb on 100k points
+   (``benchmarks/sampler_reach.py``).
 2. Where the channel weights were not learned (or the check fails again): the flat share :data:`FLAT_SHARE_ON_FAILURE`
    of each channel's points (:meth:`madnis.MadNIS.open_flat_share`, the defensive mixture of :mod:`madnis.sampler`).
    The share alone did not bring seed 41's region back: its f J reaches ~10^7 pb at single points, so drawing with
