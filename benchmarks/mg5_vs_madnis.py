@@ -67,6 +67,7 @@ class Measurement:
     phases: dict[str, float] = field(default_factory=dict)  # MadNIS: the launch's wall-time line (mg5/wall_clock.py)
     tail_error: float = 0.0  # MadNIS: the weight-tail part of ``error`` (madnis/tails.py), in quadrature
     variance_error: float | None = None  # MadNIS: ``error`` without it, as the run prints it (stock's is ``error``)
+    reach_failed: int = 0  # MadNIS: reach checks that failed (madnis/reach.py), each repeated in the launch's log
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -175,7 +176,10 @@ def madnis(
         raise RunFailed("the MadNIS launch printed no weight-tail part of its error")
     tail, variance = (float(x) for x in parts[-1])
     efficiency = float(found[-1][1]) / 100
-    return Measurement(sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), tail, variance)
+    reach_failed = log.count("no longer draws a region")
+    return Measurement(
+        sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), tail, variance, reach_failed
+    )
 
 
 CARD_BUDGET = "card"  # the budget label of a MadNIS launch that keeps the run_card's madnis_steps
@@ -213,7 +217,11 @@ class Case:
                 err=m.error,
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
-                **({"err_weight_tail": m.tail_error, "madnis_steps": self.steps} if mode == "madnis" else {}),
+                **(
+                    {"err_weight_tail": m.tail_error, "madnis_steps": self.steps, "reach_checks_failed": m.reach_failed}
+                    if mode == "madnis"
+                    else {}
+                ),
                 events_per_call=round(self.nevents / m.points, 5),
                 **({"phases_s": m.phases} if m.phases else {}),
             )
@@ -256,8 +264,8 @@ def write_outputs(
         "| process | events | madnis_steps | stock sigma [pb] | MadNIS sigma [pb] | MadNIS error without its weight-tail part [pb] "
         "| pull | stock time [s] | MadNIS time [s] "
         "| time MadNIS / stock | stock calls | MadNIS calls | stock efficiency | MadNIS efficiency "
-        "| events per call stock / MadNIS | MadNIS points stopping the Fortran |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| events per call stock / MadNIS | MadNIS points stopping the Fortran | MadNIS reach checks failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s, m = c.stock, c.madnis
@@ -265,7 +273,7 @@ def write_outputs(
             f"| `{c.process}` | {c.nevents:,} | {c.steps} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
             f"| {m.variance_error:.3g} | {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
             f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
-            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} |"
+            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} | {m.reach_failed} |"
         )
     lines += [f"| `{failure}` |" for failure in failures]
     lines += [
@@ -281,6 +289,8 @@ def write_outputs(
         "prints it.",
         "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
         "(set to zero weight, counted in its warnings).",
+        "Reach checks failed: checks of a P-dir's integral against the first half of its training batches that found "
+        "it more than 5 sigma below (madnis/reach.py; each failure is mended in training, or reported).",
         "Wall times include compilation (each launch in its own fresh copy); the cores are shared with other jobs "
         "(noisy), so compare the ratio.",
         "",
