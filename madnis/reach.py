@@ -97,8 +97,10 @@ class ReachCheck:
             )
             verdict += f"; {self.remedy}" if self.remedy else ""
         after = f" after step {self.step}" if self.step is not None else ""
+        reference = (
+            f"{self.reference:.6g} +- {self.reference_error:.3g} pb from the first {self.batches} training batches"
+        )
         return (
-            f"reach check{after}: integral {self.integral:.6g} +- {self.error:.3g} pb against {self.reference:.6g} "
-            f"+- {self.reference_error:.3g} pb from the first {self.batches} training batches ({self.pull:+.1f} sigma): "
-            f"{verdict}"
+            f"reach check{after}: integral {self.integral:.6g} +- {self.error:.3g} pb against {reference} "
+            f"({self.pull:+.1f} sigma): {verdict}"
         )

@@ -323,8 +323,8 @@ class StoppingRule:
             self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point, ready)
 
     def restart(self) -> None:
-        """Forget every projection, the window, the scale and the points of checks (a reach check opened a flat
-        share: :mod:`madnis.reach`); the clock and the measured cost per point go on."""
+        """Forget every projection, the window, the scale and the points of checks (a reach check failed and training
+        goes on with a remedy: :mod:`madnis.reach`); the clock and the measured cost per point go on."""
         self.batches.clear()
         self.best, self.last, self.since_best = None, None, 0
         self.calibration, self.check_events = 1.0, 0.0

@@ -91,14 +91,14 @@ class History:
     """All progress records of a training run, the steps skipped for a non-finite loss or gradient, why
     automatic training stopped (None with a fixed budget), its efficiency checks, the ends of training (before
     their checks) where the sampler took the averaged parameters (:mod:`madnis.averaging`) and the reach checks
-    that failed and opened a flat share (:mod:`madnis.reach`)."""
+    that failed, each with the remedy that training went on with (:mod:`madnis.reach`)."""
 
     progress: list[TrainingProgress] = field(default_factory=list)
     n_skipped: int = 0
     stop: StopReason | None = None
     checks: list[EfficiencyCheck] = field(default_factory=list)
     averaged: list[AveragedParameters] = field(default_factory=list)
-    reach: list[ReachCheck] = field(default_factory=list)  # the checks that opened the flat share
+    reach: list[ReachCheck] = field(default_factory=list)  # the failed checks of automatic training
 
     def extend(self, part: History) -> None:
         """Append a later part of the same training (after an efficiency check)."""

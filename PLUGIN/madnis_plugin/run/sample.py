@@ -262,8 +262,8 @@ def integrate(
     2.7 %, benchmarks/results/stop41_measurements.md).
 
     The integral then meets training's first online batches (:mod:`madnis.reach`): the line says whether the
-    sampler still draws what training drew (where it no longer did, automatic training has opened a flat share and
-    trained on, :meth:`madnis.MadNIS.train`; a fixed budget gets the advice)."""
+    sampler still draws what training drew (where it no longer did, automatic training has taken MadEvent's channel
+    weights, then a flat share, and trained on, :meth:`madnis.MadNIS.train`; a fixed budget gets the advice)."""
     n_points = settings.integration_points if n_points is None else n_points
     points = WeightedPoints(madnis, source)
     reused = madnis.take_check_samples()
