@@ -6,8 +6,9 @@ with a flat share of each channel's points, show which of the two left the regio
 
     python benchmarks/sampler_reach.py OUTPUT/SubProcesses/P1_gq_llq JOB/sampler.pt --seed 41 --points 100000
 
-``JOB/sampler.pt``: a training job's saved sampler (``madnis/jobs/run_NN/PDIR/train/`` of a launch); the P-dir gives
-the integrand (its compiled bridge and the output's cards). Prints a markdown table; ``--output NAME`` also writes
+``JOB/sampler.pt``: a training job's saved sampler (``madnis/jobs/run_NN/PDIR/train/`` of a launch; a channel part's
+job names its channels in ``spec.json`` beside it); the P-dir gives the integrand (its compiled bridge and the
+output's cards). Prints a markdown table; ``--output NAME`` also writes
 ``benchmarks/results/NAME.{json,md}``.
 """
 
@@ -22,18 +23,24 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLAT_SHARE = 0.1
+SHOWN = 8  # channels in the table's columns (the largest under alpha^MG); the others summed
 
 
 def integrate_ways(pdir: Path, sampler: Path, seed: int, points: int) -> list[dict]:
     """The saved sampler's integral, per channel, drawn as trained, with alpha^MG, and with alpha^MG and a flat share."""
     import torch
     from madnis_plugin.mg5.madevent_run import process_source
+    from madnis_plugin.run.source import channel_part
     from madnis_plugin.settings import MadnisSettings
 
     from madnis import MadNIS
 
     torch.set_num_threads(1)
     source = process_source(pdir, MadnisSettings(workers="1"), seed)
+    spec = sampler.parent / "spec.json"  # a channel part's job names its channels there
+    channels = json.loads(spec.read_text()).get("channels") if spec.is_file() else None
+    if channels is not None:
+        source = channel_part(source, channels, pdir.name)
     madnis = MadNIS.load(sampler, source.integrand)
     madnis.sampler.defensive_fraction = 0.0
     ways = [("as trained (learned channel weights, no flat share)", None, 0.0)]
@@ -52,7 +59,9 @@ def integrate_ways(pdir: Path, sampler: Path, seed: int, points: int) -> list[di
 
 
 def markdown(rows: list[dict], command: str) -> str:
-    n = len(rows[0]["channels"])
+    """The table: sigma of each way and the I_i of the :data:`SHOWN` channels largest under alpha^MG, the rest summed."""
+    by_size = sorted(range(len(rows[1]["channels"])), key=lambda i: -abs(rows[1]["channels"][i]))
+    shown, rest = sorted(by_size[:SHOWN]), by_size[SHOWN:]
     lines = [
         "# A saved sampler drawn three ways (`benchmarks/sampler_reach.py`)",
         "",
@@ -60,12 +69,17 @@ def markdown(rows: list[dict], command: str) -> str:
         f"- machine: {platform.machine()}, {platform.platform()}, 1 torch thread, 1 bridge worker",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         "",
-        "| way | sigma [pb] | " + " | ".join(f"I_{i} [pb]" for i in range(n)) + " |",
-        "|---|---|" + "---|" * n,
+        "| way | sigma [pb] | "
+        + " | ".join(f"I_{i} [pb]" for i in shown)
+        + (" | other channels [pb]" if rest else "")
+        + " |",
+        "|---|---|" + "---|" * (len(shown) + bool(rest)),
     ]
     for r in rows:
-        channels = " | ".join(f"{c:.4g}" for c in r["channels"])
-        lines.append(f"| {r['way']} | {r['sigma']:.5g} +- {r['error']:.3g} | {channels} |")
+        cells = [f"{r['channels'][i]:.4g}" for i in shown] + (
+            [f"{sum(r['channels'][i] for i in rest):.4g}"] if rest else []
+        )
+        lines.append(f"| {r['way']} | {r['sigma']:.5g} +- {r['error']:.3g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
