@@ -42,7 +42,6 @@ def integrate_ways(pdir: Path, sampler: Path, seed: int, points: int) -> list[di
     if channels is not None:
         source = channel_part(source, channels, pdir.name)
     madnis = MadNIS.load(sampler, source.integrand)
-    madnis.sampler.defensive_fraction = 0.0
     ways = [("as trained (learned channel weights, no flat share)", None, 0.0)]
     ways += [("MadEvent's channel weights alpha^MG", False, 0.0)]
     ways += [(f"alpha^MG and {FLAT_SHARE:g} of the points flat", False, FLAT_SHARE)]

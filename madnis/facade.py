@@ -15,7 +15,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AUTO, TrainingConfig
 from .integrand import Integrand
 from .integration import IntegrationResult, integrate
-from .reach import FLAT_SHARE_ON_FAILURE, ReachCheck
+from .reach import FLAT_SHARE, FLAT_SHARE_ON_FAILURE, PRIOR_CHANNEL_WEIGHTS, ReachCheck
 from .sampler import CountingIntegrand, Draw, MultiChannelSampler, WeightedSample, channel_probabilities
 from .stopping import MIN_CHECK_POINTS, EfficiencyCheck, StoppingRule
 from .stratification import ChannelStatistics, allocate_points
@@ -126,31 +126,45 @@ class MadNIS:
         flat share), drop the points drawn so far (the checks' and the kept training batches: their sampler left the
         region), start the stopping rule's projections afresh (they rest on those points) and say that training goes
         on. False where the check agrees or no remedy is left."""
-        reach = ReachCheck.of(self.trainer.batch_integrals, result.integral, result.error, self.trainer.steps_done)
-        if reach is None or not reach.failed:
+        reach = self.reach_check(result, self.trainer.steps_done)
+        remedy = self.next_reach_remedy
+        if reach is None or not reach.failed or remedy is None:
             return False
-        if self.sampler.train_channel_weights:
+        if remedy == PRIOR_CHANNEL_WEIGHTS:
             self.use_prior_channel_weights()
-            remedy = "MadEvent's channel weights (alpha^MG) from here on"
-        elif self.sampler.defensive_fraction < FLAT_SHARE_ON_FAILURE:
-            self.open_flat_share(FLAT_SHARE_ON_FAILURE)
-            remedy = f"{FLAT_SHARE_ON_FAILURE:g} of each channel's points flat from here on"
+            change = "MadEvent's channel weights (alpha^MG) from here on"
         else:
-            return False
-        history.reach.append(replace(reach, remedy=f"training goes on with {remedy}, the points so far dropped"))
+            self.open_flat_share(FLAT_SHARE_ON_FAILURE)
+            change = f"{FLAT_SHARE_ON_FAILURE:g} of each channel's points flat from here on"
+        history.reach.append(replace(reach, remedy=f"training goes on with {change}, the points so far dropped"))
         self.check_samples.clear()
         self.trainer.kept.clear()
         self._checked_state = None
         stopping.restart()
         return True
 
+    @property
+    def next_reach_remedy(self) -> str | None:
+        """What a failed reach check changes next (:mod:`madnis.reach`): :data:`~madnis.reach.PRIOR_CHANNEL_WEIGHTS`
+        where the channel weights are learned, else :data:`~madnis.reach.FLAT_SHARE` below
+        :data:`~madnis.reach.FLAT_SHARE_ON_FAILURE`, else None (no remedy left)."""
+        if self.sampler.train_channel_weights:
+            return PRIOR_CHANNEL_WEIGHTS
+        if self.sampler.defensive_fraction < FLAT_SHARE_ON_FAILURE:
+            return FLAT_SHARE
+        return None
+
     def use_prior_channel_weights(self) -> None:
         """Weight the channels by MadEvent's alpha^MG from now on instead of the learned net (:mod:`madnis.reach`:
         learned weights can move a region's weight to a channel whose flow does not draw it), kept in the
         configuration so a saved sampler weights its channels the same way."""
-        self.config = replace(self.config, train_channel_weights=False)
-        self.trainer.config = self.config
+        self._keep_in_config(train_channel_weights=False)
         self.sampler.train_channel_weights = False
+
+    def _keep_in_config(self, **changes: object) -> None:
+        """Change the configuration (the trainer's too) so that a saved sampler is rebuilt with the change."""
+        self.config = replace(self.config, **changes)
+        self.trainer.config = self.config
 
     @property
     def sampler_step(self) -> int:
@@ -169,17 +183,17 @@ class MadNIS:
         p_i), once (see :mod:`madnis.training`). Their integrand calls are already counted in ``n_calls``."""
         return self.trainer.kept_batches()
 
-    def reach_check(self, result: IntegrationResult) -> ReachCheck | None:
-        """``result`` against the first half of training's online batches (:mod:`madnis.reach`); None without
-        enough of them (a re-used sampler, a short training)."""
-        return ReachCheck.of(self.trainer.batch_integrals, result.integral, result.error)
+    def reach_check(self, result: IntegrationResult, step: int | None = None) -> ReachCheck | None:
+        """``result`` (of the sampler after ``step`` training steps, where it is not the final one) against the first
+        half of training's online batches (:mod:`madnis.reach`); None without enough of them (a re-used sampler, a
+        short training)."""
+        return ReachCheck.of(self.trainer.batch_integrals, result.integral, result.error, step)
 
     def open_flat_share(self, fraction: float) -> None:
         """Draw ``fraction`` of each channel's points flat from now on (the defensive mixture, :mod:`madnis.sampler`),
         kept in the configuration so a saved sampler draws the same way; a larger share already in use stays."""
         if fraction > self.sampler.defensive_fraction:
-            self.config = replace(self.config, defensive_fraction=fraction)
-            self.trainer.config = self.config
+            self._keep_in_config(defensive_fraction=fraction)
             self.sampler.defensive_fraction = fraction
 
     def _generator(self, seed: int | None) -> torch.Generator:

@@ -50,6 +50,7 @@ REACH_SIGMAS = 5.0  # a final integral this many combined errors below the refer
 REFERENCE_SHARE = 0.5  # the first half of the online batches make the reference
 MIN_REFERENCE_BATCHES = 8  # fewer batches in the first half: no check (their spread would not measure the error)
 FLAT_SHARE_ON_FAILURE = 0.1  # the flat share of each channel's points after a failed check (stop 45's share)
+PRIOR_CHANNEL_WEIGHTS, FLAT_SHARE = "prior channel weights", "flat share"  # the remedies, in this order
 
 
 @dataclass(frozen=True)

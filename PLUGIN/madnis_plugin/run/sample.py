@@ -43,7 +43,7 @@ import torch
 
 from madnis import IntegrationResult, MadNIS, WeightedSample
 from madnis.integration import ChannelAccumulator, SamplerPools
-from madnis.reach import FLAT_SHARE_ON_FAILURE
+from madnis.reach import FLAT_SHARE, FLAT_SHARE_ON_FAILURE, PRIOR_CHANNEL_WEIGHTS
 from madnis.sampler import channel_probabilities
 from madnis.unweighting import channel_max_weights, max_weight, overweight_share, unweighting_efficiency
 
@@ -289,11 +289,10 @@ def integrate(
     log(f"  [{source.name}] integration: {describe_sigma(result)}{from_check}{from_training}{by_share}")
     reach = madnis.reach_check(result)
     if reach is not None:
-        change = "a lower madnis_learning_rate"  # what automatic training's remedies leave (madnis.MadNIS.train)
-        if madnis.sampler.train_channel_weights:
-            change = "madnis_train_channel_weights = False"
-        elif madnis.sampler.defensive_fraction < FLAT_SHARE_ON_FAILURE:
-            change = f"madnis_defensive_fraction = {FLAT_SHARE_ON_FAILURE:g}"
+        change = {  # the run_card entry of the next remedy; past the last, the learning rate
+            PRIOR_CHANNEL_WEIGHTS: "madnis_train_channel_weights = False",
+            FLAT_SHARE: f"madnis_defensive_fraction = {FLAT_SHARE_ON_FAILURE:g}",
+        }.get(madnis.next_reach_remedy, "a lower madnis_learning_rate")
         remedy = f"the cross section may be low: launch again with {change}"
         log(f"  [{source.name}] {replace(reach, remedy=remedy).describe()}")
     return result, points
