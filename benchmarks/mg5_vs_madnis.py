@@ -6,7 +6,8 @@ cards, the same ``nb_core`` (``run_mode = 2``): both launches compile (a MadNIS 
 launch compiled would only link the bridge). Records wall time (compilation included in both),
 cross section, matrix-element calls and unweighting efficiency; writes
 ``benchmarks/results/mg5_vs_madnis.json`` (one row per launch: process, mode, nevents, nb_core, wall_s, xsec,
-err, me_calls, efficiency_madevent_rule, events_per_call; MadNIS rows also madnis_steps), ``mg5_vs_madnis.md`` and
+err, me_calls, efficiency_madevent_rule, me_calls_inside_cuts, efficiency_inside_cuts (stock's basis: the points
+inside the cuts, see :class:`Measurement`), events_per_call; MadNIS rows also madnis_steps), ``mg5_vs_madnis.md`` and
 ``mg5_vs_madnis.png`` (``--output NAME`` renames them).
 
     python benchmarks/mg5_vs_madnis.py "p p > e+ e-" "g g > t t~ g" --nevents 10000 \
@@ -56,7 +57,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class Measurement:
     """One launch. ``efficiency``: MadEvent's unweighting efficiency (stock: primary unweighted events / refine
     points from SubProcesses/results.dat; MadNIS: unweighted events / weighted points with w_max by MadEvent's
-    rule and the run_card's madnis_max_overweight, as the run prints it)."""
+    rule and the run_card's madnis_max_overweight, as the run prints it). ``points_inside`` and
+    ``efficiency_inside``: the same on stock's basis, the points inside the cuts (results.dat's points, ``kevent`` in
+    MadEvent's ``dsample.f``, count only points of weight != 0; a MadNIS launch prints its count of them)."""
 
     sigma: float
     error: float
@@ -68,6 +71,18 @@ class Measurement:
     tail_error: float = 0.0  # MadNIS: the weight-tail part of ``error`` (madnis/tails.py), in quadrature
     variance_error: float | None = None  # MadNIS: ``error`` without it, as the run prints it (stock's is ``error``)
     reach_failed: int = 0  # MadNIS: reach checks that failed (madnis/reach.py), each repeated in the launch's log
+    points_inside: int | None = None  # MadNIS: of ``points``, those inside the cuts (stock: all of its points are)
+    efficiency_inside: float | None = None  # MadNIS: ``efficiency`` per weighted point inside the cuts
+
+    @property
+    def calls_inside(self) -> int:
+        """The points inside the cuts: stock's basis for calls."""
+        return self.points if self.points_inside is None else self.points_inside
+
+    @property
+    def efficiency_per_point_inside(self) -> float:
+        """The efficiency per weighted point inside the cuts: stock's basis for the efficiency."""
+        return self.efficiency if self.efficiency_inside is None else self.efficiency_inside
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -177,8 +192,24 @@ def madnis(
     tail, variance = (float(x) for x in parts[-1])
     efficiency = float(found[-1][1]) / 100
     reach_failed = log.count("no longer draws a region")
+    inside = re.findall(
+        r"MadNIS: (\d+) of them inside the cuts .*unweighting efficiency ([\d.]+)% per weighted point inside", log
+    )
+    if not inside:
+        raise RunFailed("the MadNIS launch printed no count of its points inside the cuts")
     return Measurement(
-        sigma, error, seconds, int(found[-1][0]), efficiency, crashed, parse_line(log), tail, variance, reach_failed
+        sigma,
+        error,
+        seconds,
+        int(found[-1][0]),
+        efficiency,
+        crashed,
+        parse_line(log),
+        tail,
+        variance,
+        reach_failed,
+        int(inside[-1][0]),
+        float(inside[-1][1]) / 100,
     )
 
 
@@ -217,6 +248,8 @@ class Case:
                 err=m.error,
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
+                me_calls_inside_cuts=m.calls_inside,
+                efficiency_inside_cuts=round(m.efficiency_per_point_inside, 5),
                 **(
                     {"err_weight_tail": m.tail_error, "madnis_steps": self.steps, "reach_checks_failed": m.reach_failed}
                     if mode == "madnis"
@@ -264,8 +297,9 @@ def write_outputs(
         "| process | events | madnis_steps | stock sigma [pb] | MadNIS sigma [pb] | MadNIS error without its weight-tail part [pb] "
         "| pull | stock time [s] | MadNIS time [s] "
         "| time MadNIS / stock | stock calls | MadNIS calls | stock efficiency | MadNIS efficiency "
-        "| events per call stock / MadNIS | MadNIS points stopping the Fortran | MadNIS reach checks failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| events per call stock / MadNIS | MadNIS calls inside the cuts | MadNIS efficiency per point inside the cuts "
+        "| events per call inside the cuts stock / MadNIS | MadNIS points stopping the Fortran | MadNIS reach checks failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s, m = c.stock, c.madnis
@@ -273,7 +307,10 @@ def write_outputs(
             f"| `{c.process}` | {c.nevents:,} | {c.steps} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
             f"| {m.variance_error:.3g} | {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
             f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
-            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.crashed:,} | {m.reach_failed} |"
+            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.calls_inside:,} "
+            f"| {100 * m.efficiency_per_point_inside:.2f} % "
+            f"| {100 * c.nevents / s.calls_inside:.2f} % / {100 * c.nevents / m.calls_inside:.2f} % "
+            f"| {m.crashed:,} | {m.reach_failed} |"
         )
     lines += [f"| `{failure}` |" for failure in failures]
     lines += [
@@ -287,6 +324,12 @@ def write_outputs(
         "Efficiency: stock, primary unweighted events / those points; MadNIS, unweighted events / weighted points "
         "with w_max by MadEvent's rule (at most `madnis_max_overweight` = 0.1 % of the weight above it), as the run "
         "prints it.",
+        "Inside the cuts: stock's points (results.dat's, `kevent` in MadEvent's `Source/dsample.f`) are only those "
+        "of weight != 0, inside the cuts, where its matrix element is evaluated (a point outside costs MadEvent its "
+        "phase space alone, and its survey logs show 5-40 % of `p p > e+ e- j`'s points inside); MadNIS's calls and "
+        "efficiency count every point its flow draws, so the columns on stock's basis count MadNIS's points inside the "
+        "cuts (the launch prints them) and the event records; efficiency per point inside = efficiency x points / "
+        "points inside (a point outside the cuts unweights to nothing).",
         "MadNIS points stopping the Fortran: points the bridge isolated after a MadEvent STOP or crash "
         "(set to zero weight, counted in its warnings).",
         "Reach checks failed: checks of a P-dir's integral against the first half of its training batches that found "

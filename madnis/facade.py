@@ -276,6 +276,7 @@ class MadNIS:
                 "trainer": self.trainer.state_dict(),
                 "generator": self.generator.get_state(),
                 "n_calls": self.n_calls,
+                "n_inside": self.integrand.n_inside,
             },
         )
 
@@ -296,4 +297,5 @@ class MadNIS:
         m.trainer.load_state_dict(state["trainer"])
         m.generator.set_state(state["generator"])
         m.integrand.n_calls = state["n_calls"]
+        m.integrand.n_inside = state.get("n_inside", 0)  # not in checkpoints written before it was counted
         return m

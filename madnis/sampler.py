@@ -32,7 +32,8 @@ from .splines import SplineRecord
 
 
 class CountingIntegrand:
-    """Wraps an integrand: counts points evaluated and failed.
+    """Wraps an integrand: counts points evaluated, those inside the cuts (``n_inside``: a finite non-zero value, the
+    points where a matrix element is evaluated, as MadEvent's ``results.dat`` counts its points) and failed ones.
 
     Fails with a one-line RuntimeError once more than ``max_failed_fraction`` of all calls so far failed
     (at least ``MIN_FAILURES_TOLERATED`` failures are always tolerated, so one bad point in a small first
@@ -44,11 +45,13 @@ class CountingIntegrand:
     def __init__(self, integrand: Integrand, max_failed_fraction: float = 1.0):
         self.integrand, self.max_failed_fraction = integrand, max_failed_fraction
         self.n_calls = 0
+        self.n_inside = 0
         self.n_failed = 0
 
     def __call__(self, r: torch.Tensor, channel: torch.Tensor) -> IntegrandResult:
         result = self.integrand(r, channel)
         self.n_calls += len(channel)
+        self.n_inside += inside_cuts(result.value, result.ok)
         failed = int((~result.ok).sum())
         self.n_failed += failed
         if self.n_failed > max(self.max_failed_fraction * self.n_calls, self.MIN_FAILURES_TOLERATED):
@@ -57,6 +60,12 @@ class CountingIntegrand:
                 f"more than max_failed_fraction={self.max_failed_fraction}"
             )
         return result
+
+
+def inside_cuts(value: torch.Tensor, ok: torch.Tensor | None = None) -> int:
+    """Points of a finite non-zero value (and ``ok``): inside the cuts."""
+    inside = torch.isfinite(value) & (value != 0)
+    return int((inside if ok is None else inside & ok).sum())
 
 
 @dataclass

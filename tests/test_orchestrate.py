@@ -244,6 +244,34 @@ def test_every_call_is_counted_and_diagnostics_make_none(tmp_path):
     assert prior.sum() == pytest.approx(1.0) and (prior > 0.2).all()
 
 
+def test_points_inside_the_cuts_are_counted_as_stock_madevent_counts_its_points(tmp_path):
+    """A toy whose points with r < 0.3 fail a 'cut' (value 0): the run counts, apart from all its points, those
+    inside the cuts (where a matrix element is evaluated: stock MadEvent's results.dat counts only these) and the
+    event records, and gives its efficiency per weighted point inside the cuts as well."""
+    calls, inside, lines = [], [], []
+    source = toy_source("P1_a", 1)
+    evaluate = source.integrand.evaluate
+
+    def with_cut(r, channel):
+        result = evaluate(r, channel)
+        result.value = torch.where(r[:, 0] < 0.3, torch.zeros_like(result.value), result.value)
+        calls.append(len(r))
+        inside.append(int((result.value != 0).sum()))
+        return result
+
+    source.integrand.evaluate = with_cut
+    run = run_processes([source], settings(tmp_path, 200), Banner(), LHEInit(processes=[]), log=lines.append)
+    result = run.sources[0]
+    assert run.n_inside == result.n_inside == sum(inside) + result.event_record_calls
+    assert run.n_calls - run.n_inside == sum(calls) - sum(inside) > 0  # records: inside the cuts
+    assert 0 < result.events.weighted_inside < result.weighted_points
+    share = result.events.weighted_inside / result.weighted_points
+    assert run.efficiency_inside == pytest.approx(run.efficiency / share) and run.efficiency_inside > run.efficiency
+    assert f"MadNIS: {run.n_inside} of them inside the cuts" in "\n".join(lines)
+    assert f"{100 * run.efficiency_inside:.2f}% per weighted point inside the cuts" in "\n".join(lines)
+    assert f"; {result.n_inside} of them inside the cuts" in "\n".join(lines)
+
+
 def _with_momenta(evaluate, calls: list[int]):
     """The toy's evaluation, counted in ``calls``, with its point x as the 'momenta' (n, 1, 1) an observable reads."""
 

@@ -316,6 +316,7 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
         relative_weight=relative,
         cross_section=None,  # type: ignore[arg-type]
         weighted_points=10 * n,
+        weighted_inside=6 * n,
         w_max=1.0,
         efficiency=0.1,
         overweight_share=0.001,

@@ -121,6 +121,7 @@ def train(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: 
         "running_integrals": trained.running_integrals,
         "seconds": trained.seconds,
         "calls": trained.calls,
+        "calls_inside": trained.calls_inside,
         "reused_from": None if trained.reused_from is None else str(trained.reused_from),
         "lprup": source.lprup,
         "channel_names": source.channel_names,

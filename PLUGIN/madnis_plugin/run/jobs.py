@@ -296,11 +296,12 @@ class Accumulated:
     cross_section: SamplerPools
     prior_weighted: np.ndarray  # sum w alpha^prior per channel
     prior_total: float = 0.0
+    n_inside: int = 0  # the points inside the cuts (weight != 0)
 
     @classmethod
     def of(cls, points: Any) -> Accumulated:
         """From a :class:`~.sample.WeightedPoints`."""
-        return cls(points.cross_section, points.prior_weighted.numpy(), points.prior_total)
+        return cls(points.cross_section, points.prior_weighted.numpy(), points.prior_total, points.n_inside)
 
     @classmethod
     def empty(cls, n_channels: int) -> Accumulated:
@@ -315,6 +316,7 @@ class Accumulated:
         return state | {
             f"{prefix}prior_weighted": self.prior_weighted,
             f"{prefix}prior_total": np.array(self.prior_total),
+            f"{prefix}n_inside": np.array(self.n_inside),
         }
 
     @classmethod
@@ -323,6 +325,7 @@ class Accumulated:
             SamplerPools.from_arrays(data, prefix),
             np.asarray(data[f"{prefix}prior_weighted"]),
             float(data[f"{prefix}prior_total"]),
+            int(data[f"{prefix}n_inside"]),
         )
 
     def merge(self, other: Accumulated) -> Accumulated:
@@ -331,6 +334,7 @@ class Accumulated:
             self.cross_section.merge(other.cross_section),
             self.prior_weighted + other.prior_weighted,
             self.prior_total + other.prior_total,
+            self.n_inside + other.n_inside,
         )
 
     def result(self, group_of_channel: list[int]) -> IntegrationResult:
@@ -349,6 +353,7 @@ def chunk_result(events: Unweighted) -> dict[str, Any]:
     """What a job that generated events reports of them (read back by :class:`Chunk`)."""
     return {
         "weighted_points": events.weighted_points,
+        "weighted_inside": events.weighted_inside,
         "w_max": events.w_max,
         "efficiency": events.efficiency,
         "overweight_share": events.overweight_share,
@@ -442,6 +447,7 @@ def merge_chunks(
         relative_weight=relative,
         cross_section=accumulated.result([c.group for c in integration.channels]),
         weighted_points=accumulated.n_points,
+        weighted_inside=accumulated.n_inside,
         w_max=max((c.result["w_max"] for c in chunks), default=0.0),
         efficiency=mean_over_points("efficiency"),
         overweight_share=mean_over_points("overweight_share"),

@@ -45,6 +45,7 @@ class SourceResult:
     n_events: int
     event_record_calls: int  # the event records' matrix-element evaluations (ProcessSource.record_evaluations each)
     spare_calls: int = 0  # chunks made ahead that the share did not need (points and records: not in sigma)
+    spare_inside: int = 0  # of those, the points inside the cuts and the records
 
     @property
     def result(self) -> IntegrationResult:
@@ -65,11 +66,19 @@ class SourceResult:
         """Matrix-element calls of this source in this run: training, weighted points, event records, spare chunks."""
         return self.training_calls + self.weighted_points + self.event_record_calls + self.spare_calls
 
+    @property
+    def n_inside(self) -> int:
+        """Of :attr:`n_calls`, the points inside the cuts (weight != 0), where a matrix element is evaluated, and the
+        event records: what stock MadEvent counts of its points (``results.dat``, ``kevent`` in ``dsample.f``); a
+        point outside the cuts costs MadEvent its phase space alone, MadNIS also its flow."""
+        return self.trained.calls_inside + self.events.weighted_inside + self.event_record_calls + self.spare_inside
+
     def calls_line(self) -> str:
         return (
             f"{self.n_calls} matrix-element calls: {self.training_calls} training + {self.weighted_points} weighted "
             f"(integration and unweighting, all in sigma) + {self.event_record_calls} for the event records"
             + (f" + {self.spare_calls} in chunks made ahead and not needed" if self.spare_calls else "")
+            + f"; {self.n_inside} of them inside the cuts"
         )
 
 
@@ -97,6 +106,18 @@ class RunResult:
     def n_calls(self) -> int:
         """Matrix-element calls of the whole run (every source, every step)."""
         return sum(s.n_calls for s in self.sources)
+
+    @property
+    def n_inside(self) -> int:
+        """Of :attr:`n_calls`, those inside the cuts (:attr:`SourceResult.n_inside`)."""
+        return sum(s.n_inside for s in self.sources)
+
+    @property
+    def efficiency_inside(self) -> float:
+        """:attr:`efficiency` per weighted point inside the cuts (the points outside unweight to nothing): stock
+        MadEvent's basis, whose efficiency is its unweighted events / the points of ``results.dat``."""
+        inside = sum(s.events.weighted_inside for s in self.sources)
+        return sum(s.events.efficiency * s.weighted_points for s in self.sources) / inside if inside else 0.0
 
     @property
     def tail_error(self) -> float:
@@ -128,6 +149,10 @@ def log_summary(run: RunResult, settings: RunSettings, log: Callable[[str], None
     log("")
     log(madevent_summary(settings.run_name, settings.tag, run.cross_section, run.error, run.nevents))
     log(f"MadNIS: {run.n_calls} matrix-element calls in all, unweighting efficiency {100 * run.efficiency:.2f}%")
+    log(
+        f"MadNIS: {run.n_inside} of them inside the cuts (the points stock MadEvent counts in results.dat), "
+        f"unweighting efficiency {100 * run.efficiency_inside:.2f}% per weighted point inside the cuts"
+    )
     log(
         f"MadNIS: the error {run.error:.3g} pb holds a weight-tail part of {run.tail_error:.3g} pb in quadrature "
         f"(the points' variance alone, as MadEvent quotes it: {run.variance_error:.3g} pb)"

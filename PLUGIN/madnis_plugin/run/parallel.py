@@ -153,9 +153,10 @@ def run_in_jobs(
             t["seconds"],
             t["calls"],
             None if t["reused_from"] is None else Path(t["reused_from"]),
+            calls_inside=t["calls_inside"],
         )
-        spare = spare_calls(root / s.name, len(numbers), t["record_evaluations"])
-        results.append(SourceResult(source, sampler, integration, events, n, record_calls, spare))
+        spare, spare_inside = spare_calls(root / s.name, len(numbers), t["record_evaluations"])
+        results.append(SourceResult(source, sampler, integration, events, n, record_calls, spare, spare_inside))
         parts.append((source, events, records))
         log(f"  [{s.name}] {results[-1].calls_line()}")
     sigma, error = pooled_cross_section(results)
@@ -172,14 +173,16 @@ def run_in_jobs(
     return run
 
 
-def spare_calls(source_dir: Path, used: int, record_evaluations: int) -> int:
+def spare_calls(source_dir: Path, used: int, record_evaluations: int) -> tuple[int, int]:
     """Matrix-element calls of the chunks a training job made ahead beyond the ``used`` ones its share took
-    (weighted points and records): spent, counted, but not in the events or sigma (which would then depend on
-    how long the other jobs trained)."""
-    calls, chunk = 0, used + 1
+    (weighted points and records), and those of them inside the cuts: spent, counted, but not in the events or sigma
+    (which would then depend on how long the other jobs trained)."""
+    calls, inside, chunk = 0, 0, used + 1
     while (result := read_result(chunk_dir(source_dir, chunk))) is not None:
-        calls, chunk = calls + result["weighted_points"] + CHUNK_EVENTS * record_evaluations, chunk + 1
-    return calls
+        records = CHUNK_EVENTS * record_evaluations
+        calls, inside = calls + result["weighted_points"] + records, inside + result["weighted_inside"] + records
+        chunk += 1
+    return calls, inside
 
 
 def merged_source(source: JobSource, trained: dict) -> ProcessSource:

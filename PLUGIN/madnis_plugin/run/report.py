@@ -38,7 +38,8 @@ figure{{display:inline-block;margin:8px}}img{{max-width:620px}}</style></head><b
 <p><b>Cross section: {run.cross_section:.6g} &plusmn; {run.error:.3g} pb</b> (a weight-tail part of
 {run.tail_error:.3g} pb in quadrature: <code>madnis/tails.py</code>), {run.nevents} unweighted events in
 <code>{html.escape(run.lhe_path.name if run.lhe_path else "-")}</code>, unweighting efficiency {100 * run.efficiency:.2f}%,
-{run.n_calls:,} matrix-element calls, wall time {run.seconds:.1f} s.</p>
+{run.n_calls:,} matrix-element calls ({run.n_inside:,} inside the cuts, the points stock MadEvent counts: unweighting
+efficiency {100 * run.efficiency_inside:.2f}% per point inside the cuts), wall time {run.seconds:.1f} s.</p>
 <h2>Processes</h2><table><tr><th>process</th><th>sigma [pb]</th><th>events</th><th>efficiency</th><th>overweight</th>
 <th>matrix-element calls (training + weighted points + event records)</th><th>training [s]</th></tr>{sources}</table>
 <h2>Channels</h2><table><tr><th>process</th><th>channel</th><th>sigma_i [pb]</th><th>error</th><th>share (trained)</th>

@@ -44,7 +44,7 @@ import torch
 from madnis import IntegrationResult, MadNIS, WeightedSample
 from madnis.integration import ChannelAccumulator, SamplerPools
 from madnis.reach import FLAT_SHARE, FLAT_SHARE_ON_FAILURE, PRIOR_CHANNEL_WEIGHTS
-from madnis.sampler import channel_probabilities
+from madnis.sampler import channel_probabilities, inside_cuts
 from madnis.unweighting import channel_max_weights, max_weight, overweight_share, unweighting_efficiency
 
 from .source import UNWEIGHTING, ProcessSource, RunSettings, stream_seed
@@ -130,6 +130,11 @@ class WeightedPoints:
         return sum(len(w) for w in self.weight)
 
     @property
+    def n_inside(self) -> int:
+        """The points inside the cuts (weight != 0), those that MadEvent's ``results.dat`` counts as its points."""
+        return sum(inside_cuts(w) for w in self.weight)
+
+    @property
     def cross_section(self) -> SamplerPools:
         """Every point so far, stage by stage (the plan's batches one stage of the final sampler)."""
         planned = SamplerPools(len(self.prior_weighted))
@@ -206,6 +211,7 @@ class Unweighted:
     relative_weight: np.ndarray  # signed event weight / w_max: 1, or |w| / w_max > 1 for an overweight event
     cross_section: IntegrationResult  # pooled over every weighted point drawn (integration + unweighting)
     weighted_points: int
+    weighted_inside: int  # those inside the cuts (weight != 0)
     w_max: float
     efficiency: float
     overweight_share: float  # share of sigma above w_max
@@ -370,6 +376,7 @@ def unweight(
         relative_weight=relative,
         cross_section=points.cross_section.result(points.group_of_channel),
         weighted_points=len(weights),
+        weighted_inside=points.n_inside,
         w_max=final_w_max,
         efficiency=unweighting_efficiency(weights, w_max) if n_events else 0.0,
         overweight_share=overweight_share(weights, w_max) if n_events else 0.0,

@@ -18,6 +18,7 @@ from pathlib import Path
 from madnis import MadNIS, TrainingProgress
 from madnis.config import AUTO
 from madnis.reach import ReachCheck
+from madnis.sampler import inside_cuts
 from madnis.stopping import EfficiencyCheck
 
 from .source import ProcessSource, RunSettings, saved_sampler_path
@@ -38,6 +39,7 @@ class TrainedSampler:
     calls: int  # integrand calls spent training (0 when re-used; a final check's and the kept batches' are the integration's)
     reused_from: Path | None = None
     stop_reason: str = ""  # why automatic training (steps = auto) stopped
+    calls_inside: int = 0  # those of the calls inside the cuts (madnis.sampler.inside_cuts)
 
     @property
     def running_integral(self) -> float:
@@ -81,7 +83,7 @@ def saved_sampler(source: ProcessSource, settings: RunSettings, log: Callable[[s
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:  # torch.load, load_state_dict
         reason = f"not a MadNIS checkpoint for this process ({type(error).__name__})"
     else:
-        madnis.integrand.n_calls = 0  # count this run's integrand calls only
+        madnis.integrand.n_calls = madnis.integrand.n_inside = 0  # count this run's integrand calls only
         log(f"Reusing trained sampler from {path} for {source.name}: training skipped")
         return madnis
     raise SamplerReuseError(
@@ -135,13 +137,13 @@ def train_or_load(
     if reason:
         log(f"  [{source.name}] training stopped: {reason}")
     progress = history.progress
-    checked = sum(len(s.weight) for _, s in madnis.check_samples)  # the final integration's (.sample.integrate)
-    checked += madnis.trainer.kept_points  # the later training batches, in the integration too
+    reused = [s for _, s in madnis.check_samples] + list(madnis.trainer.kept)  # the final integration's points
     return TrainedSampler(
         madnis,
         [p.loss for p in progress],
         [p.integral for p in progress],
         time.time() - start,
-        madnis.n_calls - checked,
+        madnis.n_calls - sum(len(s.weight) for s in reused),
         stop_reason=reason,
+        calls_inside=madnis.integrand.n_inside - sum(inside_cuts(s.weight) for s in reused),
     )
