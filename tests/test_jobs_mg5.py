@@ -107,6 +107,11 @@ def test_p_dirs_train_concurrently_and_agree_with_stock(mg5_dir, tmp_path):
     run_dir = tmp_path / "madnis"
     log = launch(output, run_dir, run_mode=2, nb_core=2)
     assert "MadNIS: 2 training job(s) on 2 core(s)" in log, log[-3000:]
+    # every point counted, and apart those inside the cuts (z j: a jet pT cut), as stock counts its own points
+    (calls,) = re.findall(r"MadNIS: (\d+) matrix-element calls in all", log)
+    (inside,) = re.findall(r"MadNIS: (\d+) of them inside the cuts", log)
+    per_pdir = re.findall(r"\] \d+ matrix-element calls: .*; (\d+) of them inside the cuts", log)
+    assert len(per_pdir) == 2 and sum(int(n) for n in per_pdir) == int(inside) < int(calls), log[-3000:]
     # two P-dirs: the shares are known only after training; each takes its share from the candidate events of its
     # training job's integration points, and generation jobs draw what those lack
     shares = re.findall(r"\] (\d+) events: (\d+) of the training job's points, (\d+) in (\d+) chunk", log)

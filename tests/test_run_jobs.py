@@ -255,11 +255,12 @@ def accumulate(channel: torch.Tensor, weight: torch.Tensor) -> ChannelAccumulato
     return acc
 
 
-def as_accumulated(acc: ChannelAccumulator) -> Accumulated:
-    """One stage as a job writes it and the merge reads it back (through its arrays)."""
+def as_accumulated(acc: ChannelAccumulator, inside: int = 0) -> Accumulated:
+    """One stage (``inside`` of its points inside the cuts) as a job writes it and the merge reads it back (through its
+    arrays)."""
     pools = SamplerPools(3)
     pools.add(acc, final=True)
-    return Accumulated.from_arrays(Accumulated(pools, np.ones(3), 3.0).arrays())
+    return Accumulated.from_arrays(Accumulated(pools, np.ones(3), 3.0, inside).arrays())
 
 
 def test_one_stage_through_a_file_is_its_accumulator_and_stages_merge_in_any_order():
@@ -329,7 +330,7 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
         priority=np.linspace(0, 1, n),
     )
     acc = as_accumulated(
-        accumulate(torch.zeros(10 * n, dtype=torch.long), torch.full((10 * n,), 2.0, dtype=torch.float64))
+        accumulate(torch.zeros(10 * n, dtype=torch.long), torch.full((10 * n,), 2.0, dtype=torch.float64)), 6 * n
     )
     write_events_file(job_dir, events, records, acc)
     write_result(
@@ -347,13 +348,14 @@ def chunk_file(tmp_path: Path, name: str, n: int, offset: float) -> Path:
 def test_merge_takes_chunks_in_chunk_order_and_pools_every_weighted_point(tmp_path):
     dirs = [chunk_file(tmp_path, f"chunk_{c:03d}", n, 1000 * c) for c, n in enumerate([3, 2, 4])]
     integration_points = as_accumulated(
-        accumulate(torch.tensor([0, 1, 2, 2]), torch.tensor([2.0, 0, 0, 0], dtype=torch.float64))
+        accumulate(torch.tensor([0, 1, 2, 2]), torch.tensor([2.0, 0, 0, 0], dtype=torch.float64)), 1
     )
     integration = integration_points.result([0, 1, 2])
     chunks = [Chunk.read(d) for d in dirs]
     events, records = merge_chunks(integration, integration_points, np.ones(4), chunks)
     assert list(records.momenta[:, 0, 3]) == [0, 1, 2, 1000, 1001, 2000, 2001, 2002, 2003]
     assert events.weighted_points == 4 + 90 and events.n_overweight == 3 and events.w_max == 2001.0
+    assert events.weighted_inside == 1 + 6 * 9  # the points inside the cuts: the integration's and every chunk's
     assert events.cross_section.channels[0].n_points == 1 + 90
     assert events.cross_section.channels[0].integral == pytest.approx(2.0)
     assert len(events.r) == len(events.relative_weight) == 9

@@ -15,6 +15,11 @@ the weight tail is heavier, and the generation chunks then diluted their outlier
 own points). With the points drawn for events following a plan fixed before them and the stages pooled by size
 (:mod:`madnis_plugin.run.sample`), 8 recycled W+2j launches gave mean pull +0.10, sd 0.82
 (benchmarks/results/launch_pulls_wjj_recycled_plan.md).
+
+One P-dir after the other, as MadEvent's survey does it, on purpose: MadEvent's ``hel_recycle`` is not thread-safe
+(``get_helicity`` of 3 P-dirs in 2 threads wrote a ``g g > t t~ g`` matrix element with NWAVEFUNCS=32 instead of 74,
+and its launch quoted 4.6e10 pb), and the P-dirs' compilations already fill the cores (``make -j``): 8.6 s against
+8.9 s on ``p p > t t~ j`` (benchmarks/results/stop47_measurements.md section 3).
 """
 
 from __future__ import annotations
