@@ -3,10 +3,12 @@
 Why: stock MadEvent's points in ``SubProcesses/results.dat`` (field 4, ``kevent`` in ``Source/dsample.f``) count only
 the points of weight != 0, those inside the cuts, where the matrix element is evaluated: a point that fails the cuts
 costs MadEvent's phase-space generation alone and is not counted (the survey's log prints its share, e.g.
-``Fluctuation: 0.744E+00 0.992E+02 6.4%``: 6.4 % of the points inside the cuts). ``benchmarks/mg5_vs_madnis.py``
-counts every MadNIS point (the flow draws it whether or not it passes the cuts), so its "calls" and its efficiency
-(events / those points) are on another basis than stock's (events / kevent). This script draws a launch's saved
-samplers again and reports both bases for MadNIS: per point drawn and per point inside the cuts.
+``Fluctuation: 0.744E+00 0.992E+02 6.4%``: 6.4 % of the points inside the cuts). MadNIS's calls count every point
+(the flow draws it whether or not it passes the cuts), so its calls and efficiency (events / those points) are on
+another basis than stock's (events / kevent); a launch also prints its count inside the cuts, which
+``benchmarks/mg5_vs_madnis.py`` reports beside stock's. This script draws a launch's saved
+samplers again and reports both bases for MadNIS: per point drawn and per point inside the cuts, and what a point
+costs inside and outside them.
 
     python benchmarks/cut_share.py OUTPUT/SubProcesses/P1_gq_llq JOB/sampler.pt [PDIR SAMPLER ...] --points 100000
 
@@ -24,6 +26,7 @@ import datetime
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,18 +51,24 @@ def cut_share(pdir: Path, sampler: Path, seed: int, points: int) -> dict:
         source = channel_part(source, channels, pdir.name)
     madnis = MadNIS.load(sampler, source.integrand)
     madnis.integrate(min(points, 100_000), seed=seed + 1)  # the launch's channel allocation
+    start = time.perf_counter()
     sample = madnis.sample_weighted(points, seed=seed + 2)
+    draw_seconds = time.perf_counter() - start
     weights = torch.where(sample.ok, sample.weight.double(), torch.zeros((), dtype=torch.float64))
     inside = weights != 0
     overweight = madnis.config.max_overweight
-    efficiency_all = madevent_efficiency(weights, overweight)
     row = dict(
         pdir=name,
         points=points,
         inside_share=float(inside.double().mean()),
-        efficiency_all=efficiency_all,
+        efficiency_all=madevent_efficiency(weights, overweight),
         efficiency_inside=madevent_efficiency(weights[inside], overweight),
+        us_per_point=1e6 * draw_seconds / points,
     )
+    for label, subset in (("inside", inside), ("outside", ~inside)):  # the integrand alone, again on the same points
+        start = time.perf_counter()
+        source.integrand(sample.r[subset].double(), sample.channel[subset])
+        row[f"integrand_us_{label}"] = 1e6 * (time.perf_counter() - start) / max(int(subset.sum()), 1)
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
@@ -74,13 +83,18 @@ def markdown(rows: list[dict], command: str) -> str:
         "- efficiency: mean(w) / w_max, w_max by MadEvent's rule (at most 0.1 % of the weight above it); per point inside "
         "the cuts = the basis of stock's results.dat count (kevent, points of weight != 0)",
         "",
-        "| P-dir | points | share inside the cuts | efficiency, all points | efficiency, points inside the cuts |",
-        "|---|---|---|---|---|",
+        "- times: the whole draw per point (flow, integrand, channel weights), then the integrand alone on the same points "
+        "inside and outside the cuts (one torch thread, one bridge worker)",
+        "",
+        "| P-dir | points | share inside the cuts | efficiency, all points | efficiency, points inside the cuts "
+        "| draw per point | integrand per point inside / outside |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['pdir']} | {r['points']:,} | {100 * r['inside_share']:.1f} % | {100 * r['efficiency_all']:.2f} % | "
-            f"{100 * r['efficiency_inside']:.2f} % |"
+            f"{100 * r['efficiency_inside']:.2f} % | {r['us_per_point']:.1f} us "
+            f"| {r['integrand_us_inside']:.1f} / {r['integrand_us_outside']:.1f} us |"
         )
     return "\n".join(lines) + "\n"
 
