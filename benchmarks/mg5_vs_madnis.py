@@ -71,18 +71,8 @@ class Measurement:
     tail_error: float = 0.0  # MadNIS: the weight-tail part of ``error`` (madnis/tails.py), in quadrature
     variance_error: float | None = None  # MadNIS: ``error`` without it, as the run prints it (stock's is ``error``)
     reach_failed: int = 0  # MadNIS: reach checks that failed (madnis/reach.py), each repeated in the launch's log
-    points_inside: int | None = None  # MadNIS: of ``points``, those inside the cuts (stock: all of its points are)
-    efficiency_inside: float | None = None  # MadNIS: ``efficiency`` per weighted point inside the cuts
-
-    @property
-    def calls_inside(self) -> int:
-        """The points inside the cuts: stock's basis for calls."""
-        return self.points if self.points_inside is None else self.points_inside
-
-    @property
-    def efficiency_per_point_inside(self) -> float:
-        """The efficiency per weighted point inside the cuts: stock's basis for the efficiency."""
-        return self.efficiency if self.efficiency_inside is None else self.efficiency_inside
+    points_inside: int = 0  # of ``points``, those inside the cuts (stock: all of its points)
+    efficiency_inside: float = 0.0  # ``efficiency`` per weighted point inside the cuts (stock: its efficiency)
 
 
 def set_card(card: Path, **entries: object) -> None:
@@ -168,7 +158,8 @@ def stock(directory: Path, nevents: int, nb_core: int | None = None, **entries: 
     sigma, error = cross_section(log, directory)
     fields = (directory / "SubProcesses" / "results.dat").read_text().split()
     points, primary_unweighted = int(fields[3]), int(fields[6])  # results.dat: nevents, ..., nunwgt
-    return Measurement(sigma, error, seconds, points, primary_unweighted / points)
+    efficiency = primary_unweighted / points
+    return Measurement(sigma, error, seconds, points, efficiency, points_inside=points, efficiency_inside=efficiency)
 
 
 def madnis(
@@ -248,8 +239,8 @@ class Case:
                 err=m.error,
                 me_calls=m.points,
                 efficiency_madevent_rule=round(m.efficiency, 5),
-                me_calls_inside_cuts=m.calls_inside,
-                efficiency_inside_cuts=round(m.efficiency_per_point_inside, 5),
+                me_calls_inside_cuts=m.points_inside,
+                efficiency_inside_cuts=round(m.efficiency_inside, 5),
                 **(
                     {"err_weight_tail": m.tail_error, "madnis_steps": self.steps, "reach_checks_failed": m.reach_failed}
                     if mode == "madnis"
@@ -307,9 +298,9 @@ def write_outputs(
             f"| `{c.process}` | {c.nevents:,} | {c.steps} | {s.sigma:.4g} +- {s.error:.3g} | {m.sigma:.4g} +- {m.error:.3g} "
             f"| {m.variance_error:.3g} | {c.pull:+.1f} | {s.seconds:.0f} | {m.seconds:.0f} | {c.time_ratio:.2f} | {s.points:,} | {m.points:,} "
             f"| {100 * s.efficiency:.2f} % | {100 * m.efficiency:.2f} % "
-            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.calls_inside:,} "
-            f"| {100 * m.efficiency_per_point_inside:.2f} % "
-            f"| {100 * c.nevents / s.calls_inside:.2f} % / {100 * c.nevents / m.calls_inside:.2f} % "
+            f"| {100 * c.nevents / s.points:.2f} % / {100 * c.nevents / m.points:.2f} % | {m.points_inside:,} "
+            f"| {100 * m.efficiency_inside:.2f} % "
+            f"| {100 * c.nevents / s.points_inside:.2f} % / {100 * c.nevents / m.points_inside:.2f} % "
             f"| {m.crashed:,} | {m.reach_failed} |"
         )
     lines += [f"| `{failure}` |" for failure in failures]
