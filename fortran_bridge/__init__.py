@@ -2,13 +2,14 @@
 
 from .build import BuildError, build, built_library
 from .library import ChannelInfo, Evaluation, EventRecords, ProcessInfo, ProcessLibrary, SubprocessInfo
-from .workers import BridgeError
+from .workers import BridgeError, Draws
 
 __all__ = [
     "build",
     "built_library",
     "BuildError",
     "BridgeError",
+    "Draws",
     "ProcessLibrary",
     "ProcessInfo",
     "ChannelInfo",

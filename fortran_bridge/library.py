@@ -19,7 +19,7 @@ import numpy as np
 
 from .build import BUILD_DIRNAME, build
 from .records import EVALUATE_OUTPUTS, EVENT_RECORD, EventRecords, arrays
-from .workers import Crashes, WorkerPool
+from .workers import Crashes, Draws, WorkerPool
 
 LOG = logging.getLogger(__name__)
 STATUS_CRASHED = next(f.blank for f in EVALUATE_OUTPUTS if f.name == "status")  # the Fortran stopped on the point
@@ -78,9 +78,9 @@ class ProcessLibrary:
     """The bridge library of one P-dir, served by ``workers`` processes.
 
     ``library`` overrides the library to load (default: ``build(pdir)``); the workers run in
-    ``pdir/madnis_build``. ``draw_scale_channel``: with MadEvent's channel-dependent scale, draw each point's
-    scale channel from alpha, so that the value no longer depends on the channel that generated the point
-    (``madnis_allow_scale_draw``; the library still refuses where that would change the cross section).
+    ``pdir/madnis_build``. ``draws``: what each point may draw instead of summing (:class:`.workers.Draws`): the
+    scale channel, so that the value no longer depends on the channel that generated the point; one subprocess and
+    mirror.
     A batch tolerates up to ``max_crash_fraction`` of its points, and at
     most ``max_crashes`` points, crashing the Fortran (each costs about log2(batch) worker
     restarts to isolate); ``n_crashed`` counts them, ``crash_messages`` keeps the first messages.
@@ -94,13 +94,13 @@ class ProcessLibrary:
         library: Path | str | None = None,
         max_crash_fraction: float = 0.01,
         max_crashes: int = 10,
-        draw_scale_channel: bool = True,
+        draws: Draws | None = None,
     ):
         self.pdir = Path(pdir).resolve()
         self.library = Path(library).resolve() if library is not None else build(self.pdir)
         rundir = self.pdir / BUILD_DIRNAME
         rundir.mkdir(parents=True, exist_ok=True)
-        self._pool = WorkerPool(self.library, rundir, seed, workers, self.pdir.name, draw_scale_channel)
+        self._pool = WorkerPool(self.library, rundir, seed, workers, self.pdir.name, draws or Draws())
         raw = self._pool.info
         self.info = ProcessInfo(
             name=self.pdir.name,

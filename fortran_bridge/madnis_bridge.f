@@ -8,8 +8,10 @@ c |M|^2 per grouped subprocess and mirror. The glue replaces only MadEvent's ran
 c   ntuple()      returns the caller's r for the phase-space dimensions,
 c   unwgt()       stores nothing unless an event record is requested,
 c   write_event() captures the Les Houches record instead of writing it.
-c (The originals are made weak symbols by build.py.) The integrand is the deterministic
-c sum over subprocesses and mirrors; alpha follows SMATRIX's single-diagram enhancement.
+c (The originals are made weak symbols by build.py.) The integrand sums the subprocesses and
+c mirrors, or (madnis_allow_subprocess_draw) draws one per point as MadEvent's grouped
+c subprocesses do, with probability proportional to its parton luminosity, a fixed function of
+c the point; alpha follows SMATRIX's single-diagram enhancement.
 c With MadEvent's channel-dependent scale (dynamical_scale_choice = -1: the scale clusters with
 c the channel's diagram) each subprocess's scale channel is drawn at each point from alpha, the
 c draw a fixed function of the point (madnis_draw_scale): the integrand is then the same function
@@ -138,6 +140,8 @@ c ---------------------------------------------------------------------------
       mg_in_eval = .false.
       mg_record = .false.
       mg_allow_draw = .true.
+      mg_sub_draw = .false.
+      mg_keep_cuts = .false.
       ndim = madnis_ndim()
       mg_ndim = ndim
       ninvar = ndim
@@ -386,6 +390,97 @@ c     Call after madnis_init, before anything else.
       mg_allow_draw = on .ne. 0
       end
 
+c     Whether each point draws one subprocess and mirror (madnis_pick_subprocess) instead of summing
+c     them all (default 0). Call after madnis_init, before anything else.
+      subroutine madnis_allow_subprocess_draw(on) bind(C,
+     &     name='madnis_allow_subprocess_draw')
+      use iso_c_binding
+      implicit none
+      integer(c_int), value :: on
+      include 'genps.inc'
+      include 'madnis_glue.inc'
+      mg_sub_draw = on .ne. 0
+      end
+
+c     One subprocess k and mirror m of those the point would sum (draw: each with the scale of
+c     channel ichan where it has ichan's diagram, else of its first channel; else those with ichan's
+c     diagram where the scale depends on the channel), drawn with probability p proportional to
+c     L_km + 1e-3 <L>, L the parton luminosity PD(0) (DSIGPROC mode 4: PDFs, no matrix element),
+c     as MadEvent's DSIG draws a grouped subprocess before its grid has learnt the matrix elements.
+c     As there, the luminosities use the cuts and scales of the first subprocess (setcuts gives a
+c     P-dir one set of cuts; clustering costs more than the PDFs), here once per mirror (cuts need
+c     not be symmetric under it); the chosen one is then evaluated with its own. The floor keeps
+c     p > 0 wherever f may be non-zero. The draw is a fixed function of the point
+c     (madnis_point_hash, its own multiplier: independent of the scale channel's draw); fac = 1/p
+c     makes f_km * fac an unbiased estimate of the sum. passed: a mirror passed the cuts; kc = 0
+c     where no luminosity is positive (no matrix element to evaluate).
+      subroutine madnis_pick_subprocess(pout, r, ichan, draw, kc, mc,
+     &     fac, passed)
+      implicit none
+      include 'genps.inc'
+      include 'nexternal.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      include 'madnis_glue.inc'
+      integer ichan, kc, mc
+      logical draw, passed
+      double precision pout(0:3, nexternal), r(*), fac
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      logical mirrorprocs(maxsproc)
+      include 'mirrorprocs.inc'
+      logical cutsdone, cutspassed
+      common/to_cutsdone/cutsdone, cutspassed
+      integer nqcd(maxsproc), cfirst(maxsproc)
+      common/madnis_scale_draw/nqcd, cfirst
+      logical madnis_scale_dep
+      integer i, k, m, c0, n
+      double precision lum(2, maxsproc), lsum, acc, u, pd, as, floor
+      double precision madnis_point_hash
+      lsum = 0d0
+      n = 0
+      do m = 1, 2
+         mg_keep_cuts = .false.
+         do k = 1, maxsproc
+            lum(m, k) = -1d0
+            c0 = ichan
+            if (draw .and. confsub(k, ichan) .eq. 0) c0 = cfirst(k)
+            if (c0 .eq. 0) cycle
+            if (.not. draw .and. confsub(k, ichan) .eq. 0
+     &           .and. madnis_scale_dep()) cycle
+            if (m .eq. 2 .and. .not. mirrorprocs(k)) cycle
+            call madnis_luminosity(pout, k, m, c0, pd, as)
+            if (.not. mg_keep_cuts) then
+               if (cutspassed) passed = .true.
+               mg_keep_cuts = .true.
+            endif
+            lum(m, k) = abs(pd)
+            lsum = lsum + lum(m, k)
+            n = n + 1
+         enddo
+      enddo
+      mg_keep_cuts = .false.
+      kc = 0
+      mc = 0
+      if (lsum .eq. 0d0) return
+      floor = 1d-3*lsum/n
+      u = madnis_point_hash(r, 1, 69621_8)*(lsum + n*floor)
+      acc = 0d0
+      do m = 1, 2
+         do k = 1, maxsproc
+            if (lum(m, k) .ge. 0d0) then
+               acc = acc + lum(m, k) + floor
+c              u beyond the rounded sum: the last one
+               if (kc .eq. 0 .or. acc - lum(m, k) - floor .le. u) then
+                  kc = k
+                  mc = m
+               endif
+            endif
+         enddo
+      enddo
+      fac = (lsum + n*floor)/(lum(mc, kc) + floor)
+      end
+
 c     Subprocess k, mirror m at the momenta pout (as the matrix elements see them) with the scale
 c     clustered with channel c: its contribution f (pb, madnis_dsigproc) and, where f is not 0, its
 c     single-diagram-enhancement weights w(1..nconf) normalised to 1 (SMATRIX's AMP2 times the
@@ -468,21 +563,31 @@ c     A number uniform in (0, 1), a fixed function of the point r (its bits) and
 c     scale channel drawn for an evaluation is drawn again for the point's event record.
       double precision function madnis_point_uniform(r, salt)
       implicit none
+      double precision r(*), madnis_point_hash
+      integer salt
+      madnis_point_uniform = madnis_point_hash(r, salt, 48271_8)
+      end
+
+c     The hash behind madnis_point_uniform: a Lehmer generator (multiplier mult, modulus 2^31 - 1)
+c     fed with the bits of r. Salt enters affinely, so two salts of one multiplier give numbers a
+c     fixed shift apart; draws that must be independent of each other use different multipliers.
+      double precision function madnis_point_hash(r, salt, mult)
+      implicit none
       include 'genps.inc'
       include 'madnis_glue.inc'
       double precision r(*)
       integer salt, d
-      integer*8 x, bits
+      integer*8 mult, x, bits
       x = 1_8 + salt
       do d = 1, mg_ndim
          bits = iand(transfer(r(d), bits), huge(bits))
-         x = mod(48271_8*x + mod(bits, 2147483647_8), 2147483647_8)
+         x = mod(mult*x + mod(bits, 2147483647_8), 2147483647_8)
       enddo
       do d = 1, 4
-         x = mod(48271_8*x, 2147483647_8)
+         x = mod(mult*x, 2147483647_8)
       enddo
       if (x .eq. 0_8) x = 1_8
-      madnis_point_uniform = dble(x)/2147483647d0
+      madnis_point_hash = dble(x)/2147483647d0
       end
 
 c     Channels are MadEvent's configs 1..mapconfig(0); symmetry group = the representative
@@ -733,6 +838,7 @@ c     restored. f in pb.
       include 'maxconfigs.inc'
       include 'maxamps.inc'
       include 'run.inc'
+      include 'madnis_glue.inc'
       double precision p(0:3, max_particles+1), f
       integer k, m, ichan, imode
       integer confsub(maxsproc, lmaxconfigs)
@@ -759,7 +865,12 @@ c     restored. f in pb.
       do i = 1, maxflow
          jamp2(i) = 0d0
       enddo
-      cutsdone = .false.
+c     as MadEvent's DSIG before a point's first subprocess (cuts.f reads CUTSPASSED, and leaves it
+c     as it was where a cut fails)
+      if (.not. mg_keep_cuts) then
+         cutsdone = .false.
+         cutspassed = .false.
+      endif
       sproc_now = k
       mirror_now = m
       f = dsigproc(p, 1, k, m, symconf, confsub, 1d0, imode)
@@ -803,8 +914,9 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       double precision wgt
       double precision f, ftot, norm
       logical first, passed, scale_dep, madnis_scale_dep, draw
-      logical madnis_draw_scale
-      integer c0, ic, last
+      logical madnis_draw_scale, subdraw
+      integer c0, ic, last, kc, mc
+      double precision fac
       double precision u, acc, madnis_point_uniform
       double precision w0(lmaxconfigs), wi(lmaxconfigs)
       double precision pd0, pdi, as0, asi, q0(2), g0
@@ -812,13 +924,15 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       common/madnis_scale_draw/nqcd, cfirst
       double precision g
       common/strong/g
-      save first, nconf, scale_dep, draw
+      save first, nconf, scale_dep, draw, subdraw
       data first/.true./
       if (first) then
          first = .false.
          nconf = mapconfig(0)
          scale_dep = madnis_scale_dep()
          draw = madnis_draw_scale()
+         subdraw = mg_sub_draw .and.
+     &        (maxsproc .gt. 1 .or. mirrorprocs(1))
       endif
       do k = 1, maxsproc
          fk(1, k) = 0d0
@@ -849,6 +963,15 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       passed = .false.
       ftot = 0d0
       norm = 0d0
+c     one subprocess and mirror drawn (kc, mc), its contribution times fac = 1/probability
+      kc = 0
+      mc = 0
+      fac = 1d0
+      if (subdraw) then
+         call madnis_pick_subprocess(pout, r, ichan, draw, kc, mc, fac,
+     &        passed)
+         if (kc .eq. 0) goto 70
+      endif
       if (draw) goto 60
       do k = 1, maxsproc
 c        As MadEvent's DSIG: a subprocess without the channel's diagram (CONFSUB = 0, e.g. the
@@ -858,9 +981,11 @@ c        skipped then. With a channel-independent scale it is evaluated, so that
 c        function of the point in every channel (trained channel weights need that).
          if (confsub(k, ichan) .eq. 0 .and. scale_dep) cycle
          do m = 1, 2
+            if (subdraw .and. (k .ne. kc .or. m .ne. mc)) cycle
             if (m .eq. 1 .or. mirrorprocs(k)) then
                call madnis_sub_weights(pout, k, m, ichan, f, w0)
                if (cutspassed) passed = .true.
+               f = f*fac
                fk(m, k) = f
                if (f .ne. 0d0) then
                   do i = 1, nconf
@@ -883,6 +1008,7 @@ c     scales (luminosity and alpha_s, no second matrix element). alpha: the weig
          if (confsub(k, ichan) .eq. 0) c0 = cfirst(k)
          if (c0 .eq. 0) cycle
          do m = 1, 2
+            if (subdraw .and. (k .ne. kc .or. m .ne. mc)) cycle
             if (m .eq. 1 .or. mirrorprocs(k)) then
                call madnis_sub_weights(pout, k, m, c0, f, w0)
                if (cutspassed) passed = .true.
@@ -923,6 +1049,7 @@ c                    second matrix element only where alpha_s differs and n is n
                         endif
                      endif
                   endif
+                  f = f*fac
                   isc(m, k) = ic
                   fk(m, k) = f
                   ftot = ftot + f

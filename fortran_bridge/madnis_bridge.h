@@ -22,6 +22,12 @@ int madnis_init(const char *rundir, int seed);
  * channel weights fixed). Call after madnis_init, before any other call. */
 void madnis_allow_scale_draw(int on);
 
+/* Whether each point draws one subprocess and mirror, with probability proportional to its parton
+ * luminosity, and returns its contribution over that probability (an unbiased estimate of the sum,
+ * as MadEvent's grouped subprocesses; 1), instead of summing them all (default 0: one matrix element
+ * per subprocess and mirror at every point). Call after madnis_init, before any other call. */
+void madnis_allow_subprocess_draw(int on);
+
 /* Sizes and metadata. ndim: dimension of r (3*n_final - 4, +1 per PDF beam); n_channels:
  * MadEvent's configs; n_subprocesses: entries of madnis_subprocesses; ebeams[2] in GeV;
  * scale_depends_on_channel: 1 if the integrand depends on the channel that generated the
@@ -44,7 +50,7 @@ void madnis_subprocesses(int *pdg, int *mirror);
 /* Evaluate n points. In: channel[n], r[n*ndim] in [0,1] (a MadEvent P-dir clamps r to
  * RANMAR's range [2^-24, 1 - 2^-24]: MadEvent STOPs on the faces of the cube). Out:
  * momenta[n*nexternal*4] (as seen by the matrix elements, lab frame of the partons), x1[n], x2[n], value[n] =
- * f(x(r)) * J_channel(r) in pb (summed over grouped subprocesses and mirrors, before any
+ * f(x(r)) * J_channel(r) in pb (summed over grouped subprocesses and mirrors or one drawn, before any
  * channel weight), alpha[n*n_channels] (single-diagram-enhancement channel weights summing to
  * 1; uniform where value is 0), status[n] (0 passed cuts, 1 no phase-space point, 2 failed
  * cuts). Deterministic: same inputs give identical outputs, in any batch composition (points

@@ -6,7 +6,7 @@ output; if the worker itself dies, the parent starts a new one). ``WorkerPool.ma
 then isolates the crashing points by bisection on the restarted worker: the other points keep
 their results, the points that crash on their own are reported as crashed, and the batch fails
 with :class:`BridgeError` only when more points crash than the caller tolerates.
-:class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED)`` in a fresh interpreter; the Fortran's
+:class:`Worker` runs ``serve(FD, LIBRARY, RUNDIR, SEED, SCALE_CHANNEL, SUBPROCESS)`` in a fresh interpreter; the Fortran's
 own printing goes to a file of its own, ``RUNDIR/worker<k>.<random>.log`` (the jobs of two channel parts of one P-dir
 serve it from the same RUNDIR at once, and a crash reports its worker's output only), removed when the worker is
 closed normally.
@@ -35,6 +35,18 @@ from .records import EVALUATE_INPUTS, EVALUATE_OUTPUTS, EVENT_RECORD, arrays, sh
 HEADER = Path(__file__).resolve().parent / "madnis_bridge.h"
 LOG_LIMIT = 10 * 2**20  # bytes of worker output kept
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # lets the worker import fortran_bridge
+
+
+@dataclass(frozen=True)
+class Draws:
+    """What the library may draw at each point instead of summing (``madnis_allow_scale_draw``,
+    ``madnis_allow_subprocess_draw``): with MadEvent's channel-dependent scale, each subprocess's scale channel from
+    alpha (the library refuses where that would change the cross section); one subprocess and mirror with probability
+    proportional to its parton luminosity, as MadEvent's grouped subprocesses (one matrix element a point instead of
+    one per subprocess and mirror)."""
+
+    scale_channel: bool = True
+    subprocess: bool = False
 
 
 class BridgeError(RuntimeError):
@@ -94,11 +106,12 @@ class SharedBatch:
 class _Server:
     """Calls the C ABI for the parent's requests."""
 
-    def __init__(self, library: str, rundir: str, seed: int, draw_scale_channel: bool):
+    def __init__(self, library: str, rundir: str, seed: int, draws: Draws):
         self.ffi, self.lib = load_library(library)
         if self.lib.madnis_init(rundir.encode(), seed) != 0:
             raise BridgeError(f"madnis_init({rundir!r}) failed")
-        self.lib.madnis_allow_scale_draw(int(draw_scale_channel))
+        self.lib.madnis_allow_scale_draw(int(draws.scale_channel))
+        self.lib.madnis_allow_subprocess_draw(int(draws.subprocess))
         ints = [self.ffi.new("int *") for _ in range(6)]
         ebeams = np.zeros(2)
         self.lib.madnis_info(*ints[:5], self._ptr(ebeams), ints[5])
@@ -160,13 +173,13 @@ class _Server:
         return out
 
 
-def serve(fd: str, library: str, rundir: str, seed: str, draw_scale_channel: str) -> None:
+def serve(fd: str, library: str, rundir: str, seed: str, scale_channel: str, subprocess: str) -> None:
     """Worker process main loop: load and initialise ``library``, then fork a child that answers
     the parent on socket ``fd``; when a child dies (Fortran STOP, signal) report ("crashed", exit
     code) and fork a fresh one from the initialised state, so a crash costs a fork, not a start."""
     conn = Connection(int(fd))
     try:
-        server = _Server(library, rundir, int(seed), draw_scale_channel == "1")
+        server = _Server(library, rundir, int(seed), Draws(scale_channel == "1", subprocess == "1"))
     except Exception as exc:  # report, then exit: the parent raises
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -207,9 +220,9 @@ def _answer(conn: Connection, server: _Server) -> None:
 class Worker:
     """One worker process (fork server) serving one library; started anew if it dies itself."""
 
-    def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str, draw_scale_channel: bool):
+    def __init__(self, library: Path, rundir: Path, seed: int, index: int, name: str, draws: Draws):
         self.library, self.rundir, self.seed, self.index, self.name = library, rundir, seed, index, name
-        self.draw_scale_channel = draw_scale_channel
+        self.draws = draws
         handle, log = tempfile.mkstemp(prefix=f"worker{index}.", suffix=".log", dir=rundir)  # its own: see above
         os.close(handle)
         self.log = Path(log)
@@ -231,7 +244,8 @@ class Worker:
                     str(self.library),
                     str(self.rundir),
                     str(self.seed),
-                    str(int(self.draw_scale_channel)),
+                    str(int(self.draws.scale_channel)),
+                    str(int(self.draws.subprocess)),
                 ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -388,11 +402,11 @@ class _Job:
 class WorkerPool:
     """``workers`` processes; a batch is split into contiguous shards, one per worker."""
 
-    def __init__(self, library: Path, rundir: Path, seed: int, workers: int, name: str, draw_scale_channel: bool):
+    def __init__(self, library: Path, rundir: Path, seed: int, workers: int, name: str, draws: Draws):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.name = name
-        self._start = lambda index: Worker(library, rundir, seed + index, index, name, draw_scale_channel)
+        self._start = lambda index: Worker(library, rundir, seed + index, index, name, draws)
         self.workers: list[Worker] = []
         try:
             self.grow(workers)

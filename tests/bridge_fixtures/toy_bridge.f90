@@ -28,6 +28,10 @@ contains
     integer(c_int), value :: on  ! the toy's scale does not depend on the channel: nothing to draw
   end subroutine
 
+  subroutine madnis_allow_subprocess_draw(on) bind(C, name='madnis_allow_subprocess_draw')
+    integer(c_int), value :: on  ! one subprocess: nothing to draw
+  end subroutine
+
   subroutine madnis_info(nd, nc, ne, ni, ns, ebeams, scale_dep) bind(C, name='madnis_info')
     integer(c_int) :: nd, nc, ne, ni, ns, scale_dep
     real(c_double) :: ebeams(2)
