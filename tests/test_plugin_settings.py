@@ -41,6 +41,7 @@ INVALID = {
     "madnis_reuse": "perhaps",
     "madnis_recycle_helicities": "sometimes",
     "madnis_draw_scale_channel": "sometimes",
+    "madnis_draw_subprocess": "often",
     "madnis": "yes please",
 }
 

@@ -89,6 +89,11 @@ class MadnisSettings:
         "dynamical_scale_choice = -1: draw each point's scale channel from alpha (MadEvent's cross section), so"
         " that channel weights are learned (False: the generating channel's scale, channel weights MadEvent's alpha)",
     )
+    draw_subprocess: bool = _entry(
+        True,
+        "draw one grouped subprocess and mirror per point, by its parton luminosity, as MadEvent does: one matrix"
+        " element a point (False: every subprocess and mirror of the P-dir summed at every point)",
+    )
 
     def __post_init__(self) -> None:
         _validate(self)

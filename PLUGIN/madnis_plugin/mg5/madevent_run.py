@@ -165,7 +165,7 @@ def process_source(pdir: Path, settings: MadnisSettings, seed: int, prebuilt: bo
         seed=seed,
         workers=settings.fixed_workers() or 1,
         library=fortran_bridge.built_library(pdir) if prebuilt else None,
-        draw_scale_channel=settings.draw_scale_channel,
+        draws=fortran_bridge.Draws(settings.draw_scale_channel, settings.draw_subprocess),
     )
     integrand = BridgeIntegrand(library)
     return ProcessSource(
