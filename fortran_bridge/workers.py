@@ -111,7 +111,15 @@ class _Server:
         if self.lib.madnis_init(rundir.encode(), seed) != 0:
             raise BridgeError(f"madnis_init({rundir!r}) failed")
         self.lib.madnis_allow_scale_draw(int(draws.scale_channel))
-        self.lib.madnis_allow_subprocess_draw(int(draws.subprocess))
+        if draws.subprocess:  # asked only then: a library built before the draw (a gridpack's) still sums
+            try:
+                allow_subprocess_draw = self.lib.madnis_allow_subprocess_draw
+            except AttributeError:
+                raise BridgeError(
+                    f"{library} cannot draw a subprocess per point (built by an older madnis-mg5, e.g. in a gridpack):"
+                    " set madnis_draw_subprocess = False in its run_card, or rebuild it"
+                ) from None
+            allow_subprocess_draw(1)
         ints = [self.ffi.new("int *") for _ in range(6)]
         ebeams = np.zeros(2)
         self.lib.madnis_info(*ints[:5], self._ptr(ebeams), ints[5])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fortran_bridge import BridgeError, BuildError, ProcessLibrary, build
+from fortran_bridge import BridgeError, BuildError, Draws, ProcessLibrary, build
 
 FIXTURES = Path(__file__).parent / "bridge_fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -65,6 +65,25 @@ def test_values_and_cross_section(toy):
         variance += contribution.var() / n
     assert abs(total - 0.9) < 4 * variance**0.5
     assert momentum_problems(ev.momenta, 2, np.zeros(4)) == []
+
+
+def test_a_library_without_the_subprocess_draw_sums_and_refuses_to_draw(tmp_path):
+    """A library built before madnis_allow_subprocess_draw (a gridpack of an older madnis-mg5) loads as before unless
+    the draw is asked; then one line says what to do."""
+    source = (FIXTURES / "toy_bridge.f90").read_text()
+    start = source.index("  subroutine madnis_allow_subprocess_draw")
+    end = source.index("  end subroutine", start) + len("  end subroutine")
+    (tmp_path / "old_bridge.f90").write_text(source[:start] + source[end:])
+    lib = tmp_path / "libold.so"
+    subprocess.run(
+        ["gfortran", "-shared", "-fPIC", "-O2", "-J", str(tmp_path), str(tmp_path / "old_bridge.f90"), "-o", str(lib)],
+        check=True,
+    )
+    with ProcessLibrary(tmp_path, library=lib) as summing:
+        assert summing.evaluate(np.array([0]), np.array([[0.25, 0.5]])).value.tolist() == [0.75]
+    with pytest.raises(BridgeError) as error:
+        ProcessLibrary(tmp_path, library=lib, draws=Draws(subprocess=True))
+    assert "madnis_draw_subprocess = False" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_sharding_and_batches_are_bit_identical(toy_library, tmp_path):
