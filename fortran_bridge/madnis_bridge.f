@@ -402,6 +402,34 @@ c     them all (default 0). Call after madnis_init, before anything else.
       mg_sub_draw = on .ne. 0
       end
 
+c     The channel whose scales subprocess k is evaluated with at a point of channel ichan (madnis_point
+c     and madnis_pick_subprocess), 0 where the point skips k. As MadEvent's DSIG: a subprocess without
+c     the channel's diagram (CONFSUB = 0, e.g. the t-channel quark of u u~ > w+ w- vs d d~ > w+ w-)
+c     adds nothing to this channel (its alpha is 0) and, with a channel-dependent scale, cannot be
+c     clustered with the channel's diagram: skipped then, unless the scale channel is drawn (draw),
+c     which starts from k's first channel. With a channel-independent scale it is evaluated, so that
+c     alpha is the same function of the point in every channel (trained channel weights need that).
+      integer function madnis_sub_channel(k, ichan, draw, scale_dep)
+      implicit none
+      include 'genps.inc'
+      include 'maxconfigs.inc'
+      include 'maxamps.inc'
+      integer k, ichan
+      logical draw, scale_dep
+      integer confsub(maxsproc, lmaxconfigs)
+      include 'config_subproc_map.inc'
+      integer nqcd(maxsproc), cfirst(maxsproc)
+      common/madnis_scale_draw/nqcd, cfirst
+      integer i
+      madnis_sub_channel = ichan
+      if (confsub(k, ichan) .ne. 0) return
+      if (draw) then
+         madnis_sub_channel = cfirst(k)
+      else if (scale_dep) then
+         madnis_sub_channel = 0
+      endif
+      end
+
 c     One subprocess k and mirror m of those the point would sum (draw: each with the scale of
 c     channel ichan where it has ichan's diagram, else of its first channel; else those with ichan's
 c     diagram where the scale depends on the channel), drawn with probability p proportional to
@@ -414,8 +442,8 @@ c     p > 0 wherever f may be non-zero. The draw is a fixed function of the poin
 c     (madnis_point_hash, its own multiplier: independent of the scale channel's draw); fac = 1/p
 c     makes f_km * fac an unbiased estimate of the sum. passed: a mirror passed the cuts; kc = 0
 c     where no luminosity is positive (no matrix element to evaluate).
-      subroutine madnis_pick_subprocess(pout, r, ichan, draw, kc, mc,
-     &     fac, passed)
+      subroutine madnis_pick_subprocess(pout, r, ichan, draw, scale_dep,
+     &     kc, mc, fac, passed)
       implicit none
       include 'genps.inc'
       include 'nexternal.inc'
@@ -423,18 +451,13 @@ c     where no luminosity is positive (no matrix element to evaluate).
       include 'maxamps.inc'
       include 'madnis_glue.inc'
       integer ichan, kc, mc
-      logical draw, passed
+      logical draw, scale_dep, passed
       double precision pout(0:3, nexternal), r(*), fac
-      integer confsub(maxsproc, lmaxconfigs)
-      include 'config_subproc_map.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
       logical cutsdone, cutspassed
       common/to_cutsdone/cutsdone, cutspassed
-      integer nqcd(maxsproc), cfirst(maxsproc)
-      common/madnis_scale_draw/nqcd, cfirst
-      logical madnis_scale_dep
-      integer i, k, m, c0, n
+      integer i, k, m, c0, n, madnis_sub_channel
       double precision lum(2, maxsproc), lsum, acc, u, pd, as, floor
       double precision madnis_point_hash
       lsum = 0d0
@@ -443,11 +466,8 @@ c     where no luminosity is positive (no matrix element to evaluate).
          mg_keep_cuts = .false.
          do k = 1, maxsproc
             lum(m, k) = -1d0
-            c0 = ichan
-            if (draw .and. confsub(k, ichan) .eq. 0) c0 = cfirst(k)
+            c0 = madnis_sub_channel(k, ichan, draw, scale_dep)
             if (c0 .eq. 0) cycle
-            if (.not. draw .and. confsub(k, ichan) .eq. 0
-     &           .and. madnis_scale_dep()) cycle
             if (m .eq. 2 .and. .not. mirrorprocs(k)) cycle
             call madnis_luminosity(pout, k, m, c0, pd, as)
             if (.not. mg_keep_cuts) then
@@ -901,8 +921,6 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       double precision r(*), pout(0:3, nexternal), x1, x2, value
       double precision p(0:3, max_particles+1)
       double precision alpha(*), fk(2, maxsproc)
-      integer confsub(maxsproc, lmaxconfigs)
-      include 'config_subproc_map.inc'
       logical mirrorprocs(maxsproc)
       include 'mirrorprocs.inc'
       integer mapconfig(0:lmaxconfigs), this_config
@@ -915,7 +933,7 @@ c     the phase space: p, pout, x1, x2 and status 1 (failed) or 0.
       double precision f, ftot, norm
       logical first, passed, scale_dep, madnis_scale_dep, draw
       logical madnis_draw_scale, subdraw
-      integer c0, ic, last, kc, mc
+      integer c0, ic, last, kc, mc, madnis_sub_channel
       double precision fac
       double precision u, acc, madnis_point_uniform
       double precision w0(lmaxconfigs), wi(lmaxconfigs)
@@ -968,18 +986,14 @@ c     one subprocess and mirror drawn (kc, mc), its contribution times fac = 1/p
       mc = 0
       fac = 1d0
       if (subdraw) then
-         call madnis_pick_subprocess(pout, r, ichan, draw, kc, mc, fac,
-     &        passed)
+         call madnis_pick_subprocess(pout, r, ichan, draw, scale_dep,
+     &        kc, mc, fac, passed)
          if (kc .eq. 0) goto 70
       endif
       if (draw) goto 60
       do k = 1, maxsproc
-c        As MadEvent's DSIG: a subprocess without the channel's diagram (CONFSUB = 0, e.g. the
-c        t-channel quark of u u~ > w+ w- vs d d~ > w+ w-) adds nothing to this channel (its alpha is
-c        0) and, with a channel-dependent scale, cannot be clustered with the channel's diagram:
-c        skipped then. With a channel-independent scale it is evaluated, so that alpha is the same
-c        function of the point in every channel (trained channel weights need that).
-         if (confsub(k, ichan) .eq. 0 .and. scale_dep) cycle
+c        ichan's scales, or k skipped (madnis_sub_channel)
+         if (madnis_sub_channel(k, ichan, draw, scale_dep) .eq. 0) cycle
          do m = 1, 2
             if (subdraw .and. (k .ne. kc .or. m .ne. mc)) cycle
             if (m .eq. 1 .or. mirrorprocs(k)) then
@@ -1004,8 +1018,7 @@ c     channel i drawn with its weight w0(i) at this point and, if it is not c0, 
 c     scales (luminosity and alpha_s, no second matrix element). alpha: the weights w0 averaged.
  60   continue
       do k = 1, maxsproc
-         c0 = ichan
-         if (confsub(k, ichan) .eq. 0) c0 = cfirst(k)
+         c0 = madnis_sub_channel(k, ichan, draw, scale_dep)
          if (c0 .eq. 0) cycle
          do m = 1, 2
             if (subdraw .and. (k .ne. kc .or. m .ne. mc)) cycle
