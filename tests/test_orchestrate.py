@@ -19,7 +19,7 @@ from madnis_plugin.run import (
     saved_sampler_path,
     share_events,
 )
-from madnis_plugin.run.events import MIN_INTEGRATION_POINTS, integration_points, training_share
+from madnis_plugin.run.events import MIN_INTEGRATION_POINTS, integration_points, precision_points, training_share
 
 from madnis import MadNIS, TrainingConfig
 from madnis.toys import CamelBack1D, TwoResonances4D
@@ -304,3 +304,41 @@ def test_auto_steps_project_each_source_share_stop_and_say_why(tmp_path):
     share = 600 * integral / (first.running_integral + integral)  # its share of the running sigmas known
     assert second.stop_reason.startswith(f"projected time to {share:.0f} events")
     assert abs(result.cross_section - 2 * CamelBack1D().exact) < 5 * result.error
+
+
+def test_precision_points_meet_the_target_with_the_fewest_points():
+    errors, points, planned, target = [1.0, 3.0, 0.5], [100, 100, 100], [100.0, 1000.0, 5000.0], 0.5
+    extra = precision_points(errors, points, planned, target)
+    spread = [e * math.sqrt(n) for e, n in zip(errors, points)]
+
+    def error(counts):
+        return math.sqrt(sum(s * s / n for s, n in zip(spread, counts)))
+
+    final = [p + x for p, x in zip(planned, extra)]
+    assert error(final) <= target < error(planned)
+    assert extra[2] == 0  # planned beyond its optimal share: draws nothing more
+    assert final[1] / final[0] == pytest.approx(3, rel=1e-3)  # the others in proportion to their spread
+    assert error(final) == pytest.approx(target, rel=1e-3)  # and no more than the target asks
+    moved = [final[0] + 300, final[1] - 300, final[2]]  # shifting points between them misses the target
+    assert error(moved) > target
+    assert precision_points(errors, points, planned, 10.0) == [0, 0, 0]  # met: nothing
+    assert precision_points(errors, points, planned, 0.0) == [0, 0, 0]  # no target
+    assert precision_points([1.0, 0.0], [100, 100], [100, 100], 0.5) == [300, 0]  # no spread: no points
+
+
+@pytest.mark.parametrize("precision", [0.0, 0.003])
+def test_a_run_draws_points_for_sigma_until_its_precision_is_reached(tmp_path, precision):
+    lines = []
+    run = replace(settings(tmp_path, 200), precision=precision)
+    result = run_processes([toy_source("P1_a", 1)], run, Banner(), LHEInit(processes=[]), lines.append)
+    source = result.sources[0]
+    drawn_for_sigma = [line for line in lines if "more weighted points for sigma" in line]
+    relative = result.error / result.cross_section
+    if precision == 0:
+        assert not drawn_for_sigma and relative > 0.003  # the events' points alone: the target below is not met
+    else:
+        extra = int(drawn_for_sigma[0].split("] ")[1].split()[0])
+        assert extra > 0 and source.weighted_points > extra
+        assert relative < 1.2 * precision  # the estimate of the spread per point holds within its noise
+        assert abs(result.cross_section - CamelBack1D().exact) < 5 * result.error
+    assert source.n_events == 200 == result.nevents

@@ -38,6 +38,7 @@ INVALID = {
     "madnis_device": "tpu",
     "madnis_integration_points": "1",
     "madnis_workers": "0",
+    "madnis_precision": "-0.01",
     "madnis_reuse": "perhaps",
     "madnis_recycle_helicities": "sometimes",
     "madnis_draw_scale_channel": "sometimes",

@@ -2,7 +2,7 @@
 
 Why: training options are defined once, as the user-facing fields of ``madnis.TrainingConfig``
 (``madnis.config.card_field``: default and one-line help); the plugin's own entries (``madnis``,
-``device``, ``integration_points``, ``workers``, ``reuse``, ``recycle_helicities``) are the fields of
+``device``, ``integration_points``, ``precision``, ``workers``, ``reuse``, ``recycle_helicities``) are the fields of
 :class:`MadnisSettings` beside them. Every entry is ``madnis_<field>`` on the card (``madnis`` for the switch), so a new card
 field of TrainingConfig becomes a run_card entry without any change here. The table (:func:`entries`)
 feeds the block ``output madnis`` writes (:func:`card_block`; ``Cards/run_card_madnis_block.dat`` is
@@ -77,6 +77,11 @@ class MadnisSettings:
     integration_points: int = _entry(
         100000, "final integration points per P-dir on average (more for a large sigma, fewer for a small)"
     )
+    precision: str = _entry(
+        "auto",
+        "target relative error of the cross section: auto (0.25 / sqrt(nevents)), a number, or 0 (only the points the"
+        " events need); weighted points are drawn beyond the events' until it is reached",
+    )
     workers: str = _entry(
         "auto", "Fortran evaluation workers per P-dir: auto (MadEvent's cores: nb_core, 1 per cluster job) or N"
     )
@@ -140,6 +145,11 @@ class MadnisSettings:
     def fixed_workers(self) -> int | None:
         """The card's number of bridge workers per P-dir, None for ``auto`` (the run's cores decide)."""
         return None if self.workers.lower() == "auto" else int(self.workers)
+
+    def relative_precision(self) -> float | None:
+        """The card's target relative error of the cross section, None for ``auto`` (:class:`.run.RunSettings`'s
+        rule, from ``nevents``)."""
+        return None if self.precision.lower() == AUTO else float(self.precision)
 
     def torch_device(self) -> str:
         """The torch device string; ``auto`` picks cuda when available."""
@@ -257,6 +267,13 @@ def _validate(s: MadnisSettings) -> None:
         fail("device", "must be cpu, cuda, cuda:N or auto")
     if s.integration_points < 2:
         fail("integration_points", "must be >= 2")
+    if s.precision.lower() != AUTO:
+        try:
+            precision = float(s.precision)
+        except ValueError:
+            precision = math.nan
+        if not (math.isfinite(precision) and 0 <= precision < 1):
+            fail("precision", "must be auto or a relative error in [0, 1) (0: only the points the events need)")
     if s.workers.lower() != "auto" and not (s.workers.isdigit() and int(s.workers) >= 1):
         fail("workers", "must be auto or an integer >= 1")
 

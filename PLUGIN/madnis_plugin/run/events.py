@@ -72,6 +72,37 @@ def integration_points(configured: Sequence[int], cross_sections: Sequence[float
     return max(min(configured[own], MIN_INTEGRATION_POINTS), math.ceil(shares[own] / inverse))
 
 
+def precision_points(
+    errors: Sequence[float], points: Sequence[int], planned: Sequence[float], target: float
+) -> list[int]:
+    """Weighted points each source draws beyond its ``planned`` ones so that the summed cross section's error reaches
+    ``target`` (absolute, pb; the run's ``relative_precision`` x sigma).
+
+    Source j quoted ``errors[j]`` on ``points[j]`` points: a spread per point s_j = errors[j] sqrt(points[j]); with
+    N_j points its error is s_j / sqrt(N_j), the sum's sqrt(sum_j s_j^2 / N_j). ``planned[j]`` (>= points[j]) are the
+    points it has when its events are drawn. Where that misses ``target``, the fewest points in all (one cost per
+    point assumed) give N_j proportional to s_j, except that no source draws fewer than planned: those stay at
+    ``planned`` and the rest share what their variance leaves (water-filling). No source with zero spread draws
+    more. Why: the points its events need set a run's error otherwise, and a sampler that unweights better
+    needs fewer of them, so its error grows (``g g > w+ d u~ g``, 100k events: 0.128 pb against stock MadEvent's
+    0.092 at 3.5 % against 2.0 %)."""
+    spread = [e * math.sqrt(n) if n > 0 and math.isfinite(e) else 0.0 for e, n in zip(errors, points)]
+    planned = [max(float(p), float(n)) for p, n in zip(planned, points)]
+    if target <= 0 or sum(s * s / p for s, p in zip(spread, planned) if p > 0) <= target * target:
+        return [0] * len(spread)
+    fixed = [s <= 0 for s in spread]
+    while True:
+        left = target * target - sum(s * s / p for s, p, f in zip(spread, planned, fixed) if f and p > 0)
+        free = sum(s for s, f in zip(spread, fixed) if not f)
+        scale = free / left if left > 0 else math.inf  # N_j = scale s_j for the free sources
+        newly = [j for j, (s, p, f) in enumerate(zip(spread, planned, fixed)) if not f and scale * s <= p]
+        if not newly:
+            break
+        for j in newly:
+            fixed[j] = True
+    return [0 if f else math.ceil(scale * s - p) for s, p, f in zip(spread, planned, fixed)]
+
+
 def event_records(source: ProcessSource, events: Unweighted, rng: np.random.Generator) -> EventRecords | None:
     """Step 4: the LHE records of a source's accepted points (one matrix-element evaluation per event)."""
     if len(events.r) == 0:

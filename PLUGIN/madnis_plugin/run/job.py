@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 
 from fortran_bridge import BridgeError
 from madnis import MadNIS
+from madnis.unweighting import overweight_share, unweighting_efficiency
 
 from ..settings import MadnisSettings
 from .events import event_records
@@ -42,6 +43,7 @@ from .jobs import (
     chunk_seed,
     integration_from_dict,
     integration_points_here,
+    precision_dir,
     projected_share,
     settings_from_dict,
     share_bound,
@@ -50,8 +52,16 @@ from .jobs import (
     write_json,
     write_result,
 )
-from .sample import EventPlan, UnweightingStopped, WeightedPoints, integrate, top_up_size, unweight
-from .source import INTEGRATION, ProcessSource, RunSettings, channel_part, stream_seed
+from .sample import (
+    EventPlan,
+    UnweightingStopped,
+    WeightedPoints,
+    draw_for_precision,
+    integrate,
+    top_up_size,
+    unweight,
+)
+from .source import INTEGRATION, PRECISION, ProcessSource, RunSettings, channel_part, stream_seed
 from .train import saved_sampler, train_or_load
 
 SUMMARY_KEYS = (
@@ -154,13 +164,39 @@ def make_chunk(
     write_result(out, chunk_result(events))
 
 
+def make_precision_chunk(
+    madnis: MadNIS, source: ProcessSource, settings: RunSettings, spec: JobSpec, chunk: int, out: Path
+) -> None:
+    """Precision chunk ``chunk``: ``spec.precision_points`` weighted points for sigma alone (no events), drawn by
+    the :class:`.sample.EventPlan` of the source's integration, seeded by the chunk (:data:`.source.PRECISION`); its
+    result reports their efficiency against the plan's w_max, as an event chunk's does."""
+    seed = chunk_seed(spec.seed, spec.index, chunk, PRECISION)
+    plan = EventPlan.of(madnis)
+    points = WeightedPoints(madnis, source)
+    draw_for_precision(madnis, points, plan, spec.precision_points, seed, settings.weighted_batch)
+    weights, w_max = points.unweighting_weights(settings.training.max_overweight)
+    events = unweight(madnis, points, 0, source, settings, seed, log, draw_more=False, plan=plan)
+    events = replace(
+        events,
+        w_max=plan.w_max,
+        efficiency=unweighting_efficiency(weights, w_max),
+        overweight_share=overweight_share(weights, w_max),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_events_file(out, events, None, Accumulated.of(points))
+    write_result(out, chunk_result(events))
+
+
 def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:
-    """The chunks ``spec.chunks`` of the source, each into its own directory beside this job's."""
+    """The chunks ``spec.chunks`` and precision chunks ``spec.precision_chunks`` of the source, each into its own
+    directory beside this job's."""
     madnis = MadNIS.load(spec.sampler, source.integrand, device=settings.training.device)
     madnis.last_result = integration_from_dict(spec.integration or {})  # channel probabilities of the run
     for chunk in spec.chunks:
         make_chunk(madnis, source, settings, spec, chunk, chunk_dir(job_dir.parent, chunk))
-    return {"chunks": spec.chunks}
+    for chunk in spec.precision_chunks:
+        make_precision_chunk(madnis, source, settings, spec, chunk, precision_dir(job_dir.parent, chunk))
+    return {"chunks": spec.chunks, "precision_chunks": spec.precision_chunks}
 
 
 def ahead(

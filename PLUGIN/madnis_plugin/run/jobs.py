@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ CHUNK_EVENTS = 500
 # torch where no job server forks it, see job_server.py).
 EVENTS_IN_TRAINING = 2.0
 GENERATION = 4  # random stream of the generation chunks (beside source.INTEGRATION, SAMPLING)
+# weighted points of one precision chunk at most: about a W+2j event chunk's (500 events at ~2 %), so that the
+# generation jobs share them out as they share the event chunks
+PRECISION_CHUNK_POINTS = 25_000
 SPEC, RESULT, LOG, SAMPLER, POINTS, EVENTS, INTEGRAL, FINISHED = (
     "spec.json",
     "result.json",
@@ -99,6 +102,8 @@ class JobSpec:
     shared_cores: int = 0  # the cores the run's jobs share on this machine (0: keep ``workers``), workers_now
     threads: int = 1  # torch intra-op threads of this job
     chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
+    precision_chunks: list[int] = field(default_factory=list)  # generate: the precision chunks this job makes
+    precision_points: int = 0  # weighted points of each precision chunk
     n_events: int = 0  # train: the events steps = auto projects to with one source (several: projected_share)
     max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
     # the other jobs of this job's phase (directories): train, the other sources' training jobs (their integrals
@@ -156,25 +161,40 @@ def chunk_dir(source_dir: Path, chunk: int) -> Path:
     return source_dir / f"chunk_{chunk:03d}"
 
 
-def generation_jobs(missing: list[tuple[int, list[int], float]], cores: int) -> list[tuple[int, list[int]]]:
-    """Generation jobs ``(source, chunks)`` for the ``missing`` chunks ``(source, chunks, cost of one chunk)``,
-    costliest first (the multicore pool starts jobs in order). A job makes consecutive chunks of one source, each
-    job about half a core's share of the cost (nearly balanced cores: a job costs ~2-3.5 s of start-up, so
-    not one per chunk), the cost of a chunk being its source's weighted points per event (1 / efficiency)."""
+Key = TypeVar("Key")
+
+
+def generation_jobs(missing: list[tuple[Key, list[int], float]], cores: int) -> list[tuple[Key, list[int]]]:
+    """Generation jobs ``(key, chunks)`` for the ``missing`` chunks ``(key, chunks, cost of one chunk)`` (a key: a
+    source's event chunks or its precision chunks), costliest first (the multicore pool starts jobs in order). A job
+    makes consecutive chunks of one key, each job about half a core's share of the cost (nearly balanced cores: a
+    job costs ~2-3.5 s of start-up, so not one per chunk), the cost of a chunk being the weighted points it draws
+    (an event chunk's: CHUNK_EVENTS / its source's efficiency)."""
     total = sum(len(chunks) * cost for _, chunks, cost in missing)
     target = total / (2 * max(cores, 1))
     jobs = []
-    for source, chunks, cost in missing:
+    for key, chunks, cost in missing:
         n_jobs = min(len(chunks), max(1, round(len(chunks) * cost / target))) if target > 0 else 1
         bounds = [len(chunks) * k // n_jobs for k in range(n_jobs + 1)]  # as equal as possible
-        jobs += [(source, chunks[a:b], cost * (b - a)) for a, b in zip(bounds, bounds[1:])]
+        jobs += [(key, chunks[a:b], cost * (b - a)) for a, b in zip(bounds, bounds[1:])]
     jobs.sort(key=lambda job: -job[2])
-    return [(source, chunks) for source, chunks, _ in jobs]
+    return [(key, chunks) for key, chunks, _ in jobs]
 
 
-def chunk_seed(seed: int, index: int, chunk: int) -> int:
-    """Seed of chunk ``chunk`` of source ``index`` in a run seeded ``seed``."""
-    return int(np.random.SeedSequence([seed % 2**63, index, GENERATION, chunk]).generate_state(1, np.uint64)[0] % 2**62)
+def chunk_seed(seed: int, index: int, chunk: int, stream: int = GENERATION) -> int:
+    """Seed of chunk ``chunk`` of source ``index`` in a run seeded ``seed`` (``stream``: event or precision chunks)."""
+    return int(np.random.SeedSequence([seed % 2**63, index, stream, chunk]).generate_state(1, np.uint64)[0] % 2**62)
+
+
+def precision_dir(source_dir: Path, chunk: int) -> Path:
+    """Where precision chunk ``chunk`` of a source leaves its weighted points and result."""
+    return source_dir / f"precision_{chunk:03d}"
+
+
+def precision_chunks(extra: int) -> tuple[int, int]:
+    """(chunks, points of each) for ``extra`` weighted points: chunks of at most :data:`PRECISION_CHUNK_POINTS`."""
+    chunks = math.ceil(max(extra, 0) / PRECISION_CHUNK_POINTS)
+    return chunks, math.ceil(extra / chunks) if chunks else 0
 
 
 def core_share(cores: int, jobs: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,18 @@ import numpy as np
 from madnis import IntegrationResult
 
 from ..lhe import BannerLike, LHEInit
-from .events import event_records, integration_points, share_events, training_share, write_events
-from .sample import Unweighted, integrate, unweight
-from .source import INTEGRATION, SAMPLING, ProcessSource, RunSettings, check_run, saved_sampler_path, stream_seed
+from .events import event_records, integration_points, precision_points, share_events, training_share, write_events
+from .sample import EventPlan, Unweighted, WeightedPoints, describe_sigma, draw_for_precision, integrate, unweight
+from .source import (
+    INTEGRATION,
+    PRECISION,
+    SAMPLING,
+    ProcessSource,
+    RunSettings,
+    check_run,
+    saved_sampler_path,
+    stream_seed,
+)
 from .train import TrainedSampler, saved_sampler, train_or_load
 
 
@@ -159,6 +168,37 @@ def log_summary(run: RunResult, settings: RunSettings, log: Callable[[str], None
     )
 
 
+def precise(
+    sources: Sequence[ProcessSource],
+    trained: Sequence[TrainedSampler],
+    points: Sequence[WeightedPoints],
+    unweighted: Sequence[Unweighted],
+    settings: RunSettings,
+    seed: int,
+    log: Callable[[str], None],
+) -> list[Unweighted]:
+    """The sources' events with sigma at the run's ``relative_precision``: the weighted points that
+    :func:`.events.precision_points` asks beyond all drawn so far, each source's by the plan of its integration
+    (:func:`.sample.draw_for_precision`, seeded by the precision stream), pooled into its sigma; events unchanged."""
+    results = [u.cross_section for u in unweighted]
+    target = settings.relative_precision * abs(sum(r.integral for r in results))
+    counts = [r.n_points for r in results]
+    extra = precision_points([r.error for r in results], counts, counts, target)
+    out = []
+    for index, (source, t, weighted, events, n) in enumerate(zip(sources, trained, points, unweighted, extra)):
+        if n > 0:
+            plan = EventPlan.of(t.madnis)
+            batch = settings.weighted_batch
+            draw_for_precision(t.madnis, weighted, plan, n, stream_seed(seed, index, PRECISION), batch)
+            sigma = weighted.cross_section.result(weighted.group_of_channel)
+            events = replace(
+                events, cross_section=sigma, weighted_points=len(weighted), weighted_inside=weighted.n_inside
+            )
+            log(f"  [{source.name}] {n} more weighted points for sigma (madnis_precision): {describe_sigma(sigma)}")
+        out.append(events)
+    return out
+
+
 def run_processes(
     sources: Sequence[ProcessSource],
     settings: RunSettings,
@@ -191,8 +231,13 @@ def run_processes(
     shares = share_events(settings.nevents, [result.integral for result, _ in integrations])
     rng = np.random.default_rng(seed)
     results, parts = [], []
-    for index, (source, t, (integration, points), n_events) in enumerate(zip(sources, trained, integrations, shares)):
-        events = unweight(t.madnis, points, n_events, source, settings, stream_seed(seed, index, SAMPLING), log)
+    unweighted = [
+        unweight(t.madnis, points, n_events, source, settings, stream_seed(seed, index, SAMPLING), log)
+        for index, (source, t, (_, points), n_events) in enumerate(zip(sources, trained, integrations, shares))
+    ]
+    weighted = [points for _, points in integrations]
+    unweighted = precise(sources, trained, weighted, unweighted, settings, seed, log)
+    for source, t, (integration, _), n_events, events in zip(sources, trained, integrations, shares, unweighted):
         records = event_records(source, events, rng)
         record_calls = n_events * source.record_evaluations
         results.append(SourceResult(source, t, integration, events, n_events, event_record_calls=record_calls))

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from madnis import IntegrationResult
+
 from ..lhe import BannerLike, LHEInit
-from .events import share_events, write_events
+from .events import precision_points, share_events, write_events
 from .jobs import (
     CHUNK_EVENTS,
     POINTS,
@@ -39,6 +41,8 @@ from .jobs import (
     generation_jobs,
     integration_from_dict,
     merge_chunks,
+    precision_chunks,
+    precision_dir,
     read_result,
     settings_to_dict,
 )
@@ -122,27 +126,39 @@ def run_in_jobs(
         made_ahead = f" ({ahead} made ahead by the training job)" if ahead else ""
         log(f"  [{s.name}] {n} events: {m} {source_of_events}, {n - m} in {len(chunks[i])} chunk(s){made_ahead}")
         if todo:
-            missing.append((i, todo, 1.0 / max(t["efficiency"], 1e-6)))
+            missing.append(((i, False), todo, CHUNK_EVENTS / max(t["efficiency"], 1e-6)))
+    precision = precision_plan(integrations, [t["efficiency"] for t in trained], shares, taken, settings, log)
+    for i, (n_chunks, n_points) in enumerate(precision):
+        if n_chunks:
+            missing.append(((i, True), list(range(1, n_chunks + 1)), float(n_points)))
     specs = []
-    for i, todo in generation_jobs(missing, cores):
-        spec = JobSpec("generate", str(sources[i].pdir), i, seed, source_settings[i], chunks=todo)
+    for (i, for_precision), todo in generation_jobs(missing, cores):
+        spec = JobSpec("generate", str(sources[i].pdir), i, seed, source_settings[i])
+        if for_precision:
+            spec.precision_chunks, spec.precision_points = todo, precision[i][1]
+        else:
+            spec.chunks = todo
         spec.channels, spec.label = sources[i].channels, sources[i].name
         spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
-        specs.append((root / sources[i].name / f"generate_{todo[0]:03d}", spec))
+        name = f"{'precision' if for_precision else 'generate'}_{todo[0]:03d}"
+        specs.append((root / sources[i].name / name, spec))
     log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(specs)} generation job(s)")
     if specs:
         run_jobs(job_specs(specs, cores, workers), "event generation")
 
     results, parts = [], []
-    for s, train_dir, t, integration, numbers, n, candidate, m in zip(
-        sources, train_dirs, trained, integrations, chunks, shares, candidates, taken
+    for s, train_dir, t, integration, numbers, n, candidate, m, n_precision in zip(
+        sources, train_dirs, trained, integrations, chunks, shares, candidates, taken, precision
     ):
         with np.load(train_dir / POINTS) as points:
             first, sample_weights = Accumulated.from_arrays(points), points["weights"]
         generated = [Chunk.read(chunk_dir(root / s.name, c)) for c in numbers]
         if generated:  # the last chunk is cut: its events of lowest priority
             generated[-1] = generated[-1].first(n - m - CHUNK_EVENTS * (len(generated) - 1))
-        events, records = merge_chunks(integration, first, sample_weights, [candidate.first(m), *generated])
+        for_precision = [Chunk.read(precision_dir(root / s.name, c)) for c in range(1, n_precision[0] + 1)]
+        events, records = merge_chunks(
+            integration, first, sample_weights, [candidate.first(m), *generated, *for_precision]
+        )
         # the matrix-element calls of every record computed: each event in a job's file, also the candidates not taken
         record_calls = (len(candidate) + CHUNK_EVENTS * len(generated)) * t["record_evaluations"]
         source = merged_source(s, t)
@@ -171,6 +187,36 @@ def run_in_jobs(
     run = RunResult(sigma, error, settings.nevents, lhe_path, results, time.time() - start)
     log_summary(run, settings, log)
     return run
+
+
+def precision_plan(
+    integrations: Sequence[IntegrationResult],
+    efficiencies: Sequence[float],
+    shares: Sequence[int],
+    taken: Sequence[int],
+    settings: RunSettings,
+    log: Callable[[str], None],
+) -> list[tuple[int, int]]:
+    """Each source's precision chunks (chunks, points of each; :func:`.jobs.precision_chunks`): the weighted points
+    beyond its integration's and those its event chunks are expected to draw (its share less the ``taken``
+    candidates, at its integration's efficiency) that the run's ``relative_precision`` asks
+    (:func:`.events.precision_points`). Fixed by the integrations alone, before any of them is drawn, so the same
+    seed draws the same points; a line says what the target asks."""
+    planned = [
+        r.n_points + max(n - m, 0) / max(e, 1e-6) for r, e, n, m in zip(integrations, efficiencies, shares, taken)
+    ]
+    sigma = abs(sum(r.integral for r in integrations))
+    target = settings.relative_precision * sigma
+    errors = [r.error for r in integrations]
+    extra = precision_points(errors, [r.n_points for r in integrations], planned, target)
+    expected = math.sqrt(sum((e * e * r.n_points / p) for e, r, p in zip(errors, integrations, planned) if p > 0))
+    if target > 0:
+        more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
+        log(
+            f"MadNIS: sigma's error expected from the events' points {expected:.3g} pb, target {target:.3g} pb "
+            f"({settings.relative_precision:.2g} relative, madnis_precision): {more}"
+        )
+    return [precision_chunks(x) for x in extra]
 
 
 def spare_calls(source_dir: Path, used: int, record_evaluations: int) -> tuple[int, int]:

@@ -318,6 +318,20 @@ def top_up_size(missing: int, rate: float, batch: int) -> int:
     return int(min(batch, max(MIN_TOP_UP, math.ceil(TOP_UP_MARGIN * missing / rate))))
 
 
+def draw_for_precision(
+    madnis: MadNIS, points: WeightedPoints, plan: EventPlan, n_points: int, seed: int, batch: int
+) -> None:
+    """``n_points`` more weighted points by ``plan`` into ``points`` (batches of at most ``batch``, each seeded
+    ``seed`` + the points drawn before it): points for sigma alone, the run's precision target
+    (:func:`.events.precision_points`); drawn as the events' points after the integration are, so they pool with
+    them in the plan's one stage."""
+    drawn = 0
+    while drawn < n_points:
+        size = max(2, min(batch, n_points - drawn))
+        points.add(plan.draw(madnis, size, seed + drawn), madnis.sampler_step, plan)
+        drawn += size
+
+
 class UnweightingStopped(Exception):
     """:func:`unweight` was asked to stop (its ``stop`` said so) before it had its events."""
 

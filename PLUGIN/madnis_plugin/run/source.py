@@ -6,6 +6,7 @@ Why apart: every step of the pipeline (:mod:`.train`, :mod:`.sample`, :mod:`.eve
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,13 @@ def channel_part(source: ProcessSource, channels: list[int], name: str) -> Proce
     )
 
 
+# The automatic target of sigma's relative error is this / sqrt(nevents): then sigma's error adds 0.25^2 = 6 % to the
+# statistical variance of the events' total (1 / nevents), so a histogram's normalisation is as good as its events;
+# stock MadEvent's refine quoted 0.22-0.33 / sqrt(nevents) on six processes at 10k and 100k events
+# (benchmarks/results/mg5_vs_madnis_stop48.json), so the target also asks no more than stock MadEvent gives.
+PRECISION_PER_EVENT = 0.25
+
+
 @dataclass
 class RunSettings:
     """What one run does; ``training`` is shared by all sources (seed offset by the source index)."""
@@ -91,6 +99,13 @@ class RunSettings:
     progress_every: int = 10
     save_models: bool = True  # write output_dir/{name}.madnis.pt after training
     reuse: bool = False  # load output_dir/{name}.madnis.pt instead of training (trains when the file is absent)
+    precision: float | None = None  # target relative error of sigma (0: the events' points alone; None: the rule below)
+
+    @property
+    def relative_precision(self) -> float:
+        """The target relative error of the run's cross section: ``precision``, or :data:`PRECISION_PER_EVENT` /
+        sqrt(``nevents``) (why: beside that constant)."""
+        return PRECISION_PER_EVENT / math.sqrt(max(self.nevents, 1)) if self.precision is None else self.precision
 
 
 class RunCheckError(ValueError):
@@ -110,6 +125,7 @@ def check_run(settings: RunSettings) -> None:
 
 
 INTEGRATION, SAMPLING, UNWEIGHTING = 1, 2, 3  # random streams of one source (and of its sampling seed)
+PRECISION = 5  # the stream of the points drawn for sigma alone (the run's precision target)
 
 
 def stream_seed(seed: int, index: int, stream: int) -> int:
