@@ -140,7 +140,7 @@ def run_in_jobs(
             spec.chunks = todo
         spec.channels, spec.label = sources[i].channels, sources[i].name
         spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
-        name = f"{'precision' if for_precision else 'generate'}_{todo[0]:03d}"
+        name = f"generate_{'precision_' if for_precision else ''}{todo[0]:03d}"  # beside the chunks' directories
         specs.append((root / sources[i].name / name, spec))
     log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(specs)} generation job(s)")
     if specs:
