@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,24 +161,21 @@ def chunk_dir(source_dir: Path, chunk: int) -> Path:
     return source_dir / f"chunk_{chunk:03d}"
 
 
-Key = TypeVar("Key")
-
-
-def generation_jobs(missing: list[tuple[Key, list[int], float]], cores: int) -> list[tuple[Key, list[int]]]:
-    """Generation jobs ``(key, chunks)`` for the ``missing`` chunks ``(key, chunks, cost of one chunk)`` (a key: a
-    source's event chunks or its precision chunks), costliest first (the multicore pool starts jobs in order). A job
-    makes consecutive chunks of one key, each job about half a core's share of the cost (nearly balanced cores: a
-    job costs ~2-3.5 s of start-up, so not one per chunk), the cost of a chunk being the weighted points it draws
-    (an event chunk's: CHUNK_EVENTS / its source's efficiency)."""
+def generation_jobs(missing: list[tuple[int, list[int], float]], cores: int) -> list[tuple[int, list[int]]]:
+    """Generation jobs ``(source, chunks)`` for the ``missing`` chunks ``(source, chunks, cost of one chunk)``,
+    costliest first (the multicore pool starts jobs in order). A job makes consecutive chunks of one source, each
+    job about half a core's share of the cost (nearly balanced cores: a job costs ~2-3.5 s of start-up, so
+    not one per chunk), the cost of a chunk being the weighted points it draws or any measure in proportion (an
+    event chunk's: its source's weighted points per event, 1 / efficiency; a precision chunk's: its points)."""
     total = sum(len(chunks) * cost for _, chunks, cost in missing)
     target = total / (2 * max(cores, 1))
     jobs = []
-    for key, chunks, cost in missing:
+    for source, chunks, cost in missing:
         n_jobs = min(len(chunks), max(1, round(len(chunks) * cost / target))) if target > 0 else 1
         bounds = [len(chunks) * k // n_jobs for k in range(n_jobs + 1)]  # as equal as possible
-        jobs += [(key, chunks[a:b], cost * (b - a)) for a, b in zip(bounds, bounds[1:])]
+        jobs += [(source, chunks[a:b], cost * (b - a)) for a, b in zip(bounds, bounds[1:])]
     jobs.sort(key=lambda job: -job[2])
-    return [(key, chunks) for key, chunks, _ in jobs]
+    return [(source, chunks) for source, chunks, _ in jobs]
 
 
 def chunk_seed(seed: int, index: int, chunk: int, stream: int = GENERATION) -> int:
@@ -442,6 +439,17 @@ class Chunk:
                 Accumulated.from_arrays(data),
                 result,
             )
+
+
+def accumulated(train_dir: Path, chunk_dirs: list[Path]) -> Accumulated:
+    """The weighted points of a source's training job (its integration's and every other it drew) and of these
+    chunks, pooled: what its quoted sigma is before any precision chunk (the events and records are not read)."""
+    with np.load(train_dir / POINTS) as data:
+        pooled = Accumulated.from_arrays(data)
+    for directory in chunk_dirs:
+        with np.load(directory / EVENTS) as data:
+            pooled = pooled.merge(Accumulated.from_arrays(data))
+    return pooled
 
 
 def merge_chunks(

@@ -7,7 +7,9 @@ channels (:class:`.jobs.JobSource`, :mod:`madnis.subset`: the parts' integrals a
 Then, as :func:`.run_processes`:
 ``nevents`` shared by the integrated cross sections, each share taken from its training job's candidate events
 and what they lack from chunks of :data:`.jobs.CHUNK_EVENTS` events (those the training jobs made ahead, the
-others in generation jobs, :func:`.jobs.generation_jobs`), merged in order, sigma pooled over every
+others in generation jobs, :func:`.jobs.generation_jobs`); where sigma's error then misses the run's
+``relative_precision``, precision chunks of weighted points for sigma alone (:func:`precision_plan`: known only
+once the event chunks are in, so a phase of its own); merged in order, sigma pooled over every
 weighted point from the fixed samplers, one LHE with one ``<init>`` line per source, and the trained samplers
 saved only once the LHE is written.
 """
@@ -35,6 +37,7 @@ from .jobs import (
     Chunk,
     JobSource,
     JobSpec,
+    accumulated,
     chunk_count,
     chunk_dir,
     core_share,
@@ -126,25 +129,34 @@ def run_in_jobs(
         made_ahead = f" ({ahead} made ahead by the training job)" if ahead else ""
         log(f"  [{s.name}] {n} events: {m} {source_of_events}, {n - m} in {len(chunks[i])} chunk(s){made_ahead}")
         if todo:
-            missing.append(((i, False), todo, CHUNK_EVENTS / max(t["efficiency"], 1e-6)))
-    precision = precision_plan(integrations, [t["efficiency"] for t in trained], shares, taken, settings, log)
-    for i, (n_chunks, n_points) in enumerate(precision):
-        if n_chunks:
-            missing.append(((i, True), list(range(1, n_chunks + 1)), float(n_points)))
-    specs = []
-    for (i, for_precision), todo in generation_jobs(missing, cores):
-        spec = JobSpec("generate", str(sources[i].pdir), i, seed, source_settings[i])
-        if for_precision:
-            spec.precision_chunks, spec.precision_points = todo, precision[i][1]
-        else:
-            spec.chunks = todo
-        spec.channels, spec.label = sources[i].channels, sources[i].name
-        spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
-        name = f"generate_{'precision_' if for_precision else ''}{todo[0]:03d}"  # beside the chunks' directories
-        specs.append((root / sources[i].name / name, spec))
-    log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(specs)} generation job(s)")
-    if specs:
-        run_jobs(job_specs(specs, cores, workers), "event generation")
+            missing.append((i, todo, 1.0 / max(t["efficiency"], 1e-6)))
+
+    def generation_specs(jobs: list[tuple[int, list[int]]], precision: list[tuple[int, int]] | None) -> list[Path]:
+        specs = []
+        for i, todo in jobs:
+            spec = JobSpec("generate", str(sources[i].pdir), i, seed, source_settings[i])
+            if precision is None:
+                spec.chunks, name = todo, f"generate_{todo[0]:03d}"
+            else:  # a directory apart from the chunks' own
+                spec.precision_chunks, spec.precision_points = todo, precision[i][1]
+                name = f"generate_precision_{todo[0]:03d}"
+            spec.channels, spec.label = sources[i].channels, sources[i].name
+            spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
+            specs.append((root / sources[i].name / name, spec))
+        return job_specs(specs, cores, workers)
+
+    event_jobs = generation_jobs(missing, cores)
+    log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(event_jobs)} generation job(s)")
+    if event_jobs:
+        run_jobs(generation_specs(event_jobs, None), "event generation")
+    so_far = [
+        accumulated(d, [chunk_dir(root / s.name, c) for c in numbers]).result([c.group for c in r.channels])
+        for s, d, numbers, r in zip(sources, train_dirs, chunks, integrations)
+    ]
+    precision = precision_plan(so_far, settings, log)
+    precision_jobs = generation_jobs([(i, list(range(1, k + 1)), n) for i, (k, n) in enumerate(precision) if k], cores)
+    if precision_jobs:
+        run_jobs(generation_specs(precision_jobs, precision), "precision")
 
     results, parts = [], []
     for s, train_dir, t, integration, numbers, n, candidate, m, n_precision in zip(
@@ -190,30 +202,20 @@ def run_in_jobs(
 
 
 def precision_plan(
-    integrations: Sequence[IntegrationResult],
-    efficiencies: Sequence[float],
-    shares: Sequence[int],
-    taken: Sequence[int],
-    settings: RunSettings,
-    log: Callable[[str], None],
+    so_far: Sequence[IntegrationResult], settings: RunSettings, log: Callable[[str], None]
 ) -> list[tuple[int, int]]:
     """Each source's precision chunks (chunks, points of each; :func:`.jobs.precision_chunks`): the weighted points
-    beyond its integration's and those its event chunks are expected to draw (its share less the ``taken``
-    candidates, at its integration's efficiency) that the run's ``relative_precision`` asks
-    (:func:`.events.precision_points`). Fixed by the integrations alone, before any of them is drawn, so the same
-    seed draws the same points; a line says what the target asks."""
-    planned = [
-        r.n_points + max(n - m, 0) / max(e, 1e-6) for r, e, n, m in zip(integrations, efficiencies, shares, taken)
-    ]
-    sigma = abs(sum(r.integral for r in integrations))
-    target = settings.relative_precision * sigma
-    errors = [r.error for r in integrations]
-    extra = precision_points(errors, [r.n_points for r in integrations], planned, target)
-    expected = math.sqrt(sum((e * e * r.n_points / p) for e, r, p in zip(errors, integrations, planned) if p > 0))
+    beyond those drawn ``so_far`` (the training job's and the event chunks', pooled: the sigma that would be quoted)
+    that the run's ``relative_precision`` asks (:func:`.events.precision_points`). Fixed by those points alone, so
+    the same seed draws the same points; a line says what the target asks."""
+    target = settings.relative_precision * abs(sum(r.integral for r in so_far))
+    counts = [r.n_points for r in so_far]
+    extra = precision_points([r.error for r in so_far], counts, counts, target)
     if target > 0:
+        error = math.sqrt(sum(r.error**2 for r in so_far))
         more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
         log(
-            f"MadNIS: sigma's error expected from the events' points {expected:.3g} pb, target {target:.3g} pb "
+            f"MadNIS: sigma's error {error:.3g} pb from the events' points, target {target:.3g} pb "
             f"({settings.relative_precision:.2g} relative, madnis_precision): {more}"
         )
     return [precision_chunks(x) for x in extra]
