@@ -51,17 +51,20 @@ class MadNIS:
         self,
         callback: Callable[[TrainingProgress], None] | None = None,
         n_events: float | Callable[[float], float] | None = None,
+        relative_error: Callable[[float], float] | None = None,
     ) -> History:
         """Run ``config.steps`` training steps (after VEGAS pre-training if configured).
 
         With ``config.steps = "auto"``, train while the projected time to ``n_events`` unweighted events falls
-        (a number, or a function of the running integral); the clock starts before VEGAS pre-training.
+        (a number, or a function of the running integral) and, with ``relative_error`` (a function of the
+        events: the integral's target relative error), to the points that error needs where they are more; the
+        clock starts before VEGAS pre-training.
         """
         stopping = None
         if self.config.steps == AUTO:
             if n_events is None:
                 raise ValueError('steps = "auto" needs n_events: the unweighted events to project the time to')
-            stopping = StoppingRule.from_config(self.config, n_events)
+            stopping = StoppingRule.from_config(self.config, n_events, relative_error=relative_error)
         self.check_samples, self.kept_step, self._checked_state = [], None, None
         if self.config.vegas_pretraining and self.vegas_grids is None:
             self.vegas_grids = pretrain_vegas(self.sampler, self.integrand, self.config, self.generator)

@@ -90,7 +90,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -113,13 +113,24 @@ class Projection:
     efficiency: float
     seconds_per_point: float
     ready_events: float = 0.0  # what the points drawn already for the events give (kept batches, resumed checks)
+    spread: float = 0.0  # the window's relative spread per point, std(w) / mean(w)
+    relative_error: float = 0.0  # the integral's target relative error (0: none)
+
+    @property
+    def precision_points(self) -> float:
+        """The weighted points the integral's ``relative_error`` needs at ``spread``, less those drawn already (the
+        ready events' points)."""
+        if self.relative_error <= 0:
+            return 0.0
+        return max(0.0, (self.spread / self.relative_error) ** 2 - self.ready_events / max(self.efficiency, 1e-300))
 
     @property
     def points_to_draw(self) -> float:
-        """The weighted points still to draw for ``n_events``: the events the points drawn already do not give."""
+        """The weighted points still to draw for ``n_events`` (the events the points drawn already do not give) or,
+        where it asks more, for the integral's ``relative_error``."""
         if self.efficiency <= 0:
             return math.inf
-        return max(0.0, self.n_events - self.ready_events) / self.efficiency
+        return max(max(0.0, self.n_events - self.ready_events) / self.efficiency, self.precision_points)
 
     @property
     def generation(self) -> float:
@@ -132,9 +143,16 @@ class Projection:
 
     def describe(self) -> str:
         ready = f", {self.ready_events:.0f} of them from points drawn in training" if self.ready_events >= 0.5 else ""
+        precision = ""
+        if self.relative_error > 0 and self.precision_points * self.efficiency > self.n_events - self.ready_events:
+            precision = (
+                f"; the integral's {100 * self.relative_error:.2g}% at {self.spread:.3g} spread per point asks "
+                f"{self.precision_points:.0f} points, more than the events"
+            )
         return (
             f"{self.total:.1f} s (training {self.elapsed:.1f} s + {self.n_events:.0f} events {self.generation:.1f} s "
-            f"at efficiency {100 * self.efficiency:.2f}% and {1e6 * self.seconds_per_point:.1f} us per point{ready})"
+            f"at efficiency {100 * self.efficiency:.2f}% and {1e6 * self.seconds_per_point:.1f} us per point{ready}"
+            f"{precision})"
         )
 
 
@@ -218,13 +236,15 @@ class EfficiencyCheck:
 class StoppingRule:
     """Decides when automatic training stops; see the module docstring for the projection and the rule.
 
-    ``n_events`` is a number or a function of the running integral; ``clock`` (seconds) can be injected for tests.
+    ``n_events`` is a number or a function of the running integral; ``relative_error``, a function of ``n_events``:
+    the integral's target relative error (None: the events alone); ``clock`` (seconds) can be injected for tests.
     """
 
     def __init__(
         self,
         n_events: float | Callable[[float], float],
         *,
+        relative_error: Callable[[float], float] | None = None,
         max_seconds: float = math.inf,
         min_steps: int = 100,
         patience: int = 10,
@@ -234,6 +254,7 @@ class StoppingRule:
         clock: Callable[[], float] = time.perf_counter,
     ):
         self.n_events = n_events if callable(n_events) else lambda _integral: float(n_events)
+        self.relative_error = relative_error or (lambda _n_events: 0.0)
         self.max_seconds, self.min_steps, self.patience = max_seconds, min_steps, patience
         self.max_overweight, self.patience_share, self.clock = max_overweight, patience_share, clock
         self.start = clock()
@@ -252,10 +273,12 @@ class StoppingRule:
         config: TrainingConfig,
         n_events: float | Callable[[float], float],
         clock: Callable[[], float] | None = None,
+        relative_error: Callable[[float], float] | None = None,
     ) -> StoppingRule:
         """The rule ``config`` describes (``max_minutes``, ``auto_*``, ``max_overweight``)."""
         return cls(
             n_events,
+            relative_error=relative_error,
             max_seconds=60 * config.max_minutes,
             min_steps=config.auto_min_steps,
             patience=config.auto_patience,
@@ -280,7 +303,14 @@ class StoppingRule:
         efficiency = self.efficiency(n_events)
         cost = self.draw_seconds / self.points
         projection = Projection(
-            step, self.elapsed(), n_events, efficiency, cost, self.ready_events(kept_points, efficiency)
+            step,
+            self.elapsed(),
+            n_events,
+            efficiency,
+            cost,
+            self.ready_events(kept_points, efficiency),
+            self.spread(),
+            self.relative_error(n_events),
         )
         self.last = projection
         if len(self.batches) < self.window:
@@ -304,6 +334,12 @@ class StoppingRule:
         doublings = max(0.0, math.log2(n_events / full / pooled.numel()))
         return self.calibration * full * max(loss_per_doubling**doublings, MIN_EXTRAPOLATION)
 
+    def spread(self) -> float:
+        """The pooled window's relative spread per point, std(w) / mean(w) (its tail unseen, as for eps_k)."""
+        pooled = torch.cat(list(self.batches))
+        mean = float(pooled.mean())
+        return float(pooled.std()) / mean if mean > 0 and pooled.numel() > 1 else 0.0
+
     def ready_events(self, kept_points: int, efficiency: float) -> float:
         """R: the events of the points drawn already, ``kept_points`` training points at ``efficiency`` and the points
         of checks that resumed training at what they measured."""
@@ -320,7 +356,7 @@ class StoppingRule:
         self.best, self.since_best = None, 0
         if last is not None:
             ready = last.ready_events + kept_check_points * measured
-            self.best = Projection(last.step, self.elapsed(), last.n_events, measured, last.seconds_per_point, ready)
+            self.best = replace(last, elapsed=self.elapsed(), efficiency=measured, ready_events=ready)
 
     def restart(self) -> None:
         """Forget every projection, the window, the scale and the points of checks (a reach check failed and training

@@ -107,6 +107,12 @@ class RunSettings:
         sqrt(``nevents``) (why: beside that constant)."""
         return PRECISION_PER_EVENT / math.sqrt(max(self.nevents, 1)) if self.precision is None else self.precision
 
+    def source_precision(self, n_events: float) -> float:
+        """The relative error a source with ``n_events`` of the ``nevents`` aims at, for ``steps = auto``'s projection
+        (:mod:`madnis.stopping`): the sources share sigma's variance by their shares of sigma, so a source's is
+        ``relative_precision`` x sqrt(nevents / n_events) (with the automatic target 0.25 / sqrt(n_events))."""
+        return self.relative_precision * math.sqrt(self.nevents / max(n_events, 1.0))
+
 
 class RunCheckError(ValueError):
     """The run cannot succeed as set up; found before any training (one-line message)."""

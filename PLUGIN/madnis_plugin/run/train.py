@@ -129,7 +129,7 @@ def train_or_load(
         if on_estimate is not None and (p.last or p.step % settings.progress_every == 0):
             on_estimate(float(madnis.statistics.integral.sum()))
 
-    history = madnis.train(callback, settings.nevents if n_events is None else n_events)
+    history = madnis.train(callback, settings.nevents if n_events is None else n_events, settings.source_precision)
     ends = history.averaged + history.checks + history.reach  # each end of training, then its checks
     for item in sorted(ends, key=lambda x: (x.step, isinstance(x, EfficiencyCheck | ReachCheck))):
         log(f"  [{source.name}] {item.describe()}")
