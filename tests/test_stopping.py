@@ -286,3 +286,36 @@ def test_one_check_scales_the_estimates_down_by_at_most_a_factor_4():
     assert stopping.observe(2, weights_with_efficiency(0.5), 1.0, 1.0).efficiency == pytest.approx(0.5 * 0.25 * 0.5)
     assert far.resumed and "scaled by 0.25, a check's most" in far.describe()
     assert near.resumed and "scaled to it" in near.describe()
+
+
+def weights_with_spread(spread: float) -> torch.Tensor:
+    """POINTS weights of mean 1 and std ~``spread`` (half 1 - spread, half 1 + spread) beside one weight of 4: the
+    efficiency (w_max the largest) stays ~1/4 whatever the spread."""
+    half = torch.full(((POINTS - 1) // 2,), spread)
+    return torch.cat([torch.tensor([4.0]), 1.0 - half, 1.0 + half])
+
+
+def test_a_precision_target_trains_while_the_spread_falls_and_the_events_alone_would_stop():
+    spreads = [max(0.9 - 0.02 * k, 0.1) for k in range(200)]  # falls until step 40, then flat
+
+    def run(relative_error):
+        clock = Clock()
+        rule = dict(window=1, patience=5, min_steps=10, patience_share=0.0, max_overweight=0.0, clock=clock)
+        stopping = StoppingRule(1e4, relative_error=relative_error, **rule)
+        for step, spread in enumerate(spreads):
+            clock.now += 1.0
+            projection = stopping.observe(step, weights_with_spread(spread), 1e-3 * POINTS, integral=1.0)
+            reason = stopping.stop(step)
+            if reason is not None:
+                return projection, reason
+        raise AssertionError("never stopped")
+
+    _, events_only = run(None)
+    assert events_only.best.step == 0 and events_only.best.precision_points == 0  # the efficiency never moves
+    last, precise = run(lambda n_events: 5e-4)
+    assert precise.best.step == 40  # training pays while the spread falls: 4e6 x spread^2 points to draw
+    window = weights_with_spread(spreads[last.step])
+    assert last.spread == pytest.approx(float(window.std() / window.mean()))
+    assert last.points_to_draw == pytest.approx((last.spread / 5e-4) ** 2)
+    assert last.points_to_draw > 1e4 / last.efficiency  # more than the events need
+    assert "asks" in precise.describe() and "more than the events" in precise.describe()
