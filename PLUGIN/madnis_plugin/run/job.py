@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ import torch
 
 from fortran_bridge import BridgeError
 from madnis import MadNIS
-from madnis.unweighting import overweight_share, unweighting_efficiency
 
 from ..settings import MadnisSettings
 from .events import event_records
@@ -168,23 +167,16 @@ def make_precision_chunk(
     madnis: MadNIS, source: ProcessSource, settings: RunSettings, spec: JobSpec, chunk: int, out: Path
 ) -> None:
     """Precision chunk ``chunk``: ``spec.precision_points`` weighted points for sigma alone (no events), drawn by
-    the :class:`.sample.EventPlan` of the source's integration, seeded by the chunk (:data:`.source.PRECISION`); its
-    result reports their efficiency against the plan's w_max, as an event chunk's does."""
+    :meth:`.sample.EventPlan.for_precision` of the source's integration, seeded by the chunk (:data:`.source.PRECISION`);
+    its result says so (``precision``), so the run's efficiency stays that of the points drawn for events."""
     seed = chunk_seed(spec.seed, spec.index, chunk, PRECISION)
-    plan = EventPlan.of(madnis)
+    plan = EventPlan.for_precision(madnis)
     points = WeightedPoints(madnis, source)
     draw_for_precision(madnis, points, plan, spec.precision_points, seed, settings.weighted_batch)
-    weights, w_max = points.unweighting_weights(settings.training.max_overweight)
     events = unweight(madnis, points, 0, source, settings, seed, log, draw_more=False, plan=plan)
-    events = replace(
-        events,
-        w_max=plan.w_max,
-        efficiency=unweighting_efficiency(weights, w_max),
-        overweight_share=overweight_share(weights, w_max),
-    )
     out.mkdir(parents=True, exist_ok=True)
     write_events_file(out, events, None, Accumulated.of(points))
-    write_result(out, chunk_result(events))
+    write_result(out, chunk_result(events) | {"precision": True})
 
 
 def generate(spec: JobSpec, source: ProcessSource, settings: RunSettings, job_dir: Path) -> dict[str, Any]:

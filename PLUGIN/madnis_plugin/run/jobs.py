@@ -457,15 +457,16 @@ def merge_chunks(
 ) -> tuple[Unweighted, EventRecords | None]:
     """One source's events from its chunks (in chunk order) and sigma pooled over every weighted point:
     the integration's (``first``) and every chunk's. Every chunk counts all its weighted points (also where
-    only some of its events are taken)."""
+    only some of its events are taken); the efficiency and w_max are those of the chunks drawn for events."""
     accumulated = first
     for chunk in chunks:
         accumulated = accumulated.merge(chunk.accumulated)
-    drawn = [c.result["weighted_points"] for c in chunks]
+    for_events = [c for c in chunks if not c.result.get("precision")]  # a precision chunk unweights nothing
+    drawn = [c.result["weighted_points"] for c in for_events]
     n_drawn = sum(drawn)
 
     def mean_over_points(key: str) -> float:
-        return sum(c.result[key] * n for c, n in zip(chunks, drawn)) / n_drawn if n_drawn else 0.0
+        return sum(c.result[key] * n for c, n in zip(for_events, drawn)) / n_drawn if n_drawn else 0.0
 
     relative = np.concatenate([c.relative_weight for c in chunks]) if chunks else np.zeros(0)
     with_records = [c.records for c in chunks if c.records is not None]
@@ -476,7 +477,7 @@ def merge_chunks(
         cross_section=accumulated.result([c.group for c in integration.channels]),
         weighted_points=accumulated.n_points,
         weighted_inside=accumulated.n_inside,
-        w_max=max((c.result["w_max"] for c in chunks), default=0.0),
+        w_max=max((c.result["w_max"] for c in for_events), default=0.0),
         efficiency=mean_over_points("efficiency"),
         overweight_share=mean_over_points("overweight_share"),
         n_overweight=int((np.abs(relative) > 1).sum()),

@@ -178,8 +178,9 @@ def precise(
     log: Callable[[str], None],
 ) -> list[Unweighted]:
     """The sources' events with sigma at the run's ``relative_precision``: the weighted points that
-    :func:`.events.precision_points` asks beyond all drawn so far, each source's by the plan of its integration
-    (:func:`.sample.draw_for_precision`, seeded by the precision stream), pooled into its sigma; events unchanged."""
+    :func:`.events.precision_points` asks beyond all drawn so far, each source's with the channel allocation of least
+    variance (:meth:`.sample.EventPlan.for_precision`, seeded by the precision stream), pooled into its sigma; events
+    and their efficiency unchanged."""
     results = [u.cross_section for u in unweighted]
     target = settings.relative_precision * abs(sum(r.integral for r in results))
     counts = [r.n_points for r in results]
@@ -187,7 +188,7 @@ def precise(
     out = []
     for index, (source, t, weighted, events, n) in enumerate(zip(sources, trained, points, unweighted, extra)):
         if n > 0:
-            plan = EventPlan.of(t.madnis)
+            plan = EventPlan.for_precision(t.madnis)
             batch = settings.weighted_batch
             draw_for_precision(t.madnis, weighted, plan, n, stream_seed(seed, index, PRECISION), batch)
             sigma = weighted.cross_section.result(weighted.group_of_channel)

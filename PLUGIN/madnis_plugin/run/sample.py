@@ -75,6 +75,17 @@ class EventPlan:
         efficiency = float(integral.abs().sum()) / w_max if w_max > 0 else 0.0
         return cls(share, w_max, efficiency)
 
+    @classmethod
+    def for_precision(cls, madnis: MadNIS) -> EventPlan:
+        """Points for sigma alone (no events: ``w_max`` infinite): channel i with p_i ∝ its spread per point sigma_i
+        in the integration ``madnis.last_result`` (dI_i sqrt(n_i)), mixed as :func:`madnis.sampler.channel_probabilities`
+        mixes it, the allocation of least variance sum_i sigma_i^2 / p_i per point (stratified sampling) where the
+        events' plan allocates by w_max_i."""
+        spread = torch.tensor(
+            [c.error * math.sqrt(c.n_points) for c in madnis.last_result.channels], dtype=torch.float64
+        )
+        return cls(spread, math.inf, 0.0)
+
     def draw(self, madnis: MadNIS, n: int, seed: int) -> WeightedSample:
         """``n`` weighted points of the fixed sampler, channels drawn with the plan's p_i."""
         return madnis.sample_weighted(n, seed=seed, share=self.share)
@@ -323,8 +334,7 @@ def draw_for_precision(
 ) -> None:
     """``n_points`` more weighted points by ``plan`` into ``points`` (batches of at most ``batch``, each seeded
     ``seed`` + the points drawn before it): points for sigma alone, the run's precision target
-    (:func:`.events.precision_points`); drawn as the events' points after the integration are, so they pool with
-    them in the plan's one stage."""
+    (:func:`.events.precision_points`), one stage of the final sampler (the plan's allocation)."""
     drawn = 0
     while drawn < n_points:
         size = max(2, min(batch, n_points - drawn))
