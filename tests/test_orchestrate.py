@@ -307,23 +307,29 @@ def test_auto_steps_project_each_source_share_stop_and_say_why(tmp_path):
 
 
 def test_precision_points_meet_the_target_with_the_fewest_points():
-    errors, points, planned, target = [1.0, 3.0, 0.5], [100, 100, 100], [100.0, 1000.0, 5000.0], 0.5
-    extra = precision_points(errors, points, planned, target)
-    spread = [e * math.sqrt(n) for e, n in zip(errors, points)]
+    spread, points, target = [10.0, 30.0, 5.0], [100, 1000, 5000], 0.5
+    errors = [s / math.sqrt(n) for s, n in zip(spread, points)]
+    extra = precision_points(errors, points, target)
 
     def error(counts):
         return math.sqrt(sum(s * s / n for s, n in zip(spread, counts)))
 
-    final = [p + x for p, x in zip(planned, extra)]
-    assert error(final) <= target < error(planned)
-    assert extra[2] == 0  # planned beyond its optimal share: draws nothing more
+    final = [n + x for n, x in zip(points, extra)]
+    assert error(final) <= target < error(points)
+    assert extra[2] == 0  # beyond its optimal share already: draws nothing more
     assert final[1] / final[0] == pytest.approx(3, rel=1e-3)  # the others in proportion to their spread
     assert error(final) == pytest.approx(target, rel=1e-3)  # and no more than the target asks
     moved = [final[0] + 300, final[1] - 300, final[2]]  # shifting points between them misses the target
     assert error(moved) > target
-    assert precision_points(errors, points, planned, 10.0) == [0, 0, 0]  # met: nothing
-    assert precision_points(errors, points, planned, 0.0) == [0, 0, 0]  # no target
-    assert precision_points([1.0, 0.0], [100, 100], [100, 100], 0.5) == [300, 0]  # no spread: no points
+    assert precision_points(errors, points, 10.0) == [0, 0, 0]  # met: nothing
+    assert precision_points(errors, points, 0.0) == [0, 0, 0]  # no target
+    assert precision_points([1.0, 0.0], [100, 100], 0.5) == [300, 0]  # no spread: no points
+    # new points that spread half as much: fewer of them, and pooled by size with the old they reach the target
+    better = precision_points(errors, points, target, [s / 2 for s in spread])
+    assert better[2] == 0 and all(b < x for b, x in zip(better[:2], extra[:2]))
+    for n, e, s, x, final_n in zip(points[:2], errors, spread, better, final):
+        pooled = (n * n * e * e + x * (s / 2) ** 2) / (n + x) ** 2
+        assert pooled == pytest.approx(s * s / final_n, rel=1e-2)  # the source's share of the target variance
 
 
 @pytest.mark.parametrize("precision", [0.0, 0.003])

@@ -12,6 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from madnis import IntegrationResult
+from madnis.sampler import channel_probabilities
 
 from ..lhe import BannerLike, EventRecords, LHEInit, LHEProcessInfo, write_lhe
 from .sample import Unweighted
@@ -73,34 +77,56 @@ def integration_points(configured: Sequence[int], cross_sections: Sequence[float
 
 
 def precision_points(
-    errors: Sequence[float], points: Sequence[int], planned: Sequence[float], target: float
+    errors: Sequence[float], points: Sequence[int], target: float, new_spread: Sequence[float] | None = None
 ) -> list[int]:
-    """Weighted points each source draws beyond its ``planned`` ones so that the summed cross section's error reaches
+    """Weighted points each source draws beyond its ``points`` so that the summed cross section's error reaches
     ``target`` (absolute, pb; the run's ``relative_precision`` x sigma).
 
     Source j quoted ``errors[j]`` on ``points[j]`` points: a spread per point s_j = errors[j] sqrt(points[j]); with
-    N_j points its error is s_j / sqrt(N_j), the sum's sqrt(sum_j s_j^2 / N_j). ``planned[j]`` (>= points[j]) are the
-    points it has when its events are drawn. Where that misses ``target``, the fewest points in all (one cost per
-    point assumed) give N_j proportional to s_j, except that no source draws fewer than planned: those stay at
-    ``planned`` and the rest share what their variance leaves (water-filling). No source with zero spread draws
-    more. Why: the points its events need set a run's error otherwise, and a sampler that unweights better
-    needs fewer of them, so its error grows (``g g > w+ d u~ g``, 100k events: 0.128 pb against stock MadEvent's
-    0.092 at 3.5 % against 2.0 %)."""
+    N_j such points its error is s_j / sqrt(N_j), the sum's sqrt(sum_j s_j^2 / N_j). Where that misses ``target``,
+    the fewest points in all (one cost per point assumed) give N_j proportional to s_j, except that no source has
+    fewer than it has: those keep their error and the rest share what their variance leaves (water-filling); a
+    source with zero spread draws nothing. The new points of source j have the spread ``new_spread[j]`` (default
+    s_j: the precision points' allocation of least variance spreads less, :func:`new_spread`) and pool with
+    the old by their numbers (:class:`madnis.integration.StagePool`): x new points give the variance
+    (n^2 e^2 + x s_new^2) / (n + x)^2, solved for the source's share of the target. Why: the points its events
+    need set a run's error otherwise, and a sampler that unweights better needs fewer of them, so its error grows
+    (``g g > w+ d u~ g``, 100k events: 0.128 pb against stock MadEvent's 0.092 at 3.5 % against 2.0 %)."""
     spread = [e * math.sqrt(n) if n > 0 and math.isfinite(e) else 0.0 for e, n in zip(errors, points)]
-    planned = [max(float(p), float(n)) for p, n in zip(planned, points)]
-    if target <= 0 or sum(s * s / p for s, p in zip(spread, planned) if p > 0) <= target * target:
+    if target <= 0 or sum(s * s / n for s, n in zip(spread, points) if n > 0) <= target * target:
         return [0] * len(spread)
     fixed = [s <= 0 for s in spread]
     while True:
-        left = target * target - sum(s * s / p for s, p, f in zip(spread, planned, fixed) if f and p > 0)
+        left = target * target - sum(s * s / n for s, n, f in zip(spread, points, fixed) if f and n > 0)
         free = sum(s for s, f in zip(spread, fixed) if not f)
         scale = free / left if left > 0 else math.inf  # N_j = scale s_j for the free sources
-        newly = [j for j, (s, p, f) in enumerate(zip(spread, planned, fixed)) if not f and scale * s <= p]
+        newly = [j for j, (s, n, f) in enumerate(zip(spread, points, fixed)) if not f and scale * s <= n]
         if not newly:
             break
         for j in newly:
             fixed[j] = True
-    return [0 if f else math.ceil(scale * s - p) for s, p, f in zip(spread, planned, fixed)]
+    new_spread = spread if new_spread is None else new_spread
+    return [
+        0 if f else _points_for(n, e, s_new, s / scale)
+        for e, n, s, s_new, f in zip(errors, points, spread, new_spread, fixed)
+    ]
+
+
+def _points_for(n: int, error: float, new_spread: float, variance: float) -> int:
+    """x >= 0 with (n^2 error^2 + x new_spread^2) / (n + x)^2 = ``variance`` (< error^2): new points of spread
+    ``new_spread`` pooled by size with n points of error ``error`` (the positive root)."""
+    b = 2 * variance * n - new_spread**2
+    c = n * n * (variance - error * error)
+    return max(0, math.ceil((-b + math.sqrt(b * b - 4 * variance * c)) / (2 * variance)))
+
+
+def new_spread(result: IntegrationResult) -> float:
+    """The spread per point of weighted points drawn with channel i at p_i ∝ sigma_i (sigma_i = its error in
+    ``result`` x sqrt(its points), mixed as :func:`madnis.sampler.channel_probabilities` mixes it): sqrt(sum_i
+    sigma_i^2 / p_i), what a precision point's spread is expected to be (:meth:`.sample.EventPlan.for_precision`)."""
+    sigma = torch.tensor([c.error * math.sqrt(c.n_points) for c in result.channels], dtype=torch.float64)
+    p = channel_probabilities(sigma, sigma > 0)
+    return math.sqrt(float((sigma**2 / p.clamp_min(1e-300)).sum()))
 
 
 def event_records(source: ProcessSource, events: Unweighted, rng: np.random.Generator) -> EventRecords | None:

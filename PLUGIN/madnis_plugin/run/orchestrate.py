@@ -28,7 +28,15 @@ import numpy as np
 from madnis import IntegrationResult
 
 from ..lhe import BannerLike, LHEInit
-from .events import event_records, integration_points, precision_points, share_events, training_share, write_events
+from .events import (
+    event_records,
+    integration_points,
+    new_spread,
+    precision_points,
+    share_events,
+    training_share,
+    write_events,
+)
 from .sample import EventPlan, Unweighted, WeightedPoints, describe_sigma, draw_for_precision, integrate, unweight
 from .source import (
     INTEGRATION,
@@ -184,7 +192,7 @@ def precise(
     results = [u.cross_section for u in unweighted]
     target = settings.relative_precision * abs(sum(r.integral for r in results))
     counts = [r.n_points for r in results]
-    extra = precision_points([r.error for r in results], counts, counts, target)
+    extra = precision_points([r.error for r in results], counts, target, [new_spread(r) for r in results])
     out = []
     for index, (source, t, weighted, events, n) in enumerate(zip(sources, trained, points, unweighted, extra)):
         if n > 0:

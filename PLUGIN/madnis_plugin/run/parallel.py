@@ -28,7 +28,7 @@ import numpy as np
 from madnis import IntegrationResult
 
 from ..lhe import BannerLike, LHEInit
-from .events import precision_points, share_events, write_events
+from .events import new_spread, precision_points, share_events, write_events
 from .jobs import (
     CHUNK_EVENTS,
     POINTS,
@@ -210,7 +210,7 @@ def precision_plan(
     the same seed draws the same points; a line says what the target asks."""
     target = settings.relative_precision * abs(sum(r.integral for r in so_far))
     counts = [r.n_points for r in so_far]
-    extra = precision_points([r.error for r in so_far], counts, counts, target)
+    extra = precision_points([r.error for r in so_far], counts, target, [new_spread(r) for r in so_far])
     if target > 0:
         error = math.sqrt(sum(r.error**2 for r in so_far))
         more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
