@@ -338,7 +338,7 @@ def test_a_run_draws_points_for_sigma_until_its_precision_is_reached(tmp_path, p
     run = replace(settings(tmp_path, 200), precision=precision)
     result = run_processes([toy_source("P1_a", 1)], run, Banner(), LHEInit(processes=[]), lines.append)
     source = result.sources[0]
-    drawn_for_sigma = [line for line in lines if "more weighted points for sigma" in line]
+    drawn_for_sigma = [line for line in lines if "[P1_a]" in line and "more weighted points for sigma" in line]
     relative = result.error / result.cross_section
     if precision == 0:
         assert not drawn_for_sigma and relative > 0.003  # the events' points alone: the target below is not met

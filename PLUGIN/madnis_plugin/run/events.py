@@ -112,6 +112,25 @@ def precision_points(
     ]
 
 
+def precision_shortfall(
+    so_far: Sequence[IntegrationResult], relative_precision: float, log: Callable[[str], None]
+) -> list[int]:
+    """The weighted points each source draws for sigma alone (:func:`precision_points`) beyond the points ``so_far``
+    (each source's sigma pooled over every point drawn for it) at the run's ``relative_precision``, with their
+    expected spread (:func:`new_spread`); a line says what the target asks."""
+    target = relative_precision * abs(sum(r.integral for r in so_far))
+    counts = [r.n_points for r in so_far]
+    extra = precision_points([r.error for r in so_far], counts, target, [new_spread(r) for r in so_far])
+    if target > 0:
+        error = math.sqrt(sum(r.error**2 for r in so_far))
+        more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
+        log(
+            f"MadNIS: sigma's error {error:.3g} pb from the events' points, target {target:.3g} pb "
+            f"({relative_precision:.2g} relative, madnis_precision): {more}"
+        )
+    return extra
+
+
 def _points_for(n: int, error: float, new_spread: float, variance: float) -> int:
     """x >= 0 with (n^2 error^2 + x new_spread^2) / (n + x)^2 = ``variance`` (< error^2): new points of spread
     ``new_spread`` pooled by size with n points of error ``error`` (the positive root)."""

@@ -31,8 +31,7 @@ from ..lhe import BannerLike, LHEInit
 from .events import (
     event_records,
     integration_points,
-    new_spread,
-    precision_points,
+    precision_shortfall,
     share_events,
     training_share,
     write_events,
@@ -186,13 +185,10 @@ def precise(
     log: Callable[[str], None],
 ) -> list[Unweighted]:
     """The sources' events with sigma at the run's ``relative_precision``: the weighted points that
-    :func:`.events.precision_points` asks beyond all drawn so far, each source's with the channel allocation of least
+    :func:`.events.precision_shortfall` asks beyond all drawn so far, each source's with the channel allocation of least
     variance (:meth:`.sample.EventPlan.for_precision`, seeded by the precision stream), pooled into its sigma; events
     and their efficiency unchanged."""
-    results = [u.cross_section for u in unweighted]
-    target = settings.relative_precision * abs(sum(r.integral for r in results))
-    counts = [r.n_points for r in results]
-    extra = precision_points([r.error for r in results], counts, target, [new_spread(r) for r in results])
+    extra = precision_shortfall([u.cross_section for u in unweighted], settings.relative_precision, log)
     out = []
     for index, (source, t, weighted, events, n) in enumerate(zip(sources, trained, points, unweighted, extra)):
         if n > 0:

@@ -8,7 +8,7 @@ Then, as :func:`.run_processes`:
 ``nevents`` shared by the integrated cross sections, each share taken from its training job's candidate events
 and what they lack from chunks of :data:`.jobs.CHUNK_EVENTS` events (those the training jobs made ahead, the
 others in generation jobs, :func:`.jobs.generation_jobs`); where sigma's error then misses the run's
-``relative_precision``, precision chunks of weighted points for sigma alone (:func:`precision_plan`: known only
+``relative_precision``, precision chunks of weighted points for sigma alone (:func:`.events.precision_shortfall`: known only
 once the event chunks are in, so a phase of its own); merged in order, sigma pooled over every
 weighted point from the fixed samplers, one LHE with one ``<init>`` line per source, and the trained samplers
 saved only once the LHE is written.
@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from madnis import IntegrationResult
-
 from ..lhe import BannerLike, LHEInit
-from .events import new_spread, precision_points, share_events, write_events
+from .events import precision_shortfall, share_events, write_events
 from .jobs import (
     CHUNK_EVENTS,
     POINTS,
@@ -153,7 +151,7 @@ def run_in_jobs(
         accumulated(d, [chunk_dir(root / s.name, c) for c in numbers]).result([c.group for c in r.channels])
         for s, d, numbers, r in zip(sources, train_dirs, chunks, integrations)
     ]
-    precision = precision_plan(so_far, settings, log)
+    precision = [precision_chunks(x) for x in precision_shortfall(so_far, settings.relative_precision, log)]
     precision_jobs = generation_jobs([(i, list(range(1, k + 1)), n) for i, (k, n) in enumerate(precision) if k], cores)
     if precision_jobs:
         run_jobs(generation_specs(precision_jobs, precision), "precision")
@@ -199,26 +197,6 @@ def run_in_jobs(
     run = RunResult(sigma, error, settings.nevents, lhe_path, results, time.time() - start)
     log_summary(run, settings, log)
     return run
-
-
-def precision_plan(
-    so_far: Sequence[IntegrationResult], settings: RunSettings, log: Callable[[str], None]
-) -> list[tuple[int, int]]:
-    """Each source's precision chunks (chunks, points of each; :func:`.jobs.precision_chunks`): the weighted points
-    beyond those drawn ``so_far`` (the training job's and the event chunks', pooled: the sigma that would be quoted)
-    that the run's ``relative_precision`` asks (:func:`.events.precision_points`). Fixed by those points alone, so
-    the same seed draws the same points; a line says what the target asks."""
-    target = settings.relative_precision * abs(sum(r.integral for r in so_far))
-    counts = [r.n_points for r in so_far]
-    extra = precision_points([r.error for r in so_far], counts, target, [new_spread(r) for r in so_far])
-    if target > 0:
-        error = math.sqrt(sum(r.error**2 for r in so_far))
-        more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
-        log(
-            f"MadNIS: sigma's error {error:.3g} pb from the events' points, target {target:.3g} pb "
-            f"({settings.relative_precision:.2g} relative, madnis_precision): {more}"
-        )
-    return [precision_chunks(x) for x in extra]
 
 
 def spare_calls(source_dir: Path, used: int, record_evaluations: int) -> tuple[int, int]:
