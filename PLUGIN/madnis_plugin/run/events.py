@@ -12,13 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from madnis import IntegrationResult
 from madnis.sampler import channel_probabilities
 
 from ..lhe import BannerLike, EventRecords, LHEInit, LHEProcessInfo, write_lhe
-from .sample import Unweighted
+from .sample import Unweighted, channel_spreads
 from .source import ProcessSource
 
 
@@ -113,14 +112,18 @@ def precision_points(
 
 
 def precision_shortfall(
-    so_far: Sequence[IntegrationResult], relative_precision: float, log: Callable[[str], None]
+    so_far: Sequence[IntegrationResult],
+    final: Sequence[IntegrationResult],
+    relative_precision: float,
+    log: Callable[[str], None],
 ) -> list[int]:
     """The weighted points each source draws for sigma alone (:func:`precision_points`) beyond the points ``so_far``
     (each source's sigma pooled over every point drawn for it) at the run's ``relative_precision``, with their
-    expected spread (:func:`new_spread`); a line says what the target asks."""
+    expected spread (:func:`new_spread` of its ``final`` sampler's points: an earlier sampler's, a check's that
+    resumed training or the training batches', spread more); a line says what the target asks."""
     target = relative_precision * abs(sum(r.integral for r in so_far))
     counts = [r.n_points for r in so_far]
-    extra = precision_points([r.error for r in so_far], counts, target, [new_spread(r) for r in so_far])
+    extra = precision_points([r.error for r in so_far], counts, target, [new_spread(r) for r in final])
     if target > 0:
         error = math.sqrt(sum(r.error**2 for r in so_far))
         more = f"{sum(extra)} more weighted points for sigma alone" if sum(extra) else "no more points"
@@ -139,11 +142,12 @@ def _points_for(n: int, error: float, new_spread: float, variance: float) -> int
     return max(0, math.ceil((-b + math.sqrt(b * b - 4 * variance * c)) / (2 * variance)))
 
 
-def new_spread(result: IntegrationResult) -> float:
-    """The spread per point of weighted points drawn with channel i at p_i ∝ sigma_i (sigma_i = its error in
-    ``result`` x sqrt(its points), mixed as :func:`madnis.sampler.channel_probabilities` mixes it): sqrt(sum_i
-    sigma_i^2 / p_i), what a precision point's spread is expected to be (:meth:`.sample.EventPlan.for_precision`)."""
-    sigma = torch.tensor([c.error * math.sqrt(c.n_points) for c in result.channels], dtype=torch.float64)
+def new_spread(final: IntegrationResult) -> float:
+    """The spread per point of weighted points drawn with channel i at p_i ∝ sigma_i (:func:`.sample.channel_spreads`
+    of ``final``, the final sampler's points, mixed as :func:`madnis.sampler.channel_probabilities` mixes it):
+    sqrt(sum_i sigma_i^2 / p_i), what a precision point's spread is expected to be
+    (:meth:`.sample.EventPlan.for_precision`)."""
+    sigma = channel_spreads(final)
     p = channel_probabilities(sigma, sigma > 0)
     return math.sqrt(float((sigma**2 / p.clamp_min(1e-300)).sum()))
 

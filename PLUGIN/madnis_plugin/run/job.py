@@ -167,10 +167,10 @@ def make_precision_chunk(
     madnis: MadNIS, source: ProcessSource, settings: RunSettings, spec: JobSpec, chunk: int, out: Path
 ) -> None:
     """Precision chunk ``chunk``: ``spec.precision_points`` weighted points for sigma alone (no events), drawn by
-    :meth:`.sample.EventPlan.for_precision` of the source's integration, seeded by the chunk (:data:`.source.PRECISION`);
+    :meth:`.sample.EventPlan.for_precision` with ``spec.precision_share``, seeded by the chunk (:data:`.source.PRECISION`);
     its result says so (``precision``), so the run's efficiency stays that of the points drawn for events."""
     seed = chunk_seed(spec.seed, spec.index, chunk, PRECISION)
-    plan = EventPlan.for_precision(madnis)
+    plan = EventPlan.for_precision(torch.tensor(spec.precision_share))
     points = WeightedPoints(madnis, source)
     draw_for_precision(madnis, points, plan, spec.precision_points, seed, settings.weighted_batch)
     events = unweight(madnis, points, 0, source, settings, seed, log, draw_more=False, plan=plan)

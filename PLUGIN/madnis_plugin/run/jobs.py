@@ -104,6 +104,7 @@ class JobSpec:
     chunks: list[int] = field(default_factory=list)  # generate: the chunks this job makes (CHUNK_EVENTS events each)
     precision_chunks: list[int] = field(default_factory=list)  # generate: the precision chunks this job makes
     precision_points: int = 0  # weighted points of each precision chunk
+    precision_share: list[float] = field(default_factory=list)  # their channel allocation (EventPlan.for_precision)
     n_events: int = 0  # train: the events steps = auto projects to with one source (several: projected_share)
     max_events: int = 0  # train: the run's events (at most this P-dir's share; share_bound caps the candidates)
     # the other jobs of this job's phase (directories): train, the other sources' training jobs (their integrals
@@ -357,6 +358,10 @@ class Accumulated:
     def result(self, group_of_channel: list[int]) -> IntegrationResult:
         """The pooled cross section."""
         return self.cross_section.result(torch.tensor(group_of_channel))
+
+    def final_result(self, group_of_channel: list[int]) -> IntegrationResult:
+        """The cross section of the final sampler's points alone."""
+        return self.cross_section.final.result(torch.tensor(group_of_channel))
 
     def prior_fractions(self) -> np.ndarray:
         n = len(self.prior_weighted)

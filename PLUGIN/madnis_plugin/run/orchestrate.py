@@ -36,7 +36,16 @@ from .events import (
     training_share,
     write_events,
 )
-from .sample import EventPlan, Unweighted, WeightedPoints, describe_sigma, draw_for_precision, integrate, unweight
+from .sample import (
+    EventPlan,
+    Unweighted,
+    WeightedPoints,
+    channel_spreads,
+    describe_sigma,
+    draw_for_precision,
+    integrate,
+    unweight,
+)
 from .source import (
     INTEGRATION,
     PRECISION,
@@ -188,11 +197,12 @@ def precise(
     :func:`.events.precision_shortfall` asks beyond all drawn so far, each source's with the channel allocation of least
     variance (:meth:`.sample.EventPlan.for_precision`, seeded by the precision stream), pooled into its sigma; events
     and their efficiency unchanged."""
-    extra = precision_shortfall([u.cross_section for u in unweighted], settings.relative_precision, log)
+    final = [w.cross_section.final.result(w.group_of_channel) for w in points]
+    extra = precision_shortfall([u.cross_section for u in unweighted], final, settings.relative_precision, log)
     out = []
     for index, (source, t, weighted, events, n) in enumerate(zip(sources, trained, points, unweighted, extra)):
         if n > 0:
-            plan = EventPlan.for_precision(t.madnis)
+            plan = EventPlan.for_precision(channel_spreads(final[index]))
             batch = settings.weighted_batch
             draw_for_precision(t.madnis, weighted, plan, n, stream_seed(seed, index, PRECISION), batch)
             sigma = weighted.cross_section.result(weighted.group_of_channel)

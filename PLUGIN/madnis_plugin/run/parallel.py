@@ -48,7 +48,7 @@ from .jobs import (
     settings_to_dict,
 )
 from .orchestrate import RunResult, SourceResult, log_summary, pooled_cross_section
-from .sample import describe_sigma
+from .sample import channel_spreads, describe_sigma
 from .source import ProcessSource, RunSettings, check_run, saved_sampler_path
 from .train import TrainedSampler
 
@@ -137,6 +137,7 @@ def run_in_jobs(
                 spec.chunks, name = todo, f"generate_{todo[0]:03d}"
             else:  # a directory apart from the chunks' own
                 spec.precision_chunks, spec.precision_points = todo, precision[i][1]
+                spec.precision_share = channel_spreads(final[i]).tolist()
                 name = f"generate_precision_{todo[0]:03d}"
             spec.channels, spec.label = sources[i].channels, sources[i].name
             spec.sampler, spec.integration = str(train_dirs[i] / SAMPLER), trained[i]["integration"]
@@ -147,11 +148,14 @@ def run_in_jobs(
     log(f"MadNIS: {settings.nevents} events shared {shares} over the P-dirs, {len(event_jobs)} generation job(s)")
     if event_jobs:
         run_jobs(generation_specs(event_jobs, None), "event generation")
-    so_far = [
-        accumulated(d, [chunk_dir(root / s.name, c) for c in numbers]).result([c.group for c in r.channels])
-        for s, d, numbers, r in zip(sources, train_dirs, chunks, integrations)
+    pooled = [
+        accumulated(d, [chunk_dir(root / s.name, c) for c in numbers])
+        for s, d, numbers in zip(sources, train_dirs, chunks)
     ]
-    precision = [precision_chunks(x) for x in precision_shortfall(so_far, settings.relative_precision, log)]
+    groups = [[c.group for c in r.channels] for r in integrations]
+    final = [p.final_result(g) for p, g in zip(pooled, groups)]
+    so_far = [p.result(g) for p, g in zip(pooled, groups)]
+    precision = [precision_chunks(x) for x in precision_shortfall(so_far, final, settings.relative_precision, log)]
     precision_jobs = generation_jobs([(i, list(range(1, k + 1)), n) for i, (k, n) in enumerate(precision) if k], cores)
     if precision_jobs:
         run_jobs(generation_specs(precision_jobs, precision), "precision")

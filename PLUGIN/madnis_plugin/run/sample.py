@@ -76,19 +76,21 @@ class EventPlan:
         return cls(share, w_max, efficiency)
 
     @classmethod
-    def for_precision(cls, madnis: MadNIS) -> EventPlan:
-        """Points for sigma alone (no events: ``w_max`` infinite): channel i with p_i ∝ its spread per point sigma_i
-        in the integration ``madnis.last_result`` (dI_i sqrt(n_i)), mixed as :func:`madnis.sampler.channel_probabilities`
-        mixes it, the allocation of least variance sum_i sigma_i^2 / p_i per point (stratified sampling) where the
-        events' plan allocates by w_max_i."""
-        spread = torch.tensor(
-            [c.error * math.sqrt(c.n_points) for c in madnis.last_result.channels], dtype=torch.float64
-        )
-        return cls(spread, math.inf, 0.0)
+    def for_precision(cls, spread: torch.Tensor) -> EventPlan:
+        """Points for sigma alone (no events: ``w_max`` infinite): channel i with p_i ∝ its spread per point
+        ``spread[i]`` (:func:`channel_spreads` of the final sampler's points), mixed as
+        :func:`madnis.sampler.channel_probabilities` mixes it, the allocation of least variance sum_i sigma_i^2 / p_i
+        per point (stratified sampling) where the events' plan allocates by w_max_i."""
+        return cls(spread.double(), math.inf, 0.0)
 
     def draw(self, madnis: MadNIS, n: int, seed: int) -> WeightedSample:
         """``n`` weighted points of the fixed sampler, channels drawn with the plan's p_i."""
         return madnis.sample_weighted(n, seed=seed, share=self.share)
+
+
+def channel_spreads(result: IntegrationResult) -> torch.Tensor:
+    """(n_channels,) each channel's spread per point in ``result``, sigma_i = dI_i sqrt(n_i)."""
+    return torch.tensor([c.error * math.sqrt(c.n_points) for c in result.channels], dtype=torch.float64)
 
 
 class WeightedPoints:
