@@ -311,10 +311,11 @@ def write_outputs(
         "the column beside MadNIS's sigma.",
         "Calls: stock, the points SubProcesses/results.dat counts (the survey/refine results the events come from; "
         "survey iterations that were superseded are not counted, so this is a lower bound); MadNIS, every "
-        "matrix-element call the run printed (training, integration, weighted points, one per event record).",
+        "matrix-element call the run printed (training, integration, weighted points, points for sigma alone "
+        "(`madnis_precision`), one per event record).",
         "Efficiency: stock, primary unweighted events / those points; MadNIS, unweighted events / weighted points "
-        "with w_max by MadEvent's rule (at most `madnis_max_overweight` = 0.1 % of the weight above it), as the run "
-        "prints it.",
+        "drawn for events (not the points for sigma alone, which unweight nothing) with w_max by MadEvent's rule (at "
+        "most `madnis_max_overweight` = 0.1 % of the weight above it), as the run prints it.",
         "Inside the cuts: stock's points (results.dat's, `kevent` in MadEvent's `Source/dsample.f`) are only those "
         "of weight != 0, inside the cuts, where its matrix element is evaluated (a point outside costs MadEvent its "
         "phase space alone, and its survey logs show 5-40 % of `p p > e+ e- j`'s points inside); MadNIS's calls and "

@@ -123,7 +123,8 @@ class RunResult:
 
     @property
     def efficiency(self) -> float:
-        """Unweighting efficiency over all sources: accepted / weighted points drawn."""
+        """Unweighting efficiency over all sources, each source's of its points drawn for events (the points for sigma
+        alone, ``madnis_precision``, unweight nothing), weighted by all its weighted points."""
         drawn = sum(s.weighted_points for s in self.sources)
         return sum(s.events.efficiency * s.weighted_points for s in self.sources) / drawn if drawn else 0.0
 
