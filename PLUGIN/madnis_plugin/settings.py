@@ -146,9 +146,9 @@ class MadnisSettings:
         """The card's number of bridge workers per P-dir, None for ``auto`` (the run's cores decide)."""
         return None if self.workers.lower() == "auto" else int(self.workers)
 
-    def relative_precision(self) -> float | None:
-        """The card's target relative error of the cross section, None for ``auto`` (:class:`.run.RunSettings`'s
-        rule, from ``nevents``)."""
+    def fixed_precision(self) -> float | None:
+        """The card's target relative error of the cross section, None for ``auto`` (the rule of
+        :attr:`.run.RunSettings.relative_precision`, from ``nevents``)."""
         return None if self.precision.lower() == AUTO else float(self.precision)
 
     def torch_device(self) -> str:

@@ -208,7 +208,7 @@ def madnis_run_settings(cmd: Any, settings: MadnisSettings, seed: int) -> RunSet
         output_dir=me_dir / "madnis",
         training=settings.training_config(seed=seed),
         integration_points=settings.integration_points,
-        precision=settings.relative_precision(),
+        precision=settings.fixed_precision(),
         events_file=str(me_dir / "Events" / cmd.run_name / "unweighted_events.lhe.gz"),
         run_name=cmd.run_name,
         tag=cmd.run_card["run_tag"],
